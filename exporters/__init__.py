@@ -1,0 +1,1 @@
+"""Turn a catalogue model into something a runtime can run: a torch module today, ONNX files later."""

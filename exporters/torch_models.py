@@ -1,0 +1,150 @@
+"""Build a catalogue model as a torch module, from its source library, with the weights asked for.
+
+Weights are one of: "random" (the library's own initialisation: speed, memory and MACs do not depend
+on weight values), "pretrained" (the library's published weights, from the user's cache or a
+download), or a path to a state dict for the same builder, loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+RANDOM = "random"
+PRETRAINED = "pretrained"
+# Keys of auxiliary training heads that a deployed (eval) model does not have.
+AUX_KEY_MARKERS = ("AuxLogits.", "aux1.", "aux2.")
+
+
+class WeightsUnavailable(Exception):
+    """The requested weights cannot be had; the message says why and how to provide them."""
+
+
+class SourceUnavailable(Exception):
+    """The model's source library is not installed."""
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """What it takes to build one model: its source library, builder and the weights wanted."""
+
+    name: str
+    source: str
+    builder: str
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained_tag: str | None = None
+    weights: str = RANDOM
+
+    @property
+    def weights_label(self) -> str:
+        if self.weights in (RANDOM, PRETRAINED):
+            return self.weights
+        return f"file:{Path(self.weights).name}"
+
+
+def build_module(recipe: ModelRecipe) -> nn.Module:
+    """Build the model in eval mode on the CPU, in fp32."""
+    if recipe.weights == PRETRAINED:
+        module = _pretrained_module(recipe)
+    else:
+        module = _random_module(recipe)
+        if recipe.weights != RANDOM:
+            load_state_dict_file(module, Path(recipe.weights))
+    return module.eval()
+
+
+def _import_source(source: str) -> Any:
+    package = {"project": "exporters.shufflenet_v1"}.get(source, source)
+    if source == "timm":
+        # Random or cached weights need no hub; without this timm retries the hub for ~46 s offline.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        extra = " (pip install 'dnn-harness[paper]')" if source == "pretrainedmodels" else ""
+        raise SourceUnavailable(f"the model's source library '{source}' is not installed{extra}: {exc}") from None
+
+
+def _random_module(recipe: ModelRecipe) -> nn.Module:
+    library = _import_source(recipe.source)
+    kwargs = dict(recipe.builder_kwargs)
+    if recipe.source == "torchvision":
+        return getattr(library.models, recipe.builder)(weights=None, **kwargs)
+    if recipe.source == "timm":
+        return library.create_model(recipe.builder, pretrained=False, **kwargs)
+    if recipe.source == "pretrainedmodels":
+        return library.__dict__[recipe.builder](num_classes=1000, pretrained=None, **kwargs)
+    return getattr(library, recipe.builder)(**kwargs)
+
+
+def _pretrained_module(recipe: ModelRecipe) -> nn.Module:
+    if recipe.pretrained_tag is None:
+        raise WeightsUnavailable(
+            f"no pretrained weights exist for '{recipe.name}' in any maintained library; "
+            "pass --weights PATH with a state dict for this architecture")
+    library = _import_source(recipe.source)
+    try:
+        if recipe.source == "torchvision":
+            module = _random_module(recipe)
+            weights = library.models.get_weight(recipe.pretrained_tag)
+            _load_matching(module, weights.get_state_dict(progress=True, check_hash=True), recipe.name)
+            return module
+        if recipe.source == "timm":
+            return library.create_model(f"{recipe.builder}.{recipe.pretrained_tag}", pretrained=True,
+                                        **recipe.builder_kwargs)
+        return library.__dict__[recipe.builder](num_classes=1000, pretrained=recipe.pretrained_tag)
+    except WeightsUnavailable:
+        raise
+    except Exception as exc:  # network, hub and cache errors differ per library; all mean "not available"
+        raise WeightsUnavailable(
+            f"pretrained weights for '{recipe.name}' ({recipe.source} {recipe.pretrained_tag}) could not be loaded: "
+            f"{type(exc).__name__}: {exc}. {_where_weights_are_cached(recipe.source)} "
+            "or pass --weights PATH with a state dict for this builder") from None
+
+
+def _where_weights_are_cached(source: str) -> str:
+    if source == "timm":
+        return ("timm reads the Hugging Face cache (HF_HOME, default ~/.cache/huggingface): "
+                "download there on a machine with network access")
+    import torch.hub
+
+    return f"{source} reads {Path(torch.hub.get_dir()) / 'checkpoints'}: put the weights file there"
+
+
+def load_state_dict_file(module: nn.Module, path: Path) -> None:
+    """Load a checkpoint safely (`weights_only=True`) into `module`; unwrap {'state_dict': ...} forms."""
+    import torch
+
+    if not path.is_file():
+        raise WeightsUnavailable(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailable(f"cannot load weights file {path} safely (weights_only): {exc}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsUnavailable(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    _load_matching(module, state, str(path))
+
+
+def _load_matching(module: nn.Module, state: dict[str, Any], origin: str) -> None:
+    """Load strictly, except for the auxiliary training heads a deployed model leaves out."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = set(module.state_dict())
+    unexpected = [k for k in state if k not in expected and not k.startswith(AUX_KEY_MARKERS)]
+    missing = sorted(expected - set(state))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {detail}")
+    try:
+        module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {first}") from None

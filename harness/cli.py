@@ -1,0 +1,267 @@
+"""`python -m harness`: list the catalogue, benchmark cells. User mistakes: one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness import __version__
+from harness.bench import BenchSettings, Sweep, new_run_id
+from harness.complexity import ComplexityCache, measure
+from harness.errors import UserError
+from harness.models import complexity_key_for, recipe_for
+from harness.planning import PAPER_BATCH_SIZES, plan_cells
+from harness.registry import Catalogue, ModelSpec, load_catalogue
+from harness.summary import catalogue_table, failures, run_table
+from harness.timing import QUICK, THOROUGH
+from runtimes import RUNTIMES, RuntimeUnavailable, runtime_class
+
+EXIT_USER_ERROR = 2
+PRECISIONS = ("fp32", "fp16")
+WEIGHTS_NOTE = {
+    "random": "random-init weights: speed, memory and MACs do not depend on weight values",
+    "pretrained": "the source library's pretrained weights",
+}
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+# ---------------------------------------------------------------- argument parsing
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in _comma_list(text):
+        if not part.isdigit() or int(part) < 1:
+            raise UserError(f"bad batch size '{part}': give positive whole numbers, e.g. --batch-sizes 1,2,4")
+        sizes.append(int(part))
+    if not sizes:
+        raise UserError("no batch size given: e.g. --batch-sizes 1,2,4")
+    return sorted(set(sizes))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dnn-harness {__version__}")
+    parser.add_argument("--catalogue", metavar="PATH", help="models.yaml to use (default: the project's; "
+                                                            "or $HARNESS_MODELS)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="show the model catalogue")
+    listing.add_argument("--filter", metavar="GLOB", help="only names matching, e.g. 'resnet*' (comma-separated)")
+    listing.add_argument("--json", action="store_true", help="print JSON (exact params, MACs, conv MACs, file size)")
+    listing.add_argument("--no-compute", action="store_true",
+                         help="show only cached complexity; do not build models to count it")
+
+    bench = commands.add_parser("bench", help="time models on runtimes, one fresh process per cell")
+    bench.add_argument("--models", required=True, metavar="NAMES",
+                       help="comma-separated names or globs, e.g. 'resnet18,mobilenet_v2' or 'vgg*'")
+    bench.add_argument("--runtime", default="torch", metavar="NAMES",
+                       help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
+    bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
+                       help="default: the paper's 1,2,4,8,16,32,64")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    bench.add_argument("--weights", default="random",
+                       help="random (default), pretrained, or a path to a state dict (loaded with weights_only)")
+    bench.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads (default: library default)")
+    bench.add_argument("--channels-last", action="store_true", help="NHWC memory format (torch)")
+    bench.add_argument("--thorough", action="store_true",
+                       help="publication preset: >=100 samples and >=10 s per cell after >=2 s warm-up")
+    bench.add_argument("--timeout", type=float, default=900.0, metavar="S", help="seconds per cell (default 900)")
+    bench.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
+    bench.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    return parser
+
+
+# ---------------------------------------------------------------- list
+
+def _complexity_rows(catalogue: Catalogue, specs: list[ModelSpec], compute: bool) -> list[dict[str, Any]]:
+    cache = ComplexityCache()
+    keys = {spec.name: complexity_key_for(spec) for spec in specs}
+    missing = [s for s in specs if cache.get(keys[s.name]) is None and s.source_installed]
+    if compute and missing:
+        _compute_complexity(missing, keys, cache)
+    rows = []
+    for spec in specs:
+        complexity = cache.get(keys[spec.name])
+        rows.append({
+            "name": spec.name, "paper_name": spec.paper_name, "display_name": spec.display_name,
+            "family": spec.family, "source": spec.source, "builder": spec.builder, "input_size": spec.input_size,
+            "published_top1": spec.published.top1, "published_top5": spec.published.top5,
+            "published_source": spec.published.accuracy_source, "source_installed": spec.source_installed,
+            "complexity": complexity.as_dict() if complexity else None,
+        })
+    return rows
+
+
+def _compute_complexity(specs: list[ModelSpec], keys: dict[str, str], cache: ComplexityCache) -> None:
+    from exporters.torch_models import build_module
+
+    with _progress(err_console) as progress:
+        task = progress.add_task("counting params and MACs (once; cached)", total=len(specs))
+        for spec in specs:
+            progress.update(task, description=f"counting {spec.name}")
+            try:
+                cache.put(keys[spec.name], measure(build_module(recipe_for(spec)), spec.input_size))
+            except Exception as exc:  # a model that cannot be built is shown with '?', not fatal to list
+                err_console.print(f"[yellow]could not count {spec.name}: {type(exc).__name__}: {exc}[/yellow]")
+            progress.advance(task)
+
+
+def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    specs = catalogue.select(args.filter)
+    rows = _complexity_rows(catalogue, specs, compute=not args.no_compute)
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        console.print(catalogue_table(rows))
+        console.print(f"{len(rows)} models from {catalogue.path}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UserError(f"unknown device '{device}': use cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")
+
+
+def _check_runtimes(names: list[str]) -> list[type]:
+    classes = []
+    for name in names:
+        try:
+            classes.append(runtime_class(name))
+        except KeyError:
+            raise UserError(f"unknown runtime '{name}': choose from {', '.join(RUNTIMES)} "
+                            "(or a plug-in 'module:Class')") from None
+        except RuntimeUnavailable as exc:
+            raise UserError(f"{exc}; install it or choose another --runtime") from None
+    return classes
+
+
+def _check_sources(specs: list[ModelSpec]) -> None:
+    for spec in specs:
+        if not spec.source_installed:
+            hint = "pip install 'dnn-harness[paper]'" if spec.source == "pretrainedmodels" else f"pip install {spec.source}"
+            raise UserError(f"model '{spec.name}' needs {spec.source}, which is not installed: {hint}")
+
+
+def _check_weights(weights: str) -> str:
+    if weights in ("random", "pretrained"):
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"weights file '{weights}' does not exist: pass random, pretrained or a state-dict path")
+    return str(path.resolve())
+
+
+def _check_out_dir(out: str) -> Path:
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder '{out}': {exc.strerror}; pass --out DIR") from None
+    return path
+
+
+def _progress(console_: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console_, transient=False)
+
+
+def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    specs = catalogue.select(args.models)
+    runtime_names = _comma_list(args.runtime)
+    if not runtime_names:
+        raise UserError("no runtime given: e.g. --runtime torch")
+    classes = _check_runtimes(runtime_names)
+    precisions = _comma_list(args.precision)
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision '{precision}': choose from {', '.join(PRECISIONS)}")
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"bad --threads {args.threads}: give a positive number of threads")
+    if args.timeout <= 0:
+        raise UserError(f"bad --timeout {args.timeout:g}: give a positive number of seconds")
+    _check_device(args.device)
+    if any(cls.builds_model for cls in classes):
+        _check_sources(specs)
+    weights = _check_weights(args.weights)
+    out_dir = _check_out_dir(args.out)
+
+    cells = plan_cells([s.name for s in specs], runtime_names, precisions, batch_sizes, args.device)
+    settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
+                             channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed)
+    sweep = Sweep(out_dir, args.run_id or new_run_id(), catalogue, settings)
+    console.print(f"[bold]{len(cells)} cells[/bold] ({len(specs)} models x {len(runtime_names)} runtimes x "
+                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}; "
+                  f"weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; "
+                  f"policy: {'thorough' if args.thorough else 'quick'}")
+    with _progress(console) as progress:
+        task = progress.add_task("starting", total=len(cells))
+
+        def on_start(cell: Any) -> None:
+            progress.update(task, description=f"{cell.model} {cell.runtime} {cell.precision} bs{cell.batch_size}")
+
+        def on_done(cell: Any, record: dict[str, Any]) -> None:
+            progress.advance(task)
+            if record["status"] != "ok":
+                progress.console.print(f"[yellow]{cell.cell_id}: {record['status']}[/yellow]")
+
+        try:
+            records = sweep.run(cells, on_done=on_done, on_start=on_start)
+        except KeyboardInterrupt:
+            progress.stop()
+            err_console.print(f"interrupted; the records finished so far are in {sweep.records_path}")
+            return 130
+        progress.update(task, description="done")
+    console.print(run_table(records, title=f"run {sweep.run_id} ({args.device})"))
+    for line in failures(records):
+        console.print(f"[yellow]{line}[/yellow]")
+    ok = sum(r["status"] == "ok" for r in records)
+    console.print(f"{ok}/{len(records)} cells ok. Records: {sweep.records_path}")
+    return 0 if ok == len(records) else 1
+
+
+# ---------------------------------------------------------------- entry point
+
+COMMANDS = {"list": command_list, "bench": command_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        catalogue = load_catalogue(args.catalogue)
+        return COMMANDS[args.command](args, catalogue)
+    except UserError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""The model catalogue: `models.yaml` loaded into validated `ModelSpec`s, and selection by name or glob."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.util
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import UserError
+
+DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "models.yaml"
+CATALOGUE_ENV = "HARNESS_MODELS"
+
+Source = Literal["torchvision", "timm", "pretrainedmodels", "project"]
+SOURCE_PACKAGE: dict[str, str] = {
+    "torchvision": "torchvision",
+    "timm": "timm",
+    "pretrainedmodels": "pretrainedmodels",
+    "project": "exporters",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Preprocessing(_Strict):
+    """How an image becomes the model's input tensor (the accuracy protocol)."""
+
+    resize_shorter_to: int = Field(gt=0, description="shorter side resized to this many pixels")
+    crop_pct: float = Field(gt=0, le=1, description="center crop size / resize size")
+    interpolation: Literal["bilinear", "bicubic", "nearest"]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color: Literal["RGB", "BGR"]
+    value_range: tuple[float, float] = Field(description="pixel range before mean/std, e.g. [0, 1] or [0, 255]")
+
+
+class Published(_Strict):
+    """Figures published elsewhere, each with where it was read."""
+
+    top1: float | None = Field(default=None, ge=0, le=100)
+    top5: float | None = Field(default=None, ge=0, le=100)
+    accuracy_source: str | None = None
+    params_m: float | None = Field(default=None, gt=0)
+    gmacs: float | None = Field(default=None, gt=0, description="G multiply-adds, one multiply-add = 1")
+    complexity_source: str | None = None
+
+    @model_validator(mode="after")
+    def _sources_given(self) -> "Published":
+        if (self.top1 is not None or self.top5 is not None) and not self.accuracy_source:
+            raise ValueError("accuracy_source is required when top1/top5 are given")
+        if (self.params_m is not None or self.gmacs is not None) and not self.complexity_source:
+            raise ValueError("complexity_source is required when params_m/gmacs are given")
+        return self
+
+
+class PretrainedWeights(_Strict):
+    """Where the library's pretrained weights come from, and whether they are the paper's."""
+
+    tag: str | None = Field(default=None, description="torchvision weights enum, timm tag or pretrainedmodels key")
+    same_as_paper: bool
+    note: str
+
+
+class ModelSpec(_Strict):
+    """One architecture of the catalogue."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    paper_name: str | None = Field(default=None, description="display name in Bianco et al. 2018; none if not in it")
+    display_name: str
+    family: str
+    year: int = Field(ge=1980, le=2100)
+    source: Source
+    builder: str
+    builder_kwargs: dict[str, object] = Field(default_factory=dict)
+    input_size: Literal[224, 299, 331]
+    preprocessing: Preprocessing
+    published: Published
+    pretrained: PretrainedWeights | None = None
+    successor_of: str | None = None
+    notes: str | None = None
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("builder must name a function of the source library")
+        return value
+
+    @property
+    def in_paper(self) -> bool:
+        return self.paper_name is not None
+
+    @property
+    def source_installed(self) -> bool:
+        return importlib.util.find_spec(SOURCE_PACKAGE[self.source]) is not None
+
+
+def _first_error_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(entry)"
+    return f"field '{field}': {first['msg']}"
+
+
+class Catalogue:
+    """All `ModelSpec`s of one models.yaml, in file order."""
+
+    def __init__(self, specs: list[ModelSpec], path: Path) -> None:
+        self.specs = specs
+        self.path = path
+
+    @cached_property
+    def by_name(self) -> dict[str, ModelSpec]:
+        return {spec.name: spec for spec in self.specs}
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise UserError(_unknown_model_message(name, list(self.by_name))) from None
+
+    def select(self, patterns: str | list[str] | None) -> list[ModelSpec]:
+        """Models matching comma-separated names or globs, in catalogue order; None selects all."""
+        if patterns is None:
+            return list(self.specs)
+        if isinstance(patterns, str):
+            patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+        if not patterns:
+            raise UserError("no model given: pass names or globs, e.g. --models 'resnet18,vgg*'")
+        chosen: set[str] = set()
+        for pattern in patterns:
+            matches = fnmatch.filter(self.by_name, pattern)
+            if not matches:
+                raise UserError(_unknown_model_message(pattern, list(self.by_name)))
+            chosen.update(matches)
+        return [spec for spec in self.specs if spec.name in chosen]
+
+
+def _unknown_model_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `python -m harness list` to see them"
+    return f"unknown model '{name}'{hint}"
+
+
+def catalogue_path(path: str | Path | None = None) -> Path:
+    return Path(path or os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """Read and validate models.yaml; any problem is a `UserError` naming the entry and the field."""
+    file = catalogue_path(path)
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read the model catalogue {file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{file}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    entries = raw.get("models") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"{file}: expected a top-level 'models:' list of entries")
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        label = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
+        try:
+            spec = ModelSpec.model_validate(entry)
+        except ValidationError as exc:
+            raise UserError(f"{file}: entry '{label}': {_first_error_line(exc)}") from None
+        if spec.name in seen:
+            raise UserError(f"{file}: entry '{label}': field 'name': duplicate name")
+        seen.add(spec.name)
+        specs.append(spec)
+    for spec in specs:
+        if spec.successor_of and spec.successor_of not in seen:
+            raise UserError(f"{file}: entry '{spec.name}': field 'successor_of': no entry named '{spec.successor_of}'")
+    return Catalogue(specs, file)

@@ -1,0 +1,158 @@
+"""The harness's clock: warm-up, the stopping rule, and the statistics of the kept samples.
+
+A timed sample is exactly `runtime.run(); runtime.synchronize()` between two host readings of
+`time.perf_counter_ns()`. Inputs were placed by `prepare()` beforehand and outputs are not copied
+back inside it. Where the runtime has a device clock (CUDA events), its start/end marks are recorded
+just inside the host readings and read after the sample, outside the timed region.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from runtimes.base import Runtime
+
+Clock = Callable[[], int]  # nanoseconds, monotonic
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When to stop warming up and when to stop sampling. Both minimums must be met; either cap stops."""
+
+    warmup_min_iters: int = 3
+    warmup_min_s: float = 0.2
+    min_samples: int = 10
+    min_duration_s: float = 1.0
+    max_samples: int = 500
+    max_duration_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 1 or self.max_samples < self.min_samples:
+            raise ValueError("need 1 <= min_samples <= max_samples")
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError("need min_duration_s <= max_duration_s")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+QUICK = Policy()
+THOROUGH = Policy(warmup_min_iters=10, warmup_min_s=2.0, min_samples=100, min_duration_s=10.0,
+                  max_samples=10_000, max_duration_s=120.0)
+
+# A tail percentile q is reported only when at least this many samples lie beyond it: n * (1 - q) >= 5.
+# So p90 needs 50 samples, p95 100 and p99 500; below that the field is null.
+SAMPLES_BEYOND_TAIL = 5
+TAILS = {"p90": 0.90, "p95": 0.95, "p99": 0.99}
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Statistics of per-batch times in ms; per-image figures divide by the batch size."""
+
+    samples: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    min_ms: float
+    max_ms: float
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    per_image_median_ms: float
+    images_per_s: float | None  # None only if the median is 0 (below the clock resolution)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default method)."""
+    position = (len(sorted_values) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def summarize(batch_times_ms: list[float], batch_size: int) -> Statistics:
+    if not batch_times_ms:
+        raise ValueError("no samples to summarize")
+    ordered = sorted(batch_times_ms)
+    n = len(ordered)
+    median = statistics.median(ordered)
+    mean = statistics.fmean(ordered)
+    std = statistics.stdev(ordered) if n > 1 else 0.0
+    tails = {key: (percentile(ordered, q) if n * (1 - q) >= SAMPLES_BEYOND_TAIL - 1e-9 else None)
+             for key, q in TAILS.items()}
+    return Statistics(
+        samples=n, median_ms=median, mean_ms=mean, std_ms=std, cv=std / mean if mean > 0 else 0.0,
+        min_ms=ordered[0], max_ms=ordered[-1],
+        p90_ms=tails["p90"], p95_ms=tails["p95"], p99_ms=tails["p99"],
+        per_image_median_ms=median / batch_size,
+        images_per_s=batch_size * 1000.0 / median if median > 0 else None,
+    )
+
+
+@dataclass
+class Measurement:
+    """Everything the timed loop produced; every sample is kept."""
+
+    warmup_iters: int
+    warmup_s: float
+    host_ms: list[float]
+    device_ms: list[float] | None
+    stop_reason: str
+    loop_s: float
+
+
+def _one_sample(runtime: Runtime, clock: Clock) -> float:
+    start = clock()
+    runtime.run()
+    runtime.synchronize()
+    return (clock() - start) / 1e6
+
+
+def warm_up(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns) -> tuple[int, float]:
+    """Run until both the minimum count and the minimum duration of warm-up are met."""
+    start = clock()
+    iters = 0
+    while iters < policy.warmup_min_iters or (clock() - start) / 1e9 < policy.warmup_min_s:
+        runtime.run()
+        runtime.synchronize()
+        iters += 1
+    return iters, (clock() - start) / 1e9
+
+
+def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns) -> Measurement:
+    """Warm up, then take timed samples until the policy says stop."""
+    warmup_iters, warmup_s = warm_up(runtime, policy, clock)
+    device_clock = runtime.device_clock()
+    host_ms: list[float] = []
+    device_ms: list[float] | None = [] if device_clock is not None else None
+    loop_start = clock()
+    while True:
+        if device_clock is None:
+            host_ms.append(_one_sample(runtime, clock))
+        else:
+            start = clock()
+            device_clock.mark_start()
+            runtime.run()
+            device_clock.mark_end()
+            runtime.synchronize()
+            host_ms.append((clock() - start) / 1e6)
+            device_ms.append(device_clock.elapsed_ms())  # type: ignore[union-attr]
+        elapsed_s = (clock() - loop_start) / 1e9
+        reason = _stop_reason(len(host_ms), elapsed_s, policy)
+        if reason:
+            return Measurement(warmup_iters, warmup_s, host_ms, device_ms, reason, elapsed_s)
+
+
+def _stop_reason(n: int, elapsed_s: float, policy: Policy) -> str | None:
+    if n >= policy.min_samples and elapsed_s >= policy.min_duration_s:
+        return "minimums met"
+    if n >= policy.max_samples:
+        return "sample cap"
+    if elapsed_s >= policy.max_duration_s:
+        return "time cap"
+    return None

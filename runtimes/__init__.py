@@ -1,0 +1,43 @@
+"""Runtimes behind one contract (`runtimes.base.Runtime`). Importing this package imports no runtime library."""
+
+from __future__ import annotations
+
+import importlib
+
+from runtimes.base import Runtime, RuntimeOptions
+
+# name -> (module, class, what it needs installed)
+RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "torch": ("runtimes.torch_eager", "TorchEagerRuntime", "torch"),
+    "null": ("runtimes.null", "NullRuntime", "numpy"),
+}
+
+
+class RuntimeUnavailable(Exception):
+    """The runtime's library cannot be imported here."""
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The class for a registered name, or for a plug-in given as 'package.module:ClassName'.
+
+    Imports that runtime's module and only it.
+    """
+    if name in RUNTIMES:
+        module_name, class_name, requirement = RUNTIMES[name]
+    elif ":" in name:
+        module_name, class_name = name.split(":", 1)
+        requirement = f"the module {module_name}"
+    else:
+        raise KeyError(name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeUnavailable(f"runtime '{name}' needs {requirement}: {exc}") from None
+    runtime = getattr(module, class_name, None)
+    if not (isinstance(runtime, type) and issubclass(runtime, Runtime)):
+        raise RuntimeUnavailable(f"runtime '{name}': {module_name} has no Runtime subclass {class_name}")
+    return runtime
+
+
+def create_runtime(name: str, options: RuntimeOptions) -> Runtime:
+    return runtime_class(name)(options)

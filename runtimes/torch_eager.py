@@ -1,0 +1,115 @@
+"""PyTorch eager mode: CPU and CUDA, fp32 (and fp16 on CUDA), optional channels_last, under inference_mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import Artifact, DeviceClock, Runtime, RuntimeOptions, UnsupportedConfiguration, TorchModuleArtifact
+
+PRECISIONS = ("fp32", "fp16")
+
+
+class CudaEventClock:
+    """CUDA events recorded on the current stream around one run."""
+
+    def __init__(self, torch: Any) -> None:
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def mark_start(self) -> None:
+        self._start.record()
+
+    def mark_end(self) -> None:
+        self._end.record()
+
+    def elapsed_ms(self) -> float:
+        return float(self._start.elapsed_time(self._end))
+
+
+class TorchEagerRuntime(Runtime):
+    name = "torch"
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        super().__init__(options)
+        if options.precision not in PRECISIONS:
+            raise UnsupportedConfiguration(f"torch eager supports {', '.join(PRECISIONS)}, not {options.precision}")
+        if options.precision == "fp16" and not options.device.startswith("cuda"):
+            raise UnsupportedConfiguration("fp16 in torch eager needs CUDA (CPU half kernels are slow or missing)")
+        self._module: Any = None
+        self._inputs: Any = None
+        self._result: Any = None
+
+    def load(self, artifact: Artifact) -> None:
+        import torch
+
+        if not isinstance(artifact, TorchModuleArtifact):
+            raise UnsupportedConfiguration(f"torch eager runs torch modules, not {type(artifact).__name__}")
+        self._torch = torch
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        self._device = torch.device(self.options.device)
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise UnsupportedConfiguration("CUDA was asked for but torch sees no CUDA device")
+        if self._device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        module = artifact.build().eval().to(self._device)
+        if self.options.precision == "fp16":
+            module = module.half()
+        if self.options.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self._module = module
+
+    def prepare(self, inputs: np.ndarray) -> None:
+        torch = self._torch
+        tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(self._device)
+        if self.options.precision == "fp16":
+            tensor = tensor.half()
+        if self.options.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        self._inputs = tensor
+
+    def run(self) -> None:
+        with self._torch.inference_mode():
+            self._result = self._module(self._inputs)
+
+    def synchronize(self) -> None:
+        if self._device.type == "cuda":
+            self._torch.cuda.synchronize(self._device)
+
+    def outputs(self) -> list[np.ndarray]:
+        result = self._result
+        tensors = result if isinstance(result, (tuple, list)) else [result]
+        return [t.detach().float().cpu().numpy() for t in tensors]
+
+    def device_clock(self) -> DeviceClock | None:
+        if self._device.type != "cuda":
+            return None
+        return CudaEventClock(self._torch)
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        cuda = self.options.device.startswith("cuda")
+        return {
+            "name": self.name,
+            "version": torch.__version__,
+            "device": self.options.device,
+            "device_name": torch.cuda.get_device_name(self._device) if cuda and torch.cuda.is_available() else None,
+            "precision": self.options.precision,
+            "options": {
+                "threads": torch.get_num_threads(),
+                "threads_requested": self.options.threads,
+                "interop_threads": torch.get_num_interop_threads(),
+                "channels_last": self.options.channels_last,
+                "inference_mode": True,
+                "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+                "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+                "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32) if cuda else None,
+                "cuda_graphs": False,
+            },
+        }
+
+    def _release(self) -> None:
+        self._module = self._inputs = self._result = None
