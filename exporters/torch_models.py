@@ -11,9 +11,10 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    from torch import nn
 
 RANDOM = "random"
 PRETRAINED = "pretrained"
@@ -58,7 +59,7 @@ def build_module(recipe: ModelRecipe) -> nn.Module:
     return module.eval()
 
 
-def _import_source(source: str) -> Any:
+def import_source(source: str) -> Any:
     package = {"project": "exporters.shufflenet_v1"}.get(source, source)
     if source == "timm":
         # Random or cached weights need no hub; without this timm retries the hub for ~46 s offline.
@@ -71,7 +72,7 @@ def _import_source(source: str) -> Any:
 
 
 def _random_module(recipe: ModelRecipe) -> nn.Module:
-    library = _import_source(recipe.source)
+    library = import_source(recipe.source)
     kwargs = dict(recipe.builder_kwargs)
     if recipe.source == "torchvision":
         return getattr(library.models, recipe.builder)(weights=None, **kwargs)
@@ -87,7 +88,7 @@ def _pretrained_module(recipe: ModelRecipe) -> nn.Module:
         raise WeightsUnavailable(
             f"no pretrained weights exist for '{recipe.name}' in any maintained library; "
             "pass --weights PATH with a state dict for this architecture")
-    library = _import_source(recipe.source)
+    library = import_source(recipe.source)
     try:
         if recipe.source == "torchvision":
             module = _random_module(recipe)

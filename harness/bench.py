@@ -15,7 +15,7 @@ from harness.isolation import run_isolated
 from harness.models import complexity_key_for, model_summary
 from harness.paths import write_atomically
 from harness.planning import Cell
-from harness.records import ENV_FILE, RECORDS_FILE, append_record
+from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, append_record
 from harness.registry import Catalogue
 from harness.timing import Policy
 
@@ -59,6 +59,7 @@ def build_record(run_id: str, cell: Cell, catalogue: Catalogue, settings: BenchS
                  started_at: str, wall_s: float) -> dict[str, Any]:
     spec = catalogue.get(cell.model)
     record = {
+        "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "cell_id": cell.cell_id,
         "cell": cell.as_dict(),

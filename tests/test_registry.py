@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.registry import load_catalogue
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_CSV = ROOT.parent / "shared" / "reference" / "paper_models.csv"
+
+
+def test_catalogue_has_every_paper_model(catalogue):
+    paper = [spec for spec in catalogue.specs if spec.in_paper]
+    assert len(paper) == 44
+    assert len({spec.paper_name for spec in paper}) == 44
+
+
+@pytest.mark.skipif(not PAPER_CSV.exists(), reason="shared/reference is not beside this checkout")
+def test_paper_names_match_reference_csv(catalogue):
+    rows = list(csv.DictReader(PAPER_CSV.open()))
+    assert {row["paper_name"] for row in rows} == {s.paper_name for s in catalogue.specs if s.in_paper}
+    by_paper = {s.paper_name: s for s in catalogue.specs if s.in_paper}
+    for row in rows:
+        spec = by_paper[row["paper_name"]]
+        assert spec.input_size == int(row["input_size"]), spec.name
+        assert spec.preprocessing.color == row["input_space"], spec.name
+
+
+def test_shufflenet_v1_and_its_successor(catalogue):
+    v1 = catalogue.get("shufflenet_v1_g8")
+    assert v1.source == "project" and v1.builder_kwargs == {"groups": 8}
+    assert v1.pretrained is None and "no pretrained weights" in (v1.notes or "")
+    v2 = catalogue.get("shufflenet_v2_x1_0")
+    assert v2.successor_of == "shufflenet_v1_g8" and not v2.in_paper
+
+
+def test_every_entry_has_a_recipe_and_sourced_figures(catalogue):
+    for spec in catalogue.specs:
+        pre = spec.preprocessing
+        assert pre.resize_shorter_to >= spec.input_size, spec.name
+        assert abs(pre.resize_shorter_to * pre.crop_pct - spec.input_size) < 1.0, spec.name
+        if spec.published.top1 is not None:
+            assert spec.published.accuracy_source, spec.name
+
+
+def test_bgr_models_take_0_255_input(catalogue):
+    for name in ("bninception", "cafferesnet101"):
+        pre = catalogue.get(name).preprocessing
+        assert pre.color == "BGR" and pre.value_range == (0.0, 255.0)
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def _entries() -> list[dict]:
+    return copy.deepcopy(yaml.safe_load((ROOT / "models.yaml").read_text())["models"][:3])
+
+
+@pytest.mark.parametrize("mutate, entry, field", [
+    (lambda e: e[1].pop("input_size"), "vgg11", "input_size"),
+    (lambda e: e[0].update(input_size=256), "alexnet", "input_size"),
+    (lambda e: e[2]["preprocessing"].update(color="RGBA"), "vgg11_bn", "preprocessing.color"),
+    (lambda e: e[0]["preprocessing"].update(mean=[0.5, 0.5]), "alexnet", "preprocessing.mean"),
+    (lambda e: e[0].update(source="caffe"), "alexnet", "source"),
+    (lambda e: e[0].update(unknown_field=1), "alexnet", "unknown_field"),
+    (lambda e: e[1]["published"].pop("accuracy_source"), "vgg11", "published"),
+    (lambda e: e[0].update(name="vgg11"), "vgg11", "name"),  # a duplicate of the second entry
+])
+def test_malformed_entry_names_entry_and_field(tmp_path, mutate, entry, field):
+    entries = _entries()
+    mutate(entries)
+    with pytest.raises(UserError) as error:
+        load_catalogue(_write(tmp_path, {"models": entries}))
+    message = str(error.value)
+    assert f"entry '{entry}'" in message and f"field '{field}" in message
+    assert "\n" not in message
+
+
+def test_not_yaml_and_wrong_shape(tmp_path):
+    with pytest.raises(UserError, match="not valid YAML at line"):
+        load_catalogue(_write(tmp_path, "models: [\n  - {name: x"))
+    with pytest.raises(UserError, match="top-level 'models:' list"):
+        load_catalogue(_write(tmp_path, {"model": []}))
+    with pytest.raises(UserError, match="cannot read the model catalogue"):
+        load_catalogue(tmp_path / "missing.yaml")
+
+
+def test_select_by_names_and_globs(catalogue):
+    names = [s.name for s in catalogue.select("resnet1*,alexnet")]
+    assert names == ["alexnet", "resnet18", "resnet101", "resnet152"]  # catalogue order
+    assert len(catalogue.select(None)) == len(catalogue.specs)
+
+
+def test_unknown_model_suggests_close_names(catalogue):
+    with pytest.raises(UserError, match="unknown model 'resnet19'; did you mean resnet18"):
+        catalogue.select("resnet19")
+    with pytest.raises(UserError, match="harness list"):
+        catalogue.select("zzzz")

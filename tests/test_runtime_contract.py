@@ -1,0 +1,135 @@
+"""One contract suite, run against every runtime that can be imported here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from runtimes import RUNTIMES, RuntimeUnavailable, create_runtime, runtime_class
+from runtimes.base import RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+
+
+def _importable(name: str) -> bool:
+    try:
+        runtime_class(name)
+        return True
+    except RuntimeUnavailable:
+        return False
+
+
+RUNTIME_NAMES = [pytest.param(name, marks=pytest.mark.skipif(not _importable(name), reason=f"{name} not installed"))
+                 for name in RUNTIMES]
+
+
+def _tiny_model():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 1000))
+
+
+ARTIFACT = TorchModuleArtifact(name="tiny", build=_tiny_model)
+INPUTS = np.random.default_rng(0).standard_normal((2, 3, 16, 16), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", RUNTIME_NAMES)
+def test_lifecycle(name):
+    runtime = create_runtime(name, RuntimeOptions())
+    runtime.load(ARTIFACT)
+    runtime.prepare(INPUTS)
+    for _ in range(3):
+        runtime.run()
+        runtime.synchronize()
+    [logits] = runtime.outputs()
+    assert isinstance(logits, np.ndarray) and logits.shape == (2, 1000)
+    runtime.close()
+    runtime.close()  # idempotent
+
+
+@pytest.mark.parametrize("name", RUNTIME_NAMES)
+def test_info_names_every_knob(name):
+    with create_runtime(name, RuntimeOptions()) as runtime:
+        runtime.load(ARTIFACT)
+        info = runtime.info()
+    assert {"name", "version", "device", "precision", "options"} <= set(info)
+    assert info["name"] == name and info["device"] == "cpu" and info["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("name", RUNTIME_NAMES)
+def test_context_manager_closes(name):
+    with create_runtime(name, RuntimeOptions()) as runtime:
+        runtime.load(ARTIFACT)
+    assert runtime._closed
+
+
+@pytest.mark.parametrize("name", RUNTIME_NAMES)
+def test_cpu_has_no_device_clock(name):
+    with create_runtime(name, RuntimeOptions()) as runtime:
+        runtime.load(ARTIFACT)
+        assert runtime.device_clock() is None
+
+
+def test_torch_outputs_match_the_module():
+    import torch
+
+    with create_runtime("torch", RuntimeOptions(threads=1)) as runtime:
+        runtime.load(ARTIFACT)
+        runtime.prepare(INPUTS)
+        runtime.run()
+        runtime.synchronize()
+        [logits] = runtime.outputs()
+        assert runtime.info()["options"]["threads"] == 1
+    with torch.inference_mode():
+        expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_channels_last_gives_the_same_answer():
+    results = []
+    for channels_last in (False, True):
+        with create_runtime("torch", RuntimeOptions(channels_last=channels_last)) as runtime:
+            runtime.load(ARTIFACT)
+            runtime.prepare(INPUTS)
+            runtime.run()
+            runtime.synchronize()
+            results.append(runtime.outputs()[0])
+            assert runtime.info()["options"]["channels_last"] is channels_last
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
+
+
+def test_torch_refuses_fp16_on_cpu_and_unknown_precision():
+    with pytest.raises(UnsupportedConfiguration, match="fp16"):
+        create_runtime("torch", RuntimeOptions(precision="fp16"))
+    with pytest.raises(UnsupportedConfiguration):
+        create_runtime("torch", RuntimeOptions(precision="int8"))
+
+
+def test_null_runtime_never_builds_the_model():
+    def explode():
+        raise AssertionError("built")
+
+    with create_runtime("null", RuntimeOptions()) as runtime:
+        runtime.load(TorchModuleArtifact(name="x", build=explode))
+        runtime.prepare(INPUTS)
+        runtime.run()
+        assert runtime.outputs()[0].shape == (2, 1000)
+
+
+def test_importing_runtimes_imports_no_runtime_library():
+    code = ("import sys, runtimes, runtimes.torch_eager, runtimes.null, harness.worker, harness.cli; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_plugin_runtime_by_import_path():
+    cls = runtime_class("tests.faulty_runtimes:RaisingRuntime")
+    assert cls.__name__ == "RaisingRuntime"
+    with pytest.raises(RuntimeUnavailable):
+        runtime_class("tests.faulty_runtimes:NoSuchRuntime")
+    with pytest.raises(RuntimeUnavailable):
+        runtime_class("no_such_module_xyz:Runtime")

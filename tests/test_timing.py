@@ -1,0 +1,135 @@
+"""The timed loop and its statistics, driven by a fake clock: no real time passes."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+
+from harness.timing import Policy, percentile, sample, summarize, warm_up
+from runtimes.base import Runtime, RuntimeOptions
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_ns = 0
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+class SteppingRuntime(Runtime):
+    """Each run() advances the fake clock by the next duration (ms), cycling."""
+
+    name = "stepping"
+
+    def __init__(self, clock: FakeClock, durations_ms: list[float]) -> None:
+        super().__init__(RuntimeOptions())
+        self.clock, self.durations, self.calls, self.syncs = clock, durations_ms, 0, 0
+
+    def load(self, artifact) -> None: ...
+
+    def prepare(self, inputs: np.ndarray) -> None: ...
+
+    def run(self) -> None:
+        self.clock.now_ns += int(self.durations[self.calls % len(self.durations)] * 1e6)
+        self.calls += 1
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+    def outputs(self) -> list[np.ndarray]:
+        return []
+
+    def info(self) -> dict:
+        return {"name": self.name}
+
+
+def _policy(**overrides) -> Policy:
+    base = dict(warmup_min_iters=0, warmup_min_s=0.0, min_samples=5, min_duration_s=1.0, max_samples=1000,
+                max_duration_s=100.0)
+    return Policy(**{**base, **overrides})
+
+
+def test_stops_only_when_both_minimums_are_met():
+    clock = FakeClock()
+    # 10 ms per run: 5 samples take 50 ms, so the 1 s minimum duration decides: 100 samples.
+    result = sample(SteppingRuntime(clock, [10.0]), _policy(), clock)
+    assert len(result.host_ms) == 100 and result.stop_reason == "minimums met"
+    # 500 ms per run: 1 s is reached after 2 samples, so the minimum count of 5 decides.
+    clock = FakeClock()
+    result = sample(SteppingRuntime(clock, [500.0]), _policy(), clock)
+    assert len(result.host_ms) == 5 and result.stop_reason == "minimums met"
+
+
+def test_caps_stop_the_loop():
+    clock = FakeClock()
+    result = sample(SteppingRuntime(clock, [1.0]), _policy(min_samples=50, min_duration_s=10, max_samples=200,
+                                                           max_duration_s=100), clock)
+    assert len(result.host_ms) == 200 and result.stop_reason == "sample cap"
+    clock = FakeClock()
+    result = sample(SteppingRuntime(clock, [3000.0]), _policy(min_samples=50, min_duration_s=1, max_duration_s=10),
+                    clock)
+    assert len(result.host_ms) == 4 and result.stop_reason == "time cap"
+
+
+def test_every_sample_is_kept_and_each_is_run_plus_synchronize():
+    clock = FakeClock()
+    runtime = SteppingRuntime(clock, [1.0, 2.0, 3.0])
+    result = sample(runtime, _policy(min_samples=6, min_duration_s=0.0), clock)
+    assert result.host_ms == [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
+    assert runtime.calls == runtime.syncs == 6
+
+
+def test_warm_up_needs_count_and_duration():
+    clock = FakeClock()
+    runtime = SteppingRuntime(clock, [100.0])
+    iters, seconds = warm_up(runtime, _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
+    assert iters == 10 and seconds == pytest.approx(1.0)
+    clock = FakeClock()
+    iters, _ = warm_up(SteppingRuntime(clock, [1000.0]), _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
+    assert iters == 3
+
+
+def test_warm_up_runs_are_not_samples():
+    clock = FakeClock()
+    runtime = SteppingRuntime(clock, [50.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    result = sample(runtime, _policy(warmup_min_iters=1, min_samples=5, min_duration_s=0.0), clock)
+    assert result.warmup_iters == 1 and 50.0 not in result.host_ms
+
+
+def test_statistics():
+    times = [float(v) for v in range(1, 101)]  # 1..100 ms
+    stats = summarize(times, batch_size=4)
+    assert stats.samples == 100
+    assert stats.median_ms == 50.5 and stats.mean_ms == 50.5
+    assert stats.std_ms == pytest.approx(statistics.stdev(times))
+    assert stats.cv == pytest.approx(stats.std_ms / 50.5)
+    assert (stats.min_ms, stats.max_ms) == (1.0, 100.0)
+    assert stats.p90_ms == pytest.approx(np.percentile(times, 90))
+    assert stats.p95_ms == pytest.approx(np.percentile(times, 95))
+    assert stats.p99_ms is None  # 100 samples cannot support a 99th percentile (needs 500)
+    assert stats.per_image_median_ms == pytest.approx(50.5 / 4)
+    assert stats.images_per_s == pytest.approx(4 * 1000 / 50.5)
+
+
+@pytest.mark.parametrize("n, present", [(49, set()), (50, {"p90"}), (100, {"p90", "p95"}),
+                                        (500, {"p90", "p95", "p99"})])
+def test_tail_percentiles_need_enough_samples(n, present):
+    stats = summarize([1.0] * n, batch_size=1)
+    shown = {key for key in ("p90", "p95", "p99") if getattr(stats, f"{key}_ms") is not None}
+    assert shown == present
+
+
+def test_percentile_matches_numpy():
+    values = sorted(np.random.default_rng(1).random(37).tolist())
+    for q in (0.0, 0.25, 0.5, 0.9, 1.0):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q * 100))
+
+
+def test_policy_rejects_inconsistent_limits():
+    with pytest.raises(ValueError):
+        Policy(min_samples=10, max_samples=5)
+    with pytest.raises(ValueError):
+        Policy(min_duration_s=10, max_duration_s=5)
