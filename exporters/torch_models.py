@@ -59,10 +59,11 @@ def build_module(recipe: ModelRecipe) -> nn.Module:
     return module.eval()
 
 
-def import_source(source: str) -> Any:
+def import_source(source: str, hub_needed: bool = False) -> Any:
+    """Import the model's source library; without `hub_needed`, timm is kept off the model hub."""
     package = {"project": "exporters.shufflenet_v1"}.get(source, source)
-    if source == "timm":
-        # Random or cached weights need no hub; without this timm retries the hub for ~46 s offline.
+    if source == "timm" and not hub_needed:
+        # Random weights need no hub; without this timm retries the hub for ~46 s when offline.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return importlib.import_module(package)
@@ -88,7 +89,7 @@ def _pretrained_module(recipe: ModelRecipe) -> nn.Module:
         raise WeightsUnavailable(
             f"no pretrained weights exist for '{recipe.name}' in any maintained library; "
             "pass --weights PATH with a state dict for this architecture")
-    library = import_source(recipe.source)
+    library = import_source(recipe.source, hub_needed=True)
     try:
         if recipe.source == "torchvision":
             module = _random_module(recipe)

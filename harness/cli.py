@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import __version__
@@ -118,7 +119,7 @@ def _compute_complexity(specs: list[ModelSpec], keys: dict[str, str], cache: Com
             try:
                 cache.put(keys[spec.name], measure(build_module(recipe_for(spec)), spec.input_size))
             except Exception as exc:  # a model that cannot be built is shown with '?', not fatal to list
-                err_console.print(f"[yellow]could not count {spec.name}: {type(exc).__name__}: {exc}[/yellow]")
+                err_console.print(f"[yellow]could not count {spec.name}: {escape(f'{type(exc).__name__}: {exc}')}[/yellow]")
             progress.advance(task)
 
 
@@ -230,7 +231,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         def on_done(cell: Any, record: dict[str, Any]) -> None:
             progress.advance(task)
             if record["status"] != "ok":
-                progress.console.print(f"[yellow]{cell.cell_id}: {record['status']}[/yellow]")
+                progress.console.print(f"[yellow]{escape(cell.cell_id)}: {record['status']}[/yellow]")
 
         try:
             records = sweep.run(cells, on_done=on_done, on_start=on_start)
@@ -241,7 +242,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         progress.update(task, description="done")
     console.print(run_table(records, title=f"run {sweep.run_id} ({args.device})"))
     for line in failures(records):
-        console.print(f"[yellow]{line}[/yellow]")
+        console.print(f"[yellow]{escape(line)}[/yellow]")
     ok = sum(r["status"] == "ok" for r in records)
     console.print(f"{ok}/{len(records)} cells ok. Records: {sweep.records_path}")
     return 0 if ok == len(records) else 1
@@ -259,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalogue = load_catalogue(args.catalogue)
         return COMMANDS[args.command](args, catalogue)
     except UserError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR
 
 

@@ -72,7 +72,7 @@ def run_cell(request: dict[str, Any]) -> dict[str, Any]:
         inputs = make_inputs(cell["batch_size"], model["input_size"], request.get("seed", 0))
         start = time.perf_counter_ns()
         if runtime.builds_model:  # library import is start-up cost, kept out of the model's load time
-            import_source(recipe.source)
+            import_source(recipe.source, hub_needed=recipe.weights == "pretrained")
         import_s = (time.perf_counter_ns() - start) / 1e9
         start = time.perf_counter_ns()
         runtime.load(TorchModuleArtifact(name=model["name"], build=build))

@@ -1,0 +1,151 @@
+"""The command line end to end, as a user runs it: `python -m harness ...` in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.records import read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def harness(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_list_json_has_exact_complexity():
+    result = harness("list", "--filter", "resnet1*,squeezenet1_1", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"resnet18", "resnet101", "resnet152", "squeezenet1_1"}
+    resnet18 = rows["resnet18"]["complexity"]
+    assert resnet18["params"] == 11_689_512
+    assert resnet18["macs"] / 1e9 == pytest.approx(1.814, rel=0.01)
+    assert resnet18["flops"] == 2 * resnet18["macs"] and resnet18["conv_macs"] <= resnet18["macs"]
+    assert resnet18["file_size_bytes"] > 4 * resnet18["params"]
+    assert rows["resnet18"]["published_top1"] == 70.142 and rows["resnet18"]["source_installed"] is True
+
+
+def test_list_table():
+    result = harness("list", "--filter", "squeezenet*")
+    assert result.returncode == 0, result.stderr
+    for text in ("squeezenet1_0", "SqueezeNet-v1.1", "torchvision", "params (M)", "GMACs", "top-1", "installed",
+                 "2 models"):
+        assert text in result.stdout
+
+
+def test_bench_null_runtime_end_to_end(tmp_path):
+    result = harness("bench", "--runtime", "null", "--models", "resnet18,alexnet", "--batch-sizes", "1,2",
+                     "--out", str(tmp_path), "--run-id", "r1")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "4/4 cells ok" in result.stdout and "bs 2" in result.stdout and "random-init weights" in result.stdout
+    read = read_records(tmp_path / "r1" / "records.jsonl")
+    assert read.skipped == [] and len(read.records) == 4
+    env = json.loads((tmp_path / "r1" / "env.json").read_text())
+    assert {"cpu_model", "cpu_logical_cores", "ram_bytes", "python", "packages", "torch"} <= set(env)
+
+
+def test_bench_torch_cpu_records_everything(tmp_path):
+    result = harness("bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1,2",
+                     "--device", "cpu", "--precision", "fp32", "--threads", "1", "--out", str(tmp_path),
+                     "--run-id", "r2")
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = read_records(tmp_path / "r2" / "records.jsonl").records
+    assert [r["cell"]["batch_size"] for r in records] == [1, 2]
+    for record in records:
+        assert record["status"] == "ok"
+        assert record["model"]["weights"] == "random"
+        assert record["model"]["complexity"]["params"] == 1_235_496
+        assert record["runtime"]["options"]["threads"] == 1
+        host = record["timing"]["host"]
+        assert host["samples"] == len(record["samples_ms"]["host"]) >= record["policy"]["min_samples"]
+        assert host["per_image_median_ms"] == pytest.approx(host["median_ms"] / record["cell"]["batch_size"])
+        assert record["cold_start"]["load_s"] > 0 and record["cold_start"]["first_run_ms"] > 0
+        assert record["timing"]["device"] is None  # no device clock on the CPU
+    assert "squeezenet1_1" in result.stdout and "img/s" in result.stdout
+
+
+def test_bench_reports_failed_cells_and_exits_nonzero(tmp_path):
+    result = harness("bench", "--runtime", "tests.faulty_runtimes:RaisingRuntime", "--models", "resnet18",
+                     "--batch-sizes", "1", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "0/1 cells ok" in result.stdout and "this runtime always fails" in result.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["bench", "--models", "resnet19", "--batch-sizes", "1"], "unknown model 'resnet19'; did you mean resnet18"),
+    (["bench", "--models", "resnet18", "--runtime", "tensorflow"], "unknown runtime 'tensorflow'"),
+    (["bench", "--models", "resnet18", "--batch-sizes", "1,0"], "bad batch size '0'"),
+    (["bench", "--models", "resnet18", "--batch-sizes", "two"], "bad batch size 'two'"),
+    (["bench", "--models", "resnet18", "--precision", "int4"], "unknown precision 'int4'"),
+    (["bench", "--models", "resnet18", "--weights", "/no/such.pth"], "weights file '/no/such.pth' does not exist"),
+    (["bench", "--models", "resnet18", "--device", "tpu"], "unknown device 'tpu'"),
+    (["list", "--filter", "nothing_like_this*"], "unknown model 'nothing_like_this*'"),
+])
+def test_user_mistakes_get_one_line_and_exit_2(args, expected):
+    assert expected in _one_error_line(harness(*args))
+
+
+def test_cuda_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = _one_error_line(harness("bench", "--models", "resnet18", "--device", "cuda"))
+    assert "no CUDA device" in line and "--device cpu" in line
+
+
+def test_output_folder_that_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _one_error_line(harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
+                                   "--out", str(blocker / "sub")))
+    assert "cannot write to output folder" in line and "--out" in line
+
+
+def test_malformed_catalogue(tmp_path):
+    entries = yaml.safe_load((ROOT / "models.yaml").read_text())["models"][:2]
+    entries[1]["input_size"] = "big"
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": entries}))
+    line = _one_error_line(harness("--catalogue", str(path), "list"))
+    assert "entry 'vgg11'" in line and "field 'input_size'" in line
+
+
+def test_missing_source_library(monkeypatch, capsys, tmp_path):
+    from harness import cli, registry
+
+    real = registry.importlib.util.find_spec
+    monkeypatch.setattr(registry.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pretrainedmodels" else real(name, *a))
+    code = cli.main(["bench", "--models", "bninception", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "needs pretrainedmodels, which is not installed" in err and "dnn-harness[paper]" in err
+
+
+def test_help_lists_the_commands():
+    result = harness("--help")
+    assert result.returncode == 0 and "list" in result.stdout and "bench" in result.stdout
+    bench_help = harness("bench", "--help").stdout
+    for option in ("--models", "--runtime", "--batch-sizes", "--device", "--precision", "--out", "--weights",
+                   "--thorough", "--threads"):
+        assert option in bench_help
