@@ -128,20 +128,21 @@ class Catalogue:
             raise UserError(_unknown_model_message(name, list(self.by_name))) from None
 
     def select(self, patterns: str | list[str] | None) -> list[ModelSpec]:
-        """Models matching comma-separated names or globs, in catalogue order; None selects all."""
+        """Models matching comma-separated names or globs, in the order given (a glob's matches in
+        catalogue order), each once; None selects all."""
         if patterns is None:
             return list(self.specs)
         if isinstance(patterns, str):
             patterns = [p.strip() for p in patterns.split(",") if p.strip()]
         if not patterns:
             raise UserError("no model given: pass names or globs, e.g. --models 'resnet18,vgg*'")
-        chosen: set[str] = set()
+        chosen: dict[str, ModelSpec] = {}
         for pattern in patterns:
             matches = fnmatch.filter(self.by_name, pattern)
             if not matches:
                 raise UserError(_unknown_model_message(pattern, list(self.by_name)))
-            chosen.update(matches)
-        return [spec for spec in self.specs if spec.name in chosen]
+            chosen.update((name, self.by_name[name]) for name in matches if name not in chosen)
+        return list(chosen.values())
 
 
 def _unknown_model_message(name: str, known: list[str]) -> str:

@@ -94,8 +94,8 @@ def test_not_yaml_and_wrong_shape(tmp_path):
 
 
 def test_select_by_names_and_globs(catalogue):
-    names = [s.name for s in catalogue.select("resnet1*,alexnet")]
-    assert names == ["alexnet", "resnet18", "resnet101", "resnet152"]  # catalogue order
+    names = [s.name for s in catalogue.select("resnet1*,alexnet,resnet18")]
+    assert names == ["resnet18", "resnet101", "resnet152", "alexnet"]  # order given; a glob in catalogue order
     assert len(catalogue.select(None)) == len(catalogue.specs)
 
 
