@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m harness bench --runtime torch --models resnet18,mobilenet_v2,squeezenet1_1 \
+	$(PY) -m harness bench --runtime torch,ort --models resnet18,mobilenet_v2,squeezenet1_1 \
 		--batch-sizes 1,4 --device cpu --out results/
 
 test: $(STAMP)

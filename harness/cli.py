@@ -15,20 +15,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import __version__
-from harness.bench import BenchSettings, Sweep, new_run_id
+from harness.bench import BenchSettings, Subject, Sweep, catalogue_subjects, new_run_id
+from harness.onnx_files import inspect_onnx
 from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
+from harness.paths import CACHE_ENV, cache_dir
 from harness.models import complexity_key_for, recipe_for
 from harness.planning import PAPER_BATCH_SIZES, plan_cells
 from harness.registry import Catalogue, ModelSpec, load_catalogue
-from harness.summary import catalogue_table, failures, run_table
+from harness.summary import catalogue_table, export_table, failures, parity_table, run_table
 from harness.timing import QUICK, THOROUGH
 from runtimes import RUNTIMES, RuntimeUnavailable, runtime_class
 
 EXIT_USER_ERROR = 2
 PRECISIONS = ("fp32", "fp16")
 WEIGHTS_NOTE = {
-    "random": "random-init weights: speed, memory and MACs do not depend on weight values",
+    "random": "random-init weights (seeded, BatchNorm statistics re-estimated; speed, memory and MACs do not "
+              "depend on weight values)",
     "pretrained": "the source library's pretrained weights",
 }
 
@@ -67,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="show only cached complexity; do not build models to count it")
 
     bench = commands.add_parser("bench", help="time models on runtimes, one fresh process per cell")
-    bench.add_argument("--models", required=True, metavar="NAMES",
-                       help="comma-separated names or globs, e.g. 'resnet18,mobilenet_v2' or 'vgg*'")
+    chosen = bench.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--models", metavar="NAMES",
+                        help="comma-separated names or globs, e.g. 'resnet18,mobilenet_v2' or 'vgg*'")
+    chosen.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere (runtimes that run ONNX)")
     bench.add_argument("--runtime", default="torch", metavar="NAMES",
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
     bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
@@ -84,8 +89,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--timeout", type=float, default=900.0, metavar="S", help="seconds per cell (default 900)")
     bench.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
     bench.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random input and weights (default 0)")
+    _add_export_options(bench)
+
+    export = commands.add_parser("export", help="export models to ONNX once (cached by content)")
+    export.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+    export.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
+    export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    export.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per model (default 1800)")
+    _add_export_options(export)
+
+    verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager")
+    verify.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+    verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
+    verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    verify.add_argument("--batch-size", type=int, default=4, metavar="N", help="images compared (default 4)")
+    verify.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    verify.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
+    verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
+    verify.add_argument("--seed", type=int, default=0, help="seed of the inputs and random weights (default 0)")
+    verify.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per cell (default 1800)")
+    verify.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
+    verify.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
+    _add_export_options(verify)
     return parser
+
+
+def _add_export_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset for export (default 18)")
+    parser.add_argument("--simplify", action="store_true", help="simplify exported graphs with onnxslim")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="artifact cache (default $HARNESS_CACHE_DIR or ~/.cache/dnn-harness)")
 
 
 # ---------------------------------------------------------------- list
@@ -193,40 +228,48 @@ def _progress(console_: Console) -> Progress:
                     TextColumn("ETA"), TimeRemainingColumn(), console=console_, transient=False)
 
 
-def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
-    specs = catalogue.select(args.models)
-    runtime_names = _comma_list(args.runtime)
-    if not runtime_names:
-        raise UserError("no runtime given: e.g. --runtime torch")
-    classes = _check_runtimes(runtime_names)
-    precisions = _comma_list(args.precision)
+def _check_precisions(text: str) -> list[str]:
+    precisions = _comma_list(text)
     for precision in precisions:
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision '{precision}': choose from {', '.join(PRECISIONS)}")
-    batch_sizes = parse_batch_sizes(args.batch_sizes)
-    if args.threads is not None and args.threads < 1:
+    if not precisions:
+        raise UserError("no precision given: e.g. --precision fp32")
+    return precisions
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None) is not None and args.threads < 1:
         raise UserError(f"bad --threads {args.threads}: give a positive number of threads")
     if args.timeout <= 0:
         raise UserError(f"bad --timeout {args.timeout:g}: give a positive number of seconds")
-    _check_device(args.device)
+    if not 7 <= args.opset <= 23:
+        raise UserError(f"bad --opset {args.opset}: the exporters write opsets 7 to 23 (default 18)")
+    if args.cache_dir:
+        os.environ[CACHE_ENV] = str(Path(args.cache_dir).expanduser().resolve())
+
+
+def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type]) -> dict[str, Subject]:
+    if getattr(args, "onnx", None):
+        onnx_file = inspect_onnx(args.onnx)
+        torch_like = [cls.name for cls in classes if cls.builds_model and cls.artifact_kind != "onnx"]
+        if torch_like:
+            raise UserError(f"--onnx runs on ONNX runtimes; {', '.join(torch_like)} runs catalogue models: "
+                            "use --runtime ort")
+        return {onnx_file.name: Subject(onnx_file=onnx_file)}
+    specs = catalogue.select(args.models)
     if any(cls.builds_model for cls in classes):
         _check_sources(specs)
-    weights = _check_weights(args.weights)
-    out_dir = _check_out_dir(args.out)
+    return catalogue_subjects(specs)
 
-    cells = plan_cells([s.name for s in specs], runtime_names, precisions, batch_sizes, args.device)
-    settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
-                             channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed)
-    sweep = Sweep(out_dir, args.run_id or new_run_id(), catalogue, settings)
-    console.print(f"[bold]{len(cells)} cells[/bold] ({len(specs)} models x {len(runtime_names)} runtimes x "
-                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}; "
-                  f"weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; "
-                  f"policy: {'thorough' if args.thorough else 'quick'}")
+
+def _run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]] | None:
     with _progress(console) as progress:
         task = progress.add_task("starting", total=len(cells))
 
         def on_start(cell: Any) -> None:
-            progress.update(task, description=f"{cell.model} {cell.runtime} {cell.precision} bs{cell.batch_size}")
+            progress.update(task, description=f"{verb} {cell.model} {cell.runtime} {cell.precision} "
+                                              f"bs{cell.batch_size}")
 
         def on_done(cell: Any, record: dict[str, Any]) -> None:
             progress.advance(task)
@@ -238,19 +281,98 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted; the records finished so far are in {sweep.records_path}")
-            return 130
+            return None
         progress.update(task, description="done")
-    console.print(run_table(records, title=f"run {sweep.run_id} ({args.device})"))
+    return records
+
+
+def _finish(records: list[dict[str, Any]], records_path: Path) -> int:
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
     ok = sum(r["status"] == "ok" for r in records)
-    console.print(f"{ok}/{len(records)} cells ok. Records: {sweep.records_path}")
+    console.print(f"{ok}/{len(records)} cells ok. Records: {records_path}")
     return 0 if ok == len(records) else 1
+
+
+def _export_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"opset": args.opset, "simplify": args.simplify}
+
+
+def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    runtime_names = _comma_list(args.runtime)
+    if not runtime_names:
+        raise UserError("no runtime given: e.g. --runtime torch")
+    classes = _check_runtimes(runtime_names)
+    precisions = _check_precisions(args.precision)
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    _check_common(args)
+    _check_device(args.device)
+    subjects = _subjects(args, catalogue, classes)
+    for subject in subjects.values():
+        if subject.onnx_file:
+            subject.onnx_file.check_batch_sizes(batch_sizes)
+    weights = _check_weights(args.weights)
+    out_dir = _check_out_dir(args.out)
+
+    cells = plan_cells(list(subjects), runtime_names, precisions, batch_sizes, args.device)
+    settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
+                             channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
+                             export=_export_settings(args))
+    sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
+    console.print(f"[bold]{len(cells)} cells[/bold] ({len(subjects)} models x {len(runtime_names)} runtimes x "
+                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}; "
+                  f"weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; "
+                  f"policy: {'thorough' if args.thorough else 'quick'}")
+    records = _run_sweep(sweep, cells, "timing")
+    if records is None:
+        return 130
+    console.print(run_table(records, title=f"run {sweep.run_id} ({args.device})"))
+    return _finish(records, sweep.records_path)
+
+
+def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    precisions = _check_precisions(args.precision)
+    _check_common(args)
+    specs = catalogue.select(args.models)
+    _check_sources(specs)
+    weights = _check_weights(args.weights)
+    subjects = catalogue_subjects(specs)
+    cells = plan_cells(list(subjects), ["ort"], precisions, [1], "cpu")
+    settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
+                             export=_export_settings(args))
+    sweep = Sweep(_check_out_dir(str(Path(cache_dir()) / "export-logs")), new_run_id(), subjects, settings)
+    records = _run_sweep(sweep, cells, "exporting")
+    if records is None:
+        return 130
+    console.print(export_table(records))
+    console.print(f"artifacts in {cache_dir() / 'onnx'}")
+    return _finish(records, sweep.records_path)
+
+
+def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    runtime_names = _comma_list(args.runtime)
+    classes = _check_runtimes(runtime_names)
+    precisions = _check_precisions(args.precision)
+    if args.batch_size < 1:
+        raise UserError(f"bad --batch-size {args.batch_size}: give a positive number of images")
+    _check_common(args)
+    _check_device(args.device)
+    subjects = _subjects(args, catalogue, classes)
+    weights = _check_weights(args.weights)
+    cells = plan_cells(list(subjects), runtime_names, precisions, [args.batch_size], args.device)
+    settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
+                             seed=args.seed, mode="parity", export=_export_settings(args))
+    sweep = Sweep(_check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
+    records = _run_sweep(sweep, cells, "verifying")
+    if records is None:
+        return 130
+    console.print(parity_table(records))
+    return _finish(records, sweep.records_path)
 
 
 # ---------------------------------------------------------------- entry point
 
-COMMANDS = {"list": command_list, "bench": command_bench}
+COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

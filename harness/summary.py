@@ -5,34 +5,53 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim"}
 
 
-def _cell_text(record: dict[str, Any]) -> str:
+BASELINE_RUNTIME = "torch"
+
+
+def _status_text(record: dict[str, Any]) -> str:
+    style = STATUS_STYLE.get(record["status"], "red")
+    return f"[{style}]{record['status']}[/{style}]"
+
+
+def _cell_text(record: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     if record["status"] != "ok":
-        style = STATUS_STYLE.get(record["status"], "red")
-        return f"[{style}]{record['status']}[/{style}]"
+        return _status_text(record)
     host = record["timing"]["host"]
     fps = host["images_per_s"]
-    return f"{host['per_image_median_ms']:.2f} ms\n[dim]{fps:,.0f} img/s[/dim]" if fps else "—"
+    text = f"{host['per_image_median_ms']:.2f} ms\n[dim]{fps:,.0f} img/s[/dim]" if fps else "—"
+    if baseline is not None and baseline["status"] == "ok" and record is not baseline:
+        speedup = baseline["timing"]["host"]["median_ms"] / host["median_ms"]
+        style = "green" if speedup >= 1 else "red"
+        text += f"\n[{style}]x{speedup:.2f} vs torch[/{style}]"
+    return text
 
 
 def run_table(records: list[dict[str, Any]], title: str) -> Table:
-    """Median per-image ms (and images/s) per model/runtime/precision row and batch-size column."""
+    """Median per-image ms (and images/s) per model/runtime/precision row and batch-size column, with each
+    runtime's speed-up over PyTorch eager fp32 (same model and batch size) where both ran."""
     batch_sizes = sorted({r["cell"]["batch_size"] for r in records})
     rows: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    baselines: dict[tuple[str, int], dict[str, Any]] = {}
     for record in records:
         cell = record["cell"]
         rows[(cell["model"], cell["runtime"], cell["precision"])][cell["batch_size"]] = record
-    table = Table(title=title, caption="median per-image time (batch time / batch size) and images per second")
+        if cell["runtime"] == BASELINE_RUNTIME and cell["precision"] == "fp32":
+            baselines[(cell["model"], cell["batch_size"])] = record
+    table = Table(title=title, caption="median per-image time (batch time / batch size), images per second, "
+                                       "and speed-up over PyTorch eager fp32 (batch median ratio)")
     for column in ("model", "runtime", "precision"):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
         table.add_column(f"bs {batch_size}", justify="right")
     for (model, runtime, precision), by_batch in rows.items():
-        cells = [_cell_text(by_batch[b]) if b in by_batch else "[dim]not run[/dim]" for b in batch_sizes]
+        cells = [_cell_text(by_batch[b], baselines.get((model, b))) if b in by_batch else "[dim]not run[/dim]"
+                 for b in batch_sizes]
         table.add_row(model, runtime, precision, *cells)
     return table
 
@@ -61,4 +80,41 @@ def catalogue_table(rows: list[dict[str, Any]]) -> Table:
         installed = "[green]yes[/green]" if row["source_installed"] else "[red]no[/red]"
         table.add_row(row["name"], row.get("paper_name") or "[dim]—[/dim]", row["source"], str(row["input_size"]),
                       params, gmacs, top1, installed)
+    return table
+
+
+def _mb(value: int | None) -> str:
+    return f"{value / 1e6:.1f}" if value else "—"
+
+
+def export_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="ONNX export", caption="export s: time of the export that made the file (cached later)")
+    for column in ("model", "precision", "status", "exporter", "opset", "export s", "MB", "cache"):
+        table.add_column(column, no_wrap=column in ("model", "exporter"))
+    for record in records:
+        artifact = (record.get("prepared") or {}).get("artifact") or {}
+        exporter = artifact.get("exporter", "—")
+        if artifact.get("fallback_reason"):
+            exporter += f"\n[dim]{escape(artifact['fallback_reason'][:80])}[/dim]"
+        table.add_row(record["cell"]["model"], record["cell"]["precision"],
+                      "ok" if record["status"] == "ok" else _status_text(record), exporter,
+                      str(artifact.get("opset", "—")),
+                      f"{artifact['export_s']:.1f}" if "export_s" in artifact else "—", _mb(artifact.get("file_bytes")),
+                      "hit" if artifact.get("cache_hit") else ("new" if artifact else "—"))
+    return table
+
+
+def parity_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="Parity with PyTorch eager fp32 (same weights, same seeded inputs)",
+                  caption="rel err = max |diff| / max |reference|; cosine: worst row")
+    for column in ("model", "runtime", "precision", "verdict", "max abs err", "rel err", "cosine", "top-1 agree",
+                   "top-5 overlap"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime") else "right")
+    for record in records:
+        cell, parity = record["cell"], record.get("parity")
+        verdict = "[green]ok[/green]" if record["status"] == "ok" else _status_text(record)
+        figures = ["—"] * 5 if not parity else [
+            f"{parity['max_abs_err']:.2e}", f"{parity['max_rel_err']:.2e}", f"{parity['min_cosine']:.6f}",
+            f"{parity['top1_agreement']:.2f}", f"{parity['top5_overlap']:.2f}"]
+        table.add_row(cell["model"], cell["runtime"], cell["precision"], verdict, *figures)
     return table

@@ -1,8 +1,10 @@
-"""The child side of one cell: load -> prepare -> first run -> timed loop -> outputs check -> complexity.
+"""The child side of one cell, run as `python -m harness.worker REQUEST.json RESULT.json` in a fresh process.
 
-Run as `python -m harness.worker REQUEST.json RESULT.json` in a fresh process. It always tries to
-write RESULT.json (status and error included); a crash or a kill leaves none, and the parent records
-that instead. Nothing goes to the parent through stdout.
+Bench mode: prepare weights and artifact (outside cold start) -> load (cold start) -> prepare ->
+first run -> warm-up and timed loop -> outputs check -> complexity. Parity mode: the same artifact
+through the runtime, against PyTorch eager fp32 on the same weights and seeded inputs.
+It always tries to write RESULT.json (status and error included); a crash or a kill leaves none, and
+the parent records that instead. Nothing goes to the parent through stdout.
 """
 
 from __future__ import annotations
@@ -11,97 +13,223 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from exporters.torch_models import ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module, import_source
+from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
+from exporters.store import Store
+from exporters.torch_models import (RANDOM, ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module,
+                                    import_source)
+from exporters.weights import random_weights
+from harness import __version__
 from harness.complexity import ComplexityCache, measure
+from harness.parity import TOLERANCES, compare, violations
 from harness.paths import write_atomically
 from harness.timing import Policy, sample, summarize
 from runtimes import RuntimeUnavailable, create_runtime
-from runtimes.base import RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+from runtimes.base import OnnxFileArtifact, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 
 NUM_CLASSES = 1000
+EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed)
 
 
-def make_inputs(batch_size: int, input_size: int, seed: int) -> np.ndarray:
-    """Deterministic standard-normal fp32 input of shape (batch, 3, size, size)."""
+def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "float32") -> np.ndarray:
+    """Deterministic input: standard normal for floats, uniform 0..255 for integers."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return rng.standard_normal(tuple(shape), dtype=np.float32).astype(dtype, copy=False)
+    if np.dtype(dtype) == np.bool_:
+        return rng.integers(0, 2, size=tuple(shape)).astype(np.bool_)
+    return rng.integers(0, 256, size=tuple(shape)).astype(dtype)
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+        or "out of memory" in str(exc).lower()
 
 
-def _complexity(request: dict[str, Any], module: Any | None) -> dict[str, Any] | None:
-    """Cached figure if there is one, else measured on the built module and cached."""
-    cache = ComplexityCache(Path(request["complexity_cache"]))
-    key = request["complexity_key"]
-    cached = cache.get(key)
-    if cached is not None:
-        return cached.as_dict()
-    if module is None:
-        return None
-    value = measure(module, request["model"]["input_size"])
-    cache.put(key, value)
-    return value.as_dict()
+class CellContext:
+    """What one request needs: the recipe, the store, and the weights and artifact prepared for it."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.cell = request["cell"]
+        self.model = request["model"]
+        self.seed = request.get("seed", 0)
+        self.store = Store(Path(request["cache_dir"]))
+        self.external_onnx = self.model.get("onnx_path")
+        self.recipe = None if self.external_onnx else ModelRecipe(
+            name=self.model["name"], source=self.model["source"], builder=self.model["builder"],
+            builder_kwargs=self.model.get("builder_kwargs", {}), pretrained_tag=self.model.get("pretrained_tag"),
+            weights=request.get("weights", RANDOM))
+        self.prepared: dict[str, Any] = {}
+        self.built: dict[str, Any] = {}
+
+    def options(self, precision: str | None = None) -> RuntimeOptions:
+        return RuntimeOptions(device=self.cell["device"], precision=precision or self.cell["precision"],
+                              threads=self.request.get("threads"),
+                              channels_last=self.request.get("channels_last", False))
+
+    def input_shape(self) -> list[int]:
+        if self.external_onnx:
+            return [self.cell["batch_size"], *self.model["input_shape"][1:]]
+        size = self.model["input_size"]
+        return [self.cell["batch_size"], 3, size, size]
+
+    def prepare_weights(self) -> None:
+        """Random weights become a cached, seeded, BatchNorm-recalibrated state-dict file."""
+        if self.recipe is None:
+            return
+        start = time.perf_counter()
+        import_source(self.recipe.source, hub_needed=self.recipe.weights == "pretrained")
+        self.prepared["library_import_s"] = time.perf_counter() - start
+        if self.recipe.weights != RANDOM:
+            self.prepared["weights"] = {"kind": self.recipe.weights_label}
+            return
+        from harness.models import library_version
+
+        start = time.perf_counter()
+        entry = random_weights(self.recipe, self.model["input_size"], self.seed, self.store,
+                               library_version(self.recipe.source))
+        self.recipe = replace(self.recipe, weights=str(entry.path))
+        self.prepared["weights"] = {"kind": "random", "seed": self.seed, "description": entry.meta["description"],
+                                    "sha256": entry.meta["sha256"], "file_bytes": entry.meta["file_bytes"],
+                                    "prepare_s": time.perf_counter() - start}
+
+    def build(self) -> Any:
+        module = build_module(self.recipe)
+        self.built["module"] = module
+        return module
+
+    def weights_id(self) -> str:
+        weights = self.prepared.get("weights", {})
+        return weights.get("sha256") or f"{self.recipe.weights_label}:{self.recipe.pretrained_tag}"
+
+    def artifact(self, runtime: Runtime, precision: str) -> TorchModuleArtifact | OnnxFileArtifact:
+        name = self.model["name"]
+        if runtime.artifact_kind == "torch":
+            if self.recipe is None:
+                raise UnsupportedConfiguration(f"{runtime.name} runs catalogue models, not an ONNX file")
+            return TorchModuleArtifact(name=name, build=self.build)
+        if self.external_onnx:
+            self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
+            return OnnxFileArtifact(name=name, path=self.external_onnx)
+        return self._exported(name, precision)
+
+    def _exported(self, name: str, precision: str) -> OnnxFileArtifact:
+        options = self.request.get("export", {})
+        spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=self.model["input_size"],
+                          opset=options.get("opset", 18), precision=precision,
+                          simplify=options.get("simplify", False),
+                          metadata=metadata_for(name, self.model.get("preprocessing", {}),
+                                                self.prepared.get("weights", {}).get("description", self.recipe.weights_label),
+                                                __version__))
+        start = time.perf_counter()
+        entry, hit = export(spec, lambda: build_module(self.recipe), self.store)
+        meta = entry.meta
+        self.prepared["artifact"] = {
+            "kind": "onnx", "path": str(entry.path), "cache_hit": hit, "lookup_s": time.perf_counter() - start,
+            "exporter": meta["exporter"], "fallback_reason": meta["fallback_reason"], "opset": meta["opset"],
+            "export_s": meta["export_s"], "file_bytes": meta["file_bytes"], "sha256": meta["sha256"],
+            "precision": precision, "simplified": spec.simplify}
+        return OnnxFileArtifact(name=name, path=str(entry.path))
+
+    def complexity(self, may_build: bool) -> dict[str, Any] | None:
+        """Cached figure if there is one, else measured on the module (built now if the runtime did not)."""
+        if self.recipe is None:
+            return None
+        cache = ComplexityCache(Path(self.request["cache_dir"]) / "complexity.json")
+        key = self.request["complexity_key"]
+        cached = cache.get(key)
+        if cached is not None:
+            return cached.as_dict()
+        if not may_build:
+            return None
+        module = self.built.get("module") or build_module(self.recipe)
+        value = measure(module, self.model["input_size"])
+        cache.put(key, value)
+        return value.as_dict()
 
 
-def run_cell(request: dict[str, Any]) -> dict[str, Any]:
-    cell, model = request["cell"], request["model"]
-    options = RuntimeOptions(device=cell["device"], precision=cell["precision"],
-                             threads=request.get("threads"), channels_last=request.get("channels_last", False))
-    recipe = ModelRecipe(name=model["name"], source=model["source"], builder=model["builder"],
-                         builder_kwargs=model.get("builder_kwargs", {}), pretrained_tag=model.get("pretrained_tag"),
-                         weights=request.get("weights", "random"))
-    built: dict[str, Any] = {}
+def _run_once(runtime: Runtime) -> float:
+    start = time.perf_counter_ns()
+    runtime.run()
+    runtime.synchronize()
+    return (time.perf_counter_ns() - start) / 1e6
 
-    def build() -> Any:
-        built["module"] = build_module(recipe)
-        return built["module"]
 
+def run_bench(context: CellContext) -> dict[str, Any]:
+    cell = context.cell
     result: dict[str, Any] = {"status": "ok", "error": None}
-    runtime = create_runtime(cell["runtime"], options)
+    runtime = create_runtime(cell["runtime"], context.options())
     with runtime:
-        inputs = make_inputs(cell["batch_size"], model["input_size"], request.get("seed", 0))
+        if runtime.builds_model:
+            context.prepare_weights()
+            artifact: Any = context.artifact(runtime, cell["precision"])
+        else:
+            artifact = TorchModuleArtifact(name=context.model["name"], build=lambda: None)
+        inputs = make_inputs(context.input_shape(), context.seed, context.model.get("input_dtype", "float32"))
         start = time.perf_counter_ns()
-        if runtime.builds_model:  # library import is start-up cost, kept out of the model's load time
-            import_source(recipe.source, hub_needed=recipe.weights == "pretrained")
-        import_s = (time.perf_counter_ns() - start) / 1e9
-        start = time.perf_counter_ns()
-        runtime.load(TorchModuleArtifact(name=model["name"], build=build))
+        runtime.load(artifact)
         load_s = (time.perf_counter_ns() - start) / 1e9
         runtime.prepare(inputs)
-        start = time.perf_counter_ns()
-        runtime.run()
-        runtime.synchronize()
-        first_run_ms = (time.perf_counter_ns() - start) / 1e6
-        measurement = sample(runtime, Policy(**request["policy"]))
+        first_run_ms = _run_once(runtime)
+        measurement = sample(runtime, Policy(**context.request["policy"]))
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
-    _check_outputs(outputs, cell["batch_size"])
-    result["cold_start"] = {"library_import_s": import_s, "load_s": load_s, "first_run_ms": first_run_ms,
-                            "load_includes": "building the module (and loading weights), moving it to the device"}
+    if not context.external_onnx:
+        _check_outputs(outputs, cell["batch_size"])
+    result["prepared"] = context.prepared
+    result["cold_start"] = {"library_import_s": context.prepared.get("library_import_s"), "load_s": load_s,
+                            "first_run_ms": first_run_ms,
+                            "load_includes": "building the module or session from the prepared weights/artifact, "
+                                             "and moving it to the device"}
     result["timing"] = {
         "clock": "host perf_counter_ns around run()+synchronize()",
-        "warmup_iters": measurement.warmup_iters,
-        "warmup_s": measurement.warmup_s,
-        "stop_reason": measurement.stop_reason,
-        "loop_s": measurement.loop_s,
+        "warmup_iters": measurement.warmup_iters, "warmup_s": measurement.warmup_s,
+        "stop_reason": measurement.stop_reason, "loop_s": measurement.loop_s,
         "host": summarize(measurement.host_ms, cell["batch_size"]).__dict__,
         "device": summarize(measurement.device_ms, cell["batch_size"]).__dict__ if measurement.device_ms else None,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
-                       "generator": f"numpy default_rng({request.get('seed', 0)}).standard_normal"}
-    result["complexity"] = _complexity(request, built.get("module"))
+                       "generator": f"numpy default_rng({context.seed})"}
+    result["complexity"] = context.complexity(may_build=runtime.builds_model)
     return result
+
+
+def run_parity(context: CellContext) -> dict[str, Any]:
+    """Candidate runtime vs PyTorch eager fp32 on the same weights and the same seeded inputs."""
+    import torch
+
+    cell = context.cell
+    context.prepare_weights()
+    inputs = make_inputs(context.input_shape(), context.seed)
+    reference_module = build_module(context.recipe)
+    with torch.inference_mode():
+        reference = reference_module(torch.from_numpy(inputs)).float().numpy()
+    del reference_module
+    runtime = create_runtime(cell["runtime"], context.options())
+    with runtime:
+        runtime.load(context.artifact(runtime, cell["precision"]))
+        runtime.prepare(inputs)
+        runtime.run()
+        runtime.synchronize()
+        candidate = runtime.outputs()[0]
+        info = runtime.info()
+    parity = compare(reference, candidate)
+    tolerance = TOLERANCES[cell["precision"]]
+    problems = violations(parity, tolerance)
+    return {"status": "parity_failed" if problems else "ok",
+            "error": "; ".join(problems) or None,
+            "runtime": info, "prepared": context.prepared,
+            "parity": {**parity.as_dict(), "reference": "torch eager fp32, same weights and inputs",
+                       "tolerance": tolerance.__dict__},
+            "input": {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
+                      "generator": f"numpy default_rng({context.seed})"}}
 
 
 def _check_outputs(outputs: list[np.ndarray], batch_size: int) -> None:
@@ -119,19 +247,29 @@ def failure(exc: BaseException) -> dict[str, Any]:
         status = "oom"
     else:
         status = "error"
-    expected = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable)
-    detail = f"{type(exc).__name__}: {exc}"
-    return {"status": status, "error": detail,
-            "traceback": None if isinstance(exc, expected) else traceback.format_exc(limit=20)}
+    return {"status": status, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": None if isinstance(exc, EXPECTED_FAILURES) else traceback.format_exc(limit=20)}
+
+
+def run_export(context: CellContext) -> dict[str, Any]:
+    """Prepare weights and the ONNX file (from the cache, or exported now); nothing is timed."""
+    context.prepare_weights()
+    context._exported(context.model["name"], context.cell["precision"])
+    return {"status": "ok", "error": None, "prepared": context.prepared}
+
+
+MODES = {"bench": run_bench, "parity": run_parity, "export": run_export}
 
 
 def main(argv: list[str]) -> int:
     request_path, result_path = Path(argv[0]), Path(argv[1])
     request = json.loads(request_path.read_text())
+    context = CellContext(request)
     try:
-        result = run_cell(request)
+        result = MODES[request.get("mode", "bench")](context)
     except BaseException as exc:  # everything becomes a record; KeyboardInterrupt included
         result = failure(exc)
+        result["prepared"] = context.prepared
     write_atomically(result_path, json.dumps(result, allow_nan=False, default=str))
     return 0
 

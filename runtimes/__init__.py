@@ -9,6 +9,8 @@ from runtimes.base import Runtime, RuntimeOptions
 # name -> (module, class, what it needs installed)
 RUNTIMES: dict[str, tuple[str, str, str]] = {
     "torch": ("runtimes.torch_eager", "TorchEagerRuntime", "torch"),
+    "ort": ("runtimes.onnxruntime", "OnnxRuntime", "onnxruntime (pip install 'dnn-harness[ort]')"),
+    "ort-trt": ("runtimes.onnxruntime", "OnnxRuntimeTensorRT", "onnxruntime-gpu with TensorRT"),
     "null": ("runtimes.null", "NullRuntime", "numpy"),
 }
 

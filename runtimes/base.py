@@ -37,7 +37,16 @@ class TorchModuleArtifact:
     description: dict[str, Any] = field(default_factory=dict)
 
 
-Artifact = TorchModuleArtifact
+@dataclass(frozen=True)
+class OnnxFileArtifact:
+    """An ONNX file on disk; creating the session from it is cold start."""
+
+    name: str
+    path: str
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+Artifact = TorchModuleArtifact | OnnxFileArtifact
 
 
 class DeviceClock(Protocol):
@@ -55,6 +64,7 @@ class Runtime(ABC):
 
     name: str = "runtime"
     builds_model: bool = True  # False for runtimes that never build the model (the null runtime)
+    artifact_kind: str = "torch"  # "torch": a TorchModuleArtifact; "onnx": an OnnxFileArtifact
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

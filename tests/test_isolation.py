@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bench import BenchSettings, Sweep
+from harness.bench import BenchSettings, Sweep, catalogue_subjects
 from harness.planning import Cell
 from harness.records import read_records
 from harness.timing import Policy
@@ -14,7 +14,7 @@ FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=5, min_duration_
 
 
 def _run(tmp_path, catalogue, runtime: str, timeout_s: float = 60.0) -> dict:
-    sweep = Sweep(tmp_path, "run", catalogue, BenchSettings(policy=FAST, timeout_s=timeout_s))
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=FAST, timeout_s=timeout_s))
     [record] = sweep.run([Cell("resnet18", runtime, "fp32", 2, "cpu")])
     assert read_records(sweep.records_path).records == [record]
     return record
@@ -58,13 +58,13 @@ def test_out_of_memory_is_its_own_status(tmp_path, catalogue):
 
 
 def test_unsupported_configuration(tmp_path, catalogue):
-    sweep = Sweep(tmp_path, "run", catalogue, BenchSettings(policy=FAST))
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=FAST))
     [record] = sweep.run([Cell("resnet18", "torch", "fp16", 1, "cpu")])
     assert record["status"] == "unsupported" and "fp16" in record["error"]
 
 
 def test_sweep_goes_on_after_a_failure(tmp_path, catalogue):
-    sweep = Sweep(tmp_path, "run", catalogue, BenchSettings(policy=FAST, timeout_s=60))
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=FAST, timeout_s=60))
     cells = [Cell("resnet18", "tests.faulty_runtimes:AbortingRuntime", "fp32", 1, "cpu"),
              Cell("resnet18", "null", "fp32", 1, "cpu")]
     records = sweep.run(cells)

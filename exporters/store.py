@@ -1,0 +1,71 @@
+"""A content-keyed file store: one folder per key, the file beside a meta.json holding its sha256.
+
+The key is a hash of everything that determines the file's content; `lookup` re-hashes the file and
+treats a mismatch (a damaged or half-written file) as a miss, so the caller rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+META = "meta.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def key_of(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    meta: dict[str, Any]
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, kind: str, name: str, fields: dict[str, Any]) -> Path:
+        return self.root / kind / f"{name}-{key_of(fields)}"
+
+    def lookup(self, folder: Path, filename: str) -> Entry | None:
+        """The stored file if present and intact; a damaged one is removed and reported as a miss."""
+        path, meta_path = folder / filename, folder / META
+        if not path.is_file() or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        if meta.get("sha256") != sha256_of(path):
+            log.warning("cached %s is damaged (hash mismatch); rebuilding it", path)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return Entry(path, meta)
+
+    def commit(self, folder: Path, filename: str, built: Path, meta: dict[str, Any]) -> Entry:
+        """Move a freshly built file into place, then write its meta (with the hash) last."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / filename
+        os.replace(built, path)
+        meta = {**meta, "sha256": sha256_of(path), "file_bytes": path.stat().st_size}
+        tmp = folder / f".{META}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, default=str))
+        os.replace(tmp, folder / META)
+        return Entry(path, meta)

@@ -1,0 +1,78 @@
+"""Do two runtimes give the same answers? Pure functions of two logit arrays (reference, candidate).
+
+With random weights logits can be huge, so an absolute tolerance alone is meaningless: the verdict
+uses error relative to the reference's magnitude and cosine similarity, and reports top-1 agreement
+and top-5 overlap beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_rel_err: float  # max |candidate - reference| / max |reference|
+    min_cosine: float  # worst row
+    min_top1_agreement: float  # share of rows with the same arg-max
+
+
+# fp32 graphs differ from eager only by kernel and fusion order; fp16 keeps ~3 significant digits.
+TOLERANCES = {
+    "fp32": Tolerance(max_rel_err=1e-3, min_cosine=0.99999, min_top1_agreement=1.0),
+    "fp16": Tolerance(max_rel_err=5e-2, min_cosine=0.999, min_top1_agreement=0.75),
+}
+
+
+@dataclass(frozen=True)
+class Parity:
+    rows: int
+    max_abs_err: float
+    reference_max_abs: float
+    max_rel_err: float
+    rel_l2_err: float
+    min_cosine: float
+    top1_agreement: float
+    top5_overlap: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape}, candidate {candidate.shape}")
+    ref = reference.astype(np.float64).reshape(reference.shape[0], -1)
+    cand = candidate.astype(np.float64).reshape(candidate.shape[0], -1)
+    diff = np.abs(cand - ref)
+    scale = float(np.abs(ref).max())
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = np.where(norms > 0, (ref * cand).sum(axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
+    k = min(5, ref.shape[1])
+    top_ref = np.argsort(-ref, axis=1)[:, :k]
+    top_cand = np.argsort(-cand, axis=1)[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)]
+    return Parity(
+        rows=ref.shape[0],
+        max_abs_err=float(diff.max()),
+        reference_max_abs=scale,
+        max_rel_err=float(diff.max() / scale) if scale > 0 else float(diff.max()),
+        rel_l2_err=float(np.linalg.norm(cand - ref) / max(np.linalg.norm(ref), 1e-30)),
+        min_cosine=float(cosine.min()),
+        top1_agreement=float((top_ref[:, 0] == top_cand[:, 0]).mean()),
+        top5_overlap=float(np.mean(overlap)),
+    )
+
+
+def violations(parity: Parity, tolerance: Tolerance) -> list[str]:
+    """Empty when within tolerance; else one line per figure out of bounds."""
+    problems = []
+    if not parity.max_rel_err <= tolerance.max_rel_err:
+        problems.append(f"max relative error {parity.max_rel_err:.3g} > {tolerance.max_rel_err:g}")
+    if not parity.min_cosine >= tolerance.min_cosine:
+        problems.append(f"cosine {parity.min_cosine:.6f} < {tolerance.min_cosine}")
+    if not parity.top1_agreement >= tolerance.min_top1_agreement:
+        problems.append(f"top-1 agreement {parity.top1_agreement:.3f} < {tolerance.min_top1_agreement}")
+    return problems

@@ -1,0 +1,147 @@
+"""ONNX Runtime: the CPU execution provider, and CUDA / TensorRT where the installed build offers them.
+
+On CPU, `run()` is `session.run` with the prepared feed (ORT allocates the outputs: that is part of
+what a user of `session.run` pays). On CUDA, IO binding keeps inputs and outputs on the device, so
+no host<->device copy is inside a timed sample; the CUDA arena grows only as requested
+(`kSameAsRequested`) so its memory is not inflated.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import Artifact, OnnxFileArtifact, Runtime, RuntimeOptions, UnsupportedConfiguration
+
+NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+                "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+UNSUPPORTED_MARKERS = ("NOT_IMPLEMENTED", "Could not find an implementation", "is not a registered function/op",
+                       "No Op registered", "Unsupported model IR version", "opset")
+
+
+class OnnxRuntime(Runtime):
+    name = "ort"
+    artifact_kind = "onnx"
+    accelerator_provider = "CUDAExecutionProvider"
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        super().__init__(options)
+        self._ort = importlib.import_module("onnxruntime")
+        self._session: Any = None
+        self._binding: Any = None
+        self._feed: dict[str, np.ndarray] = {}
+        self._result: list[np.ndarray] = []
+        self._on_device = options.device.startswith("cuda")
+        if options.precision not in ("fp32", "fp16"):
+            raise UnsupportedConfiguration(f"ort runs fp32 or fp16 graphs, not {options.precision}")
+        if self._on_device and self.accelerator_provider not in self._ort.get_available_providers():
+            raise UnsupportedConfiguration(
+                f"this onnxruntime build has no {self.accelerator_provider} "
+                f"(it offers {', '.join(self._ort.get_available_providers())}); install onnxruntime-gpu")
+        if not self._on_device and options.device != "cpu":
+            raise UnsupportedConfiguration(f"unknown device {options.device}")
+
+    def _device_id(self) -> int:
+        return int(self.options.device.split(":")[1]) if ":" in self.options.device else 0
+
+    def _providers(self) -> list[Any]:
+        if not self._on_device:
+            return ["CPUExecutionProvider"]
+        cuda = ("CUDAExecutionProvider", {"device_id": self._device_id(), "arena_extend_strategy": "kSameAsRequested"})
+        return [cuda, "CPUExecutionProvider"]
+
+    def _session_options(self) -> Any:
+        session_options = self._ort.SessionOptions()
+        session_options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.options.threads is not None:
+            session_options.intra_op_num_threads = self.options.threads
+        session_options.log_severity_level = 3
+        return session_options
+
+    def load(self, artifact: Artifact) -> None:
+        if not isinstance(artifact, OnnxFileArtifact):
+            raise UnsupportedConfiguration(f"ort runs ONNX files, not {type(artifact).__name__}")
+        try:
+            self._session = self._ort.InferenceSession(artifact.path, sess_options=self._session_options(),
+                                                       providers=self._providers())
+        except Exception as exc:
+            if any(marker in str(exc) for marker in UNSUPPORTED_MARKERS):
+                raise UnsupportedConfiguration(f"onnxruntime cannot run {artifact.path}: {exc}") from None
+            raise
+        self._inputs_meta = self._session.get_inputs()
+        if len(self._inputs_meta) != 1:
+            names = ", ".join(i.name for i in self._inputs_meta)
+            raise UnsupportedConfiguration(f"the graph has {len(self._inputs_meta)} inputs ({names}); "
+                                           "the harness feeds one image tensor")
+
+    def prepare(self, inputs: np.ndarray) -> None:
+        meta = self._inputs_meta[0]
+        array = np.ascontiguousarray(inputs.astype(NUMPY_OF_ORT.get(meta.type, inputs.dtype), copy=False))
+        if not self._on_device:
+            self._feed = {meta.name: array}
+            return
+        binding = self._session.io_binding()
+        value = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._device_id())
+        binding.bind_ortvalue_input(meta.name, value)
+        for output in self._session.get_outputs():
+            binding.bind_output(output.name, "cuda", self._device_id())
+        self._device_input, self._binding = value, binding
+
+    def run(self) -> None:
+        if self._binding is not None:
+            self._session.run_with_iobinding(self._binding)
+        else:
+            self._result = self._session.run(None, self._feed)
+
+    def synchronize(self) -> None:
+        if self._binding is not None:
+            self._binding.synchronize_outputs()
+
+    def outputs(self) -> list[np.ndarray]:
+        if self._binding is not None:
+            return [np.asarray(v) for v in self._binding.copy_outputs_to_cpu()]
+        return [np.asarray(v) for v in self._result]
+
+    def info(self) -> dict[str, Any]:
+        session_options = self._session.get_session_options() if self._session else self._session_options()
+        return {
+            "name": self.name,
+            "version": self._ort.__version__,
+            "device": self.options.device,
+            "precision": self.options.precision,
+            "options": {
+                "providers": self._session.get_providers() if self._session else [],
+                "provider_options": self._session.get_provider_options() if self._session else {},
+                "intra_op_num_threads": session_options.intra_op_num_threads,
+                "threads_requested": self.options.threads,
+                "inter_op_num_threads": session_options.inter_op_num_threads,
+                "graph_optimization_level": str(session_options.graph_optimization_level),
+                "execution_mode": str(session_options.execution_mode),
+                "io_binding": self._on_device,
+            },
+        }
+
+    def _release(self) -> None:
+        self._session = self._binding = None
+        self._feed, self._result = {}, []
+
+
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    """The TensorRT execution provider of onnxruntime-gpu (CUDA as its fallback)."""
+
+    name = "ort-trt"
+    accelerator_provider = "TensorrtExecutionProvider"
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        if not options.device.startswith("cuda"):
+            raise UnsupportedConfiguration("ort-trt needs --device cuda")
+        super().__init__(options)
+
+    def _providers(self) -> list[Any]:
+        trt = ("TensorrtExecutionProvider", {"device_id": self._device_id(),
+                                             "trt_fp16_enable": self.options.precision == "fp16"})
+        return [trt, *super()._providers()]
