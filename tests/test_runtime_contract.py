@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtimes import RUNTIMES, RuntimeUnavailable, create_runtime, runtime_class
-from runtimes.base import RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+from runtimes.base import OnnxFileArtifact, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 
 
 def _importable(name: str) -> bool:
@@ -20,7 +20,19 @@ def _importable(name: str) -> bool:
         return False
 
 
-RUNTIME_NAMES = [pytest.param(name, marks=pytest.mark.skipif(not _importable(name), reason=f"{name} not installed"))
+def _why_not_here(name: str) -> str | None:
+    """None when the runtime can run on this machine's CPU; else the reason it cannot."""
+    try:
+        create_runtime(name, RuntimeOptions()).close()
+    except RuntimeUnavailable as exc:
+        return str(exc)
+    except UnsupportedConfiguration as exc:
+        return f"needs what this machine lacks: {exc}"
+    return None
+
+
+RUNTIME_NAMES = [pytest.param(name, marks=pytest.mark.skipif(_why_not_here(name) is not None,
+                                                             reason=str(_why_not_here(name))))
                  for name in RUNTIMES]
 
 
@@ -32,14 +44,32 @@ def _tiny_model():
                                torch.nn.Flatten(), torch.nn.Linear(4, 1000))
 
 
-ARTIFACT = TorchModuleArtifact(name="tiny", build=_tiny_model)
+TORCH_ARTIFACT = TorchModuleArtifact(name="tiny", build=_tiny_model)
 INPUTS = np.random.default_rng(0).standard_normal((2, 3, 16, 16), dtype=np.float32)
 
 
+@pytest.fixture(scope="module")
+def onnx_artifact(tmp_path_factory) -> OnnxFileArtifact:
+    from exporters.onnx_export import ExportSpec, export
+    from exporters.store import Store
+
+    entry, _ = export(ExportSpec(model="tiny", weights_id="seed0", input_size=16), _tiny_model,
+                      Store(tmp_path_factory.mktemp("onnx")))
+    return OnnxFileArtifact(name="tiny", path=str(entry.path))
+
+
+@pytest.fixture
+def artifact_for(onnx_artifact):
+    def choose(runtime):
+        return onnx_artifact if runtime.artifact_kind == "onnx" else TORCH_ARTIFACT
+
+    return choose
+
+
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_lifecycle(name):
+def test_lifecycle(name, artifact_for):
     runtime = create_runtime(name, RuntimeOptions())
-    runtime.load(ARTIFACT)
+    runtime.load(artifact_for(runtime))
     runtime.prepare(INPUTS)
     for _ in range(3):
         runtime.run()
@@ -51,25 +81,25 @@ def test_lifecycle(name):
 
 
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_info_names_every_knob(name):
+def test_info_names_every_knob(name, artifact_for):
     with create_runtime(name, RuntimeOptions()) as runtime:
-        runtime.load(ARTIFACT)
+        runtime.load(artifact_for(runtime))
         info = runtime.info()
     assert {"name", "version", "device", "precision", "options"} <= set(info)
     assert info["name"] == name and info["device"] == "cpu" and info["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_context_manager_closes(name):
+def test_context_manager_closes(name, artifact_for):
     with create_runtime(name, RuntimeOptions()) as runtime:
-        runtime.load(ARTIFACT)
+        runtime.load(artifact_for(runtime))
     assert runtime._closed
 
 
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_cpu_has_no_device_clock(name):
+def test_cpu_has_no_device_clock(name, artifact_for):
     with create_runtime(name, RuntimeOptions()) as runtime:
-        runtime.load(ARTIFACT)
+        runtime.load(artifact_for(runtime))
         assert runtime.device_clock() is None
 
 
@@ -77,7 +107,7 @@ def test_torch_outputs_match_the_module():
     import torch
 
     with create_runtime("torch", RuntimeOptions(threads=1)) as runtime:
-        runtime.load(ARTIFACT)
+        runtime.load(TORCH_ARTIFACT)
         runtime.prepare(INPUTS)
         runtime.run()
         runtime.synchronize()
@@ -92,7 +122,7 @@ def test_torch_channels_last_gives_the_same_answer():
     results = []
     for channels_last in (False, True):
         with create_runtime("torch", RuntimeOptions(channels_last=channels_last)) as runtime:
-            runtime.load(ARTIFACT)
+            runtime.load(TORCH_ARTIFACT)
             runtime.prepare(INPUTS)
             runtime.run()
             runtime.synchronize()
@@ -120,7 +150,7 @@ def test_null_runtime_never_builds_the_model():
 
 
 def test_importing_runtimes_imports_no_runtime_library():
-    code = ("import sys, runtimes, runtimes.torch_eager, runtimes.null, harness.worker, harness.cli; "
+    code = ("import sys, runtimes, runtimes.torch_eager, runtimes.null, harness.cli; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -133,3 +163,40 @@ def test_plugin_runtime_by_import_path():
         runtime_class("tests.faulty_runtimes:NoSuchRuntime")
     with pytest.raises(RuntimeUnavailable):
         runtime_class("no_such_module_xyz:Runtime")
+
+
+@pytest.mark.skipif(not _importable("ort"), reason="onnxruntime not installed")
+def test_ort_matches_torch_and_records_its_settings(onnx_artifact):
+    import torch
+
+    with create_runtime("ort", RuntimeOptions(threads=1)) as runtime:
+        runtime.load(onnx_artifact)
+        runtime.prepare(INPUTS)
+        runtime.run()
+        runtime.synchronize()
+        [logits] = runtime.outputs()
+        info = runtime.info()
+    with torch.inference_mode():
+        expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+    options = info["options"]
+    assert options["intra_op_num_threads"] == 1 and options["providers"] == ["CPUExecutionProvider"]
+    assert "ENABLE_ALL" in options["graph_optimization_level"]
+
+
+@pytest.mark.skipif(not _importable("ort"), reason="onnxruntime not installed")
+def test_ort_without_cuda_provider_is_unsupported_on_cuda():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(UnsupportedConfiguration, match="CUDAExecutionProvider"):
+        create_runtime("ort", RuntimeOptions(device="cuda"))
+
+
+def test_runtimes_refuse_the_wrong_artifact(onnx_artifact):
+    with pytest.raises(UnsupportedConfiguration):
+        create_runtime("torch", RuntimeOptions()).load(onnx_artifact)
+    if _importable("ort"):
+        with pytest.raises(UnsupportedConfiguration):
+            create_runtime("ort", RuntimeOptions()).load(TORCH_ARTIFACT)

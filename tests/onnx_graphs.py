@@ -1,0 +1,46 @@
+"""Small ONNX files built with onnx.helper, standing for files made outside the harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _save(graph: onnx.GraphProto, path: Path, opset: int = 17, domains: tuple[tuple[str, int], ...] = ()) -> Path:
+    imports = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, v) for d, v in domains)]
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def classifier(path: Path, batch: int | str = "N", opset: int = 17) -> Path:
+    """(batch, 3, 8, 8) -> global average pool -> linear 3 -> 10."""
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32), "w")
+    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["scores"])]
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 10])], [weight])
+    return _save(graph, path, opset)
+
+
+def two_inputs(path: Path) -> Path:
+    nodes = [helper.make_node("Add", ["a", "b"], ["c"])]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 4]),
+                                             helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4])])
+    return _save(graph, path)
+
+
+def unsupported_op(path: Path) -> Path:
+    """A node of a custom domain that no onnxruntime build implements."""
+    nodes = [helper.make_node("FancyPool", ["image"], ["out"], domain="com.example.vision")]
+    graph = helper.make_graph(nodes, "custom", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                              ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])])
+    return _save(graph, path, domains=(("com.example.vision", 1),))

@@ -1,0 +1,93 @@
+"""export, verify, and bench on ONNX Runtime from the command line, including ONNX files made elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.records import read_records
+from tests import onnx_graphs
+from tests.test_cli import _one_error_line, harness
+
+
+def test_export_catalogue_models_then_hit_the_cache():
+    models = "squeezenet1_1,mobilenet_v2,shufflenet_v1_g8"
+    first = harness("export", "--models", models)
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "3/3 cells ok" in first.stdout and first.stdout.count("torch.onnx dynamo") == 3
+    assert first.stdout.count(" new ") == 3
+    second = harness("export", "--models", models)
+    assert second.returncode == 0 and second.stdout.count(" hit ") == 3
+
+
+def test_verify_against_torch(tmp_path):
+    result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ort", "--out", str(tmp_path),
+                     "--run-id", "v")
+    assert result.returncode == 0, result.stderr + result.stdout
+    [record] = read_records(tmp_path / "v" / "records.jsonl").records
+    assert record["kind"] == "parity" and record["status"] == "ok"
+    assert record["parity"]["top1_agreement"] == 1.0 and record["parity"]["max_rel_err"] < 1e-4
+    assert record["prepared"]["weights"]["kind"] == "random"
+    assert "BatchNorm" in record["prepared"]["weights"]["description"]
+
+
+def test_bench_torch_and_ort_side_by_side(tmp_path):
+    result = harness("bench", "--runtime", "torch,ort", "--models", "squeezenet1_1", "--batch-sizes", "1",
+                     "--out", str(tmp_path), "--run-id", "b")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "vs torch" in result.stdout
+    records = read_records(tmp_path / "b" / "records.jsonl").records
+    ort_record = next(r for r in records if r["cell"]["runtime"] == "ort")
+    artifact = ort_record["prepared"]["artifact"]
+    assert artifact["exporter"] == "torch.onnx dynamo" and artifact["opset"] == 18 and artifact["sha256"]
+    assert ort_record["runtime"]["options"]["providers"] == ["CPUExecutionProvider"]
+    torch_record = next(r for r in records if r["cell"]["runtime"] == "torch")
+    assert torch_record["prepared"]["weights"]["sha256"] == ort_record["prepared"]["weights"]["sha256"]
+
+
+def test_outside_file_with_dynamic_batch(tmp_path):
+    path = onnx_graphs.classifier(tmp_path / "dyn.onnx")
+    result = harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1,4",
+                     "--out", str(tmp_path), "--run-id", "o")
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = read_records(tmp_path / "o" / "records.jsonl").records
+    assert [r["input"]["shape"] for r in records] == [[1, 3, 8, 8], [4, 3, 8, 8]]
+    assert records[0]["model"]["input_name"] == "image" and records[0]["model"]["name"] == "dyn"
+
+
+def test_outside_file_with_fixed_batch(tmp_path):
+    path = onnx_graphs.classifier(tmp_path / "fixed.onnx", batch=2)
+    line = _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1,4"))
+    assert "fixed batch dimension of 2" in line and "--batch-sizes 2" in line
+    ok = harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "2", "--out", str(tmp_path))
+    assert ok.returncode == 0, ok.stderr + ok.stdout
+
+
+def test_outside_file_with_an_unsupported_op(tmp_path):
+    path = onnx_graphs.unsupported_op(tmp_path / "custom.onnx")
+    result = harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1",
+                     "--out", str(tmp_path), "--run-id", "u")
+    assert result.returncode == 1
+    [record] = read_records(tmp_path / "u" / "records.jsonl").records
+    assert record["status"] == "unsupported" and "FancyPool" in record["error"]
+
+
+@pytest.mark.parametrize("make, expected", [
+    (onnx_graphs.two_inputs, "has 2 inputs (a, b)"),
+    (lambda p: onnx_graphs.classifier(p, opset=5), "declares opset 5"),
+])
+def test_outside_files_refused_with_a_reason(tmp_path, make, expected):
+    path = make(tmp_path / "model.onnx")
+    assert expected in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path),
+                                               "--batch-sizes", "1"))
+
+
+def test_bad_onnx_inputs(tmp_path):
+    assert "does not exist" in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", "/no/such.onnx"))
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    assert "is not an ONNX file" in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(text)))
+    dyn = onnx_graphs.classifier(tmp_path / "dyn.onnx")
+    line = _one_error_line(harness("bench", "--runtime", "torch", "--onnx", str(dyn)))
+    assert "use --runtime ort" in line
+    assert "unknown runtime 'onnx'" in _one_error_line(harness("verify", "--models", "resnet18", "--runtime", "onnx"))
+    assert "bad --opset 3" in _one_error_line(harness("export", "--models", "resnet18", "--opset", "3"))
