@@ -1,10 +1,12 @@
 """How much does the harness's timing loop add to what it measures?
 
-1. For resnet18 and mobilenet_v2 at batch 1 on the CPU, in one process on one module: the harness's
-   median (torch eager runtime + `harness.timing.sample`) against a minimal hand-written loop
+1. PyTorch eager: for resnet18 and mobilenet_v2 at batch 1 on the CPU, in one process on one module,
+   the harness's median (torch runtime + `harness.timing.sample`) against a minimal hand-written loop
    (`time.perf_counter()` around `model(x)` under one `torch.inference_mode()`), in interleaved
    rounds so drift hits both alike. Target: harness median / hand median <= 1.02.
-2. The per-sample cost of the loop itself: the null runtime (run() does nothing), in microseconds.
+2. ONNX Runtime: the same models exported once (the harness's cached file), at batch 1 and 8, the
+   harness's median (ort runtime) against a hand-written `session.run` loop on one session each.
+3. The per-sample cost of the loop itself: the null runtime (run() does nothing), in microseconds.
 
 Usage: python bench/overhead.py [--rounds 10] [--samples 30] [--threads N]
 """
@@ -64,7 +66,70 @@ def compare(name: str, rounds: int, samples: int, threads: int) -> dict[str, flo
                 hand_ms += hand_loop(model, x, samples)
     runtime.close()
     harness_median, hand_median = statistics.median(harness_ms), statistics.median(hand_ms)
-    return {"model": name, "harness_median_ms": harness_median, "hand_median_ms": hand_median,
+    return {"model": f"{name} bs1", "harness_median_ms": harness_median, "hand_median_ms": hand_median,
+            "ratio": harness_median / hand_median, "samples_each": len(harness_ms)}
+
+
+def onnx_file(name: str) -> str:
+    """The harness's own cached export of the model (random, BatchNorm-recalibrated weights)."""
+    from dataclasses import replace
+
+    from exporters.onnx_export import ExportSpec, export
+    from exporters.store import Store
+    from exporters.torch_models import build_module
+    from exporters.weights import random_weights
+    from harness.models import library_version, recipe_for
+    from harness.paths import cache_dir
+    from harness.registry import load_catalogue
+
+    spec = load_catalogue().get(name)
+    store = Store(cache_dir())
+    weights = random_weights(recipe_for(spec), spec.input_size, 0, store, library_version(spec.source))
+    recipe = replace(recipe_for(spec), weights=str(weights.path))
+    entry, _ = export(ExportSpec(model=name, weights_id=weights.meta["sha256"], input_size=spec.input_size),
+                      lambda: build_module(recipe), store)
+    return str(entry.path)
+
+
+def hand_session_loop(session, feed: dict[str, np.ndarray], samples: int) -> list[float]:
+    times_ms = []
+    for _ in range(3):
+        session.run(None, feed)
+    for _ in range(samples):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times_ms.append((time.perf_counter() - start) * 1e3)
+    return times_ms
+
+
+def compare_ort(name: str, batch_size: int, rounds: int, samples: int, threads: int) -> dict[str, float]:
+    import onnxruntime as ort
+
+    from runtimes.base import OnnxFileArtifact
+    from runtimes.onnxruntime import OnnxRuntime
+
+    path = onnx_file(name)
+    inputs = np.random.default_rng(0).standard_normal((batch_size, 3, 224, 224), dtype=np.float32)
+    runtime = OnnxRuntime(RuntimeOptions(threads=threads))
+    runtime.load(OnnxFileArtifact(name=name, path=path))
+    runtime.prepare(inputs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: inputs}
+    harness_ms: list[float] = []
+    hand_ms: list[float] = []
+    for round_index in range(rounds):
+        order = ("harness", "hand") if round_index % 2 == 0 else ("hand", "harness")
+        for which in order:
+            if which == "harness":
+                harness_ms += sample(runtime, fixed_policy(samples)).host_ms
+            else:
+                hand_ms += hand_session_loop(session, feed, samples)
+    runtime.close()
+    harness_median, hand_median = statistics.median(harness_ms), statistics.median(hand_ms)
+    return {"model": f"{name} bs{batch_size}", "harness_median_ms": harness_median, "hand_median_ms": hand_median,
             "ratio": harness_median / hand_median, "samples_each": len(harness_ms)}
 
 
@@ -89,14 +154,20 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30, help="samples per round and side")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
-    results = [compare(name, args.rounds, args.samples, args.threads) for name in ("resnet18", "mobilenet_v2")]
+    results = [{**compare(name, args.rounds, args.samples, args.threads), "runtime": "torch"}
+               for name in ("resnet18", "mobilenet_v2")]
+    results += [{**compare_ort(name, batch, args.rounds, args.samples, args.threads), "runtime": "ort"}
+                for name in ("resnet18", "mobilenet_v2") for batch in (1, 8)]
     null = null_overhead_us()
-    print(f"machine: {cpu_model()}, {platform.system()}, torch {torch.__version__}, {args.threads} threads")
-    print("| model | harness median (ms) | hand loop median (ms) | ratio | samples each |")
-    print("|---|---:|---:|---:|---:|")
+    import onnxruntime
+
+    print(f"machine: {cpu_model()}, {platform.system()}, torch {torch.__version__}, "
+          f"onnxruntime {onnxruntime.__version__}, {args.threads} threads")
+    print("| runtime | model | harness median (ms) | hand loop median (ms) | ratio | samples each |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['model']} | {r['harness_median_ms']:.3f} | {r['hand_median_ms']:.3f} | {r['ratio']:.4f} "
-              f"| {r['samples_each']} |")
+        print(f"| {r['runtime']} | {r['model']} | {r['harness_median_ms']:.3f} | {r['hand_median_ms']:.3f} "
+              f"| {r['ratio']:.4f} | {r['samples_each']} |")
     print(f"\nnull runtime: {null['null_runtime_per_sample_median_us']:.2f} us per sample (median of "
           f"{null['samples']}) inside the timed region; "
           f"{null['loop_wall_per_sample_us']:.2f} us per sample of loop wall time (bookkeeping included); "
