@@ -18,6 +18,7 @@ import json
 import platform
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,14 +48,8 @@ def hand_loop(model: torch.nn.Module, x: torch.Tensor, samples: int) -> list[flo
     return times_ms
 
 
-def compare(name: str, rounds: int, samples: int, threads: int) -> dict[str, float]:
-    torch.set_num_threads(threads)
-    model = getattr(torchvision.models, name)(weights=None).eval()
-    inputs = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
-    runtime = TorchEagerRuntime(RuntimeOptions(threads=threads))
-    runtime.load(TorchModuleArtifact(name=name, build=lambda: model))
-    runtime.prepare(inputs)
-    x = torch.from_numpy(inputs)
+def interleaved(runtime, hand: Callable[[], list[float]], rounds: int, samples: int) -> dict[str, float]:
+    """Alternate harness and hand-loop blocks (swapping which goes first) so drift hits both alike."""
     harness_ms: list[float] = []
     hand_ms: list[float] = []
     for round_index in range(rounds):
@@ -63,11 +58,23 @@ def compare(name: str, rounds: int, samples: int, threads: int) -> dict[str, flo
             if which == "harness":
                 harness_ms += sample(runtime, fixed_policy(samples)).host_ms
             else:
-                hand_ms += hand_loop(model, x, samples)
+                hand_ms += hand()
     runtime.close()
     harness_median, hand_median = statistics.median(harness_ms), statistics.median(hand_ms)
-    return {"model": f"{name} bs1", "harness_median_ms": harness_median, "hand_median_ms": hand_median,
+    return {"harness_median_ms": harness_median, "hand_median_ms": hand_median,
             "ratio": harness_median / hand_median, "samples_each": len(harness_ms)}
+
+
+def compare(name: str, rounds: int, samples: int, threads: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    inputs = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    runtime = TorchEagerRuntime(RuntimeOptions(threads=threads))
+    runtime.load(TorchModuleArtifact(name=name, build=lambda: model))
+    runtime.prepare(inputs)
+    x = torch.from_numpy(inputs)
+    result = interleaved(runtime, lambda: hand_loop(model, x, samples), rounds, samples)
+    return {"model": f"{name} bs1", **result}
 
 
 def onnx_file(name: str) -> str:
@@ -118,19 +125,8 @@ def compare_ort(name: str, batch_size: int, rounds: int, samples: int, threads: 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: inputs}
-    harness_ms: list[float] = []
-    hand_ms: list[float] = []
-    for round_index in range(rounds):
-        order = ("harness", "hand") if round_index % 2 == 0 else ("hand", "harness")
-        for which in order:
-            if which == "harness":
-                harness_ms += sample(runtime, fixed_policy(samples)).host_ms
-            else:
-                hand_ms += hand_session_loop(session, feed, samples)
-    runtime.close()
-    harness_median, hand_median = statistics.median(harness_ms), statistics.median(hand_ms)
-    return {"model": f"{name} bs{batch_size}", "harness_median_ms": harness_median, "hand_median_ms": hand_median,
-            "ratio": harness_median / hand_median, "samples_each": len(harness_ms)}
+    result = interleaved(runtime, lambda: hand_session_loop(session, feed, samples), rounds, samples)
+    return {"model": f"{name} bs{batch_size}", **result}
 
 
 def null_overhead_us(samples: int = 20_000) -> dict[str, float]:

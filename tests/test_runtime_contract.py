@@ -103,16 +103,20 @@ def test_cpu_has_no_device_clock(name, artifact_for):
         assert runtime.device_clock() is None
 
 
-def test_torch_outputs_match_the_module():
-    import torch
-
-    with create_runtime("torch", RuntimeOptions(threads=1)) as runtime:
-        runtime.load(TORCH_ARTIFACT)
+def _infer_once(name: str, artifact, options: RuntimeOptions) -> tuple[np.ndarray, dict]:
+    with create_runtime(name, options) as runtime:
+        runtime.load(artifact)
         runtime.prepare(INPUTS)
         runtime.run()
         runtime.synchronize()
-        [logits] = runtime.outputs()
-        assert runtime.info()["options"]["threads"] == 1
+        return runtime.outputs()[0], runtime.info()
+
+
+def test_torch_outputs_match_the_module():
+    import torch
+
+    logits, info = _infer_once("torch", TORCH_ARTIFACT, RuntimeOptions(threads=1))
+    assert info["options"]["threads"] == 1
     with torch.inference_mode():
         expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
@@ -121,13 +125,9 @@ def test_torch_outputs_match_the_module():
 def test_torch_channels_last_gives_the_same_answer():
     results = []
     for channels_last in (False, True):
-        with create_runtime("torch", RuntimeOptions(channels_last=channels_last)) as runtime:
-            runtime.load(TORCH_ARTIFACT)
-            runtime.prepare(INPUTS)
-            runtime.run()
-            runtime.synchronize()
-            results.append(runtime.outputs()[0])
-            assert runtime.info()["options"]["channels_last"] is channels_last
+        logits, info = _infer_once("torch", TORCH_ARTIFACT, RuntimeOptions(channels_last=channels_last))
+        results.append(logits)
+        assert info["options"]["channels_last"] is channels_last
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-5)
 
 
@@ -169,13 +169,7 @@ def test_plugin_runtime_by_import_path():
 def test_ort_matches_torch_and_records_its_settings(onnx_artifact):
     import torch
 
-    with create_runtime("ort", RuntimeOptions(threads=1)) as runtime:
-        runtime.load(onnx_artifact)
-        runtime.prepare(INPUTS)
-        runtime.run()
-        runtime.synchronize()
-        [logits] = runtime.outputs()
-        info = runtime.info()
+    logits, info = _infer_once("ort", onnx_artifact, RuntimeOptions(threads=1))
     with torch.inference_mode():
         expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
