@@ -21,7 +21,7 @@ class Tolerance:
 
 # fp32 graphs differ from eager only by kernel and fusion order; fp16 keeps ~3 significant digits.
 TOLERANCES = {
-    "fp32": Tolerance(max_rel_err=1e-3, min_cosine=0.99999, min_top1_agreement=1.0),
+    "fp32": Tolerance(max_rel_err=2e-3, min_cosine=0.99999, min_top1_agreement=1.0),
     "fp16": Tolerance(max_rel_err=5e-2, min_cosine=0.999, min_top1_agreement=0.75),
 }
 
