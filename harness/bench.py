@@ -15,11 +15,13 @@ from harness.models import complexity_key_for, model_summary
 from harness.onnx_files import OnnxFile
 from harness.paths import cache_dir, write_atomically
 from harness.planning import Cell
-from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, append_record
+from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, append_record, read_records
 from harness.registry import ModelSpec
+from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature
 from harness.timing import Policy
 
-RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "traceback", "log_tail")
+RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "memory", "validity",
+               "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,13 @@ class BenchSettings:
     seed: int = 0
     mode: str = "bench"  # or "parity"
     export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
+    max_memory_bytes: int | None = None  # enforced on each cell's process (RLIMIT_DATA)
+    strict_retries: int = 0  # re-runs of a cell whose verdict is invalid
+    max_cv: float = 0.10  # a cell whose samples vary more is invalid
+    order: str = "model"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "policy": self.policy.as_dict()}
 
 
 class Subject:
@@ -85,6 +94,8 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings) -> dict
         "cache_dir": str(cache_dir()),
         "complexity_key": subject.complexity_key(),
         "export": settings.export,
+        "max_memory_bytes": settings.max_memory_bytes,
+        "max_cv": settings.max_cv,
     }
 
 
@@ -110,8 +121,16 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
     return record
 
 
+def _group(cell: Cell) -> tuple[str, str, str, str]:
+    return (cell.model, cell.runtime, cell.precision, cell.device)
+
+
 class Sweep:
-    """One run folder: env.json, plan.json, records.jsonl and a folder of per-cell logs."""
+    """One run folder: env.json, plan.json, records.jsonl and a folder of per-cell logs.
+
+    One writer at a time (a lock); cells already recorded are skipped, so running the same plan into the
+    same folder resumes it; a batch size larger than one that ran out of memory is recorded as skipped.
+    """
 
     def __init__(self, out_dir: Path, run_id: str, subjects: dict[str, Subject], settings: BenchSettings) -> None:
         self.run_id = run_id
@@ -119,24 +138,65 @@ class Sweep:
         self.records_path = self.run_dir / RECORDS_FILE
         self.subjects = subjects
         self.settings = settings
+        self._oom_batch: dict[tuple[str, str, str, str], int] = {}
+
+    def signature(self, cells: list[Cell]) -> dict[str, Any]:
+        return plan_signature([c.as_dict() for c in cells], self.settings.as_dict())
 
     def start(self, cells: list[Cell]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.run_dir / ENV_FILE, json.dumps(environment.collect(), indent=2, default=str))
-        plan = {"run_id": self.run_id, "created_at": _now(), "cells": [c.as_dict() for c in cells],
-                "settings": {**self.settings.__dict__, "policy": self.settings.policy.as_dict()}}
-        write_atomically(self.run_dir / "plan.json", json.dumps(plan, indent=2))
+        env_path = self.run_dir / ENV_FILE
+        if env_path.exists():  # a resumed run: keep the first environment, add this session's beside it
+            env_path = self.run_dir / f"env-resumed-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        write_atomically(env_path, json.dumps(environment.collect(), indent=2, default=str))
+        if not (self.run_dir / PLAN_FILE).exists():
+            plan = {"run_id": self.run_id, "created_at": _now(), "cells": [c.as_dict() for c in cells],
+                    "settings": self.settings.as_dict(), "signature": self.signature(cells)}
+            write_atomically(self.run_dir / PLAN_FILE, json.dumps(plan, indent=2))
+
+    def _skip_record(self, cell: Cell, oom_batch: int) -> dict[str, Any]:
+        result = {"status": "skipped", "error": f"skipped: batch size {oom_batch} of the same model, runtime and "
+                                                f"precision ran out of memory"}
+        return build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, _now(), 0.0)
 
     def run_cell(self, cell: Cell, index: int) -> dict[str, Any]:
+        """Run the cell (again, up to strict_retries times while its verdict is invalid) and append its record."""
+        oom_batch = self._oom_batch.get(_group(cell))
+        if oom_batch is not None and cell.batch_size > oom_batch:
+            record = self._skip_record(cell, oom_batch)
+        else:
+            record = self._attempts(cell, index)
+        if record["status"] == "oom":
+            self._note_oom(cell)
+        append_record(self.records_path, record)
+        return record
+
+    def _note_oom(self, cell: Cell) -> None:
+        group = _group(cell)
+        self._oom_batch[group] = min(cell.batch_size, self._oom_batch.get(group, cell.batch_size))
+
+    def _attempts(self, cell: Cell, index: int) -> dict[str, Any]:
+        earlier: list[list[str]] = []
+        while True:
+            record = self._attempt(cell, index)
+            validity = record.get("validity")
+            if record["status"] != "ok" or not validity or validity["valid"] \
+                    or len(earlier) >= self.settings.strict_retries:
+                break
+            earlier.append(validity["reasons"])
+        if earlier:
+            record["earlier_attempts_invalid_because"] = earlier
+        return record
+
+    def _attempt(self, cell: Cell, index: int) -> dict[str, Any]:
         started_at = _now()
         subject = self.subjects[cell.model]
         request = build_request(cell, subject, self.settings)
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
-        outcome = run_isolated(request, self.run_dir / "cells", stem, self.settings.timeout_s)
-        record = build_record(self.run_id, cell, subject, self.settings, outcome.result, started_at, outcome.wall_s)
-        append_record(self.records_path, record)
+        outcome = run_isolated(request, self.run_dir / "cells", stem, self.settings.timeout_s,
+                               self.settings.max_memory_bytes)
         self._tidy(stem)
-        return record
+        return build_record(self.run_id, cell, subject, self.settings, outcome.result, started_at, outcome.wall_s)
 
     def _tidy(self, stem: str) -> None:
         """The record now holds the result; keep only a non-empty log for reading later."""
@@ -147,18 +207,32 @@ class Sweep:
         if log.exists() and log.stat().st_size == 0:
             log.unlink()
 
+    def pending(self, cells: list[Cell]) -> list[Cell]:
+        done = finished_cell_ids(self.run_dir)
+        return [c for c in cells if c.cell_id not in done]
+
     def run(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None = None,
             on_start: Callable[[Cell], None] | None = None) -> list[dict[str, Any]]:
-        self.start(cells)
-        records = []
-        for index, cell in enumerate(cells):
-            if on_start:
-                on_start(cell)
-            record = self.run_cell(cell, index)
-            records.append(record)
-            if on_done:
-                on_done(cell, record)
-        return records
+        """Run the cells not yet recorded; returns the records written in this call."""
+        with RunLock(self.run_dir):
+            self.start(cells)
+            existing = read_records(self.records_path).records if self.records_path.exists() else []
+            done = {record["cell_id"] for record in existing}
+            self._oom_batch = {}
+            for record in existing:
+                if record["status"] == "oom":
+                    self._note_oom(Cell(**record["cell"]))
+            records = []
+            for index, cell in enumerate(cells):
+                if cell.cell_id in done:
+                    continue
+                if on_start:
+                    on_start(cell)
+                record = self.run_cell(cell, index)
+                records.append(record)
+                if on_done:
+                    on_done(cell, record)
+            return records
 
 
 def catalogue_subjects(specs: list[ModelSpec]) -> dict[str, Subject]:

@@ -7,8 +7,10 @@ child's stdout and stderr go to a log file beside them. The parent blocks in `wa
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -46,6 +48,24 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+PR_SET_PDEATHSIG = 1
+OOM_LOG_MARKERS = ("std::bad_alloc", "Cannot allocate memory", "MemoryError", "out of memory")
+
+
+def _child_setup(max_memory_bytes: int | None) -> None:
+    """Runs in the child before exec: die with the parent (Linux), and cap private memory if asked.
+
+    RLIMIT_DATA caps the data segment and private anonymous mappings (malloc, tensors) but not shared
+    libraries, so importing torch stays possible under a limit of a few hundred MB.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if max_memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_DATA, (max_memory_bytes, max_memory_bytes))
+
+
 def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
@@ -63,8 +83,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: float) -> CellOutcome:
-    """Run one cell in a child process; a raise, a crash or a timeout become a result with a status."""
+def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: float,
+                 max_memory_bytes: int | None = None) -> CellOutcome:
+    """Run one cell in a child process; a raise, a crash or a timeout become a result with a status.
+
+    The child dies with the parent (so a killed parent loses at most the running cell), and with
+    `max_memory_bytes` its private memory is capped: running over is recorded as `oom`.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     request_path, result_path = work_dir / f"{stem}.request.json", work_dir / f"{stem}.result.json"
     log_path = work_dir / f"{stem}.log"
@@ -73,8 +98,9 @@ def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: 
     command = [sys.executable, "-m", "harness.worker", str(request_path), str(result_path)]
     start = time.perf_counter()
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=_child_environment(), cwd=os.getcwd())
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # noqa: PLW1509
+                                   env=_child_environment(), cwd=os.getcwd(),
+                                   preexec_fn=lambda: _child_setup(max_memory_bytes))
         try:
             exit_code: int | None = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -88,10 +114,12 @@ def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: 
     wall_s = time.perf_counter() - start
     if result_path.exists():
         result = json.loads(result_path.read_text())
-    elif exit_code is not None and exit_code < 0:
-        result = {"status": "crashed", "error": f"the cell's process died of {_signal_name(exit_code)}",
-                  "log_tail": _log_tail(log_path)}
     else:
-        result = {"status": "crashed", "error": f"the cell's process exited with code {exit_code} and no result",
-                  "log_tail": _log_tail(log_path)}
+        how = _signal_name(exit_code) if exit_code is not None and exit_code < 0 else f"exit code {exit_code}"
+        tail = _log_tail(log_path)
+        ran_out = max_memory_bytes is not None and any(marker in tail for marker in OOM_LOG_MARKERS)
+        result = {"status": "oom" if ran_out else "crashed",
+                  "error": f"the cell's process ended ({how}) with no result"
+                           + (f" after running out of its {max_memory_bytes} byte memory limit" if ran_out else ""),
+                  "log_tail": tail}
     return CellOutcome(result, wall_s, exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 from itertools import product
 
@@ -24,8 +25,25 @@ class Cell:
         return asdict(self)
 
 
+ORDERS = ("model", "interleaved", "random")
+
+
 def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], batch_sizes: list[int],
-               device: str) -> list[Cell]:
-    """Model-major order: all of one model's cells run together, smaller batch sizes first."""
-    return [Cell(model, runtime, precision, batch_size, device)
-            for model, runtime, precision, batch_size in product(models, runtimes, precisions, sorted(batch_sizes))]
+               device: str, order: str = "model", seed: int = 0) -> list[Cell]:
+    """The cells in run order.
+
+    model: all of one model's cells together, smaller batch sizes first. interleaved: batch size by
+    batch size across all models (each model's batch sizes still ascend, so an out-of-memory batch
+    still skips the larger ones), spreading every model over the whole sweep so drift hits all alike.
+    random: a seeded shuffle.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}")
+    by_model = [Cell(model, runtime, precision, batch_size, device)
+                for model, runtime, precision, batch_size in product(models, runtimes, precisions, sorted(batch_sizes))]
+    if order == "interleaved":
+        return sorted(by_model, key=lambda c: (c.batch_size, models.index(c.model), runtimes.index(c.runtime),
+                                               precisions.index(c.precision)))
+    if order == "random":
+        random.Random(seed).shuffle(by_model)
+    return by_model

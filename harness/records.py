@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
 ENV_FILE = "env.json"
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed")
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped")
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from exporters.store import Store
 from exporters.torch_models import (RANDOM, ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module,
                                     import_source)
 from exporters.weights import random_weights
-from harness import __version__
+from harness import __version__, memory, validity
 from harness.complexity import ComplexityCache, measure
 from harness.parity import TOLERANCES, compare, violations
 from harness.paths import write_atomically
@@ -46,9 +46,14 @@ def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "flo
     return rng.integers(0, 256, size=tuple(shape)).astype(dtype)
 
 
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory",
+                "bad_alloc")
+
+
 def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
-        or "out of memory" in str(exc).lower()
+        or any(message in text for message in OOM_MESSAGES)
 
 
 class CellContext:
@@ -161,8 +166,17 @@ def _run_once(runtime: Runtime) -> float:
     return (time.perf_counter_ns() - start) / 1e6
 
 
+MEMORY_PASS_RUNS = 3
+
+
 def run_bench(context: CellContext) -> dict[str, Any]:
+    """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass.
+
+    Memory samplers (NVML, Jetson meminfo) run only through load and first run and through the
+    separate memory pass, never during the timed loop; host peak RSS needs no sampler (VmHWM).
+    """
     cell = context.cell
+    device = cell["device"]
     result: dict[str, Any] = {"status": "ok", "error": None}
     runtime = create_runtime(cell["runtime"], context.options())
     with runtime:
@@ -172,16 +186,37 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         else:
             artifact = TorchModuleArtifact(name=context.model["name"], build=lambda: None)
         inputs = make_inputs(context.input_shape(), context.seed, context.model.get("input_dtype", "float32"))
+        host, nvml, jetson = memory.HostRss(), memory.NvmlProcess(device), memory.JetsonUnified()
+        memory.start_cuda_context(device)
+        nvml.mark_context()
+        host.start()
+        samplers = (nvml, jetson)
+        for sampler in samplers:
+            sampler.start()
         start = time.perf_counter_ns()
         runtime.load(artifact)
         load_s = (time.perf_counter_ns() - start) / 1e9
         runtime.prepare(inputs)
         first_run_ms = _run_once(runtime)
+        for sampler in samplers:
+            sampler.stop()
+
+        frequency_before, gpu_before = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
         measurement = sample(runtime, Policy(**context.request["policy"]))
+        frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
+
+        for sampler in samplers:
+            sampler.start()
+        for _ in range(MEMORY_PASS_RUNS):
+            runtime.run()
+            runtime.synchronize()
+        for sampler in samplers:
+            sampler.stop()
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
     if not context.external_onnx:
         _check_outputs(outputs, cell["batch_size"])
+    host_stats = summarize(measurement.host_ms, cell["batch_size"]).__dict__
     result["prepared"] = context.prepared
     result["cold_start"] = {"library_import_s": context.prepared.get("library_import_s"), "load_s": load_s,
                             "first_run_ms": first_run_ms,
@@ -191,10 +226,22 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "clock": "host perf_counter_ns around run()+synchronize()",
         "warmup_iters": measurement.warmup_iters, "warmup_s": measurement.warmup_s,
         "stop_reason": measurement.stop_reason, "loop_s": measurement.loop_s,
-        "host": summarize(measurement.host_ms, cell["batch_size"]).__dict__,
+        "host": host_stats,
         "device": summarize(measurement.device_ms, cell["batch_size"]).__dict__ if measurement.device_ms else None,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
+    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(),
+                        "torch_allocator": memory.torch_allocator(device, runtime.name),
+                        "jetson_unified": jetson.reading(), "memory_pass_runs": MEMORY_PASS_RUNS}
+    gpu = None
+    if gpu_before is not None:
+        gpu = {"before": gpu_before, "after": gpu_after, "other_processes": nvml.other_processes(),
+               "sm_clock_before_mhz": gpu_before.get("sm_clock_mhz"),
+               "sm_clock_after_mhz": (gpu_after or {}).get("sm_clock_mhz"),
+               "throttle_reasons_after": (gpu_after or {}).get("throttle_reasons")}
+    result["validity"] = validity.verdict(host_stats, context.request["policy"]["min_samples"],
+                                          context.request.get("max_cv", validity.MAX_CV["quick"]),
+                                          frequency_before, frequency_after, gpu)
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                        "generator": f"numpy default_rng({context.seed})"}
     result["complexity"] = context.complexity(may_build=runtime.builds_model)

@@ -43,7 +43,7 @@ def test_child_that_aborts(tmp_path, catalogue):
 
 def test_child_that_exits_without_a_result(tmp_path, catalogue):
     record = _run(tmp_path, catalogue, "tests.faulty_runtimes:ExitingRuntime")
-    assert record["status"] == "crashed" and "exited with code 3" in record["error"]
+    assert record["status"] == "crashed" and "exit code 3" in record["error"]
 
 
 def test_child_that_hangs_is_ended(tmp_path, catalogue):

@@ -1,0 +1,195 @@
+"""Memory as a vector: one reading per source, each with its baseline and peak, in bytes.
+
+Sources: the cell process's host RSS (the kernel's own high-water mark, VmHWM, reset with
+/proc/self/clear_refs before the model is loaded, so no sampler runs at all); the process's GPU
+memory from NVML, sampled by a thread only outside the timing loop (through load and first run, and
+through a separate memory pass); the PyTorch CUDA allocator's peaks; and on Jetson, where NVML has
+no memory figures, NvMapMemUsed and MemAvailable from /proc/meminfo. A source that cannot be read is
+recorded as missing with the reason, never replaced by another.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+SAMPLE_INTERVAL_S = 0.002
+KB = 1024
+
+
+def missing(reason: str) -> dict[str, str]:
+    return {"missing": reason}
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """'/proc/meminfo' lines ('MemAvailable:  123 kB') -> {name: bytes}."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            values[name.strip()] = int(parts[0]) * (KB if len(parts) > 1 and parts[1] == "kB" else 1)
+    return values
+
+
+def _status_bytes(field: str, status_path: Path = Path("/proc/self/status")) -> int:
+    return parse_meminfo(status_path.read_text())[field]
+
+
+class HostRss:
+    """Baseline RSS before the model is loaded; peak = VmHWM since then (the kernel tracks it)."""
+
+    def __init__(self) -> None:
+        self.baseline_bytes: int | None = None
+        self.reason: str | None = None
+
+    def start(self) -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.baseline_bytes = _status_bytes("VmRSS")
+        except (OSError, KeyError) as exc:
+            self.reason = f"cannot reset or read the peak RSS: {exc}"
+
+    def reading(self) -> dict[str, Any]:
+        if self.baseline_bytes is None:
+            return missing(self.reason or "not started")
+        return {"baseline_bytes": self.baseline_bytes, "peak_bytes": _status_bytes("VmHWM"),
+                "source": "/proc/self/status VmRSS before load, VmHWM after the memory pass (reset by clear_refs)"}
+
+
+class Sampler:
+    """Calls `read()` every few milliseconds on a thread between start() and stop(); keeps the max."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+        self.peak: int = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._read())
+            self._stop.wait(SAMPLE_INTERVAL_S)
+
+    def start(self) -> None:
+        self.peak = max(self.peak, self._read())
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, self._read())
+
+
+class JetsonUnified:
+    """NvMapMemUsed (GPU buffers in unified memory) and the lowest MemAvailable seen, system-wide."""
+
+    def __init__(self, meminfo_path: Path = Path("/proc/meminfo")) -> None:
+        self.path = meminfo_path
+        self.reason: str | None = None
+        try:
+            values = parse_meminfo(self.path.read_text())
+        except OSError as exc:
+            values, self.reason = {}, f"cannot read {self.path}: {exc.strerror}"
+        if self.reason is None and "NvMapMemUsed" not in values:
+            self.reason = "no NvMapMemUsed in /proc/meminfo (not a Jetson)"
+        self.baseline = values
+        self.nvmap = Sampler(lambda: parse_meminfo(self.path.read_text())["NvMapMemUsed"])
+        self.unavailable = Sampler(lambda: -parse_meminfo(self.path.read_text())["MemAvailable"])
+
+    def start(self) -> None:
+        if self.reason is None:
+            self.nvmap.start()
+            self.unavailable.start()
+
+    def stop(self) -> None:
+        if self.reason is None:
+            self.nvmap.stop()
+            self.unavailable.stop()
+
+    def reading(self) -> dict[str, Any]:
+        if self.reason is not None:
+            return missing(self.reason)
+        return {"baseline_bytes": self.baseline["NvMapMemUsed"], "peak_bytes": self.nvmap.peak,
+                "mem_available_baseline_bytes": self.baseline["MemAvailable"],
+                "mem_available_min_bytes": -self.unavailable.peak,
+                "source": "/proc/meminfo NvMapMemUsed (system-wide), sampled through load and the memory pass"}
+
+
+class NvmlProcess:
+    """This process's GPU memory as NVML reports it: CUDA context included (the paper's total memory)."""
+
+    def __init__(self, device: str) -> None:
+        self.reason: str | None = None
+        self.context_bytes: int | None = None
+        self.baseline_bytes: int | None = None
+        if not device.startswith("cuda"):
+            self.reason = "the cell runs on the CPU"
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            index = int(device.split(":")[1]) if ":" in device else 0
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self._nvml = pynvml
+            self.baseline_bytes = self.used_bytes()
+        except ImportError:
+            self.reason = "nvidia-ml-py is not installed (pip install 'dnn-harness[gpu]')"
+        except Exception as exc:  # NVMLError subclasses, e.g. NotSupported on Jetson
+            self.reason = f"NVML cannot report process memory: {exc}"
+        self.sampler = Sampler(self.used_bytes)
+
+    def used_bytes(self) -> int:
+        processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+        return sum(p.usedGpuMemory or 0 for p in processes if p.pid == os.getpid())
+
+    def other_processes(self) -> list[int]:
+        if self.reason is not None:
+            return []
+        return [p.pid for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle) if p.pid != os.getpid()]
+
+    def mark_context(self) -> None:
+        if self.reason is None:
+            self.context_bytes = self.used_bytes()
+
+    def start(self) -> None:
+        if self.reason is None:
+            self.sampler.start()
+
+    def stop(self) -> None:
+        if self.reason is None:
+            self.sampler.stop()
+
+    def reading(self) -> dict[str, Any]:
+        if self.reason is not None:
+            return missing(self.reason)
+        return {"baseline_bytes": self.baseline_bytes, "context_bytes": self.context_bytes,
+                "peak_bytes": self.sampler.peak,
+                "source": "NVML process used memory, sampled through load, first run and the memory pass"}
+
+
+def torch_allocator(device: str, runtime_name: str) -> dict[str, Any]:
+    if not device.startswith("cuda"):
+        return missing("the cell runs on the CPU")
+    if runtime_name != "torch":
+        return missing(f"{runtime_name} does not allocate through PyTorch")
+    import torch
+
+    return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+            "source": "torch.cuda.max_memory_allocated / max_memory_reserved over the whole cell"}
+
+
+def start_cuda_context(device: str) -> None:
+    """Create the CUDA context before the model, so it can be measured alone."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.zeros(1, device=device)
+        torch.cuda.synchronize(device)

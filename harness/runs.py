@@ -1,0 +1,86 @@
+"""Run folders: one writer at a time (a lock), resuming an interrupted run, finding the last run of a plan."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import UserError
+from harness.records import RECORDS_FILE, read_records
+
+PLAN_FILE = "plan.json"
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive, non-blocking flock on <run>/.lock, released when the process ends however it ends."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._handle: TextIO | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"run folder {self.path.parent} is being written by {holder}; wait for it to finish "
+                            "or use another --run-id") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def plan_signature(cells: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """What makes two invocations the same plan: the set of cells and every setting but the order."""
+    return {"cells": sorted(json.dumps(c, sort_keys=True) for c in cells),
+            "settings": {k: v for k, v in settings.items() if k not in ("order",)}}
+
+
+def read_plan(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / PLAN_FILE).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} is not a run folder (no {PLAN_FILE}); check --out and the run id") from None
+
+
+def finished_cell_ids(run_dir: Path) -> set[str]:
+    path = run_dir / RECORDS_FILE
+    if not path.exists():
+        return set()
+    return {record["cell_id"] for record in read_records(path).records}
+
+
+def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:
+    """The newest run folder under out_dir whose plan matches, by creation time in plan.json."""
+    candidates = []
+    for plan_path in out_dir.glob(f"*/{PLAN_FILE}"):
+        try:
+            plan = json.loads(plan_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if plan.get("signature") == signature:
+            candidates.append((plan.get("created_at", ""), plan_path.parent.name))
+    return max(candidates)[1] if candidates else None
