@@ -155,7 +155,7 @@ class Sweep:
             write_atomically(self.run_dir / PLAN_FILE, json.dumps(plan, indent=2))
 
     def _skip_record(self, cell: Cell, oom_batch: int) -> dict[str, Any]:
-        result = {"status": "skipped", "error": f"skipped: batch size {oom_batch} of the same model, runtime and "
+        result = {"status": "skipped", "error": f"batch size {oom_batch} of the same model, runtime and "
                                                 f"precision ran out of memory"}
         return build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, _now(), 0.0)
 

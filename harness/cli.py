@@ -21,13 +21,20 @@ from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
 from harness.paths import CACHE_ENV, cache_dir
 from harness.models import complexity_key_for, recipe_for
-from harness.planning import PAPER_BATCH_SIZES, plan_cells
+from harness.planning import ORDERS, PAPER_BATCH_SIZES, plan_cells
+from harness.records import RECORDS_FILE, read_records
+from harness.runs import last_run_of_plan, read_plan
+from harness.units import parse_size
+from harness.validity import MAX_CV
 from harness.registry import Catalogue, ModelSpec, load_catalogue
-from harness.summary import catalogue_table, export_table, failures, parity_table, run_table
+from harness.summary import (catalogue_table, export_table, failures, largest_batches, memory_table, parity_table,
+                             run_table)
 from harness.timing import QUICK, THOROUGH
 from runtimes import RUNTIMES, RuntimeUnavailable, runtime_class
 
 EXIT_USER_ERROR = 2
+STRICT_RETRIES = 2
+TABLES = ("time", "memory")
 PRECISIONS = ("fp32", "fp16")
 WEIGHTS_NOTE = {
     "random": "random-init weights (seeded, BatchNorm statistics re-estimated; speed, memory and MACs do not "
@@ -90,7 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
     bench.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the random input and weights (default 0)")
+    bench.add_argument("--max-memory", metavar="SIZE",
+                       help="cap each cell's private memory (e.g. 4GB); a cell over it is recorded as oom")
+    bench.add_argument("--strict", action="store_true",
+                       help=f"re-run a cell whose timing verdict is invalid (up to {STRICT_RETRIES} more times)")
+    bench.add_argument("--order", choices=ORDERS, default="model",
+                       help="model (default), interleaved (batch size by batch size across models) or random")
+    bench.add_argument("--resume", metavar="RUN-ID",
+                       help="continue that run in --out, skipping recorded cells; 'last' = the newest run of "
+                            "the same plan")
+    bench.add_argument("--show", default="time,memory", metavar="TABLES",
+                       help="tables to print at the end: time, memory (default both)")
     _add_export_options(bench)
+
+    show = commands.add_parser("show", help="print the tables of recorded runs again")
+    show.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. results/<run-id>")
+    show.add_argument("--show", default="time,memory", metavar="TABLES", help="time, memory (default both)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content)")
     export.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
@@ -280,7 +302,8 @@ def _run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]
             records = sweep.run(cells, on_done=on_done, on_start=on_start)
         except KeyboardInterrupt:
             progress.stop()
-            err_console.print(f"interrupted; the records finished so far are in {sweep.records_path}")
+            err_console.print(f"interrupted: the running cell's process was ended; every finished record is "
+                              f"in {sweep.records_path}")
             return None
         progress.update(task, description="done")
     return records
@@ -298,6 +321,45 @@ def _export_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"opset": args.opset, "simplify": args.simplify}
 
 
+def _check_tables(text: str) -> list[str]:
+    tables = _comma_list(text)
+    for table in tables:
+        if table not in TABLES:
+            raise UserError(f"unknown table '{table}' for --show: choose from {', '.join(TABLES)}")
+    return tables
+
+
+def _print_tables(records: list[dict[str, Any]], tables: list[str], title: str) -> None:
+    if "time" in tables:
+        console.print(run_table(records, title=title))
+    if "memory" in tables:
+        console.print(memory_table(records, title=f"{title}: memory"))
+    for line in largest_batches(records):
+        console.print(line)
+
+
+def _resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict[str, Any]) -> str:
+    if args.resume == "last":
+        run_id = last_run_of_plan(out_dir, sweep_signature)
+        if run_id is None:
+            raise UserError(f"no run in {out_dir} has this plan; drop --resume to start one")
+        return run_id
+    plan = read_plan(out_dir / args.resume)
+    if plan.get("signature") != sweep_signature:
+        raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
+                        "repeat its own command with --resume, or drop --resume to start a new run")
+    return args.resume
+
+
+def _resume_hint(run_id: str) -> str:
+    words = [w for w in sys.argv[1:]]
+    if "--resume" in words:
+        index = words.index("--resume")
+        del words[index:index + 2]
+    words = [w for i, w in enumerate(words) if not (w == "--run-id" or (i and words[i - 1] == "--run-id"))]
+    return "python -m harness " + " ".join(words + ["--resume", run_id])
+
+
 def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     runtime_names = _comma_list(args.runtime)
     if not runtime_names:
@@ -305,8 +367,10 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     classes = _check_runtimes(runtime_names)
     precisions = _check_precisions(args.precision)
     batch_sizes = parse_batch_sizes(args.batch_sizes)
+    tables = _check_tables(args.show)
     _check_common(args)
     _check_device(args.device)
+    max_memory = parse_size(args.max_memory) if args.max_memory else None
     subjects = _subjects(args, catalogue, classes)
     for subject in subjects.values():
         if subject.onnx_file:
@@ -314,20 +378,41 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     weights = _check_weights(args.weights)
     out_dir = _check_out_dir(args.out)
 
-    cells = plan_cells(list(subjects), runtime_names, precisions, batch_sizes, args.device)
+    cells = plan_cells(list(subjects), runtime_names, precisions, batch_sizes, args.device, args.order, args.seed)
+    preset = "thorough" if args.thorough else "quick"
     settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
-                             export=_export_settings(args))
+                             export=_export_settings(args), max_memory_bytes=max_memory,
+                             strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
+                             order=args.order)
     sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
+    if args.resume:
+        sweep = Sweep(out_dir, _resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings)
+    pending = sweep.pending(cells)
     console.print(f"[bold]{len(cells)} cells[/bold] ({len(subjects)} models x {len(runtime_names)} runtimes x "
-                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}; "
-                  f"weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; "
-                  f"policy: {'thorough' if args.thorough else 'quick'}")
+                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}"
+                  + (f", {len(cells) - len(pending)} already recorded in {sweep.run_id}" if args.resume else "")
+                  + f"; weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; policy: {preset}"
+                  + (f"; memory cap {max_memory:,} bytes per cell" if max_memory else ""))
     records = _run_sweep(sweep, cells, "timing")
     if records is None:
+        err_console.print(f"resume with: {escape(_resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
-    console.print(run_table(records, title=f"run {sweep.run_id} ({args.device})"))
-    return _finish(records, sweep.records_path)
+    everything = read_records(sweep.records_path).records
+    _print_tables(everything, tables, f"run {sweep.run_id} ({args.device})")
+    return _finish(everything, sweep.records_path)
+
+
+def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    tables = _check_tables(args.show)
+    records = []
+    for run in args.runs:
+        path = Path(run) / RECORDS_FILE
+        if not path.is_file():
+            raise UserError(f"no {RECORDS_FILE} in '{run}': pass a run folder such as results/<run-id>")
+        records += [r for r in read_records(path).records if r.get("kind", "bench") == "bench"]
+    _print_tables(records, tables, ", ".join(Path(run).name for run in args.runs))
+    return 0
 
 
 def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
@@ -343,6 +428,7 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     sweep = Sweep(_check_out_dir(str(Path(cache_dir()) / "export-logs")), new_run_id(), subjects, settings)
     records = _run_sweep(sweep, cells, "exporting")
     if records is None:
+        err_console.print("run the same export command again to go on: finished files are cached")
         return 130
     console.print(export_table(records))
     console.print(f"artifacts in {cache_dir() / 'onnx'}")
@@ -365,6 +451,7 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     sweep = Sweep(_check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
     records = _run_sweep(sweep, cells, "verifying")
     if records is None:
+        err_console.print("run the same verify command again to check the remaining cells")
         return 130
     console.print(parity_table(records))
     return _finish(records, sweep.records_path)
@@ -372,7 +459,8 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 # ---------------------------------------------------------------- entry point
 
-COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify}
+COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify,
+            "show": command_show}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,11 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim"}
+STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
+                "skipped": "magenta", "parity_failed": "red"}
+MEMORY_SOURCES = {"host_rss": "host peak RSS", "cuda_nvml": "GPU memory of the process (NVML, context included)",
+                  "torch_allocator": "PyTorch CUDA allocator peak reserved",
+                  "jetson_unified": "Jetson NvMapMemUsed (system-wide)"}
 
 
 BASELINE_RUNTIME = "torch"
@@ -29,20 +33,23 @@ def _cell_text(record: dict[str, Any], baseline: dict[str, Any] | None) -> str:
         speedup = baseline["timing"]["host"]["median_ms"] / host["median_ms"]
         style = "green" if speedup >= 1 else "red"
         text += f"\n[{style}]x{speedup:.2f} vs torch[/{style}]"
+    if not is_valid(record):
+        text += "\n[yellow]invalid[/yellow]"
     return text
+
+
+def is_valid(record: dict[str, Any]) -> bool:
+    validity = record.get("validity")
+    return validity is None or validity["valid"]
 
 
 def run_table(records: list[dict[str, Any]], title: str) -> Table:
     """Median per-image ms (and images/s) per model/runtime/precision row and batch-size column, with each
     runtime's speed-up over PyTorch eager fp32 (same model and batch size) where both ran."""
     batch_sizes = sorted({r["cell"]["batch_size"] for r in records})
-    rows: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    baselines: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in records:
-        cell = record["cell"]
-        rows[(cell["model"], cell["runtime"], cell["precision"])][cell["batch_size"]] = record
-        if cell["runtime"] == BASELINE_RUNTIME and cell["precision"] == "fp32":
-            baselines[(cell["model"], cell["batch_size"])] = record
+    rows = _grouped(records)
+    baselines = {(r["cell"]["model"], r["cell"]["batch_size"]): r for r in records
+                 if r["cell"]["runtime"] == BASELINE_RUNTIME and r["cell"]["precision"] == "fp32"}
     table = Table(title=title, caption="median per-image time (batch time / batch size), images per second, "
                                        "and speed-up over PyTorch eager fp32 (batch median ratio)")
     for column in ("model", "runtime", "precision"):
@@ -57,8 +64,62 @@ def run_table(records: list[dict[str, Any]], title: str) -> Table:
 
 
 def failures(records: list[dict[str, Any]]) -> list[str]:
-    return [f"{r['cell_id']}: {r['status']}: {(r.get('error') or '').splitlines()[0] if r.get('error') else ''}"
-            for r in records if r["status"] != "ok"]
+    lines = [f"{r['cell_id']}: {r['status']}: {(r.get('error') or '').splitlines()[0] if r.get('error') else ''}"
+             for r in records if r["status"] != "ok"]
+    lines += [f"{r['cell_id']}: invalid: {'; '.join(r['validity']['reasons'])}"
+              for r in records if r["status"] == "ok" and not is_valid(r)]
+    return lines
+
+
+def _grouped(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, dict[str, Any]]]:
+    rows: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for record in records:
+        cell = record["cell"]
+        rows[(cell["model"], cell["runtime"], cell["precision"])][cell["batch_size"]] = record
+    return rows
+
+
+def memory_table(records: list[dict[str, Any]], title: str) -> Table | str:
+    """Peak memory per model/runtime/precision and batch size, one column group per readable source."""
+    present = [s for s in MEMORY_SOURCES
+               if any("missing" not in (r.get("memory") or {}).get(s, {"missing": ""}) for r in records)]
+    if not present:
+        return "no memory readings in these records"
+    batch_sizes = sorted({r["cell"]["batch_size"] for r in records})
+    table = Table(title=title, caption="MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}" for s in present))
+    for column in ("model", "runtime", "precision", "source"):
+        table.add_column(column, no_wrap=True)
+    for batch_size in batch_sizes:
+        table.add_column(f"bs {batch_size}", justify="right")
+    for (model, runtime, precision), by_batch in _grouped(records).items():
+        for source in present:
+            table.add_row(model, runtime, precision, source,
+                          *[_memory_text(by_batch.get(b), source) for b in batch_sizes])
+    return table
+
+
+def _memory_text(record: dict[str, Any] | None, source: str) -> str:
+    if record is None:
+        return "[dim]not run[/dim]"
+    if record["status"] != "ok":
+        return _status_text(record)
+    reading = (record.get("memory") or {}).get(source, {"missing": "not measured"})
+    if "missing" in reading:
+        return "[dim]—[/dim]"
+    peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
+    return f"{peak / 1e6:,.0f}"
+
+
+def largest_batches(records: list[dict[str, Any]]) -> list[str]:
+    """Where some batch size ran out of memory: the largest that fit."""
+    lines = []
+    for (model, runtime, precision), by_batch in _grouped(records).items():
+        oom = [b for b, r in by_batch.items() if r["status"] in ("oom", "skipped")]
+        if oom:
+            fit = [b for b, r in by_batch.items() if r["status"] == "ok" and b < min(oom)]
+            lines.append(f"{model} {runtime} {precision}: largest batch that fit {max(fit) if fit else 'none'}, "
+                         f"out of memory from {min(oom)}")
+    return lines
 
 
 def catalogue_table(rows: list[dict[str, Any]]) -> Table:
