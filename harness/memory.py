@@ -64,17 +64,24 @@ class Sampler:
 
     def __init__(self, read: Callable[[], int]) -> None:
         self._read = read
-        self.peak: int = 0
+        self.peak: int | None = None  # None until a reading succeeds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _sample(self) -> None:
+        try:
+            value = self._read()
+            self.peak = value if self.peak is None else max(self.peak, value)
+        except (OSError, KeyError, ValueError):  # a reading that fails is skipped, the next one counts
+            pass
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._read())
+            self._sample()
             self._stop.wait(SAMPLE_INTERVAL_S)
 
     def start(self) -> None:
-        self.peak = max(self.peak, self._read())
+        self._sample()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -83,7 +90,7 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.peak = max(self.peak, self._read())
+        self._sample()
 
 
 class JetsonUnified:
@@ -117,7 +124,7 @@ class JetsonUnified:
             return missing(self.reason)
         return {"baseline_bytes": self.baseline["NvMapMemUsed"], "peak_bytes": self.nvmap.peak,
                 "mem_available_baseline_bytes": self.baseline["MemAvailable"],
-                "mem_available_min_bytes": -self.unavailable.peak,
+                "mem_available_min_bytes": -self.unavailable.peak if self.unavailable.peak is not None else None,
                 "source": "/proc/meminfo NvMapMemUsed (system-wide), sampled through load and the memory pass"}
 
 

@@ -32,3 +32,40 @@ class OutOfMemoryRuntime(NullRuntime):
 class ExitingRuntime(NullRuntime):
     def run(self) -> None:
         os._exit(3)
+
+
+class AllocatingRuntime(NullRuntime):
+    """Holds a known amount of host memory from load() on: 200 MB, touched so it is resident."""
+
+    ALLOCATED_BYTES = 200 * 10**6
+
+    def load(self, artifact) -> None:
+        import numpy as np
+
+        super().load(artifact)
+        self._block = np.ones(self.ALLOCATED_BYTES, dtype=np.uint8)
+
+
+class BatchProportionalRuntime(NullRuntime):
+    """Allocates 100 MB per image of the batch in prepare(): large batches run out under a memory cap."""
+
+    def prepare(self, inputs) -> None:
+        import numpy as np
+
+        super().prepare(inputs)
+        self._block = np.ones(int(inputs.shape[0]) * 100 * 10**6, dtype=np.uint8)
+
+
+class SlowRuntime(NullRuntime):
+    """Each run takes 50 ms, so a sweep of them can be interrupted part-way."""
+
+    def run(self) -> None:
+        time.sleep(0.05)
+
+
+class JitteryRuntime(NullRuntime):
+    """Alternates 1 ms and 5 ms runs: a coefficient of variation far above any threshold."""
+
+    def run(self) -> None:
+        self._calls = getattr(self, "_calls", 0) + 1
+        time.sleep(0.001 if self._calls % 2 else 0.005)
