@@ -1,0 +1,100 @@
+"""Sweeps that never lose work: interrupted by SIGINT or SIGKILL, resumed with no duplicate and no gap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.planning import plan_cells
+from harness.records import read_records
+from harness.runs import RunLock
+from tests.test_cli import ROOT, _one_error_line, harness
+
+SLOW = "tests.faulty_runtimes:SlowRuntime"
+ARGS = ["bench", "--runtime", SLOW, "--models", "resnet18,alexnet,vgg11", "--batch-sizes", "1,2", "--show", "time"]
+
+
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "harness", *ARGS, "--out", str(tmp_path), *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_records(path: Path, count: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and len(read_records(path).records) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} records after {timeout_s} s")
+
+
+def _cell_ids(path: Path) -> list[str]:
+    return [r["cell_id"] for r in read_records(path).records]
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_sweep_resumes_without_duplicates_or_gaps(tmp_path, how):
+    records = tmp_path / "r" / "records.jsonl"
+    parent = _start(tmp_path, "--run-id", "r")
+    _wait_for_records(records, 2)
+    parent.send_signal(how)
+    _, stderr = parent.communicate(timeout=60)
+    if how == signal.SIGINT:
+        assert parent.returncode == 130, stderr
+        assert "every finished record is in" in stderr and "--resume r" in stderr, stderr
+    kept = _cell_ids(records)
+    assert 2 <= len(kept) < 6 and len(set(kept)) == len(kept)
+
+    time.sleep(0.5)  # a child whose parent was killed is killed too (PR_SET_PDEATHSIG); give it a moment
+    resumed = harness(*ARGS, "--out", str(tmp_path), "--resume", "r")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(kept)} already recorded in r" in resumed.stdout
+    ids = _cell_ids(records)
+    expected = [c.cell_id for c in plan_cells(["resnet18", "alexnet", "vgg11"], [SLOW], ["fp32"], [1, 2], "cpu")]
+    assert sorted(ids) == sorted(expected) and len(ids) == 6
+    assert ids[:len(kept)] == kept  # nothing finished was lost or rewritten
+
+
+def test_resume_last_finds_the_run_of_the_same_plan(tmp_path):
+    first = harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a")
+    assert first.returncode == 0, first.stderr
+    again = harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--resume", "last")
+    assert again.returncode == 0 and "1 already recorded in a" in again.stdout
+
+
+def test_resume_with_another_plan_is_refused(tmp_path):
+    assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a").returncode == 0
+    line = _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out", str(tmp_path),
+                                   "--resume", "a"))
+    assert "run a was planned with other" in line
+    assert "no run in" in _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out",
+                                                  str(tmp_path), "--resume", "last"))
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    with RunLock(tmp_path / "busy"):
+        line = _one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
+                                       "--run-id", "busy"))
+    assert f"is being written by pid {os.getpid()}" in line
+    assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
+                   "--run-id", "busy").returncode == 0  # free again once the holder let go
+
+
+def test_orders():
+    models, batch = ["a", "b"], [1, 2]
+    by_model = [c.cell_id for c in plan_cells(models, ["torch"], ["fp32"], batch, "cpu")]
+    assert by_model == ["a|torch|fp32|bs1|cpu", "a|torch|fp32|bs2|cpu", "b|torch|fp32|bs1|cpu", "b|torch|fp32|bs2|cpu"]
+    interleaved = [c.cell_id for c in plan_cells(models, ["torch"], ["fp32"], batch, "cpu", order="interleaved")]
+    assert interleaved == ["a|torch|fp32|bs1|cpu", "b|torch|fp32|bs1|cpu", "a|torch|fp32|bs2|cpu",
+                           "b|torch|fp32|bs2|cpu"]
+    ten = [f"m{i}" for i in range(10)]
+    shuffled = [c.cell_id for c in plan_cells(ten, ["torch"], ["fp32"], batch, "cpu", order="random", seed=3)]
+    again = [c.cell_id for c in plan_cells(ten, ["torch"], ["fp32"], batch, "cpu", order="random", seed=3)]
+    assert shuffled == again and sorted(shuffled) != shuffled and len(set(shuffled)) == 20
