@@ -21,7 +21,7 @@ from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature
 from harness.timing import Policy
 
 RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "memory", "validity",
-               "traceback", "log_tail")
+               "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,41 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_frequency_facts(root: Path = Path("/sys/devices/system/cpu")) -> dict[str, Any]:
+    """Governor and current/min/max frequency per CPU where cpufreq is readable; else the reason."""
+    cpus = {}
+    for cpufreq in sorted(root.glob("cpu[0-9]*/cpufreq")):
+        cpus[cpufreq.parent.name] = {name: _read(cpufreq / name) for name in
+                                     ("scaling_governor", "scaling_cur_freq", "scaling_min_freq", "scaling_max_freq")}
+    if not cpus:
+        return {"readable": False, "reason": f"no {root}/cpu*/cpufreq (a VM or a kernel without cpufreq)"}
+    pinned = all(c["scaling_min_freq"] == c["scaling_max_freq"] for c in cpus.values())
+    return {"readable": True, "per_cpu_khz": cpus, "min_equals_max_on_all": pinned}
+
+
+def jetson_facts(release: Path = Path("/etc/nv_tegra_release"),
+                 nvpmodel_status: Path = Path("/var/lib/nvpmodel/status")) -> dict[str, Any]:
+    """The power model and whether clocks look pinned, read from files only: nothing is changed or run."""
+    if not release.exists():
+        return {"is_jetson": False}
+    gpu_devfreq = sorted(Path("/sys/class/devfreq").glob("*gpu*")) or sorted(Path("/sys/class/devfreq").glob("*gv11b*"))
+    gpu = {}
+    if gpu_devfreq:
+        gpu = {name: _read(gpu_devfreq[0] / name) for name in ("cur_freq", "min_freq", "max_freq")}
+    cpu = cpu_frequency_facts()
+    return {"is_jetson": True, "l4t_release": _read(release), "nvpmodel_status": _read(nvpmodel_status),
+            "gpu_devfreq": gpu,
+            "clocks_pinned": bool(cpu.get("min_equals_max_on_all")) and bool(gpu)
+            and gpu.get("min_freq") == gpu.get("max_freq")}
+
+
 def _torch_facts() -> dict[str, Any]:
     try:
         import torch
@@ -64,14 +99,32 @@ def _nvml_facts() -> dict[str, Any]:
         return {"available": False, "reason": f"NVML could not start: {exc}"}
     try:
         count = pynvml.nvmlDeviceGetCount()
-        gpus = []
-        for index in range(count):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            gpus.append({"name": pynvml.nvmlDeviceGetName(handle), "memory_total_bytes": int(memory.total)})
-        return {"available": True, "driver": pynvml.nvmlSystemGetDriverVersion(), "gpus": gpus}
+        gpus = [_gpu_facts(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)) for index in range(count)]
+        return {"available": True, "driver": pynvml.nvmlSystemGetDriverVersion(),
+                "cuda_driver_version": _nvml_try(pynvml.nvmlSystemGetCudaDriverVersion), "gpus": gpus}
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvml_try(read: Any, *args: Any) -> Any:
+    try:
+        return read(*args)
+    except Exception as exc:  # NVMLError_NotSupported and friends: recorded, not fatal
+        return f"unreadable: {exc}"
+
+
+def _gpu_facts(pynvml: Any, handle: Any) -> dict[str, Any]:
+    memory = _nvml_try(pynvml.nvmlDeviceGetMemoryInfo, handle)
+    return {
+        "name": _nvml_try(pynvml.nvmlDeviceGetName, handle),
+        "memory_total_bytes": int(memory.total) if hasattr(memory, "total") else memory,
+        "sm_clock_mhz": _nvml_try(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
+        "mem_clock_mhz": _nvml_try(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
+        "max_sm_clock_mhz": _nvml_try(pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM),
+        "power_limit_mw": _nvml_try(pynvml.nvmlDeviceGetPowerManagementLimit, handle),
+        "persistence_mode": _nvml_try(pynvml.nvmlDeviceGetPersistenceMode, handle),
+        "throttle_reasons": _nvml_try(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle),
+    }
 
 
 def collect() -> dict[str, Any]:
@@ -88,6 +141,9 @@ def collect() -> dict[str, Any]:
         "ram_bytes": psutil.virtual_memory().total,
         "packages": package_versions(),
         "thread_environment": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "cpu_frequency": cpu_frequency_facts(),
         "torch": _torch_facts(),
         "nvml": _nvml_facts(),
+        "jetson": jetson_facts(),
+        "note": "read-only: the harness never changes governors, clocks, power models or persistence mode",
     }
