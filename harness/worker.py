@@ -177,8 +177,9 @@ MEMORY_PASS_RUNS = 3
 def run_bench(context: CellContext) -> dict[str, Any]:
     """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass.
 
-    Memory samplers (NVML, Jetson meminfo) run only through load and first run and through the
-    separate memory pass, never during the timed loop; host peak RSS needs no sampler (VmHWM).
+    Memory samplers (NVML, Jetson meminfo) run only through load and first run and through a
+    separate memory pass, never during the timed loop; host peak RSS needs no sampler (VmHWM), so
+    without a sampler there is no memory pass.
     """
     cell = context.cell
     device = cell["device"]
@@ -210,12 +211,14 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         measurement = sample(runtime, Policy(**context.request["policy"]))
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
 
-        for sampler in samplers:
+        sampled = [sampler for sampler in samplers if sampler.reason is None]
+        memory_pass_runs = MEMORY_PASS_RUNS if sampled else 0  # VmHWM already holds the host peak
+        for sampler in sampled:
             sampler.start()
-        for _ in range(MEMORY_PASS_RUNS):
+        for _ in range(memory_pass_runs):
             runtime.run()
             runtime.synchronize()
-        for sampler in samplers:
+        for sampler in sampled:
             sampler.stop()
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
@@ -237,7 +240,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(),
                         "torch_allocator": memory.torch_allocator(device, runtime.name),
-                        "jetson_unified": jetson.reading(), "memory_pass_runs": MEMORY_PASS_RUNS}
+                        "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
     gpu = None
     if gpu_before is not None:
         gpu = {"before": gpu_before, "after": gpu_after, "other_processes": nvml.other_processes(),
