@@ -28,7 +28,7 @@ class Policy:
     min_samples: int = 10
     min_duration_s: float = 1.0
     max_samples: int = 500
-    max_duration_s: float = 20.0
+    max_duration_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.min_samples < 1 or self.max_samples < self.min_samples:

@@ -127,9 +127,10 @@ class CellContext:
         if self.external_onnx:
             self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
             return OnnxFileArtifact(name=name, path=self.external_onnx)
-        return self._exported(name, precision)
+        return self.exported(name, precision)
 
-    def _exported(self, name: str, precision: str) -> OnnxFileArtifact:
+    def exported(self, name: str, precision: str) -> OnnxFileArtifact:
+        """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`."""
         options = self.request.get("export", {})
         spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=self.model["input_size"],
                           opset=options.get("opset", 18), precision=precision,
@@ -309,7 +310,7 @@ def failure(exc: BaseException) -> dict[str, Any]:
 def run_export(context: CellContext) -> dict[str, Any]:
     """Prepare weights and the ONNX file (from the cache, or exported now); nothing is timed."""
     context.prepare_weights()
-    context._exported(context.model["name"], context.cell["precision"])
+    context.exported(context.model["name"], context.cell["precision"])
     return {"status": "ok", "error": None, "prepared": context.prepared}
 
 
