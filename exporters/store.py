@@ -1,7 +1,10 @@
 """A content-keyed file store: one folder per key, the file beside a meta.json holding its sha256.
 
-The key is a hash of everything that determines the file's content; `lookup` re-hashes the file and
-treats a mismatch (a damaged or half-written file) as a miss, so the caller rebuilds it.
+The key is a hash of everything that determines the file's content; `lookup` re-hashes the file
+whenever its size, mtime or inode differ from when its hash was last checked, and treats a mismatch
+(a damaged or half-written file) as a miss, so the caller rebuilds it. An unchanged stamp skips the
+re-hash (hundreds of MB per cell in a sweep); corruption that leaves size and mtime intact (bit rot)
+is then not caught until the file is touched.
 """
 
 from __future__ import annotations
@@ -53,10 +56,14 @@ class Store:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             meta = {}
+        if _stamp(path) == meta.get("verified_stamp"):
+            return Entry(path, meta)  # unchanged since its hash was last checked
         if meta.get("sha256") != sha256_of(path):
             log.warning("cached %s is damaged (hash mismatch); rebuilding it", path)
             shutil.rmtree(folder, ignore_errors=True)
             return None
+        meta["verified_stamp"] = _stamp(path)
+        _write_meta(folder, meta)
         return Entry(path, meta)
 
     def commit(self, folder: Path, filename: str, built: Path, meta: dict[str, Any]) -> Entry:
@@ -64,8 +71,18 @@ class Store:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / filename
         os.replace(built, path)
-        meta = {**meta, "sha256": sha256_of(path), "file_bytes": path.stat().st_size}
-        tmp = folder / f".{META}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, folder / META)
+        meta = {**meta, "sha256": sha256_of(path), "file_bytes": path.stat().st_size, "verified_stamp": _stamp(path)}
+        _write_meta(folder, meta)
         return Entry(path, meta)
+
+
+def _stamp(path: Path) -> list[int]:
+    """Size, modification time and inode: any rewrite of the file changes at least one of them."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    tmp = folder / f".{META}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    os.replace(tmp, folder / META)

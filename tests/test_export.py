@@ -121,3 +121,18 @@ def test_unknown_precision(tmp_path):
 
     with pytest.raises(ExportFailed):
         export(_spec(precision="int8"), tiny, Store(tmp_path))
+
+
+def test_unchanged_file_is_not_rehashed_but_a_rewritten_one_is(tmp_path, monkeypatch):
+    import exporters.store as store_module
+
+    store = Store(tmp_path)
+    entry, _ = export(_spec(), tiny, store)
+    hashed = []
+    real = store_module.sha256_of
+    monkeypatch.setattr(store_module, "sha256_of", lambda path: hashed.append(path) or real(path))
+    export(_spec(), tiny, store)
+    assert hashed == []  # size, mtime and inode unchanged since the last check
+    entry.path.write_bytes(entry.path.read_bytes())  # same content, rewritten: checked again, still valid
+    _, hit = export(_spec(), tiny, store)
+    assert hit and hashed == [entry.path]
