@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from harness.bench import BenchSettings, Sweep, catalogue_subjects
 from harness.planning import Cell
 from harness.records import read_records
