@@ -32,7 +32,7 @@ from runtimes.torch_eager import TorchEagerRuntime
 
 
 def fixed_policy(samples: int) -> Policy:
-    return Policy(warmup_min_iters=3, warmup_min_s=0.0, min_samples=samples, min_duration_s=0.0,
+    return Policy(warmup_min_iters=3, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=samples, min_duration_s=0.0,
                   max_samples=samples, max_duration_s=3600.0)
 
 

@@ -55,9 +55,10 @@ def random_weights_fields(recipe: ModelRecipe, input_size: int, seed: int, libra
 
 
 def _torch_version() -> str:
-    import torch
+    """From the package metadata: importing torch here would put it in every ONNX cell's memory."""
+    import importlib.metadata
 
-    return torch.__version__
+    return importlib.metadata.version("torch")
 
 
 def random_weights(recipe: ModelRecipe, input_size: int, seed: int, store: Store, library: str) -> Entry:

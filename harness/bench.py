@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import environment
-from harness.isolation import run_isolated
+from harness.isolation import ZygoteDied, ZygotePool, run_isolated
 from harness.models import complexity_key_for, model_summary
 from harness.onnx_files import OnnxFile
 from harness.paths import cache_dir, write_atomically
@@ -19,6 +20,10 @@ from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, append_recor
 from harness.registry import ModelSpec
 from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature
 from harness.timing import Policy
+from runtimes import RuntimeUnavailable, runtime_class
+
+PROCESS_STARTS = ("fork", "exec")
+DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
 RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "memory", "validity",
                "worker_s", "traceback", "log_tail")
@@ -38,6 +43,7 @@ class BenchSettings:
     strict_retries: int = 0  # re-runs of a cell whose verdict is invalid
     max_cv: float = 0.10  # a cell whose samples vary more is invalid
     order: str = "model"
+    process_start: str = DEFAULT_PROCESS_START  # "fork": from a zygote that imported the libraries; "exec"
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "policy": self.policy.as_dict()}
@@ -121,6 +127,20 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
     return record
 
 
+def preload_for(cell: Cell, subject: Subject, weights: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a new process would import for this cell before loading the model: the worker, the
+    runtime's libraries and, when the runtime builds the module, the model's source library (not for
+    pretrained weights, whose hub settings the worker decides). Returns (modules, sources)."""
+    try:
+        runtime = runtime_class(cell.runtime)
+    except (KeyError, RuntimeUnavailable):
+        return ("harness.worker",), ()
+    modules = ("harness.worker", runtime.__module__, *runtime.preload_modules)
+    builds_torch = runtime.builds_model and runtime.artifact_kind == "torch"
+    sources = (subject.spec.source,) if builds_torch and subject.spec and weights != "pretrained" else ()
+    return modules, sources
+
+
 def _group(cell: Cell) -> tuple[str, str, str, str]:
     return (cell.model, cell.runtime, cell.precision, cell.device)
 
@@ -139,6 +159,7 @@ class Sweep:
         self.subjects = subjects
         self.settings = settings
         self._oom_batch: dict[tuple[str, str, str, str], int] = {}
+        self._zygotes: ZygotePool | None = None
 
     def signature(self, cells: list[Cell]) -> dict[str, Any]:
         return plan_signature([c.as_dict() for c in cells], self.settings.as_dict())
@@ -193,10 +214,19 @@ class Sweep:
         subject = self.subjects[cell.model]
         request = build_request(cell, subject, self.settings)
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
+        zygote = None
+        if self._zygotes is not None:
+            try:
+                zygote = self._zygotes.get(*preload_for(cell, subject, self.settings.weights))
+            except ZygoteDied:  # this cell starts a new interpreter instead; the record says so
+                zygote = None
         outcome = run_isolated(request, self.run_dir / "cells", stem, self.settings.timeout_s,
-                               self.settings.max_memory_bytes)
+                               self.settings.max_memory_bytes, zygote)
         self._tidy(stem)
-        return build_record(self.run_id, cell, subject, self.settings, outcome.result, started_at, outcome.wall_s)
+        record = build_record(self.run_id, cell, subject, self.settings, outcome.result, started_at, outcome.wall_s)
+        record["process"] = {"start": "exec"} if zygote is None else \
+            {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
+        return record
 
     def _tidy(self, stem: str) -> None:
         """The record now holds the result; keep only a non-empty log for reading later."""
@@ -214,25 +244,33 @@ class Sweep:
     def run(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None = None,
             on_start: Callable[[Cell], None] | None = None) -> list[dict[str, Any]]:
         """Run the cells not yet recorded; returns the records written in this call."""
-        with RunLock(self.run_dir):
-            self.start(cells)
-            existing = read_records(self.records_path).records if self.records_path.exists() else []
-            done = {record["cell_id"] for record in existing}
-            self._oom_batch = {}
-            for record in existing:
-                if record["status"] == "oom":
-                    self._note_oom(Cell(**record["cell"]))
-            records = []
-            for index, cell in enumerate(cells):
-                if cell.cell_id in done:
-                    continue
-                if on_start:
-                    on_start(cell)
-                record = self.run_cell(cell, index)
-                records.append(record)
-                if on_done:
-                    on_done(cell, record)
-            return records
+        with RunLock(self.run_dir), ZygotePool(self.run_dir / "cells") as zygotes:
+            self._zygotes = zygotes if self.settings.process_start == "fork" else None
+            try:
+                return self._run_pending(cells, on_done, on_start)
+            finally:
+                self._zygotes = None
+
+    def _run_pending(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None,
+                     on_start: Callable[[Cell], None] | None) -> list[dict[str, Any]]:
+        self.start(cells)
+        existing = read_records(self.records_path).records if self.records_path.exists() else []
+        done = {record["cell_id"] for record in existing}
+        self._oom_batch = {}
+        for record in existing:
+            if record["status"] == "oom":
+                self._note_oom(Cell(**record["cell"]))
+        records = []
+        for index, cell in enumerate(cells):
+            if cell.cell_id in done:
+                continue
+            if on_start:
+                on_start(cell)
+            record = self.run_cell(cell, index)
+            records.append(record)
+            if on_done:
+                on_done(cell, record)
+        return records
 
 
 def catalogue_subjects(specs: list[ModelSpec]) -> dict[str, Subject]:

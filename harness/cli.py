@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import __version__
-from harness.bench import BenchSettings, Subject, Sweep, catalogue_subjects, new_run_id
+from harness.bench import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
+                           new_run_id)
 from harness.onnx_files import inspect_onnx
 from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"re-run a cell whose timing verdict is invalid (up to {STRICT_RETRIES} more times)")
     bench.add_argument("--order", choices=ORDERS, default="model",
                        help="model (default), interleaved (batch size by batch size across models) or random")
+    bench.add_argument("--process-start", choices=PROCESS_STARTS, default=DEFAULT_PROCESS_START,
+                       help="fork: each cell's fresh process is forked from one that imported its libraries once "
+                            "(default); exec: a new interpreter per cell, which also pays the imports")
     bench.add_argument("--resume", metavar="RUN-ID",
                        help="continue that run in --out, skipping recorded cells; 'last' = the newest run of "
                             "the same plan")
@@ -384,7 +388,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
                              export=_export_settings(args), max_memory_bytes=max_memory,
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
-                             order=args.order)
+                             order=args.order, process_start=args.process_start)
     sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
     if args.resume:
         sweep = Sweep(out_dir, _resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings)

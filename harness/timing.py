@@ -21,10 +21,19 @@ Clock = Callable[[], int]  # nanoseconds, monotonic
 
 @dataclass(frozen=True)
 class Policy:
-    """When to stop warming up and when to stop sampling. Both minimums must be met; either cap stops."""
+    """When to stop warming up and when to stop sampling.
 
-    warmup_min_iters: int = 3
+    Warm-up runs until its minimum count and duration are met and, when `warmup_stable_rel` is set,
+    the last run is within that fraction of the run before it (the cell's first run counts as the run
+    before the first warm-up run) — so a heavy cell whose first run is already at speed warms up once,
+    not three times. `warmup_max_s` stops an unsteady warm-up. Sampling stops when both minimums are
+    met, or at either cap.
+    """
+
+    warmup_min_iters: int = 1
     warmup_min_s: float = 0.2
+    warmup_stable_rel: float | None = 0.10
+    warmup_max_s: float = 10.0
     min_samples: int = 10
     min_duration_s: float = 1.0
     max_samples: int = 500
@@ -35,14 +44,16 @@ class Policy:
             raise ValueError("need 1 <= min_samples <= max_samples")
         if self.max_duration_s < self.min_duration_s:
             raise ValueError("need min_duration_s <= max_duration_s")
+        if self.warmup_max_s < self.warmup_min_s:
+            raise ValueError("need warmup_min_s <= warmup_max_s")
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
 QUICK = Policy()
-THOROUGH = Policy(warmup_min_iters=10, warmup_min_s=2.0, min_samples=100, min_duration_s=10.0,
-                  max_samples=10_000, max_duration_s=120.0)
+THOROUGH = Policy(warmup_min_iters=10, warmup_min_s=2.0, warmup_stable_rel=0.05, warmup_max_s=30.0,
+                  min_samples=100, min_duration_s=10.0, max_samples=10_000, max_duration_s=120.0)
 
 # A tail percentile q is reported only when at least this many samples lie beyond it: n * (1 - q) >= 5.
 # So p90 needs 50 samples, p95 100 and p99 500; below that the field is null.
@@ -100,10 +111,18 @@ class Measurement:
 
     warmup_iters: int
     warmup_s: float
+    warmup_stop: str
     host_ms: list[float]
     device_ms: list[float] | None
     stop_reason: str
     loop_s: float
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    iters: int
+    seconds: float
+    stop: str  # "minimums met", "stable" or "time cap"
 
 
 def _one_sample(runtime: Runtime, clock: Clock) -> float:
@@ -113,20 +132,39 @@ def _one_sample(runtime: Runtime, clock: Clock) -> float:
     return (clock() - start) / 1e6
 
 
-def warm_up(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns) -> tuple[int, float]:
-    """Run until both the minimum count and the minimum duration of warm-up are met."""
+def warm_up(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns,
+            previous_ms: float | None = None) -> WarmUp:
+    """Untimed runs (run + synchronize) until the warm-up rule of `Policy` is met.
+
+    `previous_ms` is the cell's first run, the reference for the first warm-up run's stability.
+    """
     start = clock()
-    iters = 0
-    while iters < policy.warmup_min_iters or (clock() - start) / 1e9 < policy.warmup_min_s:
-        runtime.run()
-        runtime.synchronize()
+    iters, last_ms = 0, None
+    while True:
+        elapsed_s = (clock() - start) / 1e9
+        if iters >= policy.warmup_min_iters and elapsed_s >= policy.warmup_min_s:
+            if policy.warmup_stable_rel is None:
+                return WarmUp(iters, elapsed_s, "minimums met")
+            if _steady(previous_ms, last_ms, policy.warmup_stable_rel):
+                return WarmUp(iters, elapsed_s, "stable")
+        if elapsed_s >= policy.warmup_max_s:
+            return WarmUp(iters, elapsed_s, "time cap")
+        if last_ms is not None:
+            previous_ms = last_ms
+        last_ms = _one_sample(runtime, clock)
         iters += 1
-    return iters, (clock() - start) / 1e9
 
 
-def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns) -> Measurement:
-    """Warm up, then take timed samples until the policy says stop."""
-    warmup_iters, warmup_s = warm_up(runtime, policy, clock)
+def _steady(previous_ms: float | None, last_ms: float | None, tolerance_rel: float) -> bool:
+    if previous_ms is None or last_ms is None:
+        return False
+    return abs(last_ms - previous_ms) <= tolerance_rel * previous_ms
+
+
+def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns,
+           first_run_ms: float | None = None) -> Measurement:
+    """Warm up (after the cell's first run, if given), then take timed samples until the policy says stop."""
+    warmup = warm_up(runtime, policy, clock, first_run_ms)
     device_clock = runtime.device_clock()
     host_ms: list[float] = []
     device_ms: list[float] | None = [] if device_clock is not None else None
@@ -145,7 +183,7 @@ def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns
         elapsed_s = (clock() - loop_start) / 1e9
         reason = _stop_reason(len(host_ms), elapsed_s, policy)
         if reason:
-            return Measurement(warmup_iters, warmup_s, host_ms, device_ms, reason, elapsed_s)
+            return Measurement(warmup.iters, warmup.seconds, warmup.stop, host_ms, device_ms, reason, elapsed_s)
 
 
 def _stop_reason(n: int, elapsed_s: float, policy: Policy) -> str | None:

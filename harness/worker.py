@@ -209,7 +209,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
             sampler.stop()
 
         frequency_before, gpu_before = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
-        measurement = sample(runtime, Policy(**context.request["policy"]))
+        measurement = sample(runtime, Policy(**context.request["policy"]), first_run_ms=first_run_ms)
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
 
         sampled = [sampler for sampler in samplers if sampler.reason is None]
@@ -234,6 +234,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     result["timing"] = {
         "clock": "host perf_counter_ns around run()+synchronize()",
         "warmup_iters": measurement.warmup_iters, "warmup_s": measurement.warmup_s,
+        "warmup_stop": measurement.warmup_stop,
         "stop_reason": measurement.stop_reason, "loop_s": measurement.loop_s,
         "host": host_stats,
         "device": summarize(measurement.device_ms, cell["batch_size"]).__dict__ if measurement.device_ms else None,

@@ -65,6 +65,8 @@ class Runtime(ABC):
     name: str = "runtime"
     builds_model: bool = True  # False for runtimes that never build the model (the null runtime)
     artifact_kind: str = "torch"  # "torch": a TorchModuleArtifact; "onnx": an OnnxFileArtifact
+    # Libraries a new process imports to run this runtime; a zygote may import them once for many cells.
+    preload_modules: tuple[str, ...] = ()
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

@@ -25,6 +25,7 @@ UNSUPPORTED_MARKERS = ("NOT_IMPLEMENTED", "Could not find an implementation", "i
 class OnnxRuntime(Runtime):
     name = "ort"
     artifact_kind = "onnx"
+    preload_modules = ("onnxruntime",)
     accelerator_provider = "CUDAExecutionProvider"
 
     def __init__(self, options: RuntimeOptions) -> None:

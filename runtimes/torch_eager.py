@@ -30,6 +30,7 @@ class CudaEventClock:
 
 class TorchEagerRuntime(Runtime):
     name = "torch"
+    preload_modules = ("torch",)
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)

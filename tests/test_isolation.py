@@ -1,25 +1,37 @@
-"""Each cell runs in a fresh process; a raise, an abort, an exit or a hang become records with a status."""
+"""Each cell runs in a fresh process (forked from a zygote, or a new interpreter); a raise, an abort, an
+exit or a hang become records with a status, either way."""
 
 from __future__ import annotations
 
-from harness.bench import BenchSettings, Sweep, catalogue_subjects
+import numpy as np
+import pytest
+
+from harness.bench import PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, preload_for
 from harness.planning import Cell
 from harness.records import read_records
 from harness.timing import Policy
+from harness.zygote import PAGE_BYTES, _runs_of
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=5, min_duration_s=0.0, max_samples=50,
               max_duration_s=5.0)
 
 
-def _run(tmp_path, catalogue, runtime: str, timeout_s: float = 60.0) -> dict:
-    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=FAST, timeout_s=timeout_s))
+@pytest.fixture(params=PROCESS_STARTS)
+def start(request) -> str:
+    return request.param
+
+
+def _run(tmp_path, catalogue, runtime: str, start: str, timeout_s: float = 60.0) -> dict:
+    settings = BenchSettings(policy=FAST, timeout_s=timeout_s, process_start=start)
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), settings)
     [record] = sweep.run([Cell("resnet18", runtime, "fp32", 2, "cpu")])
     assert read_records(sweep.records_path).records == [record]
+    assert record["process"]["start"] == start
     return record
 
 
-def test_ok_cell(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "null")
+def test_ok_cell(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "null", start)
     assert record["status"] == "ok" and record["error"] is None
     assert record["timing"]["host"]["samples"] == len(record["samples_ms"]["host"]) >= 5
     assert record["runtime"]["name"] == "null"
@@ -27,31 +39,31 @@ def test_ok_cell(tmp_path, catalogue):
                               "device": "cpu"}
 
 
-def test_child_that_raises(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:RaisingRuntime")
+def test_child_that_raises(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:RaisingRuntime", start)
     assert record["status"] == "error"
     assert "ValueError: this runtime always fails" in record["error"]
     assert "Traceback" in record["traceback"]
 
 
-def test_child_that_aborts(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:AbortingRuntime")
+def test_child_that_aborts(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:AbortingRuntime", start)
     assert record["status"] == "crashed" and "SIGABRT" in record["error"]
 
 
-def test_child_that_exits_without_a_result(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:ExitingRuntime")
+def test_child_that_exits_without_a_result(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:ExitingRuntime", start)
     assert record["status"] == "crashed" and "exit code 3" in record["error"]
 
 
-def test_child_that_hangs_is_ended(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:HangingRuntime", timeout_s=3.0)
+def test_child_that_hangs_is_ended(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:HangingRuntime", start, timeout_s=3.0)
     assert record["status"] == "timeout" and "3 s" in record["error"]
     assert record["wall_s"] < 30
 
 
-def test_out_of_memory_is_its_own_status(tmp_path, catalogue):
-    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:OutOfMemoryRuntime")
+def test_out_of_memory_is_its_own_status(tmp_path, catalogue, start):
+    record = _run(tmp_path, catalogue, "tests.faulty_runtimes:OutOfMemoryRuntime", start)
     assert record["status"] == "oom"
 
 
@@ -68,3 +80,32 @@ def test_sweep_goes_on_after_a_failure(tmp_path, catalogue):
     records = sweep.run(cells)
     assert [r["status"] for r in records] == ["crashed", "ok"]
     assert (tmp_path / "run" / "env.json").exists() and (tmp_path / "run" / "plan.json").exists()
+
+
+def test_a_zygote_serves_the_cells_that_import_the_same_libraries(tmp_path, catalogue):
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=FAST))
+    records = sweep.run([Cell("resnet18", "null", "fp32", b, "cpu") for b in (1, 2)]
+                        + [Cell("resnet18", "tests.faulty_runtimes:AbortingRuntime", "fp32", 1, "cpu"),
+                           Cell("resnet18", "null", "fp32", 4, "cpu")])
+    assert [r["status"] for r in records] == ["ok", "ok", "crashed", "ok"]
+    # one zygote import for the null cells, before and after a child of another zygote crashed
+    assert len({r["process"]["zygote_import_s"] for r in records if r["cell"]["runtime"] == "null"}) == 1
+    assert "runtimes.null" in records[0]["process"]["preloaded"]
+
+
+def test_what_a_zygote_preloads(catalogue):
+    subjects = catalogue_subjects(catalogue.specs)
+    modules, sources = preload_for(Cell("resnet18", "torch", "fp32", 1, "cpu"), subjects["resnet18"], "random")
+    assert "torch" in modules and sources == ("torchvision",)
+    modules, sources = preload_for(Cell("resnet18", "ort", "fp32", 1, "cpu"), subjects["resnet18"], "random")
+    assert "onnxruntime" in modules and "torch" not in modules and sources == ()
+    # pretrained weights: the worker imports the library itself, with the hub settings it needs
+    assert preload_for(Cell("resnet18", "torch", "fp32", 1, "cpu"), subjects["resnet18"], "pretrained")[1] == ()
+
+
+def test_runs_of_present_pages():
+    present = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], dtype=bool)
+    base = 100 * PAGE_BYTES
+    assert _runs_of(present, base) == [(base + PAGE_BYTES, 2 * PAGE_BYTES), (base + 5 * PAGE_BYTES, PAGE_BYTES),
+                                       (base + 7 * PAGE_BYTES, 3 * PAGE_BYTES)]
+    assert _runs_of(np.zeros(4, dtype=bool), base) == []

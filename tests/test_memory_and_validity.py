@@ -35,6 +35,20 @@ def test_host_memory_of_a_cell_that_allocates_a_known_amount(tmp_path, catalogue
     assert plain_growth < 20 * 10**6
 
 
+def test_a_forked_cell_reads_the_host_memory_a_new_interpreter_would(tmp_path, catalogue):
+    """Fork does not copy the page tables of the libraries' files; the zygote's children fault them in,
+    so torch's ~300 MB of library pages count in a forked cell's RSS as they do in a new interpreter's."""
+    cell = Cell("squeezenet1_1", "torch", "fp32", 1, "cpu")
+    readings = {}
+    for start in ("exec", "fork"):
+        [record] = _sweep(tmp_path / start, catalogue, process_start=start).run([cell])
+        assert record["status"] == "ok", record.get("error")
+        readings[start] = record["memory"]["host_rss"]
+    assert readings["fork"]["baseline_bytes"] > 300 * 10**6  # torch is in it
+    for key in ("baseline_bytes", "peak_bytes"):
+        assert readings["fork"][key] == pytest.approx(readings["exec"][key], rel=0.05), key
+
+
 def test_unavailable_sources_are_missing_with_a_reason(tmp_path, catalogue):
     [record] = _sweep(tmp_path, catalogue).run([Cell("resnet18", "null", "fp32", 1, "cpu")])
     memory = record["memory"]

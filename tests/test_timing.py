@@ -47,7 +47,7 @@ class SteppingRuntime(Runtime):
 
 
 def _policy(**overrides) -> Policy:
-    base = dict(warmup_min_iters=0, warmup_min_s=0.0, min_samples=5, min_duration_s=1.0, max_samples=1000,
+    base = dict(warmup_min_iters=0, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=5, min_duration_s=1.0, max_samples=1000,
                 max_duration_s=100.0)
     return Policy(**{**base, **overrides})
 
@@ -85,11 +85,39 @@ def test_every_sample_is_kept_and_each_is_run_plus_synchronize():
 def test_warm_up_needs_count_and_duration():
     clock = FakeClock()
     runtime = SteppingRuntime(clock, [100.0])
-    iters, seconds = warm_up(runtime, _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
-    assert iters == 10 and seconds == pytest.approx(1.0)
+    warmup = warm_up(runtime, _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
+    assert (warmup.iters, warmup.stop) == (10, "minimums met") and warmup.seconds == pytest.approx(1.0)
     clock = FakeClock()
-    iters, _ = warm_up(SteppingRuntime(clock, [1000.0]), _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
-    assert iters == 3
+    warmup = warm_up(SteppingRuntime(clock, [1000.0]), _policy(warmup_min_iters=3, warmup_min_s=1.0), clock)
+    assert warmup.iters == 3
+
+
+def test_warm_up_stops_once_stable_counting_the_first_run():
+    stable = dict(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=0.10)
+    # The first run (3000 ms) was already at speed: one warm-up run within 10 % of it is enough.
+    clock = FakeClock()
+    warmup = warm_up(SteppingRuntime(clock, [2900.0]), _policy(**stable), clock, previous_ms=3000.0)
+    assert (warmup.iters, warmup.stop) == (1, "stable")
+    # A slow first run: warm-up goes on until two runs in a row agree within 10 %.
+    clock = FakeClock()
+    runtime = SteppingRuntime(clock, [2000.0, 1300.0, 1000.0, 950.0, 950.0])
+    warmup = warm_up(runtime, _policy(**stable), clock, previous_ms=5000.0)
+    assert (warmup.iters, warmup.stop) == (4, "stable") and warmup.seconds == pytest.approx(5.25)
+    # Without a first run the first warm-up run has nothing to agree with.
+    clock = FakeClock()
+    assert warm_up(SteppingRuntime(clock, [100.0]), _policy(**stable), clock).iters == 2
+
+
+def test_unsteady_warm_up_stops_at_its_cap_and_minimums_still_apply():
+    clock = FakeClock()
+    unsteady = SteppingRuntime(clock, [100.0, 300.0])
+    warmup = warm_up(unsteady, _policy(warmup_min_iters=1, warmup_stable_rel=0.10, warmup_max_s=2.0), clock,
+                     previous_ms=300.0)
+    assert warmup.stop == "time cap" and warmup.seconds == pytest.approx(2.0) and warmup.iters == 10
+    clock = FakeClock()
+    warmup = warm_up(SteppingRuntime(clock, [100.0]), _policy(warmup_min_iters=1, warmup_min_s=0.5,
+                                                              warmup_stable_rel=0.10), clock, previous_ms=100.0)
+    assert (warmup.iters, warmup.stop) == (5, "stable")
 
 
 def test_warm_up_runs_are_not_samples():
