@@ -14,9 +14,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+DEMO_RUN := demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
 	$(PY) -m harness bench --runtime torch,ort --models resnet18,mobilenet_v2,squeezenet1_1 \
-		--batch-sizes 1,4 --device cpu --out results/
+		--batch-sizes 1,4 --device cpu --out results/ --run-id $(DEMO_RUN); status=$$?; \
+	$(PY) -m harness report results/$(DEMO_RUN) --quiet && exit $$status
 
 test: $(STAMP)
 	$(PY) -m pytest

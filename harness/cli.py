@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness import __version__
+from harness import __version__, report_commands
 from harness.bench import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
                            new_run_id)
 from harness.onnx_files import inspect_onnx
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
     verify.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
     _add_export_options(verify)
+    report_commands.add_parsers(commands)
     return parser
 
 
@@ -464,7 +465,7 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
 # ---------------------------------------------------------------- entry point
 
 COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify,
-            "show": command_show}
+            "show": command_show, **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 class RecordsRead:
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one line per unreadable line, saying where and why
+    newer_schema: int | None = None  # the highest schema_version above ours seen, if any
 
 
 def read_records(path: Path) -> RecordsRead:
@@ -58,7 +59,10 @@ def read_records(path: Path) -> RecordsRead:
             kind = "torn last line" if last and not raw.endswith(b"}") else "unreadable line"
             result.skipped.append(f"{path}:{number}: {kind} skipped ({exc.msg if hasattr(exc, 'msg') else exc})")
             continue
-        if record.get("schema_version") != SCHEMA_VERSION:
+        version = record.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            result.newer_schema = max(version, result.newer_schema or version)
+        if version != SCHEMA_VERSION:
             result.skipped.append(f"{path}:{number}: schema_version {record.get('schema_version')!r} "
                                   f"is not {SCHEMA_VERSION}; skipped")
             continue

@@ -1,0 +1,161 @@
+"""The CLI's report, best and check commands: argument parsing and terminal output around `harness.reports`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.complexity import ComplexityCache
+from harness.errors import UserError
+from harness.models import complexity_key_for
+from harness.registry import Catalogue, ModelSpec
+from harness.reports import data
+from harness.reports.best import LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked
+from harness.reports.check import FAIL, PASS, UNKNOWN, available_profiles, check_models, load_profile
+from harness.reports.tables import to_rich
+from harness.units import parse_size
+
+console = Console()
+DEFAULT_RESULTS = "results"
+VERDICT_STYLE = {PASS: "green", FAIL: "red", UNKNOWN: "yellow"}
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="figures, tables and an HTML page from recorded runs")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run folders (results/<run-id>) or folders of runs; several merge")
+    report.add_argument("--out", metavar="DIR", help="where to write (default reports/<run-id> or reports/merged-<time>)")
+    report.add_argument("--quiet", action="store_true", help="do not print the tables, only where the files are")
+
+    best_parser = commands.add_parser("best", help="the most accurate model under memory/speed limits, from records")
+    best_parser.add_argument("runs", nargs="*", metavar="RUN_DIR", help=f"run folders (default: all of {DEFAULT_RESULTS}/)")
+    best_parser.add_argument("--max-memory", metavar="SIZE", help="e.g. 700MB, 1.4GB (the device's primary memory source)")
+    best_parser.add_argument("--min-fps", type=float, metavar="N", help="images per second at the batch size")
+    best_parser.add_argument("--max-latency", type=float, metavar="MS", help="batch latency limit in ms")
+    best_parser.add_argument("--latency-stat", choices=LATENCY_STATS, default="median",
+                             help="which latency --max-latency limits (p90 needs >= 50 samples)")
+    best_parser.add_argument("--min-top1", type=float, metavar="PCT", help="minimum top-1 accuracy in %%")
+    best_parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="default 1")
+    best_parser.add_argument("--runtime", help="only this runtime")
+    best_parser.add_argument("--device", help="only devices whose name contains this, e.g. H200 or EPYC")
+    best_parser.add_argument("--precision", help="fp32 or fp16")
+
+    check = commands.add_parser("check", help="deployment readiness of models against a device profile")
+    check.add_argument("runs", nargs="*", metavar="RUN_DIR", help=f"run folders (default: all of {DEFAULT_RESULTS}/, "
+                                                                  "if any)")
+    check.add_argument("--profile", required=True, metavar="YAML",
+                       help=f"a profile file, or one of: {', '.join(available_profiles())}")
+    check.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+
+
+def _dataset(runs: list[str], required: bool = True) -> data.Dataset | None:
+    paths = [Path(r) for r in runs]
+    if not paths:
+        default = Path(DEFAULT_RESULTS)
+        if not default.is_dir():
+            if required:
+                raise UserError(f"no run folders given and no {DEFAULT_RESULTS}/ here: pass results/<run-id>")
+            return None
+        paths = [default]
+    return data.load(paths)
+
+
+def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    from harness.reports.report import write_report  # matplotlib and plotly: only when a report is drawn
+
+    dataset = _dataset(args.runs)
+    assert dataset is not None
+    names = [Path(run).name for run in dataset.runs]
+    out = Path(args.out) if args.out else Path("reports") / (
+        names[0] if len(names) == 1 else f"merged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    title = "Benchmark report: " + ", ".join(names)
+    report = write_report(dataset, out, title)
+    if not args.quiet:
+        for series_tables in report.tables.values():
+            for table in series_tables:
+                console.print(to_rich(table))
+        for line in report.fit_lines:
+            console.print(escape(line))
+    for note in dataset.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
+    console.print(f"{len(report.files)} files in {out}/ (figures/, tables/, tables.md)")
+    console.print(f"HTML report: {report.html_path.resolve()}")
+    return 0
+
+
+def _constraints(args: argparse.Namespace) -> Constraints:
+    if args.batch_size < 1:
+        raise UserError(f"bad --batch-size {args.batch_size}: give a positive number")
+    return Constraints(max_memory_bytes=parse_size(args.max_memory) if args.max_memory else None,
+                       min_fps=args.min_fps, max_latency_ms=args.max_latency, latency_stat=args.latency_stat,
+                       min_top1=args.min_top1, batch_size=args.batch_size, runtime=args.runtime, device=args.device,
+                       precision=args.precision)
+
+
+def _points_table(title: str, points: list[data.Point]) -> Table:
+    table = Table(title=title)
+    for column in ("model", "runtime", "precision", "device", "top-1 %", "images/s", "median ms", "memory"):
+        table.add_column(column, justify="left" if column in ("model", "runtime", "precision", "device") else "right")
+    for p in points:
+        memory = f"{p.memory_bytes / 1e9:.2f} GB ({p.memory_source})" if p.memory_bytes is not None else "—"
+        table.add_row(p.display_name, p.runtime, p.precision, p.device,
+                      f"{p.accuracy.top1:.2f}{'' if p.accuracy.kind == 'measured' else ' (pub.)'}",  # type: ignore[union-attr]
+                      f"{p.images_per_s:.1f}" if p.images_per_s else "—",
+                      f"{p.batch_median_ms:.2f}" if p.batch_median_ms else "—", memory)
+    return table
+
+
+def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    constraints = _constraints(args)
+    dataset = _dataset(args.runs)
+    assert dataset is not None
+    scope = [p for p in dataset.points if in_scope(p, constraints)]
+    if not scope:
+        raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
+                        f"--device, --precision and --batch-size against the records")
+    pick = best(scope, constraints)
+    console.print(f"Constraints: {constraints.describe()} ({len(scope)} cells in scope)")
+    if pick is None:
+        console.print("[red]No model meets these constraints.[/red]")
+    else:
+        console.print(_points_table("Best model", [pick]))
+        runners_up = ranked(scope, constraints)[1:6]
+        if runners_up:
+            console.print(_points_table("Next best", runners_up))
+    console.print(_points_table("Pareto front: top-1 vs images/s vs memory (in scope, before the limits)",
+                                pareto_front(scope)))
+    return 0 if pick is not None else 1
+
+
+def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    profile = load_profile(args.profile)
+    specs = catalogue.select(args.models)
+    dataset = _dataset(args.runs, required=bool(args.runs))
+    params = {p.model: p.params for p in (dataset.points if dataset else []) if p.params}
+    checks = check_models(profile, [(s.name, params.get(s.name) or _cached_params(s)) for s in specs], dataset)
+    table = Table(title=f"Deployment check: {profile.name}",
+                  caption="ESTIMATE = not measured on this device; UNKNOWN counts as not ready")
+    for column in ("model", "criterion", "verdict", "figure", "limit"):
+        table.add_column(column)
+    for check in checks:
+        for index, criterion in enumerate(check.criteria):
+            style = VERDICT_STYLE[criterion.verdict]
+            table.add_row(check.model if index == 0 else "", criterion.name,
+                          f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
+    console.print(table)
+    ready = sum(c.passed for c in checks)
+    console.print(f"{ready}/{len(checks)} models ready for {profile.name}")
+    return 0 if ready == len(checks) else 1
+
+
+def _cached_params(spec: ModelSpec) -> int | None:
+    cached = ComplexityCache().get(complexity_key_for(spec))
+    return cached.params if cached else None
+
+
+COMMANDS = {"report": command_report, "best": command_best, "check": command_check}

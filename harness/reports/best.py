@@ -1,0 +1,97 @@
+"""The most accurate model under memory, speed and accuracy constraints, and the Pareto front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.reports.data import Point
+
+LATENCY_STATS = ("median", "p90")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits a deployment sets. Speed is per image (images/s at the batch size); latency is per batch."""
+
+    max_memory_bytes: int | None = None
+    min_fps: float | None = None
+    max_latency_ms: float | None = None
+    latency_stat: str = "median"  # or p90: the tail a deadline cares about (needs >= 50 samples)
+    min_top1: float | None = None
+    batch_size: int = 1
+    runtime: str | None = None
+    device: str | None = None  # a part of the device's name, e.g. "H200" or "EPYC"
+    precision: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"batch {self.batch_size}"]
+        if self.max_memory_bytes is not None:
+            parts.append(f"memory <= {self.max_memory_bytes / 1e9:g} GB")
+        if self.min_fps is not None:
+            parts.append(f">= {self.min_fps:g} images/s")
+        if self.max_latency_ms is not None:
+            parts.append(f"{self.latency_stat} batch latency <= {self.max_latency_ms:g} ms")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 >= {self.min_top1:g} %")
+        parts += [f"{name} {value}" for name, value in
+                  (("runtime", self.runtime), ("device", self.device), ("precision", self.precision)) if value]
+        return ", ".join(parts)
+
+
+def _latency_ms(point: Point, stat: str) -> float | None:
+    return point.batch_median_ms if stat == "median" else point.batch_p90_ms
+
+
+def in_scope(point: Point, constraints: Constraints) -> bool:
+    """Measured at the batch size, on the runtime/device/precision asked for, with an accuracy to rank by."""
+    return (point.ok and point.batch_size == constraints.batch_size
+            and point.accuracy is not None and point.accuracy.top1 is not None
+            and (constraints.runtime is None or point.runtime == constraints.runtime)
+            and (constraints.device is None or constraints.device.lower() in point.device.lower())
+            and (constraints.precision is None or point.precision == constraints.precision))
+
+
+def violations(point: Point, constraints: Constraints) -> list[str]:
+    """Why the point does not meet the limits (empty when it does); a figure not measured fails its limit."""
+    problems = []
+    if constraints.max_memory_bytes is not None:
+        memory = point.memory_bytes
+        if memory is None:
+            problems.append(f"no {point.memory_source} memory reading")
+        elif memory > constraints.max_memory_bytes:
+            problems.append(f"memory {memory / 1e9:.2f} GB > {constraints.max_memory_bytes / 1e9:g} GB")
+    if constraints.min_fps is not None and (point.images_per_s or 0.0) < constraints.min_fps:
+        problems.append(f"{point.images_per_s or 0:.1f} images/s < {constraints.min_fps:g}")
+    if constraints.max_latency_ms is not None:
+        latency = _latency_ms(point, constraints.latency_stat)
+        if latency is None:
+            problems.append(f"no {constraints.latency_stat} latency (p90 needs >= 50 samples)")
+        elif latency > constraints.max_latency_ms:
+            problems.append(f"{constraints.latency_stat} {latency:.1f} ms > {constraints.max_latency_ms:g} ms")
+    if constraints.min_top1 is not None and point.accuracy.top1 < constraints.min_top1:  # type: ignore[union-attr]
+        problems.append(f"top-1 {point.accuracy.top1:.2f} % < {constraints.min_top1:g} %")  # type: ignore[union-attr]
+    return problems
+
+
+def ranked(points: list[Point], constraints: Constraints) -> list[Point]:
+    """Every in-scope point that meets the limits, most accurate first (ties: faster first)."""
+    fitting = [p for p in points if in_scope(p, constraints) and not violations(p, constraints)]
+    return sorted(fitting, key=lambda p: (-p.accuracy.top1, -(p.images_per_s or 0.0), p.model))  # type: ignore[union-attr]
+
+
+def best(points: list[Point], constraints: Constraints) -> Point | None:
+    fitting = ranked(points, constraints)
+    return fitting[0] if fitting else None
+
+
+def _dominates(a: Point, b: Point) -> bool:
+    """a is at least as accurate, as fast and as small as b, and better in one of them."""
+    a_values = (a.accuracy.top1, a.images_per_s or 0.0, -(a.memory_bytes or float("inf")))  # type: ignore[union-attr]
+    b_values = (b.accuracy.top1, b.images_per_s or 0.0, -(b.memory_bytes or float("inf")))  # type: ignore[union-attr]
+    return all(x >= y for x, y in zip(a_values, b_values)) and a_values != b_values
+
+
+def pareto_front(points: list[Point]) -> list[Point]:
+    """Points no other point beats on top-1, images/s and memory at once, most accurate first."""
+    front = [p for p in points if not any(_dominates(q, p) for q in points if q is not p)]
+    return sorted(front, key=lambda p: (-p.accuracy.top1, p.model))  # type: ignore[union-attr]

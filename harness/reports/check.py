@@ -1,0 +1,194 @@
+"""Deployment readiness: does each model fit a device profile's memory, speed and ONNX opset?
+
+Figures measured on the profile's device are used where records exist; otherwise memory is estimated
+from a Fig. 4 fit (memory vs model size) and labelled as an estimate, and speed, which no fit predicts
+honestly, is UNKNOWN. Anything not PASS makes the check fail, so it can gate a CI pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import UserError
+from harness.reports.data import Dataset, Point
+from harness.reports.fits import MB, Line, memory_fits
+from harness.units import parse_size
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
+PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
+
+
+class Targets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(1, ge=1)
+    min_fps: float | None = Field(None, gt=0)
+
+
+class DeviceProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str = Field(pattern="^(jetson|cuda|cpu)$")
+    device_match: list[str]
+    memory_total_bytes: int = Field(alias="memory_total")
+    memory_budget_bytes: int = Field(alias="memory_budget")
+    compute_capability: str | None = None
+    jetpack: str | None = None
+    tensorrt: str | None = None
+    onnx_max_opset: int | None = None
+    onnx_max_opset_source: str | None = None
+    targets: Targets = Targets()
+
+    @field_validator("memory_total_bytes", "memory_budget_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value) if isinstance(value, str) else value
+
+    def matches(self, point: Point) -> bool:
+        return any(part.lower() in point.device.lower() for part in self.device_match)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    """A profile by path, or by the name of a shipped one (profiles/<name>.yaml)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        shipped = PROFILES_DIR / f"{name_or_path}.yaml"
+        if not shipped.is_file():
+            raise UserError(f"unknown profile '{name_or_path}': give a YAML file or one of "
+                            f"{', '.join(available_profiles())}")
+        path = shipped
+    try:
+        return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s) in all)") from None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    verdict: str  # PASS, FAIL or UNKNOWN
+    figure: str  # what was measured or estimated, with its origin
+    limit: str
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    model: str
+    criteria: list[Criterion]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.verdict == PASS for c in self.criteria)
+
+
+def _measured(dataset: Dataset | None, profile: DeviceProfile, model: str) -> list[Point]:
+    if dataset is None:
+        return []
+    return [p for p in dataset.points if p.ok and p.model == model and profile.matches(p)
+            and p.batch_size == profile.targets.batch_size]
+
+
+def memory_estimator(dataset: Dataset | None, profile: DeviceProfile) -> tuple[Line, str] | None:
+    """The all-models Fig. 4 fit of the series with most batch-1 points, preferring the profile's device kind."""
+    if dataset is None:
+        return None
+    best: tuple[int, bool, Line, str] | None = None
+    for series in dataset.series():
+        points = dataset.of(series, batch_size=1)
+        line = memory_fits(points).get("all models")
+        if line is None:
+            continue
+        same_kind = points[0].device_kind == profile.kind
+        candidate = (line.points, same_kind, line, " · ".join(series))
+        if best is None or (candidate[1], candidate[0]) > (best[1], best[0]):
+            best = candidate
+    return (best[2], best[3]) if best else None
+
+
+def _memory(profile: DeviceProfile, measured: list[Point], params: int | None,
+            estimator: tuple[Line, str] | None) -> Criterion:
+    limit = f"<= {profile.memory_budget_bytes / 1e9:g} GB"
+    readings = [p for p in measured if p.memory_bytes is not None]
+    if readings:
+        point = min(readings, key=lambda p: p.memory_bytes)  # type: ignore[arg-type,return-value]
+        verdict = PASS if point.memory_bytes <= profile.memory_budget_bytes else FAIL  # type: ignore[operator]
+        return Criterion("memory", verdict, f"{point.memory_bytes / 1e9:.2f} GB measured ({point.memory_source}, "  # type: ignore[operator]
+                                            f"{point.runtime})", limit)
+    if params is None or estimator is None:
+        return Criterion("memory", UNKNOWN, "not measured on this device, and no fit to estimate from", limit)
+    line, series = estimator
+    estimate_bytes = line.at(params * 4 / MB) * MB
+    verdict = PASS if estimate_bytes <= profile.memory_budget_bytes else FAIL
+    return Criterion("memory", verdict, f"{estimate_bytes / 1e9:.2f} GB ESTIMATE (Fig. 4 fit of {series}: "
+                                        f"{line.slope:.2f} x size + {line.intercept:.0f} MB)", limit)
+
+
+def _speed(profile: DeviceProfile, measured: list[Point]) -> Criterion | None:
+    target = profile.targets.min_fps
+    if target is None:
+        return None
+    limit = f">= {target:g} images/s at batch {profile.targets.batch_size}"
+    timed = [p for p in measured if p.images_per_s]
+    if not timed:
+        return Criterion("speed", UNKNOWN, "not measured on this device (no estimate is honest)", limit)
+    point = max(timed, key=lambda p: p.images_per_s)  # type: ignore[arg-type,return-value]
+    verdict = PASS if point.images_per_s >= target else FAIL  # type: ignore[operator]
+    return Criterion("speed", verdict, f"{point.images_per_s:.1f} images/s measured ({point.runtime}, "
+                                       f"{point.precision})", limit)
+
+
+def required_opset(onnx_path: str, max_opset: int) -> str | None:
+    """Which of the graph's operators do not exist at `max_opset` (None: all do, a re-export would work)."""
+    import onnx
+
+    model = onnx.load(onnx_path, load_external_data=False)
+    missing = set()
+    for node in model.graph.node:
+        try:
+            onnx.defs.get_schema(node.op_type, max_opset, node.domain)
+        except onnx.defs.SchemaError:
+            missing.add(node.op_type)
+    return ", ".join(sorted(missing)) or None
+
+
+def _opset(profile: DeviceProfile, exported: list[Point]) -> Criterion | None:
+    if profile.onnx_max_opset is None:
+        return None
+    limit = f"<= opset {profile.onnx_max_opset} ({profile.onnx_max_opset_source or 'profile'})"
+    with_opset = [p for p in exported if p.onnx_opset is not None]
+    if not with_opset:
+        return Criterion("onnx opset", UNKNOWN, "no ONNX export in the records", limit)
+    point = min(with_opset, key=lambda p: p.onnx_opset)  # type: ignore[arg-type,return-value]
+    if point.onnx_opset <= profile.onnx_max_opset:  # type: ignore[operator]
+        return Criterion("onnx opset", PASS, f"opset {point.onnx_opset}", limit)
+    note = ""
+    if point.onnx_path and Path(point.onnx_path).is_file():
+        missing = required_opset(point.onnx_path, profile.onnx_max_opset)
+        note = (f"; ops missing at opset {profile.onnx_max_opset}: {missing}" if missing else
+                f"; every op exists at opset {profile.onnx_max_opset}: re-export with --opset {profile.onnx_max_opset}")
+    return Criterion("onnx opset", FAIL, f"opset {point.onnx_opset}{note}", limit)
+
+
+def check_models(profile: DeviceProfile, models: list[tuple[str, int | None]], dataset: Dataset | None) -> list[ModelCheck]:
+    """`models`: (name, parameter count) pairs from the catalogue."""
+    estimator = memory_estimator(dataset, profile)
+    checks = []
+    for name, params in models:
+        measured = _measured(dataset, profile, name)
+        exported = [p for p in (dataset.points if dataset else []) if p.model == name]
+        criteria = [_memory(profile, measured, params, estimator), _speed(profile, measured),
+                    _opset(profile, exported)]
+        checks.append(ModelCheck(name, [c for c in criteria if c is not None]))
+    return checks

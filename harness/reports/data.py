@@ -1,0 +1,235 @@
+"""Records of one or more run folders, reduced to the figures reports need: one `Point` per cell.
+
+Reports are pure functions of these points; nothing here runs a benchmark. Runs from several
+machines merge: each point carries the device it ran on, named from its run's env.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, read_records
+
+# The memory reading that stands for "memory" on each kind of device: what the paper measured on
+# the GPU (the process's total, CUDA context included), the unified pool on a Jetson, RSS on a CPU.
+PRIMARY_MEMORY_SOURCE = {"cuda": "cuda_nvml", "jetson": "jetson_unified", "cpu": "host_rss"}
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    top1: float | None
+    top5: float | None
+    kind: str  # "measured" or "published"
+    source: str  # where a published figure comes from, or which run measured it
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark cell: what ran, where, and what it measured (None where it did not)."""
+
+    model: str
+    display_name: str
+    family: str
+    runtime: str
+    precision: str
+    device: str  # a readable name of the machine's device, e.g. "CPU AMD EPYC (vm)" or "GPU NVIDIA H200"
+    device_kind: str  # cpu, cuda or jetson
+    batch_size: int
+    status: str
+    error: str | None
+    run_id: str
+    started_at: str
+    batch_median_ms: float | None = None
+    batch_p90_ms: float | None = None
+    per_image_ms: float | None = None
+    images_per_s: float | None = None
+    samples: int | None = None
+    valid: bool = True
+    invalid_reasons: tuple[str, ...] = ()
+    memory_peak_bytes: dict[str, int] = field(default_factory=dict)  # per readable source
+    params: int | None = None
+    macs: int | None = None
+    accuracy: Accuracy | None = None
+    onnx_opset: int | None = None  # of the ONNX file the cell ran, if it ran one
+    onnx_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def memory_source(self) -> str:
+        return PRIMARY_MEMORY_SOURCE[self.device_kind]
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """Peak memory from the device's primary source (see PRIMARY_MEMORY_SOURCE)."""
+        return self.memory_peak_bytes.get(self.memory_source)
+
+    @property
+    def model_bytes(self) -> int | None:
+        """Size of the parameters in fp32 (the paper's "model complexity" axis of Fig. 4)."""
+        return None if self.params is None else self.params * 4
+
+    @property
+    def series(self) -> tuple[str, str, str]:
+        """What one chart or table is drawn for: runtime, device and precision."""
+        return (self.runtime, self.device, self.precision)
+
+
+def series_label(series: tuple[str, str, str]) -> str:
+    runtime, device, precision = series
+    return f"{runtime} · {precision} · {device}"
+
+
+@dataclass
+class Dataset:
+    points: list[Point]
+    runs: list[str]
+    notes: list[str] = field(default_factory=list)  # e.g. records skipped while reading
+
+    def series(self) -> list[tuple[str, str, str]]:
+        return sorted({p.series for p in self.points})
+
+    def of(self, series: tuple[str, str, str], batch_size: int | None = None, ok_only: bool = True) -> list[Point]:
+        return [p for p in self.points if p.series == series and (batch_size is None or p.batch_size == batch_size)
+                and (p.ok or not ok_only)]
+
+
+def device_kind(env: dict[str, Any], device: str) -> str:
+    if (env.get("jetson") or {}).get("is_jetson"):
+        return "jetson"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def device_name(env: dict[str, Any], device: str) -> str:
+    """A readable name for the device a cell ran on, from its run's env.json."""
+    kind = device_kind(env, device)
+    if kind == "jetson":
+        jetson = env.get("jetson") or {}
+        return f"Jetson {jetson.get('model') or jetson.get('module') or '(model unknown)'}"
+    if kind == "cuda":
+        index = int(device.split(":")[1]) if ":" in device else 0
+        gpus = (env.get("nvml") or {}).get("gpus") or []
+        name = gpus[index].get("name") if index < len(gpus) else (env.get("torch") or {}).get("cuda_device_name")
+        return f"GPU {name or device}"
+    return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('hostname') or 'unknown host'})"
+
+
+def _memory_peaks(memory: dict[str, Any] | None) -> dict[str, int]:
+    peaks = {}
+    for source, reading in (memory or {}).items():
+        if isinstance(reading, dict) and "missing" not in reading:
+            peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
+            if peak is not None:
+                peaks[source] = int(peak)
+    return peaks
+
+
+def _published(model: dict[str, Any]) -> Accuracy | None:
+    published = model.get("published") or {}
+    if published.get("top1") is None:
+        return None
+    return Accuracy(published["top1"], published.get("top5"), "published",
+                    published.get("accuracy_source") or "unknown source")
+
+
+def point_from_record(record: dict[str, Any], env: dict[str, Any]) -> Point:
+    cell, model = record["cell"], record.get("model") or {}
+    complexity = model.get("complexity") or {}
+    host = (record.get("timing") or {}).get("host") or {}
+    validity = record.get("validity") or {"valid": True, "reasons": []}
+    artifact = (record.get("prepared") or {}).get("artifact") or {}
+    return Point(
+        model=cell["model"], display_name=model.get("display_name") or cell["model"],
+        family=model.get("family") or "other", runtime=cell["runtime"], precision=cell["precision"],
+        device=device_name(env, cell["device"]), device_kind=device_kind(env, cell["device"]),
+        batch_size=cell["batch_size"], status=record["status"], error=record.get("error"),
+        run_id=record.get("run_id", ""), started_at=record.get("started_at", ""),
+        batch_median_ms=host.get("median_ms"), batch_p90_ms=host.get("p90_ms"),
+        per_image_ms=host.get("per_image_median_ms"), images_per_s=host.get("images_per_s"),
+        samples=host.get("samples"), valid=bool(validity.get("valid", True)),
+        invalid_reasons=tuple(validity.get("reasons") or ()), memory_peak_bytes=_memory_peaks(record.get("memory")),
+        params=complexity.get("params"), macs=complexity.get("macs"), accuracy=_published(model),
+        onnx_opset=artifact.get("opset"), onnx_path=artifact.get("path"))
+
+
+def _read_env(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / ENV_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{run_dir / ENV_FILE} is not valid JSON ({exc.msg}): restore it or remove the run") from None
+
+
+def _run_dirs(paths: list[Path]) -> list[Path]:
+    """Each path is a run folder, or a folder of run folders (e.g. results/)."""
+    runs = []
+    for path in paths:
+        if (path / RECORDS_FILE).is_file():
+            runs.append(path)
+        elif path.is_dir() and any((child / RECORDS_FILE).is_file() for child in path.iterdir()):
+            runs += sorted(child for child in path.iterdir() if (child / RECORDS_FILE).is_file())
+        elif not path.exists():
+            raise UserError(f"no such run folder '{path}': pass results/<run-id> or a folder of runs")
+        else:
+            raise UserError(f"no {RECORDS_FILE} in '{path}': pass a run folder such as results/<run-id>")
+    return runs
+
+
+def load(paths: list[Path]) -> Dataset:
+    """Bench records of the given run folders, merged; the newest record of a cell wins (a re-run)."""
+    newest: dict[tuple, Point] = {}
+    accuracy_records: list[dict[str, Any]] = []
+    notes: list[str] = []
+    runs = _run_dirs(paths)
+    for run_dir in runs:
+        read = read_records(run_dir / RECORDS_FILE)
+        if read.newer_schema is not None:
+            raise UserError(f"{run_dir} was written by a newer harness (record schema {read.newer_schema}, this one "
+                            f"reads {SCHEMA_VERSION}): upgrade dnn-harness to report it")
+        notes += read.skipped
+        env = _read_env(run_dir)
+        for record in read.records:
+            if record.get("kind") == "accuracy":
+                accuracy_records.append({**record, "_device": device_name(env, record["cell"]["device"])})
+                continue
+            if record.get("kind", "bench") != "bench":
+                continue
+            point = point_from_record(record, env)
+            key = (point.model, *point.series, point.batch_size)
+            if key not in newest or _later(point, newest[key]):
+                newest[key] = point
+    if not newest:
+        raise UserError("no benchmark records in " + ", ".join(map(str, paths))
+                        + ": run `python -m harness bench ...` first")
+    points = with_measured_accuracy(list(newest.values()), accuracy_records)
+    return Dataset(points=points, runs=[str(r) for r in runs], notes=notes)
+
+
+def _later(a: Point, b: Point) -> bool:
+    """Prefer a finished measurement over a failed one, then the newer record."""
+    if a.ok != b.ok:
+        return a.ok
+    return datetime.fromisoformat(a.started_at) > datetime.fromisoformat(b.started_at) if a.started_at and \
+        b.started_at else False
+
+
+def with_measured_accuracy(points: list[Point], accuracy_records: list[dict[str, Any]]) -> list[Point]:
+    """Replace published accuracy by a measured one where an accuracy record exists for the same model,
+    runtime and precision (any device: the answers of a graph do not depend on the machine)."""
+    measured: dict[tuple[str, str, str], Accuracy] = {}
+    for record in accuracy_records:
+        if record.get("status") != "ok":
+            continue
+        cell, figures = record["cell"], record.get("accuracy") or {}
+        measured[(cell["model"], cell["runtime"], cell["precision"])] = Accuracy(
+            figures.get("top1"), figures.get("top5"), "measured",
+            f"run {record.get('run_id')}: {figures.get('images')} images")
+    return [replace(p, accuracy=measured.get((p.model, p.runtime, p.precision), p.accuracy)) for p in points]

@@ -1,0 +1,225 @@
+"""The paper's figures (matplotlib, PNG and SVG), one set per runtime/device/precision series, plus what
+the paper could not draw: the runtimes side by side, and each runtime's speed-up over PyTorch eager.
+
+Each figure names its series and whether its accuracy is measured or published. Operations are FLOPs
+as the paper counts them: a multiply-add is two FLOPs (FLOPs = 2 x the catalogue's MACs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from harness.reports.data import Dataset, Point, series_label
+from harness.reports.fits import MB, Line, accuracy_speed_front, memory_fits, upper_bound
+
+BASELINE_RUNTIME = "torch"
+FORMATS = ("png", "svg")
+
+
+@dataclass
+class FigureSet:
+    """What was drawn: files, and the fitted lines with their numbers (for the report's text)."""
+
+    files: list[Path] = field(default_factory=list)
+    upper_bounds: dict[str, Line] = field(default_factory=dict)  # series label -> Fig. 3 bound
+    memory_fits: dict[str, dict[str, Line]] = field(default_factory=dict)  # series label -> group -> line
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def accuracy_note(points: list[Point]) -> str:
+    kinds = sorted({p.accuracy.kind for p in points if p.accuracy})
+    if not kinds:
+        return "no accuracy known"
+    if kinds == ["published"]:
+        return "accuracy: published (sources in models.yaml)"
+    return "accuracy: " + " and ".join(kinds) + " (measured where an accuracy run exists)"
+
+
+def _with_accuracy(points: list[Point]) -> list[Point]:
+    return [p for p in points if p.accuracy is not None and p.accuracy.top1 is not None]
+
+
+def _save(figure: Figure, out_dir: Path, name: str, files: list[Path]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for fmt in FORMATS:
+        path = out_dir / f"{name}.{fmt}"
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+        files.append(path)
+
+
+def _titled(figure: Figure, title: str, series: str, points: list[Point]) -> None:
+    figure.suptitle(f"{title}\n{series} · {accuracy_note(points)}", fontsize=10)
+
+
+def _label(axes, points: list[Point], xs: list[float], ys: list[float]) -> None:
+    for point, x, y in zip(points, xs, ys):
+        axes.annotate(point.display_name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+
+
+def figure_1(points: list[Point], series: str) -> Figure:
+    """Top-1 and top-5 vs GFLOPs; ball area proportional to parameters."""
+    points = [p for p in _with_accuracy(points) if p.macs is not None]
+    figure = Figure(figsize=(12, 5))
+    for index, (metric, label) in enumerate((("top1", "Top-1 accuracy (%)"), ("top5", "Top-5 accuracy (%)"))):
+        axes = figure.add_subplot(1, 2, index + 1)
+        shown = [p for p in points if getattr(p.accuracy, metric) is not None]
+        xs = [2 * p.macs / 1e9 for p in shown]  # type: ignore[operator]
+        ys = [getattr(p.accuracy, metric) for p in shown]
+        sizes = [max(10.0, (p.params or 0) / 1e6 * 4) for p in shown]
+        axes.scatter(xs, ys, s=sizes, alpha=0.5)
+        _label(axes, shown, xs, ys)
+        axes.set_xlabel("Operations (G-FLOPs; a multiply-add = 2 FLOPs)")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+    _titled(figure, "Fig. 1 — accuracy vs operations (ball area ∝ parameters)", series, points)
+    return figure
+
+
+def figure_2(points: list[Point], series: str) -> Figure:
+    """(a) Top-1 accuracy density (top-1 / M params) per model; (b) top-1 vs that density."""
+    points = sorted((p for p in _with_accuracy(points) if p.params), key=lambda p: p.display_name)
+    density = [p.accuracy.top1 / (p.params / 1e6) for p in points]  # type: ignore[union-attr,operator]
+    figure = Figure(figsize=(13, 5))
+    bars = figure.add_subplot(1, 2, 1)
+    bars.bar(range(len(points)), density)
+    bars.set_xticks(range(len(points)), [p.display_name for p in points], rotation=90, fontsize=6)
+    bars.set_ylabel("Top-1 accuracy density (% per M params)")
+    scatter = figure.add_subplot(1, 2, 2)
+    tops = [p.accuracy.top1 for p in points]  # type: ignore[union-attr]
+    scatter.scatter(density, tops)
+    _label(scatter, points, density, tops)
+    scatter.set_xlabel("Top-1 accuracy density (% per M params)")
+    scatter.set_ylabel("Top-1 accuracy (%)")
+    scatter.grid(alpha=0.3)
+    _titled(figure, "Fig. 2 — accuracy density", series, points)
+    return figure
+
+
+def _speed_axes(axes, points: list[Point], bound: Line | None) -> None:
+    xs = [p.images_per_s for p in points]
+    ys = [p.accuracy.top1 for p in points]  # type: ignore[union-attr]
+    axes.scatter(xs, ys)
+    _label(axes, points, xs, ys)  # type: ignore[arg-type]
+    front = accuracy_speed_front(points)
+    axes.plot([p.images_per_s for p in front], [p.accuracy.top1 for p in front], ":", color="grey",  # type: ignore[union-attr]
+              label="frontier")
+    if bound is not None:
+        grid = np.geomspace(min(xs), max(xs), 200)  # type: ignore[type-var]
+        axes.plot(grid, bound.at(grid), "r--",
+                  label=f"upper bound: {bound.intercept:.2f} {bound.slope:+.4f} x images/s")
+    axes.set_xscale("log")
+    axes.set_xlabel("Images per second (batch 1, log scale)")
+    axes.set_ylabel("Top-1 accuracy (%)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=7, loc="lower left")
+
+
+def figure_3(points: list[Point], series: str) -> tuple[Figure, Line | None]:
+    """Top-1 vs images/s at batch 1 (log x), with the linear upper bound (a curve on the log axis)."""
+    points = [p for p in _with_accuracy(points) if p.images_per_s]
+    bound = upper_bound(points)
+    figure = Figure(figsize=(8, 6))
+    _speed_axes(figure.add_subplot(1, 1, 1), points, bound)
+    _titled(figure, "Fig. 3 — accuracy vs speed", series, points)
+    return figure, bound
+
+
+def figure_4(points: list[Point], series: str) -> tuple[Figure, dict[str, Line]]:
+    """Memory at batch 1 vs model size (fp32 parameters), with the linear fits (all, and per family)."""
+    points = [p for p in points if p.memory_bytes is not None and p.model_bytes is not None]
+    fits = memory_fits(points)
+    figure = Figure(figsize=(8, 6))
+    axes = figure.add_subplot(1, 1, 1)
+    xs = [p.model_bytes / MB for p in points]  # type: ignore[operator]
+    ys = [p.memory_bytes / MB for p in points]  # type: ignore[operator]
+    axes.scatter(xs, ys)
+    _label(axes, points, xs, ys)
+    if xs:
+        grid = np.linspace(0, max(xs), 50)
+        for group, line in fits.items():
+            style = "r--" if group == "all models" else ":"
+            axes.plot(grid, line.at(grid), style, label=f"{group}: {line.slope:.2f} x + {line.intercept:.0f} MB")
+        axes.legend(fontsize=6)
+    source = points[0].memory_source if points else "memory"
+    axes.set_xlabel("Model size (MB of fp32 parameters)")
+    axes.set_ylabel(f"Memory at batch 1 (MB, {source} peak)")
+    axes.grid(alpha=0.3)
+    _titled(figure, "Fig. 4 — memory vs model size", series, points)
+    return figure, fits
+
+
+def runtimes_side_by_side(dataset: Dataset, device: str, precision: str) -> Figure | None:
+    """Fig. 3 for every runtime on one device and precision, on shared axes."""
+    runtimes = sorted({p.runtime for p in dataset.points if p.device == device and p.precision == precision})
+    if len(runtimes) < 2:
+        return None
+    figure = Figure(figsize=(7 * len(runtimes), 6))
+    shared = None
+    for index, runtime in enumerate(runtimes):
+        points = [p for p in _with_accuracy(dataset.of((runtime, device, precision), batch_size=1)) if p.images_per_s]
+        axes = figure.add_subplot(1, len(runtimes), index + 1, sharex=shared, sharey=shared)
+        shared = shared or axes
+        if points:
+            _speed_axes(axes, points, upper_bound(points))
+        axes.set_title(runtime)
+    figure.suptitle(f"Accuracy vs speed per runtime · {precision} · {device}", fontsize=10)
+    return figure
+
+
+def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | None:
+    """Each runtime's batch-1 speed-up over PyTorch eager fp32 (median ratio), per model."""
+    baseline = {p.model: p for p in dataset.of((BASELINE_RUNTIME, device, "fp32"), batch_size=1)}
+    others = sorted({p.runtime for p in dataset.points if p.device == device and p.precision == precision}
+                    - {BASELINE_RUNTIME if precision == "fp32" else ""})
+    bars: dict[str, dict[str, float]] = {}
+    for runtime in others:
+        for point in dataset.of((runtime, device, precision), batch_size=1):
+            reference = baseline.get(point.model)
+            if reference and reference.batch_median_ms and point.batch_median_ms:
+                bars.setdefault(runtime, {})[point.display_name] = reference.batch_median_ms / point.batch_median_ms
+    if not bars:
+        return None
+    models = sorted({m for values in bars.values() for m in values})
+    figure = Figure(figsize=(8, max(4.0, 0.22 * len(models) * len(bars))))
+    axes = figure.add_subplot(1, 1, 1)
+    height = 0.8 / len(bars)
+    for index, (runtime, values) in enumerate(sorted(bars.items())):
+        positions = np.arange(len(models)) + index * height
+        axes.barh(positions, [values.get(m, 0.0) for m in models], height=height, label=runtime)
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_yticks(np.arange(len(models)) + 0.4 - height / 2, models, fontsize=6)
+    axes.set_xlabel(f"Speed-up over PyTorch eager fp32 at batch 1 (x; > 1 is faster)")
+    axes.legend(fontsize=7)
+    figure.suptitle(f"Speed-up over PyTorch eager · {precision} · {device}", fontsize=10)
+    return figure
+
+
+def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
+    drawn = FigureSet()
+    for series in dataset.series():
+        label = series_label(series)
+        batch_1 = dataset.of(series, batch_size=1)
+        name = slug(label)
+        _save(figure_1(batch_1, label), out_dir, f"fig1-accuracy-vs-flops-{name}", drawn.files)
+        _save(figure_2(batch_1, label), out_dir, f"fig2-accuracy-density-{name}", drawn.files)
+        figure, bound = figure_3(batch_1, label)
+        _save(figure, out_dir, f"fig3-accuracy-vs-speed-{name}", drawn.files)
+        if bound is not None:
+            drawn.upper_bounds[label] = bound
+        figure, fits = figure_4(batch_1, label)
+        _save(figure, out_dir, f"fig4-memory-vs-size-{name}", drawn.files)
+        drawn.memory_fits[label] = fits
+    for device, precision in sorted({(p.device, p.precision) for p in dataset.points}):
+        for kind, figure in (("runtimes-side-by-side", runtimes_side_by_side(dataset, device, precision)),
+                             ("speedup-over-torch", speedup_chart(dataset, device, precision))):
+            if figure is not None:
+                _save(figure, out_dir, f"{kind}-{slug(precision + ' ' + device)}", drawn.files)
+    return drawn

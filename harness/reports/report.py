@@ -1,0 +1,66 @@
+"""A whole report of some runs: figures (PNG, SVG), tables (Markdown, CSV), fitted lines, and the HTML page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.paths import write_atomically
+from harness.reports import html
+from harness.reports.data import Dataset, series_label
+from harness.reports.figures import FigureSet, draw_all, slug
+from harness.reports.tables import ReportTable, best_table, memory_sources, memory_table, time_table, to_csv, \
+    to_markdown
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    tables: dict[tuple[str, str, str], list[ReportTable]]
+    figures: FigureSet
+    fit_lines: list[str]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def html_path(self) -> Path:
+        return self.out_dir / "report.html"
+
+
+def build_tables(dataset: Dataset) -> dict[tuple[str, str, str], list[ReportTable]]:
+    return {series: [time_table(dataset, series),
+                     *(memory_table(dataset, series, source) for source in memory_sources(dataset, series)),
+                     best_table(dataset, series)]
+            for series in dataset.series()}
+
+
+def describe_fits(figures: FigureSet) -> list[str]:
+    lines = [f"Fig. 3 upper bound, {label}: top-1 = {line.intercept:.2f} {line.slope:+.4f} x images/s "
+             f"(slope of the least-squares line through {line.points} frontier points, raised to bound all)"
+             for label, line in figures.upper_bounds.items()]
+    for label, fits in figures.memory_fits.items():
+        lines += [f"Fig. 4 memory fit, {label}, {group}: memory MB = {line.slope:.2f} x model MB + "
+                  f"{line.intercept:.0f} (n = {line.points}, R² = {line.r2:.3f})" for group, line in fits.items()]
+    return lines
+
+
+def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = draw_all(dataset, out_dir / "figures")
+    tables = build_tables(dataset)
+    report = Report(out_dir, tables, figures, describe_fits(figures), files=list(figures.files))
+    markdown = [f"# {title}", "", "Runs: " + ", ".join(dataset.runs), ""]
+    for series, series_tables in tables.items():
+        markdown += [f"## {series_label(series)}", ""]
+        for index, table in enumerate(series_tables):
+            markdown.append(to_markdown(table))
+            csv_path = out_dir / "tables" / f"{slug(series_label(series))}-{index + 1}-{slug(table.title.split(' —')[0])}.csv"
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(csv_path, to_csv(table))
+            report.files.append(csv_path)
+    markdown += ["## Fitted lines", ""] + [f"- {line}" for line in report.fit_lines]
+    for path, text in ((out_dir / "tables.md", "\n".join(markdown) + "\n"),
+                       (report.html_path, html.render(dataset, tables, figures.upper_bounds, report.fit_lines,
+                                                      title))):
+        write_atomically(path, text)
+        report.files.append(path)
+    return report

@@ -1,0 +1,197 @@
+"""The paper's tables as data (`ReportTable`), rendered for the terminal (rich), Markdown, CSV and HTML.
+
+Table 1: per-image time at each batch size, banded by frames per second. Table 2: peak memory at each
+batch size, per memory source. Table 3: the most accurate model under memory x speed limits.
+Every empty cell says why: the run's status (oom, skipped, error, ...) or "not run".
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass, field
+
+from rich.table import Table
+
+from harness.reports.best import Constraints, best
+from harness.reports.data import Dataset, Point, series_label
+
+# (name, lowest frames per second, rich style, HTML colour): the paper colour-codes Table 1 this way.
+FPS_BANDS = (("super real-time", 60.0, "green", "#b7e1a1"), ("real-time", 30.0, "chartreuse3", "#e3f1a6"),
+             ("half real-time", 15.0, "yellow", "#fbe8a6"), ("below 15 FPS", 0.0, "red", "#f5b7b1"))
+MEMORY_LIMITS_GB = (0.7, 1.0, 1.4, None)
+FPS_TARGETS = (15.0, 30.0, 60.0)
+MISSING_STYLE = {"oom": "magenta", "skipped": "magenta", "not run": "dim"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    text: str
+    band: str | None = None  # an FPS band name, or "missing"
+    note: str = ""  # hover text in HTML
+
+
+@dataclass
+class ReportTable:
+    title: str
+    columns: list[str]
+    rows: list[list[Entry]] = field(default_factory=list)
+    caption: str = ""
+
+
+def fps_band(images_per_s: float | None) -> str | None:
+    if images_per_s is None:
+        return None
+    return next(name for name, low, _, _ in FPS_BANDS if images_per_s >= low)
+
+
+def _missing(point: Point | None) -> Entry:
+    if point is None:
+        return Entry("not run", "missing")
+    return Entry(point.status, "missing", (point.error or "").splitlines()[0] if point.error else "")
+
+
+def _by_model(points: list[Point]) -> dict[str, dict[int, Point]]:
+    rows: dict[str, dict[int, Point]] = {}
+    for point in sorted(points, key=lambda p: p.model):
+        rows.setdefault(point.display_name, {})[point.batch_size] = point
+    return rows
+
+
+def time_table(dataset: Dataset, series: tuple[str, str, str]) -> ReportTable:
+    """Table 1: median per-image ms per model (rows) and batch size (columns)."""
+    points = dataset.of(series, ok_only=False)
+    batch_sizes = sorted({p.batch_size for p in points})
+    table = ReportTable(f"Table 1 — per-image inference time (ms), {series_label(series)}",
+                        ["model", *(f"bs {b}" for b in batch_sizes)],
+                        caption="median batch time / batch size; colour: " + ", ".join(
+                            f"{name} (>= {low:g} FPS)" if low else name for name, low, _, _ in FPS_BANDS)
+                        + "; * = invalid timing verdict")
+    for name, by_batch in _by_model(points).items():
+        row = [Entry(name)]
+        for batch_size in batch_sizes:
+            point = by_batch.get(batch_size)
+            if point is None or not point.ok or point.per_image_ms is None:
+                row.append(_missing(point))
+                continue
+            mark = "" if point.valid else "*"
+            row.append(Entry(f"{point.per_image_ms:.2f}{mark}", fps_band(point.images_per_s),
+                             f"{point.images_per_s:.1f} images/s" + ("" if point.valid else
+                                                                      "; invalid: " + "; ".join(point.invalid_reasons))))
+        table.rows.append(row)
+    return table
+
+
+def memory_sources(dataset: Dataset, series: tuple[str, str, str]) -> list[str]:
+    return sorted({source for p in dataset.of(series) for source in p.memory_peak_bytes})
+
+
+def memory_table(dataset: Dataset, series: tuple[str, str, str], source: str) -> ReportTable:
+    """Table 2: peak memory (MB = 10^6 bytes) per model and batch size, from one memory source."""
+    points = dataset.of(series, ok_only=False)
+    batch_sizes = sorted({p.batch_size for p in points})
+    table = ReportTable(f"Table 2 — memory (MB, {source}), {series_label(series)}",
+                        ["model", *(f"bs {b}" for b in batch_sizes)], caption="peak during load and inference")
+    for name, by_batch in _by_model(points).items():
+        row = [Entry(name)]
+        for batch_size in batch_sizes:
+            point = by_batch.get(batch_size)
+            if point is None or not point.ok:
+                row.append(_missing(point))
+            elif source not in point.memory_peak_bytes:
+                row.append(Entry("—", "missing", f"no {source} reading"))
+            else:
+                row.append(Entry(f"{point.memory_peak_bytes[source] / 1e6:,.0f}"))
+        table.rows.append(row)
+    return table
+
+
+def _limit_label(limit_gb: float | None) -> str:
+    return "no limit" if limit_gb is None else f"<= {limit_gb:g} GB"
+
+
+def best_table(dataset: Dataset, series: tuple[str, str, str]) -> ReportTable:
+    """Table 3: the most accurate model at batch 1 under each memory limit (rows) and speed target (columns)."""
+    runtime, device, precision = series
+    points = dataset.of(series)
+    table = ReportTable(f"Table 3 — best model under memory x speed limits, batch 1, {series_label(series)}",
+                        ["memory", *(f">= {fps:g} FPS" for fps in FPS_TARGETS)],
+                        caption="most accurate model meeting both limits; GB = 10^9 bytes; accuracy: "
+                                + _accuracy_kinds(points))
+    for limit_gb in MEMORY_LIMITS_GB:
+        row = [Entry(_limit_label(limit_gb))]
+        for fps in FPS_TARGETS:
+            constraints = Constraints(max_memory_bytes=None if limit_gb is None else int(limit_gb * 1e9),
+                                      min_fps=fps, runtime=runtime, precision=precision)
+            pick = best([p for p in points if p.device == device], constraints)
+            if pick is None:
+                row.append(Entry("none fits", "missing"))
+            else:
+                memory = f", {pick.memory_bytes / 1e9:.2f} GB" if pick.memory_bytes is not None else ""
+                row.append(Entry(f"{pick.display_name} {pick.accuracy.top1:.2f} %", fps_band(pick.images_per_s),  # type: ignore[union-attr]
+                                 f"{pick.images_per_s:.1f} images/s{memory}"))
+        table.rows.append(row)
+    return table
+
+
+def _accuracy_kinds(points: list[Point]) -> str:
+    kinds = sorted({p.accuracy.kind for p in points if p.accuracy})
+    return " and ".join(kinds) + " top-1" if kinds else "none known"
+
+
+# ------------------------------------------------------------------ renderers
+
+def to_rich(table: ReportTable) -> Table:
+    styles = {name: style for name, _, style, _ in FPS_BANDS}
+    rich_table = Table(title=table.title, caption=table.caption)
+    for index, column in enumerate(table.columns):
+        rich_table.add_column(column, justify="left" if index == 0 else "right", no_wrap=index == 0)
+    for row in table.rows:
+        texts = []
+        for entry in row:
+            style = styles.get(entry.band or "") or (MISSING_STYLE.get(entry.text, "red") if entry.band == "missing"
+                                                     else None)
+            texts.append(f"[{style}]{entry.text}[/{style}]" if style else entry.text)
+        rich_table.add_row(*texts)
+    return rich_table
+
+
+def to_markdown(table: ReportTable) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [f"### {table.title}", "", "| " + " | ".join(map(cell, table.columns)) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(table.columns) - 1)) + "|"]
+    lines += ["| " + " | ".join(cell(e.text) for e in row) + " |" for row in table.rows]
+    if table.caption:
+        lines += ["", table.caption]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: ReportTable) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(table.columns)
+    for row in table.rows:
+        writer.writerow([e.text for e in row])
+    return buffer.getvalue()
+
+
+def to_html(table: ReportTable) -> str:
+    colours = {name: colour for name, _, _, colour in FPS_BANDS}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for entry in row:
+            colour = colours.get(entry.band or "")
+            style = f' style="background:{colour}"' if colour else (' class="missing"' if entry.band == "missing"
+                                                                     else "")
+            title = f' title="{html.escape(entry.note)}"' if entry.note else ""
+            cells.append(f"<td{style}{title}>{html.escape(entry.text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = f"<caption>{html.escape(table.title)}</caption>"
+    note = f'<p class="caption">{html.escape(table.caption)}</p>' if table.caption else ""
+    return (f'<table class="report">{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f"{note}")
