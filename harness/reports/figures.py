@@ -196,7 +196,7 @@ def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | Non
         axes.barh(positions, [values.get(m, 0.0) for m in models], height=height, label=runtime)
     axes.axvline(1.0, color="black", linewidth=0.8)
     axes.set_yticks(np.arange(len(models)) + 0.4 - height / 2, models, fontsize=6)
-    axes.set_xlabel(f"Speed-up over PyTorch eager fp32 at batch 1 (x; > 1 is faster)")
+    axes.set_xlabel("Speed-up over PyTorch eager fp32 at batch 1 (x; > 1 is faster)")
     axes.legend(fontsize=7)
     figure.suptitle(f"Speed-up over PyTorch eager · {precision} · {device}", fontsize=10)
     return figure
