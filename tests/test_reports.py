@@ -287,6 +287,8 @@ def test_html_report_renders_in_a_browser_without_errors(tmp_path, two_devices):
         assert browser.execute_script(count) == 10  # 5 models at batch 1 on two devices
         for chart in ("chart-memory", "chart-flops"):
             assert browser.execute_script(f"return document.querySelectorAll('#{chart} .point').length") == 10
+        title = browser.execute_script("return document.querySelector('#chart-speed .gtitle').textContent")
+        assert title.startswith("Top-1 vs images/s")
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
         # filter: untick the GPU; its points and its tables go

@@ -59,6 +59,10 @@ function traces(points, x, y) {
     text: ps.map(hover), hoverinfo: 'text',
     marker: {size: 9, symbol: ps.map(p => p.valid ? 'circle' : 'circle-open')}}));
 }
+function layout(title, xTitle, yTitle, xType) {
+  return {title: {text: title}, xaxis: {type: xType, title: {text: xTitle}}, yaxis: {title: {text: yTitle}},
+          hovermode: 'closest'};
+}
 function draw() {
   const runtimes = chosen('runtime'), devices = chosen('device'), families = chosen('family');
   const shown = POINTS.filter(p => p.status === 'ok' && runtimes.has(p.runtime) && devices.has(p.device)
@@ -73,16 +77,15 @@ function draw() {
     speed.push({type: 'scatter', mode: 'lines', name: 'upper bound, ' + label, x: grid,
                 y: grid.map(v => bound.intercept + bound.slope * v), line: {dash: 'dash'}, hoverinfo: 'name'});
   }
-  Plotly.react('chart-speed', speed, {title: 'Top-1 vs images/s at batch 1', xaxis: {type: 'log',
-    title: 'images per second (log)'}, yaxis: {title: 'top-1 (%)'}, hovermode: 'closest'});
+  Plotly.react('chart-speed', speed, layout('Top-1 vs images/s at batch 1 (dashed: upper bound)',
+    'images per second (log scale)', 'top-1 (%)', 'log'));
   const withMemory = shown.filter(p => p.memory_bytes != null && p.params != null);
   Plotly.react('chart-memory', traces(withMemory, p => p.params * 4 / 1e6, p => p.memory_bytes / 1e6),
-    {title: 'Memory at batch 1 vs model size', xaxis: {title: 'model size (MB of fp32 parameters)'},
-     yaxis: {title: 'peak memory (MB)'}, hovermode: 'closest'});
+    layout('Memory at batch 1 vs model size', 'model size (MB of fp32 parameters)',
+           "peak memory (MB; the device's primary source)", 'linear'));
   const withOps = shown.filter(p => p.top1 != null && p.macs != null);
   Plotly.react('chart-flops', traces(withOps, p => 2 * p.macs / 1e9, p => p.top1),
-    {title: 'Top-1 vs operations', xaxis: {title: 'G-FLOPs (a multiply-add = 2 FLOPs)'},
-     yaxis: {title: 'top-1 (%)'}, hovermode: 'closest'});
+    layout('Top-1 vs operations', 'G-FLOPs (a multiply-add = 2 FLOPs)', 'top-1 (%)', 'linear'));
   for (const section of document.querySelectorAll('section.series')) {
     section.hidden = !(runtimes.has(section.dataset.runtime) && devices.has(section.dataset.device));
   }
