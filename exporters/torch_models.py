@@ -52,11 +52,33 @@ def build_module(recipe: ModelRecipe) -> nn.Module:
     """Build the model in eval mode on the CPU, in fp32."""
     if recipe.weights == PRETRAINED:
         module = _pretrained_module(recipe)
-    else:
+    elif recipe.weights == RANDOM:
         module = _random_module(recipe)
-        if recipe.weights != RANDOM:
-            load_state_dict_file(module, Path(recipe.weights))
+    else:
+        module = _module_from_file(recipe, Path(recipe.weights))
     return module.eval()
+
+
+def _module_from_file(recipe: ModelRecipe, path: Path) -> nn.Module:
+    """The architecture built on the meta device (no random init to throw away: VGG-16's takes ~1 s)
+    with every tensor then taken from the file. A builder that cannot run on the meta device, or a model
+    with tensors the file does not hold (non-persistent buffers), is built the ordinary way instead."""
+    import torch
+
+    state = read_state_dict(path)
+    try:
+        with torch.device("meta"):
+            module = _random_module(recipe)
+    except Exception:  # noqa: BLE001 - e.g. a builder calling .item() on a tensor: build normally
+        module = None
+    if module is not None:
+        _load_matching(module, state, str(path), assign=True)
+        tensors = list(module.parameters()) + list(module.buffers())
+        if not any(tensor.is_meta for tensor in tensors):
+            return module
+    module = _random_module(recipe)
+    _load_matching(module, state, str(path))
+    return module
 
 
 def import_source(source: str, hub_needed: bool = False) -> Any:
@@ -118,8 +140,8 @@ def _where_weights_are_cached(source: str) -> str:
     return f"{source} reads {Path(torch.hub.get_dir()) / 'checkpoints'}: put the weights file there"
 
 
-def load_state_dict_file(module: nn.Module, path: Path) -> None:
-    """Load a checkpoint safely (`weights_only=True`) into `module`; unwrap {'state_dict': ...} forms."""
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """A checkpoint loaded safely (`weights_only=True`), unwrapped from {'state_dict': ...} forms."""
     import torch
 
     if not path.is_file():
@@ -133,11 +155,12 @@ def load_state_dict_file(module: nn.Module, path: Path) -> None:
             state = state[key]
     if not isinstance(state, dict):
         raise WeightsUnavailable(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    _load_matching(module, state, str(path))
+    return state
 
 
-def _load_matching(module: nn.Module, state: dict[str, Any], origin: str) -> None:
-    """Load strictly, except for the auxiliary training heads a deployed model leaves out."""
+def _load_matching(module: nn.Module, state: dict[str, Any], origin: str, assign: bool = False) -> None:
+    """Load strictly, except for the auxiliary training heads a deployed model leaves out; `assign`
+    makes the file's tensors the module's (for a module built on the meta device)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
     expected = set(module.state_dict())
     unexpected = [k for k in state if k not in expected and not k.startswith(AUX_KEY_MARKERS)]
@@ -146,7 +169,7 @@ def _load_matching(module: nn.Module, state: dict[str, Any], origin: str) -> Non
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {detail}")
     try:
-        module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
+        module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True, assign=assign)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {first}") from None

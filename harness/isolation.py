@@ -196,12 +196,21 @@ class Zygote:
             self.process.stdout.close()
 
 
+def zygotes_to_keep() -> int:
+    """An idle zygote holds its imports' private memory (torch + torchvision ~0.4 GB, with
+    pretrainedmodels ~0.9 GB): four (torch with three model libraries, and ONNX Runtime) where the
+    machine has 16 GB or more, else two."""
+    import psutil
+
+    return 4 if psutil.virtual_memory().total >= 16 * 10**9 else 2
+
+
 class ZygotePool:
     """Zygotes by what they preload, started on first use; at most `max_alive` at once (least recently
     used closed first), since each holds its libraries' memory."""
 
-    def __init__(self, log_dir: Path, max_alive: int = 2) -> None:
-        self.log_dir, self.max_alive = log_dir, max_alive
+    def __init__(self, log_dir: Path, max_alive: int | None = None) -> None:
+        self.log_dir, self.max_alive = log_dir, max_alive or zygotes_to_keep()
         self.zygotes: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], Zygote] = OrderedDict()
 
     def get(self, modules: tuple[str, ...], sources: tuple[str, ...]) -> Zygote:

@@ -25,6 +25,39 @@ def test_state_dict_file_is_loaded(tmp_path):
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
     assert not loaded.training
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source.eval()(x))
+
+
+class WithNonPersistentBuffer(torch.nn.Module):
+    """A tensor the state dict does not hold: the meta-device build cannot fill it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+        self.register_buffer("scale", torch.full((2,), 3.0), persistent=False)
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
+def NeedsRealTensors() -> torch.nn.Module:  # noqa: N802 - a builder, named like one
+    """A builder that reads a tensor's value, as timm's drop-path schedules do: fails on the meta device."""
+    rate = torch.linspace(0, 0.1, 3)[1].item()
+    return torch.nn.Sequential(torch.nn.Dropout(rate), torch.nn.Linear(4, 2))
+
+
+@pytest.mark.parametrize("builder", ["WithNonPersistentBuffer", "NeedsRealTensors"])
+def test_models_the_meta_device_cannot_build_are_built_normally(tmp_path, builder):
+    recipe = ModelRecipe(name=builder, source="tests.test_weights", builder=builder)
+    source = build_module(recipe)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    loaded = build_module(ModelRecipe(name=builder, source="tests.test_weights", builder=builder, weights=str(path)))
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    x = torch.randn(3, 4)
+    assert torch.equal(loaded(x), source(x))
 
 
 def test_unsafe_checkpoint_is_refused(tmp_path):
