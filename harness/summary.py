@@ -8,6 +8,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from harness.memory import peak_bytes
+
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
                 "skipped": "magenta", "parity_failed": "red"}
 MEMORY_SOURCES = {"host_rss": "host peak RSS", "cuda_nvml": "GPU memory of the process (NVML, context included)",
@@ -103,11 +105,8 @@ def _memory_text(record: dict[str, Any] | None, source: str) -> str:
         return "[dim]not run[/dim]"
     if record["status"] != "ok":
         return _status_text(record)
-    reading = (record.get("memory") or {}).get(source, {"missing": "not measured"})
-    if "missing" in reading:
-        return "[dim]—[/dim]"
-    peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
-    return f"{peak / 1e6:,.0f}"
+    peak = peak_bytes((record.get("memory") or {}).get(source))
+    return "[dim]—[/dim]" if peak is None else f"{peak / 1e6:,.0f}"
 
 
 def largest_batches(records: list[dict[str, Any]]) -> list[str]:

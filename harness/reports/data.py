@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.memory import peak_bytes
 from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, read_records
 
 # The memory reading that stands for "memory" on each kind of device: what the paper measured on
@@ -122,13 +123,8 @@ def device_name(env: dict[str, Any], device: str) -> str:
 
 
 def _memory_peaks(memory: dict[str, Any] | None) -> dict[str, int]:
-    peaks = {}
-    for source, reading in (memory or {}).items():
-        if isinstance(reading, dict) and "missing" not in reading:
-            peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
-            if peak is not None:
-                peaks[source] = int(peak)
-    return peaks
+    peaks = {source: peak_bytes(reading) for source, reading in (memory or {}).items()}
+    return {source: peak for source, peak in peaks.items() if peak is not None}
 
 
 def _published(model: dict[str, Any]) -> Accuracy | None:

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fits import MB, Line, accuracy_speed_front, memory_fits, upper_bound
+from harness.summary import BASELINE_RUNTIME
 
-BASELINE_RUNTIME = "torch"
 FORMATS = ("png", "svg")
 
 

@@ -142,17 +142,19 @@ def _accuracy_kinds(points: list[Point]) -> str:
 
 # ------------------------------------------------------------------ renderers
 
+def _rich_style(entry: Entry) -> str | None:
+    for name, _, style, _ in FPS_BANDS:
+        if entry.band == name:
+            return style
+    return MISSING_STYLE.get(entry.text, "red") if entry.band == "missing" else None
+
+
 def to_rich(table: ReportTable) -> Table:
-    styles = {name: style for name, _, style, _ in FPS_BANDS}
     rich_table = Table(title=table.title, caption=table.caption)
     for index, column in enumerate(table.columns):
         rich_table.add_column(column, justify="left" if index == 0 else "right", no_wrap=index == 0)
     for row in table.rows:
-        texts = []
-        for entry in row:
-            style = styles.get(entry.band or "") or (MISSING_STYLE.get(entry.text, "red") if entry.band == "missing"
-                                                     else None)
-            texts.append(f"[{style}]{entry.text}[/{style}]" if style else entry.text)
+        texts = [f"[{style}]{e.text}[/{style}]" if (style := _rich_style(e)) else e.text for e in row]
         rich_table.add_row(*texts)
     return rich_table
 
