@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import environment
+from exporters.torch_models import WeightsUnavailable
 from harness.isolation import ZygoteDied, ZygotePool, run_isolated
 from harness.models import complexity_key_for, model_summary
 from harness.onnx_files import OnnxFile
@@ -25,7 +26,7 @@ from runtimes import RuntimeUnavailable, runtime_class
 PROCESS_STARTS = ("fork", "exec")
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
-RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "memory", "validity",
+RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory", "validity",
                "worker_s", "traceback", "log_tail")
 
 
@@ -37,13 +38,14 @@ class BenchSettings:
     channels_last: bool = False
     timeout_s: float = 900.0
     seed: int = 0
-    mode: str = "bench"  # or "parity"
+    mode: str = "bench"  # or "parity", "export", "accuracy"
     export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
     max_memory_bytes: int | None = None  # enforced on each cell's process (RLIMIT_DATA)
     strict_retries: int = 0  # re-runs of a cell whose verdict is invalid
     max_cv: float = 0.10  # a cell whose samples vary more is invalid
     order: str = "model"
     process_start: str = DEFAULT_PROCESS_START  # "fork": from a zygote that imported the libraries; "exec"
+    accuracy: dict[str, Any] | None = None  # accuracy mode: the crop set per model, the reference, the data
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "policy": self.policy.as_dict()}
@@ -87,8 +89,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_request(cell: Cell, subject: Subject, settings: BenchSettings) -> dict[str, Any]:
+def build_request(cell: Cell, subject: Subject, settings: BenchSettings, run_dir: Path) -> dict[str, Any]:
     return {
+        "run_dir": str(run_dir),
+        "accuracy": settings.accuracy,
         "mode": settings.mode,
         "cell": cell.as_dict(),
         "model": subject.request_model(),
@@ -159,6 +163,7 @@ class Sweep:
         self.subjects = subjects
         self.settings = settings
         self._oom_batch: dict[tuple[str, str, str, str], int] = {}
+        self._weights_missing: dict[str, str] = {}  # model -> why its weights could not be loaded
         self._zygotes: ZygotePool | None = None
 
     def signature(self, cells: list[Cell]) -> dict[str, Any]:
@@ -175,22 +180,33 @@ class Sweep:
                     "settings": self.settings.as_dict(), "signature": self.signature(cells)}
             write_atomically(self.run_dir / PLAN_FILE, json.dumps(plan, indent=2))
 
-    def _skip_record(self, cell: Cell, oom_batch: int) -> dict[str, Any]:
-        result = {"status": "skipped", "error": f"batch size {oom_batch} of the same model, runtime and "
-                                                f"precision ran out of memory"}
+    def _skip_record(self, cell: Cell, reason: str) -> dict[str, Any]:
+        result = {"status": "skipped", "error": reason}
         return build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, _now(), 0.0)
+
+    def _skip_reason(self, cell: Cell) -> str | None:
+        """Why a cell need not run: its model's weights could not be had, or a smaller batch ran out of memory."""
+        if cell.model in self._weights_missing:
+            return f"the weights of {cell.model} could not be loaded in an earlier cell: {self._weights_missing[cell.model]}"
+        oom_batch = self._oom_batch.get(_group(cell))
+        if oom_batch is not None and cell.batch_size > oom_batch:
+            return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"
+        return None
 
     def run_cell(self, cell: Cell, index: int) -> dict[str, Any]:
         """Run the cell (again, up to strict_retries times while its verdict is invalid) and append its record."""
-        oom_batch = self._oom_batch.get(_group(cell))
-        if oom_batch is not None and cell.batch_size > oom_batch:
-            record = self._skip_record(cell, oom_batch)
-        else:
-            record = self._attempts(cell, index)
-        if record["status"] == "oom":
-            self._note_oom(cell)
+        reason = self._skip_reason(cell)
+        record = self._skip_record(cell, reason) if reason else self._attempts(cell, index)
+        self._note(record)
         append_record(self.records_path, record)
         return record
+
+    def _note(self, record: dict[str, Any]) -> None:
+        """Remember what makes later cells pointless: an out-of-memory batch, weights that cannot be had."""
+        if record["status"] == "oom":
+            self._note_oom(Cell(**record["cell"]))
+        elif record["status"] == "error" and str(record.get("error")).startswith(WeightsUnavailable.__name__):
+            self._weights_missing[record["cell"]["model"]] = record["error"].split(": ", 1)[-1]
 
     def _note_oom(self, cell: Cell) -> None:
         group = _group(cell)
@@ -212,7 +228,7 @@ class Sweep:
     def _attempt(self, cell: Cell, index: int) -> dict[str, Any]:
         started_at = _now()
         subject = self.subjects[cell.model]
-        request = build_request(cell, subject, self.settings)
+        request = build_request(cell, subject, self.settings, self.run_dir)
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
         zygote = None
         if self._zygotes is not None:
@@ -256,10 +272,9 @@ class Sweep:
         self.start(cells)
         existing = read_records(self.records_path).records if self.records_path.exists() else []
         done = {record["cell_id"] for record in existing}
-        self._oom_batch = {}
+        self._oom_batch, self._weights_missing = {}, {}
         for record in existing:
-            if record["status"] == "oom":
-                self._note_oom(Cell(**record["cell"]))
+            self._note(record)
         records = []
         for index, cell in enumerate(cells):
             if cell.cell_id in done:

@@ -47,3 +47,18 @@ def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], ba
     if order == "random":
         random.Random(seed).shuffle(by_model)
     return by_model
+
+
+REFERENCE = ("torch", "fp32")  # what every other runtime and precision is compared with
+
+
+def plan_accuracy_cells(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,
+                        device: str) -> list[Cell]:
+    """Per model: the reference (PyTorch eager fp32) first, whether asked for or not, so each later cell
+    can compare its answers with it image by image; then the requested runtimes x precisions."""
+    cells = []
+    for model in models:
+        wanted = [REFERENCE] + [(runtime, precision) for runtime, precision in product(runtimes, precisions)
+                                if (runtime, precision) != REFERENCE]
+        cells += [Cell(model, runtime, precision, batch_size, device) for runtime, precision in wanted]
+    return cells

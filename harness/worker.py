@@ -2,7 +2,8 @@
 
 Bench mode: prepare weights and artifact (outside cold start) -> load (cold start) -> prepare ->
 first run -> warm-up and timed loop -> outputs check -> complexity. Parity mode: the same artifact
-through the runtime, against PyTorch eager fp32 on the same weights and seeded inputs.
+through the runtime, against PyTorch eager fp32 on the same weights and seeded inputs. Accuracy mode:
+cached image crops through the runtime, scored against their labels.
 It always tries to write RESULT.json (status and error included); a crash or a kill leaves none, and
 the parent records that instead. Nothing goes to the parent through stdout.
 """
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
-from exporters.store import Store
-from exporters.torch_models import (RANDOM, ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module,
+from exporters.store import Store, sha256_of
+from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module,
                                     import_source)
 from exporters.weights import random_weights
 from harness import __version__, memory, validity
@@ -96,10 +97,16 @@ class CellContext:
             start = time.perf_counter()
             import_source(self.recipe.source, hub_needed=self.recipe.weights == "pretrained")
             self.prepared["library_import_s"] = time.perf_counter() - start
-        if self.recipe.weights != RANDOM:
-            self.prepared["weights"] = {"kind": self.recipe.weights_label}
-            return
         from harness.models import library_version
+
+        if self.recipe.weights == PRETRAINED:
+            self.prepared["weights"] = {"kind": PRETRAINED, "tag": self.recipe.pretrained_tag,
+                                        "library": library_version(self.recipe.source)}
+            return
+        if self.recipe.weights != RANDOM:  # a state-dict file: its content names it (two files may share a name)
+            self.prepared["weights"] = {"kind": self.recipe.weights_label, "path": self.recipe.weights,
+                                        "sha256": sha256_of(Path(self.recipe.weights))}
+            return
 
         start = time.perf_counter()
         entry = random_weights(self.recipe, self.model["input_size"], self.seed, self.store,
@@ -116,7 +123,8 @@ class CellContext:
 
     def weights_id(self) -> str:
         weights = self.prepared.get("weights", {})
-        return weights.get("sha256") or f"{self.recipe.weights_label}:{self.recipe.pretrained_tag}"
+        return weights.get("sha256") or f"{self.recipe.weights_label}:{self.recipe.pretrained_tag}:" \
+                                        f"{weights.get('library')}"
 
     def artifact(self, runtime: Runtime, precision: str) -> TorchModuleArtifact | OnnxFileArtifact:
         name = self.model["name"]
@@ -289,6 +297,65 @@ def run_parity(context: CellContext) -> dict[str, Any]:
                       "generator": f"numpy default_rng({context.seed})"}}
 
 
+def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: str) -> Path:
+    """Where an accuracy cell keeps its top-5 answers, for the agreement of later cells with the reference."""
+    return Path(run_dir) / "predictions" / f"{model}-{runtime.replace(':', '_')}-{precision}.npy"
+
+
+def run_accuracy(context: CellContext) -> dict[str, Any]:
+    """The model's cached crops through the runtime, batch by batch; top-1/top-5 against the labels, and
+    top-1 agreement with the reference (PyTorch eager fp32) where its answers are already saved."""
+    from harness.accuracy.crop_cache import open_crops
+    from harness.accuracy.evaluate import agreement, predict, score
+    from harness.accuracy.preprocess import Normalization
+
+    cell, settings = context.cell, context.request["accuracy"]
+    if context.request.get("weights", RANDOM) == RANDOM:
+        raise WeightsUnavailable("accuracy needs trained weights: pass --weights pretrained or a state-dict path")
+    crop_set = settings["sets"][cell["model"]]
+    crops, labels, valid = open_crops(Path(crop_set["folder"]))
+    indices = np.flatnonzero(valid)
+    normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in crop_set["normalization"].items()})
+    runtime = create_runtime(cell["runtime"], context.options())
+    with runtime:
+        context.prepare_weights(import_library=runtime.artifact_kind == "torch")
+        artifact = context.artifact(runtime, cell["precision"])
+        start = time.perf_counter_ns()
+        runtime.load(artifact)
+        load_s = (time.perf_counter_ns() - start) / 1e9
+        predictions = predict(runtime, crops, indices, normalization, cell["batch_size"])
+        info = runtime.info()
+    own = predictions_path(context.request["run_dir"], cell["model"], cell["runtime"], cell["precision"])
+    own.parent.mkdir(parents=True, exist_ok=True)
+    tmp = own.with_name(f".{own.name}.tmp.npy")
+    np.save(tmp, predictions.top5)
+    tmp.replace(own)
+    scores = score(predictions.top5, labels[indices])
+    reference = settings["reference"]
+    reference_path = predictions_path(context.request["run_dir"], cell["model"], reference["runtime"],
+                                      reference["precision"])
+    figures: dict[str, Any] = {
+        "top1": scores.top1, "top5": scores.top5, "images": scores.images,
+        "top1_correct": scores.top1_correct, "top5_correct": scores.top5_correct,
+        "images_per_s": scores.images / predictions.loop_s if predictions.loop_s > 0 else None,
+        "loop_s": predictions.loop_s, "load_s": load_s,
+        "loop_includes": "normalizing each batch from the cached uint8 crops, prepare, run, synchronize, outputs, top-5",
+        "predictions_file": str(own), "reference": f"{reference['runtime']} {reference['precision']}",
+        "agreement_top1": None, "reference_top1": None,
+        "preprocessing": {"geometry": crop_set["geometry"], "normalization": crop_set["normalization"],
+                          "from": crop_set["preprocessing_from"]},
+        "data": {**settings["data"], "crop_set": crop_set["key"], "images_listed": crop_set["count"],
+                 "bad_images": crop_set["count"] - crop_set["valid_count"]},
+    }
+    figures["is_reference"] = reference_path == own
+    if reference_path.is_file() and not figures["is_reference"]:
+        reference_top5 = np.load(reference_path)
+        figures["agreement_top1"] = agreement(predictions.top5, reference_top5)
+        figures["reference_top1"] = score(reference_top5, labels[indices]).top1
+    return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "accuracy": figures}
+
+
 def _check_outputs(outputs: list[np.ndarray], batch_size: int) -> None:
     logits = outputs[0]
     if logits.shape != (batch_size, NUM_CLASSES):
@@ -315,7 +382,7 @@ def run_export(context: CellContext) -> dict[str, Any]:
     return {"status": "ok", "error": None, "prepared": context.prepared}
 
 
-MODES = {"bench": run_bench, "parity": run_parity, "export": run_export}
+MODES = {"bench": run_bench, "parity": run_parity, "export": run_export, "accuracy": run_accuracy}
 
 
 def main(argv: list[str]) -> int:
