@@ -117,9 +117,9 @@ def _decoded(cache: CropCache, images: LabelledImages, geometry: Any, workers: i
     console.print(f"{geometry.label()}: {crop_set.valid_count:,} images {state} ({crop_set.folder})")
     if crop_set.bad_images:
         err_console.print(f"[yellow]{len(crop_set.bad_images)} image(s) could not be read and are left out "
-                          f"(all listed in {crop_set.folder / 'meta.json'}):[/yellow]")
+                          f"(all listed in {crop_set.folder / 'meta.json'}):[/yellow]", soft_wrap=True)
         for path, reason in crop_set.bad_images[:5]:
-            err_console.print(f"  {escape(path)}: {escape(reason)}", highlight=False)
+            err_console.print(f"  {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if crop_set.valid_count == 0:
         raise UserError(f"none of the {crop_set.count} images could be read: check --data")
     return crop_set
