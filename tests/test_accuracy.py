@@ -214,6 +214,14 @@ def test_bgr_0_255_recipe_equals_pretrainedmodels_transform():
     assert np.array_equal(ours[0, 0], raw[2].astype(np.float32) - 104.0)
 
 
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
+def test_other_image_modes_become_rgb_as_imagefolder_loads_them(mode):
+    image = _textured(120, 90, seed=3).convert(mode)
+    geometry = Geometry(64, 73, "bilinear")
+    assert np.array_equal(crop(image, geometry), crop(image.convert("RGB"), geometry))
+    assert crop(image, geometry).shape == (3, 64, 64)
+
+
 def test_crop_pct_overrides_the_recipe_resize():
     spec = load_catalogue().get("inception_v3")
     geometry, _ = recipe_parts(spec.preprocessing.model_dump(), spec.input_size, crop_pct=0.875)
