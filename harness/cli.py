@@ -1,4 +1,4 @@
-"""`python -m harness`: list the catalogue, benchmark cells. User mistakes: one line, exit code 2."""
+"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check. User mistakes: one line, exit code 2."""
 
 from __future__ import annotations
 
@@ -14,23 +14,22 @@ from rich.markup import escape
 from harness import __version__, accuracy_command, report_commands
 from harness.bench import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
                            new_run_id)
-from harness.onnx_files import inspect_onnx
+from harness.cli_common import (add_export_options, check_common, check_device, check_out_dir, check_precisions,
+                                check_runtimes, check_sources, check_weights, comma_list, console, err_console,
+                                export_settings, finish, parse_batch_sizes, progress_bar, resume_hint, resume_run_id,
+                                run_sweep)
 from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
-from harness.paths import cache_dir
 from harness.models import complexity_key_for, recipe_for
+from harness.onnx_files import inspect_onnx
+from harness.paths import cache_dir
 from harness.planning import ORDERS, PAPER_BATCH_SIZES, plan_cells
 from harness.records import RECORDS_FILE, read_records
+from harness.registry import Catalogue, ModelSpec, load_catalogue
+from harness.summary import catalogue_table, export_table, largest_batches, memory_table, parity_table, run_table
+from harness.timing import QUICK, THOROUGH
 from harness.units import parse_size
 from harness.validity import MAX_CV
-from harness.registry import Catalogue, ModelSpec, load_catalogue
-from harness.summary import (catalogue_table, export_table, largest_batches, memory_table, parity_table,
-                             run_table)
-from harness.timing import QUICK, THOROUGH
-from harness.cli_common import (add_export_options, check_common, check_device, check_out_dir,
-                                check_precisions, check_runtimes, check_sources, check_weights, comma_list, console,
-                                err_console, export_settings, finish, parse_batch_sizes, progress_bar, resume_hint, resume_run_id,
-                                run_sweep)
 from runtimes import RUNTIMES
 
 EXIT_USER_ERROR = 2
@@ -41,7 +40,6 @@ WEIGHTS_NOTE = {
               "depend on weight values)",
     "pretrained": "the source library's pretrained weights",
 }
-
 
 
 # ---------------------------------------------------------------- argument parsing

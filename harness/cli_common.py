@@ -31,7 +31,6 @@ def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-
 def parse_batch_sizes(text: str) -> list[int]:
     sizes = []
     for part in comma_list(text):
@@ -43,13 +42,11 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-
 def add_export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset for export (default 18)")
     parser.add_argument("--simplify", action="store_true", help="simplify exported graphs with onnxslim")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="artifact cache (default $HARNESS_CACHE_DIR or ~/.cache/dnn-harness)")
-
 
 
 def check_device(device: str) -> None:
@@ -61,7 +58,6 @@ def check_device(device: str) -> None:
 
     if not torch.cuda.is_available():
         raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")
-
 
 
 def check_runtimes(names: list[str]) -> list[type]:
@@ -77,13 +73,11 @@ def check_runtimes(names: list[str]) -> list[type]:
     return classes
 
 
-
 def check_sources(specs: list[ModelSpec]) -> None:
     for spec in specs:
         if not spec.source_installed:
             hint = "pip install 'dnn-harness[paper]'" if spec.source == "pretrainedmodels" else f"pip install {spec.source}"
             raise UserError(f"model '{spec.name}' needs {spec.source}, which is not installed: {hint}")
-
 
 
 def check_weights(weights: str) -> str:
@@ -93,7 +87,6 @@ def check_weights(weights: str) -> str:
     if not path.is_file():
         raise UserError(f"weights file '{weights}' does not exist: pass random, pretrained or a state-dict path")
     return str(path.resolve())
-
 
 
 def check_out_dir(out: str) -> Path:
@@ -108,11 +101,9 @@ def check_out_dir(out: str) -> Path:
     return path
 
 
-
 def progress_bar(console_: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console_, transient=False)
-
 
 
 def check_precisions(text: str) -> list[str]:
@@ -125,7 +116,6 @@ def check_precisions(text: str) -> list[str]:
     return precisions
 
 
-
 def check_common(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None) is not None and args.threads < 1:
         raise UserError(f"bad --threads {args.threads}: give a positive number of threads")
@@ -135,7 +125,6 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError(f"bad --opset {args.opset}: the exporters write opsets 7 to 23 (default 18)")
     if args.cache_dir:
         os.environ[CACHE_ENV] = str(Path(args.cache_dir).expanduser().resolve())
-
 
 
 def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]] | None:
@@ -162,7 +151,6 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
     return records
 
 
-
 def finish(records: list[dict[str, Any]], records_path: Path) -> int:
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
@@ -171,10 +159,8 @@ def finish(records: list[dict[str, Any]], records_path: Path) -> int:
     return 0 if ok == len(records) else 1
 
 
-
 def export_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"opset": args.opset, "simplify": args.simplify}
-
 
 
 def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict[str, Any]) -> str:
@@ -188,7 +174,6 @@ def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict
         raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
                         "repeat its own command with --resume, or drop --resume to start a new run")
     return args.resume
-
 
 
 def resume_hint(run_id: str) -> str:
