@@ -38,11 +38,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     accuracy.add_argument("--data", required=True, metavar="PATH",
                           help="a folder of WordNet-id class folders, a flat folder of images (ground truth beside "
                                "it or --labels), or a CSV of path,label")
-    accuracy.add_argument("--labels", metavar="FILE", help="ground truth of a flat folder: "
-                                                           "ILSVRC2012_validation_ground_truth.txt (meta.mat beside it) "
-                                                           "or LOC_val_solution.csv")
-    accuracy.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
-    accuracy.add_argument("--runtime", default="torch", metavar="NAMES", help="comma-separated runtimes (default torch)")
+    accuracy.add_argument("--labels", metavar="FILE",
+                          help="ground truth of a flat folder: ILSVRC2012_validation_ground_truth.txt (meta.mat "
+                               "beside it) or LOC_val_solution.csv")
+    accuracy.add_argument("--models", required=True, metavar="NAMES",
+                          help="comma-separated names, globs or sets (@paper, @modern, @mobile)")
+    accuracy.add_argument("--runtime", default="torch", metavar="NAMES",
+                          help="comma-separated runtimes (default torch)")
     accuracy.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     accuracy.add_argument("--weights", default="pretrained",
                           help="pretrained (default: the library's weights, from its cache or downloaded) or a "

@@ -187,7 +187,8 @@ class Sweep:
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why a cell need not run: its model's weights could not be had, or a smaller batch ran out of memory."""
         if cell.model in self._weights_missing:
-            return f"the weights of {cell.model} could not be loaded in an earlier cell: {self._weights_missing[cell.model]}"
+            why = self._weights_missing[cell.model]
+            return f"the weights of {cell.model} could not be loaded in an earlier cell: {why}"
         oom_batch = self._oom_batch.get(_group(cell))
         if oom_batch is not None and cell.batch_size > oom_batch:
             return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"

@@ -1,4 +1,6 @@
-"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check. User mistakes: one line, exit code 2."""
+"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check.
+
+User mistakes: one line, exit code 2."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from harness.validity import MAX_CV
 from runtimes import RUNTIMES
 
 EXIT_USER_ERROR = 2
+MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
 STRICT_RETRIES = 2
 TABLES = ("time", "memory")
 WEIGHTS_NOTE = {
@@ -52,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="show the model catalogue")
-    listing.add_argument("--filter", metavar="GLOB", help="only names matching, e.g. 'resnet*' (comma-separated)")
+    listing.add_argument("--filter", metavar="GLOB", help="only these: names, globs or @sets, comma-separated "
+                                                          "(e.g. 'resnet*' or @mobile)")
     listing.add_argument("--json", action="store_true", help="print JSON (exact params, MACs, conv MACs, file size)")
     listing.add_argument("--no-compute", action="store_true",
                          help="show only cached complexity; do not build models to count it")
@@ -60,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time models on runtimes, one fresh process per cell")
     chosen = bench.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--models", metavar="NAMES",
-                        help="comma-separated names or globs, e.g. 'resnet18,mobilenet_v2' or 'vgg*'")
+                        help="comma-separated names, globs or sets, e.g. 'resnet18,mobilenet_v2', 'vgg*' or "
+                             "@mobile")
     chosen.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere (runtimes that run ONNX)")
     bench.add_argument("--runtime", default="torch", metavar="NAMES",
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--show", default="time,memory", metavar="TABLES", help="time, memory (default both)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content)")
-    export.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+    export.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
     export.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_options(export)
 
     verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager")
-    verify.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+    verify.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
     verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     verify.add_argument("--batch-size", type=int, default=4, metavar="N", help="images compared (default 4)")
@@ -137,7 +142,8 @@ def _complexity_rows(catalogue: Catalogue, specs: list[ModelSpec], compute: bool
         complexity = cache.get(keys[spec.name])
         rows.append({
             "name": spec.name, "paper_name": spec.paper_name, "display_name": spec.display_name,
-            "family": spec.family, "source": spec.source, "builder": spec.builder, "input_size": spec.input_size,
+            "family": spec.family, "year": spec.year, "sets": list(spec.all_sets), "source": spec.source,
+            "builder": spec.builder, "input_size": spec.input_size,
             "published_top1": spec.published.top1, "published_top5": spec.published.top5,
             "published_source": spec.published.accuracy_source, "source_installed": spec.source_installed,
             "complexity": complexity.as_dict() if complexity else None,
@@ -167,6 +173,8 @@ def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
     else:
         console.print(catalogue_table(rows))
         console.print(f"{len(rows)} models from {catalogue.path}")
+        console.print("sets (--models @name, unions with commas, e.g. @mobile,resnet50): " + ", ".join(
+            f"@{name} ({len(names)})" for name, names in catalogue.sets.items()))
     return 0
 
 

@@ -67,6 +67,7 @@ class PretrainedWeights(_Strict):
 
     tag: str | None = Field(default=None, description="torchvision weights enum, timm tag or pretrainedmodels key")
     same_as_paper: bool
+    pretraining: str | None = Field(default=None, description="the data the weights were trained on, e.g. ImageNet-1k")
     note: str
 
 
@@ -81,12 +82,23 @@ class ModelSpec(_Strict):
     source: Source
     builder: str
     builder_kwargs: dict[str, object] = Field(default_factory=dict)
-    input_size: Literal[224, 299, 331]
+    input_size: int = Field(ge=32, le=1024, description="side of the square input the model is evaluated at")
     preprocessing: Preprocessing
     published: Published
     pretrained: PretrainedWeights | None = None
     successor_of: str | None = None
+    sets: tuple[str, ...] = Field(default=(), description="named sets the model belongs to, e.g. modern, mobile")
     notes: str | None = None
+
+    @field_validator("sets")
+    @classmethod
+    def _set_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or not name.replace("_", "").isalnum() or not name.islower():
+                raise ValueError(f"set name '{name}' must be lower-case letters, digits and _")
+            if name == PAPER_SET:
+                raise ValueError("'paper' is implied by paper_name; do not list it")
+        return value
 
     @field_validator("builder")
     @classmethod
@@ -100,6 +112,11 @@ class ModelSpec(_Strict):
         return self.paper_name is not None
 
     @property
+    def all_sets(self) -> tuple[str, ...]:
+        """Its named sets, `paper` included for the paper's models."""
+        return (PAPER_SET,) * self.in_paper + self.sets
+
+    @property
     def source_installed(self) -> bool:
         return importlib.util.find_spec(SOURCE_PACKAGE[self.source]) is not None
 
@@ -108,6 +125,10 @@ def _first_error_line(error: ValidationError) -> str:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(entry)"
     return f"field '{field}': {first['msg']}"
+
+
+PAPER_SET = "paper"  # the set every entry with a paper_name is in; the others are named in each entry
+SET_PREFIX = "@"
 
 
 class Catalogue:
@@ -127,9 +148,30 @@ class Catalogue:
         except KeyError:
             raise UserError(_unknown_model_message(name, list(self.by_name))) from None
 
+    @cached_property
+    def sets(self) -> dict[str, list[str]]:
+        """Set name -> its models' names, in catalogue order; the paper's set first."""
+        named: dict[str, list[str]] = {PAPER_SET: []}
+        for spec in self.specs:
+            for name in spec.all_sets:
+                named.setdefault(name, []).append(spec.name)
+        return named
+
+    def _matches(self, pattern: str) -> list[str]:
+        if pattern.startswith(SET_PREFIX):
+            name = pattern[len(SET_PREFIX):]
+            if name not in self.sets:
+                known = ", ".join(SET_PREFIX + s for s in self.sets)
+                raise UserError(f"unknown model set '{pattern}': choose from {known}")
+            return self.sets[name]
+        matches = fnmatch.filter(self.by_name, pattern)
+        if not matches:
+            raise UserError(_unknown_model_message(pattern, list(self.by_name)))
+        return matches
+
     def select(self, patterns: str | list[str] | None) -> list[ModelSpec]:
-        """Models matching comma-separated names or globs, in the order given (a glob's matches in
-        catalogue order), each once; None selects all."""
+        """Models matching comma-separated names, globs or @sets (their union), in the order given (a
+        glob's or set's matches in catalogue order), each once; None selects all."""
         if patterns is None:
             return list(self.specs)
         if isinstance(patterns, str):
@@ -138,9 +180,7 @@ class Catalogue:
             raise UserError("no model given: pass names or globs, e.g. --models 'resnet18,vgg*'")
         chosen: dict[str, ModelSpec] = {}
         for pattern in patterns:
-            matches = fnmatch.filter(self.by_name, pattern)
-            if not matches:
-                raise UserError(_unknown_model_message(pattern, list(self.by_name)))
+            matches = self._matches(pattern)
             chosen.update((name, self.by_name[name]) for name in matches if name not in chosen)
         return list(chosen.values())
 

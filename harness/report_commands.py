@@ -50,7 +50,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                                                   "if any)")
     check.add_argument("--profile", required=True, metavar="YAML",
                        help=f"a profile file, or one of: {', '.join(available_profiles())}")
-    check.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names or globs")
+    check.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names, globs or @sets")
 
 
 def _dataset(runs: list[str], required: bool = True) -> data.Dataset | None:

@@ -127,6 +127,8 @@ def catalogue_table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("name", no_wrap=True)
     table.add_column("paper name")
     table.add_column("source")
+    table.add_column("year", justify="right")
+    table.add_column("sets")
     table.add_column("input", justify="right")
     table.add_column("params (M)", justify="right")
     table.add_column("GMACs", justify="right")
@@ -138,8 +140,9 @@ def catalogue_table(rows: list[dict[str, Any]]) -> Table:
         gmacs = f"{complexity['macs'] / 1e9:.2f}" if complexity else "?"
         top1 = f"{row['published_top1']:.2f}" if row.get("published_top1") is not None else "—"
         installed = "[green]yes[/green]" if row["source_installed"] else "[red]no[/red]"
-        table.add_row(row["name"], row.get("paper_name") or "[dim]—[/dim]", row["source"], str(row["input_size"]),
-                      params, gmacs, top1, installed)
+        sets = " ".join(f"@{name}" for name in row.get("sets", ()))
+        table.add_row(row["name"], row.get("paper_name") or "[dim]—[/dim]", row["source"], str(row.get("year", "")),
+                      sets, str(row["input_size"]), params, gmacs, top1, installed)
     return table
 
 

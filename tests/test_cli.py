@@ -48,7 +48,7 @@ def test_list_table():
     result = harness("list", "--filter", "squeezenet*")
     assert result.returncode == 0, result.stderr
     for text in ("squeezenet1_0", "SqueezeNet-v1.1", "torchvision", "params (M)", "GMACs", "top-1", "installed",
-                 "2 models"):
+                 "2 models", "@paper @mobile", "@modern ("):
         assert text in result.stdout
 
 

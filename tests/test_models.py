@@ -86,3 +86,38 @@ def test_shufflenet_v1_matches_its_paper(groups, paper_mflops):
 
     complexity = measure(shufflenet_v1(groups=groups), 224)
     assert complexity.macs / 1e6 == pytest.approx(paper_mflops, rel=0.02)
+
+
+def _counted_macs(module, inputs, with_attention: bool) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from harness.complexity import attention_formulas
+
+    mapping = attention_formulas() if with_attention else {}
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        module(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def test_attention_is_counted_on_the_fused_and_sdpa_paths():
+    """nn.MultiheadAttention in eval takes the fused fast path (q/k/v and output projections inside it);
+    F.scaled_dot_product_attention is opaque to PyTorch's counter. Both are counted exactly here."""
+    import torch
+
+    batch, length, embed, heads = 2, 10, 64, 4
+    attention = torch.nn.MultiheadAttention(embed, heads, batch_first=True).eval()
+    x = torch.randn(batch, length, embed)
+    projections = batch * (length + 2 * length + length) * embed * embed  # q, k, v, out
+    scores_and_values = 2 * batch * length * length * embed
+    assert _counted_macs(attention, (x, x, x), with_attention=False) < projections  # the gap being fixed
+    assert _counted_macs(attention, (x, x, x), with_attention=True) == projections + scores_and_values
+
+    class Sdpa(torch.nn.Module):
+        def forward(self, q, k, v):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    q = torch.randn(batch, heads, length, embed // heads)
+    k = v = torch.randn(batch, heads, 7, embed // heads)
+    assert _counted_macs(Sdpa(), (q, k, v), with_attention=False) == 0
+    assert _counted_macs(Sdpa(), (q, k, v), with_attention=True) == 2 * batch * heads * length * 7 * (embed // heads)

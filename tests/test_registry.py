@@ -66,7 +66,9 @@ def _entries() -> list[dict]:
 
 @pytest.mark.parametrize("mutate, entry, field", [
     (lambda e: e[1].pop("input_size"), "vgg11", "input_size"),
-    (lambda e: e[0].update(input_size=256), "alexnet", "input_size"),
+    (lambda e: e[0].update(input_size=8), "alexnet", "input_size"),
+    (lambda e: e[0].update(sets=["paper"]), "alexnet", "sets"),
+    (lambda e: e[0].update(sets=["Mobile Nets"]), "alexnet", "sets"),
     (lambda e: e[2]["preprocessing"].update(color="RGBA"), "vgg11_bn", "preprocessing.color"),
     (lambda e: e[0]["preprocessing"].update(mean=[0.5, 0.5]), "alexnet", "preprocessing.mean"),
     (lambda e: e[0].update(source="caffe"), "alexnet", "source"),
@@ -104,3 +106,32 @@ def test_unknown_model_suggests_close_names(catalogue):
         catalogue.select("resnet19")
     with pytest.raises(UserError, match="harness list"):
         catalogue.select("zzzz")
+
+
+def test_named_sets(catalogue):
+    sets = catalogue.sets
+    assert list(sets)[0] == "paper" and len(sets["paper"]) == 44
+    assert [s.name for s in catalogue.select("@paper")] == [s.name for s in catalogue.specs if s.in_paper]
+    assert len(sets["modern"]) >= 30 and not set(sets["modern"]) & set(sets["paper"])
+    assert {"mobilenet_v2", "mobilenet_v3_small", "tf_efficientnet_lite0", "squeezenet1_1"} <= set(sets["mobile"])
+    assert "vgg16" not in sets["mobile"] and "vit_b_16" not in sets["mobile"]
+    union = [s.name for s in catalogue.select("@mobile,resnet50,mobilenet_v2,vit*")]
+    assert union[:len(sets["mobile"])] == sets["mobile"]  # the set's models in catalogue order, each once
+    assert union[len(sets["mobile"]):] == ["resnet50", "vit_small_patch16_224", "vit_b_16"]
+    with pytest.raises(UserError, match="unknown model set '@tiny': choose from @paper, "):
+        catalogue.select("@tiny")
+
+
+def test_modern_models_are_sourced_and_say_their_pretraining(catalogue):
+    modern = catalogue.select("@modern")
+    required = {"mobilenet_v3_small", "mobilenet_v3_large", "mnasnet1_0", "ghostnet_100", "efficientnet_b0",
+                "efficientnet_b4", "tf_efficientnet_lite0", "tf_efficientnet_lite4", "efficientnet_v2_s",
+                "regnet_x_400mf", "regnet_y_400mf", "convnext_tiny", "convnext_small", "vit_small_patch16_224",
+                "vit_b_16", "deit_small_patch16_224", "swin_t", "maxvit_t", "resnet50_tv_v2", "mobilevit_s"}
+    assert required <= {spec.name for spec in modern}
+    for spec in modern:
+        published = spec.published
+        assert published.top1 and published.top5 and published.accuracy_source, spec.name
+        assert published.params_m and published.gmacs and published.complexity_source, spec.name
+        assert spec.year >= 2018 and spec.pretrained.tag and spec.pretrained.pretraining, spec.name
+        assert spec.preprocessing.resize_shorter_to >= spec.input_size, spec.name
