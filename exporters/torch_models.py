@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 def _load_matching(module: nn.Module, state: dict[str, Any], origin: str, assign: bool = False) -> None:
     """Load strictly, except for the auxiliary training heads a deployed model leaves out; `assign`
     makes the file's tensors the module's (for a module built on the meta device)."""
+    metadata = getattr(state, "_metadata", None)  # per-module versions some loaders need (torchvision MNASNet)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     expected = set(module.state_dict())
     unexpected = [k for k in state if k not in expected and not k.startswith(AUX_KEY_MARKERS)]
@@ -168,8 +170,11 @@ def _load_matching(module: nn.Module, state: dict[str, Any], origin: str, assign
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {detail}")
+    kept = OrderedDict((k, v) for k, v in state.items() if k in expected)
+    if metadata is not None:
+        kept._metadata = OrderedDict((k.removeprefix("module."), v) for k, v in metadata.items())  # type: ignore[attr-defined]
     try:
-        module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True, assign=assign)
+        module.load_state_dict(kept, strict=True, assign=assign)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {first}") from None

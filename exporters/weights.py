@@ -6,6 +6,12 @@ measures rounding noise. So "random" weights here are: the library's initialisat
 seed, then BatchNorm running statistics re-estimated on a few seeded standard-normal batches
 (cumulative average, BatchNorm layers alone in train mode). Every runtime then runs the very same
 weights, read from one file, and the record says so.
+
+Some libraries initialise a layer to zero on purpose (torchvision's ViT head; the last BatchNorm of
+each residual block in timm's ResNets): trained weights never stay that way, but random ones would
+make the output constant (ViT-B/16: every logit 0) or switch whole branches off, and a runtime
+comparison on them would test nothing. Such layers get ordinary non-zero random weights first
+(Linear/conv: their own `reset_parameters()`; norm layers: scale 1).
 """
 
 from __future__ import annotations
@@ -19,9 +25,32 @@ from typing import Any
 from exporters.store import Entry, Store
 from exporters.torch_models import RANDOM, ModelRecipe, build_module, import_source
 
+RANDOM_WEIGHTS_VERSION = 2  # 2: zero-initialised layers get non-zero weights
 CALIBRATION_BATCHES = 2
 CALIBRATION_BATCH_SIZE = 8
 WEIGHTS_FILE = "weights.pt"
+
+
+def reset_zero_initialized(module: Any) -> list[str]:
+    """Give every layer whose weight is all zeros ordinary random weights (norm layers: scale 1);
+    returns their names. Uses the global torch generator, seeded by the caller."""
+    import torch
+
+    norm_types = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
+    reset = []
+    with torch.no_grad():
+        for name, layer in module.named_modules():
+            weight = getattr(layer, "weight", None)
+            if not isinstance(weight, torch.nn.Parameter) or not weight.numel() or weight.any():
+                continue
+            if isinstance(layer, norm_types):
+                weight.fill_(1.0)
+            elif isinstance(layer, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)):
+                layer.reset_parameters()
+            else:
+                continue
+            reset.append(name)
+    return reset
 
 
 def recalibrate_batchnorm(module: Any, input_size: int, seed: int, batches: int = CALIBRATION_BATCHES,
@@ -51,7 +80,8 @@ def recalibrate_batchnorm(module: Any, input_size: int, seed: int, batches: int 
 def random_weights_fields(recipe: ModelRecipe, input_size: int, seed: int, library: str) -> dict[str, Any]:
     return {"model": recipe.name, "source": recipe.source, "builder": recipe.builder,
             "builder_kwargs": recipe.builder_kwargs, "library": library, "seed": seed, "input_size": input_size,
-            "calibration": [CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE], "torch": _torch_version()}
+            "calibration": [CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE], "torch": _torch_version(),
+            "version": RANDOM_WEIGHTS_VERSION}
 
 
 def _torch_version() -> str:
@@ -74,11 +104,14 @@ def random_weights(recipe: ModelRecipe, input_size: int, seed: int, store: Store
     start = time.perf_counter()
     torch.manual_seed(seed)
     module = build_module(replace(recipe, weights=RANDOM))
+    zero_layers = reset_zero_initialized(module)
     layers = recalibrate_batchnorm(module, input_size, seed)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
         torch.save(module.state_dict(), handle)
-    meta = {"fields": fields, "batchnorm_layers_recalibrated": layers, "make_s": time.perf_counter() - start,
-            "description": f"random init (seed {seed}), BatchNorm statistics re-estimated on "
+    zero_note = f"{len(zero_layers)} zero-initialised layers given non-zero weights, " if zero_layers else ""
+    meta = {"fields": fields, "batchnorm_layers_recalibrated": layers, "zero_initialized_layers_reset": zero_layers,
+            "make_s": time.perf_counter() - start,
+            "description": f"random init (seed {seed}), {zero_note}BatchNorm statistics re-estimated on "
                            f"{CALIBRATION_BATCHES} seeded N(0,1) batches of {CALIBRATION_BATCH_SIZE}"}
     return store.commit(folder, WEIGHTS_FILE, Path(handle.name), meta)

@@ -67,6 +67,19 @@ def test_batchnorm_recalibration_tames_random_weights(catalogue):
     assert layers == 53 and after < before / 10
 
 
+def test_zero_initialised_layers_get_random_weights(catalogue, tmp_path):
+    """torchvision's ViT head starts at zero: random weights would answer 0 for every class and image."""
+    import torch
+
+    spec = catalogue.get("vit_b_16")
+    weights = random_weights(recipe_for(spec), spec.input_size, 0, Store(tmp_path), library_version(spec.source))
+    assert weights.meta["zero_initialized_layers_reset"] == ["heads.head"]
+    module = build_module(replace(recipe_for(spec), weights=str(weights.path)))
+    with torch.inference_mode():
+        logits = module(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)))
+    assert logits.std(dim=1).min() > 0 and not torch.equal(logits[0], logits[1])
+
+
 def _reference_and_file(catalogue, tmp_path):
     import torch
 

@@ -30,6 +30,18 @@ def test_state_dict_file_is_loaded(tmp_path):
         assert torch.equal(loaded(x), source.eval()(x))
 
 
+def test_state_dict_metadata_reaches_loaders_that_need_it(tmp_path):
+    """torchvision's MNASNet refuses a state dict without its per-module version metadata."""
+    recipe = _recipe(name="mnasnet0_5", builder="mnasnet0_5", pretrained_tag=None)
+    source = build_module(recipe)
+    path = tmp_path / "mnasnet.pth"
+    torch.save(source.state_dict(), path)
+    loaded = build_module(_recipe(str(path), name="mnasnet0_5", builder="mnasnet0_5", pretrained_tag=None))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+
+
 class WithNonPersistentBuffer(torch.nn.Module):
     """A tensor the state dict does not hold: the meta-device build cannot fill it."""
 
