@@ -305,14 +305,43 @@ def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: s
 def run_accuracy(context: CellContext) -> dict[str, Any]:
     """The model's cached crops through the runtime, batch by batch; top-1/top-5 against the labels, and
     top-1 agreement with the reference (PyTorch eager fp32) where its answers are already saved."""
-    from harness.accuracy.crop_cache import open_crops
-    from harness.accuracy.evaluate import agreement, predict, score
-    from harness.accuracy.preprocess import Normalization
+    from harness.accuracy.evaluate import score
 
     cell, settings = context.cell, context.request["accuracy"]
     if context.request.get("weights", RANDOM) == RANDOM:
         raise WeightsUnavailable("accuracy needs trained weights: pass --weights pretrained or a state-dict path")
     crop_set = settings["sets"][cell["model"]]
+    predictions, labels, load_s, info = _evaluate(context, crop_set)
+    run_dir = context.request["run_dir"]
+    own = predictions_path(run_dir, cell["model"], cell["runtime"], cell["precision"])
+    _save_array(own, predictions.top5)
+    scores = score(predictions.top5, labels)
+    reference = settings["reference"]
+    figures: dict[str, Any] = {
+        "top1": scores.top1, "top5": scores.top5, "images": scores.images,
+        "top1_correct": scores.top1_correct, "top5_correct": scores.top5_correct,
+        "images_per_s": scores.images / predictions.loop_s if predictions.loop_s > 0 else None,
+        "loop_s": predictions.loop_s, "load_s": load_s,
+        "loop_includes": "normalizing each batch from the cached uint8 crops, prepare, run, synchronize, outputs, top-5",
+        "predictions_file": str(own), "reference": f"{reference['runtime']} {reference['precision']}",
+        "preprocessing": {"geometry": crop_set["geometry"], "normalization": crop_set["normalization"],
+                          "from": crop_set["preprocessing_from"]},
+        "data": {**settings["data"], "crop_set": crop_set["key"], "images_listed": crop_set["count"],
+                 "bad_images": crop_set["count"] - crop_set["valid_count"],
+                 "bad_images_listed_in": str(Path(crop_set["folder"]) / "meta.json")},
+    }
+    reference_path = predictions_path(run_dir, cell["model"], reference["runtime"], reference["precision"])
+    figures.update(_against_reference(predictions.top5, labels, reference_path, is_reference=reference_path == own))
+    return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "accuracy": figures}
+
+
+def _evaluate(context: CellContext, crop_set: dict[str, Any]) -> tuple[Any, np.ndarray, float, dict[str, Any]]:
+    """(predictions, the labels of the evaluated images, load seconds, runtime info)."""
+    from harness.accuracy.crop_cache import open_crops
+    from harness.accuracy.evaluate import predict
+    from harness.accuracy.preprocess import Normalization
+
+    cell = context.cell
     crops, labels, valid = open_crops(Path(crop_set["folder"]))
     indices = np.flatnonzero(valid)
     normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
@@ -326,34 +355,27 @@ def run_accuracy(context: CellContext) -> dict[str, Any]:
         load_s = (time.perf_counter_ns() - start) / 1e9
         predictions = predict(runtime, crops, indices, normalization, cell["batch_size"])
         info = runtime.info()
-    own = predictions_path(context.request["run_dir"], cell["model"], cell["runtime"], cell["precision"])
-    own.parent.mkdir(parents=True, exist_ok=True)
-    tmp = own.with_name(f".{own.name}.tmp.npy")
-    np.save(tmp, predictions.top5)
-    tmp.replace(own)
-    scores = score(predictions.top5, labels[indices])
-    reference = settings["reference"]
-    reference_path = predictions_path(context.request["run_dir"], cell["model"], reference["runtime"],
-                                      reference["precision"])
-    figures: dict[str, Any] = {
-        "top1": scores.top1, "top5": scores.top5, "images": scores.images,
-        "top1_correct": scores.top1_correct, "top5_correct": scores.top5_correct,
-        "images_per_s": scores.images / predictions.loop_s if predictions.loop_s > 0 else None,
-        "loop_s": predictions.loop_s, "load_s": load_s,
-        "loop_includes": "normalizing each batch from the cached uint8 crops, prepare, run, synchronize, outputs, top-5",
-        "predictions_file": str(own), "reference": f"{reference['runtime']} {reference['precision']}",
-        "agreement_top1": None, "reference_top1": None,
-        "preprocessing": {"geometry": crop_set["geometry"], "normalization": crop_set["normalization"],
-                          "from": crop_set["preprocessing_from"]},
-        "data": {**settings["data"], "crop_set": crop_set["key"], "images_listed": crop_set["count"],
-                 "bad_images": crop_set["count"] - crop_set["valid_count"]},
-    }
-    figures["is_reference"] = reference_path == own
-    if reference_path.is_file() and not figures["is_reference"]:
+    return predictions, labels[indices], load_s, info
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+def _against_reference(top5: np.ndarray, labels: np.ndarray, reference_path: Path,
+                       is_reference: bool) -> dict[str, Any]:
+    """Top-1 agreement with the reference's saved answers, image by image, and the reference's top-1."""
+    from harness.accuracy.evaluate import agreement, score
+
+    figures: dict[str, Any] = {"is_reference": is_reference, "agreement_top1": None, "reference_top1": None}
+    if reference_path.is_file() and not is_reference:
         reference_top5 = np.load(reference_path)
-        figures["agreement_top1"] = agreement(predictions.top5, reference_top5)
-        figures["reference_top1"] = score(reference_top5, labels[indices]).top1
-    return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "accuracy": figures}
+        figures["agreement_top1"] = agreement(top5, reference_top5)
+        figures["reference_top1"] = score(reference_top5, labels).top1
+    return figures
 
 
 def _check_outputs(outputs: list[np.ndarray], batch_size: int) -> None:

@@ -20,10 +20,17 @@ SLOW = "tests.faulty_runtimes:SlowRuntime"
 ARGS = ["bench", "--runtime", SLOW, "--models", "resnet18,alexnet,vgg11", "--batch-sizes", "1,2", "--show", "time"]
 
 
+def _interactive_signals() -> None:
+    """Ctrl-C as in a terminal: a test run started in the background (`pytest &` in a script) has
+    SIGINT ignored, and a child would inherit that and never see the interrupt this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "harness", *ARGS, "--out", str(tmp_path), *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interactive_signals)  # noqa: PLW1509
 
 
 def _wait_for_records(path: Path, count: int, timeout_s: float = 120) -> None:

@@ -99,7 +99,7 @@ def _check_space(folder: Path, needed_bytes: int) -> None:
 
 
 def _pool_context() -> Any:
-    # fork: the parent holds no threads or torch at this point, and workers start in milliseconds
+    # fork: the parent has not imported torch (nothing heavy to copy), and workers start in milliseconds
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
@@ -108,8 +108,8 @@ class CropCache:
         self.root = root
 
     def folder_for(self, images: LabelledImages, geometry: Geometry) -> Path:
-        name = f"{geometry.interpolation}-{geometry.resize_shorter_to}-{geometry.input_size}-{cache_key(images, geometry)}"
-        return self.root / "crops" / name
+        shape = f"{geometry.interpolation}-{geometry.resize_shorter_to}-{geometry.input_size}"
+        return self.root / "crops" / f"{shape}-{cache_key(images, geometry)}"
 
     def lookup(self, folder: Path) -> CropSet | None:
         meta_path = folder / META_FILE
@@ -139,7 +139,8 @@ class CropCache:
             _check_space(folder, count * 3 * size * size)
             np.lib.format.open_memmap(crops_path, mode="w+", dtype=np.uint8, shape=(count, 3, size, size)).flush()
             progress = {"chunks": [], "bad": []}
-        starts = [s for s in range(0, count, CHUNK_IMAGES) if s not in set(progress["chunks"])]
+        finished = set(progress["chunks"])
+        starts = [s for s in range(0, count, CHUNK_IMAGES) if s not in finished]
         done = count - sum(min(CHUNK_IMAGES, count - s) for s in starts)
         if on_progress:
             on_progress(done, count)
