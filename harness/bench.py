@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import environment
 from exporters.torch_models import WeightsUnavailable
+from harness import environment
 from harness.isolation import ZygoteDied, ZygotePool, run_isolated
 from harness.models import complexity_key_for, model_summary
 from harness.onnx_files import OnnxFile
