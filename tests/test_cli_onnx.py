@@ -91,3 +91,18 @@ def test_bad_onnx_inputs(tmp_path):
     assert "use --runtime ort" in line
     assert "unknown runtime 'onnx'" in _one_error_line(harness("verify", "--models", "resnet18", "--runtime", "onnx"))
     assert "bad --opset 3" in _one_error_line(harness("export", "--models", "resnet18", "--opset", "3"))
+
+
+@pytest.mark.slow
+def test_attention_models_export_and_agree_on_onnxruntime(tmp_path):
+    """The two attention paths of the modern catalogue through the exporter and ONNX Runtime: torchvision's
+    ViT (fused multi-head attention in eval) and timm's DeiT (scaled_dot_product_attention)."""
+    result = harness("verify", "--models", "vit_b_16,deit_small_patch16_224", "--runtime", "ort", "--batch-size", "2",
+                     "--out", str(tmp_path), "--run-id", "v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = read_records(tmp_path / "v" / "records.jsonl").records
+    for record in records:
+        parity = record["parity"]
+        assert record["status"] == "ok" and parity["top1_agreement"] == 1.0, record["cell"]["model"]
+        assert 0 < parity["max_rel_err"] < 1e-4, record["cell"]["model"]  # > 0: the logits are not constant
+        assert record["prepared"]["artifact"]["fallback_reason"] is None  # the torch.export-based exporter
