@@ -15,12 +15,12 @@ from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import recipe_parts
 from harness.accuracy.table import accuracy_table, data_lines
 from harness.bench import DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, new_run_id
-from harness.cli_common import (add_export_options, check_common, check_device, check_out_dir, check_precisions,
+from harness.cli_common import (add_export_options, add_runtime_options, check_weights_file, runtime_options, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, comma_list, console, err_console, export_settings,
                                 finish, progress_bar, resume_hint, resume_run_id, run_sweep)
 from harness.errors import UserError
 from harness.paths import cache_dir
-from harness.planning import REFERENCE, plan_accuracy_cells
+from harness.planning import REFERENCE, plan_with_reference
 from harness.records import read_records
 from harness.registry import Catalogue, ModelSpec
 from harness.timing import QUICK
@@ -68,6 +68,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                                              "the newest run of the same plan")
     accuracy.add_argument("--process-start", choices=PROCESS_STARTS, default=DEFAULT_PROCESS_START,
                           help="fork (default) or exec: how each cell's fresh process starts")
+    add_runtime_options(accuracy)
     add_export_options(accuracy)
 
 
@@ -88,10 +89,7 @@ def check_trained_weights(weights: str) -> str:
                         "figure would say nothing; pass --weights pretrained or --weights PATH (a state dict)")
     if weights == "pretrained":
         return weights
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise UserError(f"weights file '{weights}' does not exist: pass --weights pretrained or a state-dict path")
-    return str(path.resolve())
+    return check_weights_file(weights, "--weights pretrained or a state-dict path")
 
 
 def _crop_sets(specs: list[ModelSpec], images: LabelledImages, crop_pct: float | None,
@@ -105,7 +103,10 @@ def _crop_sets(specs: list[ModelSpec], images: LabelledImages, crop_pct: float |
         if geometry not in by_geometry:
             by_geometry[geometry] = _decoded(cache, images, geometry, workers)
         crop_set = by_geometry[geometry]
-        sets[spec.name] = {**crop_set.as_request(), "geometry": geometry.as_dict(),
+        request = crop_set.as_request()
+        if Path(request["folder"]).is_relative_to(cache.root):  # the executor says where the cache is
+            request["folder"] = str(Path(request["folder"]).relative_to(cache.root))
+        sets[spec.name] = {**request, "geometry": geometry.as_dict(),
                            "normalization": normalization.as_dict(),
                            "preprocessing_from": f"--crop-pct {crop_pct:g}" if crop_pct else "the model's recipe"}
     return sets
@@ -144,12 +145,13 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(f"[bold]data[/bold]: {escape(images.describe())}")
     sets = _crop_sets(specs, images, args.crop_pct, args.workers)
 
-    cells = plan_accuracy_cells([s.name for s in specs], runtime_names, precisions, args.batch_size, args.device)
+    cells = plan_with_reference([s.name for s in specs], runtime_names, precisions, args.batch_size, args.device)
     data = {"path": str(Path(args.data).expanduser().resolve()), "layout": images.layout,
             "label_source": images.label_source, "selection": images.selection or f"all {len(images)} images"}
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
                              seed=args.seed, mode="accuracy", export=export_settings(args),
                              process_start=args.process_start,
+                             runtime_options=runtime_options(args, runtime_names),
                              accuracy={"sets": sets, "data": data,
                                        "reference": {"runtime": REFERENCE[0], "precision": REFERENCE[1]}})
     subjects = catalogue_subjects(specs)

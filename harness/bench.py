@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import socket
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.torch_models import WeightsUnavailable
 from harness import environment
-from harness.isolation import ZygoteDied, ZygotePool, run_isolated
+from harness.execution.executor import Executor, Job, Outcome, StorageFailed
+from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
 from harness.models import complexity_key_for, model_summary
 from harness.onnx_files import OnnxFile
-from harness.paths import cache_dir, write_atomically
-from harness.planning import Cell
-from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, append_record, read_records
+from harness.paths import write_atomically
+from harness.planning import REFERENCE, Cell
+from harness.records import RECORDS_FILE, SCHEMA_VERSION, append_record, env_file_for, read_records, repair_torn_tail
 from harness.registry import ModelSpec
-from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature
+from harness.errors import UserError
+from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
 from harness.timing import Policy
 from runtimes import RuntimeUnavailable, runtime_class
+from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE
 
-PROCESS_STARTS = ("fork", "exec")
+log = logging.getLogger(__name__)
+
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
-RESULT_KEYS = ("prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory", "validity",
+RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory", "validity",
                "worker_s", "traceback", "log_tail")
 
 
@@ -46,6 +53,8 @@ class BenchSettings:
     order: str = "model"
     process_start: str = DEFAULT_PROCESS_START  # "fork": from a zygote that imported the libraries; "exec"
     accuracy: dict[str, Any] | None = None  # accuracy mode: the crop set per model, the reference, the data
+    runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> its validated options
+    retry_failed: bool = False  # on resume, run again cells recorded as error, crashed or timeout
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "policy": self.policy.as_dict()}
@@ -89,9 +98,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_request(cell: Cell, subject: Subject, settings: BenchSettings, run_dir: Path) -> dict[str, Any]:
+def build_request(cell: Cell, subject: Subject, settings: BenchSettings) -> dict[str, Any]:
+    """What a cell's process reads: no paths of the parent's machine (the executor places the job)."""
     return {
-        "run_dir": str(run_dir),
         "accuracy": settings.accuracy,
         "mode": settings.mode,
         "cell": cell.as_dict(),
@@ -99,13 +108,13 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings, run_dir
         "weights": settings.weights,
         "threads": settings.threads,
         "channels_last": settings.channels_last,
+        "runtime_options": settings.runtime_options,
         "policy": settings.policy.as_dict(),
         "seed": settings.seed,
-        "cache_dir": str(cache_dir()),
         "complexity_key": subject.complexity_key(),
         "export": settings.export,
-        "max_memory_bytes": settings.max_memory_bytes,
         "max_cv": settings.max_cv,
+        "reference": {"runtime": REFERENCE[0], "precision": REFERENCE[1]},
     }
 
 
@@ -114,6 +123,7 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
+        "host": result.get("host") or socket.gethostname(),
         "kind": settings.mode,
         "cell_id": cell.cell_id,
         "cell": cell.as_dict(),
@@ -121,7 +131,8 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
         "error": result.get("error"),
         "started_at": started_at,
         "wall_s": wall_s,
-        "model": subject.summary(settings.weights, result.get("complexity")),
+        "model": subject.summary(settings.weights, result.get("complexity")
+                                 or (result.get("prepared") or {}).get("complexity")),
         "runtime": result.get("runtime"),
         "policy": settings.policy.as_dict() if settings.mode == "bench" else None,
     }
@@ -129,6 +140,14 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
         if result.get(key) is not None:
             record[key] = result[key]
     return record
+
+
+def consumes(runtime: str) -> str:
+    """What the cell's runtime consumes (NOTHING where its class cannot be had: the cell will say why)."""
+    try:
+        return runtime_class(runtime).consumes
+    except (KeyError, RuntimeUnavailable):
+        return NOTHING
 
 
 def preload_for(cell: Cell, subject: Subject, weights: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -140,49 +159,112 @@ def preload_for(cell: Cell, subject: Subject, weights: str) -> tuple[tuple[str, 
     except (KeyError, RuntimeUnavailable):
         return ("harness.worker",), ()
     modules = ("harness.worker", runtime.__module__, *runtime.preload_modules)
-    builds_torch = runtime.builds_model and runtime.artifact_kind == "torch"
-    sources = (subject.spec.source,) if builds_torch and subject.spec and weights != "pretrained" else ()
+    sources = (subject.spec.source,) if runtime.consumes == TORCH_MODULE and subject.spec \
+        and weights != "pretrained" else ()
     return modules, sources
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """Artifacts made before a model's cells, in a process of their own: the weights file, params and
+    MACs, and for runtimes that consume ONNX the ONNX file at a precision."""
+
+    model: str
+    onnx_precision: str | None
+
+    @property
+    def key(self) -> str:
+        return f"prepare|{self.model}|{self.onnx_precision or 'weights'}"
+
+
+# A prepare job imports what a torch cell imports, so one zygote serves both.
+PREPARE_MODULES = ("harness.worker", "runtimes.torch_eager", "torch")
 
 
 def _group(cell: Cell) -> tuple[str, str, str, str]:
     return (cell.model, cell.runtime, cell.precision, cell.device)
 
 
+def _is_reference(cell: Cell) -> bool:
+    return (cell.runtime, cell.precision) == REFERENCE
+
+
 class Sweep:
-    """One run folder: env.json, plan.json, records.jsonl and a folder of per-cell logs.
+    """One run folder: env-<host>.json, plan.json, records.jsonl and a folder of per-cell logs.
 
     One writer at a time (a lock); cells already recorded are skipped, so running the same plan into the
-    same folder resumes it; a batch size larger than one that ran out of memory is recorded as skipped.
+    same folder resumes it. Cells run through an executor; what must come first is a dependency, not an
+    assumption that cells run in sequence: a model's artifacts are prepared before its cells; a batch
+    size waits for the smaller ones of its model, runtime and precision (and is skipped after one of
+    them ran out of memory); in verify and accuracy runs, a model's cells wait for its reference cell.
     """
 
-    def __init__(self, out_dir: Path, run_id: str, subjects: dict[str, Subject], settings: BenchSettings) -> None:
+    def __init__(self, out_dir: Path, run_id: str, subjects: dict[str, Subject], settings: BenchSettings,
+                 executor_factory: Callable[[Path], Executor] | None = None) -> None:
         self.run_id = run_id
         self.run_dir = out_dir / run_id
         self.records_path = self.run_dir / RECORDS_FILE
         self.subjects = subjects
         self.settings = settings
+        self.executor_factory = executor_factory or self._local_executor
         self._oom_batch: dict[tuple[str, str, str, str], int] = {}
         self._weights_missing: dict[str, str] = {}  # model -> why its weights could not be loaded
-        self._zygotes: ZygotePool | None = None
+        self._prepared: dict[str, dict[str, Any]] = {}  # preparation key -> what it made
+        self._prepare_failed: dict[str, dict[str, Any]] = {}  # preparation key -> its failed result
+        self._earlier_invalid: dict[str, list[list[str]]] = {}
+
+    def _local_executor(self, run_dir: Path) -> Executor:
+        return LocalExecutor(default_placement(run_dir), self.settings.process_start)
 
     def signature(self, cells: list[Cell]) -> dict[str, Any]:
         return plan_signature([c.as_dict() for c in cells], self.settings.as_dict())
 
     def start(self, cells: list[Cell]) -> None:
+        self._check_same_plan(cells)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        env_path = self.run_dir / ENV_FILE
+        note = repair_torn_tail(self.records_path)
+        if note:
+            log.warning(note)
+        env_path = self.run_dir / env_file_for(socket.gethostname())
         if env_path.exists():  # a resumed run: keep the first environment, add this session's beside it
-            env_path = self.run_dir / f"env-resumed-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+            env_path = env_path.with_name(f"{env_path.stem}-resumed-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
         write_atomically(env_path, json.dumps(environment.collect(), indent=2, default=str))
         if not (self.run_dir / PLAN_FILE).exists():
             plan = {"run_id": self.run_id, "created_at": _now(), "cells": [c.as_dict() for c in cells],
                     "settings": self.settings.as_dict(), "signature": self.signature(cells)}
             write_atomically(self.run_dir / PLAN_FILE, json.dumps(plan, indent=2))
 
-    def _skip_record(self, cell: Cell, reason: str) -> dict[str, Any]:
-        result = {"status": "skipped", "error": reason}
-        return build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, _now(), 0.0)
+    def _check_same_plan(self, cells: list[Cell]) -> None:
+        """A run folder holds one plan: writing another plan's cells into it would mix two experiments."""
+        plan_path = self.run_dir / PLAN_FILE
+        if not plan_path.exists():
+            return
+        if read_plan(self.run_dir).get("signature") != self.signature(cells):
+            raise UserError(f"run '{self.run_id}' in {self.run_dir.parent} was planned with other models, runtimes, "
+                            "batch sizes or settings; choose another --run-id (or repeat that run's own command "
+                            "to resume it)")
+
+    # ---------------------------------------------------------------- what a cell needs first
+
+    def preparation(self, cell: Cell) -> Preparation | None:
+        """The artifacts the cell's runtime consumes, for a catalogue model; None where it needs none."""
+        subject = self.subjects[cell.model]
+        if subject.spec is None or self.settings.mode == "export":
+            return None
+        wanted = consumes(cell.runtime)
+        if wanted == TORCH_MODULE:
+            return Preparation(cell.model, None)
+        if wanted == ONNX_FILE:
+            return Preparation(cell.model, cell.precision if cell.precision in EXPORT_PRECISIONS else "fp32")
+        return None
+
+    def after(self, cell: Cell, planned: dict[str, Cell]) -> list[str]:
+        """Cells of the plan that must be recorded before this one."""
+        earlier = [c.cell_id for c in planned.values() if _group(c) == _group(cell) and c.batch_size < cell.batch_size]
+        if self.settings.mode in ("parity", "accuracy") and not _is_reference(cell):
+            earlier += [c.cell_id for c in planned.values() if c.model == cell.model and _is_reference(c)
+                        and c.batch_size == cell.batch_size]
+        return earlier
 
     def _skip_reason(self, cell: Cell) -> str | None:
         """Why a cell need not run: its model's weights could not be had, or a smaller batch ran out of memory."""
@@ -192,101 +274,181 @@ class Sweep:
         oom_batch = self._oom_batch.get(_group(cell))
         if oom_batch is not None and cell.batch_size > oom_batch:
             return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"
+        preparation = self.preparation(cell)
+        failed = self._prepare_failed.get(preparation.key) if preparation else None
+        if failed is not None and failed.get("blamed"):
+            return f"preparing {cell.model}'s artifacts failed in an earlier cell: {failed['error']}"
         return None
-
-    def run_cell(self, cell: Cell, index: int) -> dict[str, Any]:
-        """Run the cell (again, up to strict_retries times while its verdict is invalid) and append its record."""
-        reason = self._skip_reason(cell)
-        record = self._skip_record(cell, reason) if reason else self._attempts(cell, index)
-        self._note(record)
-        append_record(self.records_path, record)
-        return record
 
     def _note(self, record: dict[str, Any]) -> None:
         """Remember what makes later cells pointless: an out-of-memory batch, weights that cannot be had."""
         if record["status"] == "oom":
-            self._note_oom(Cell(**record["cell"]))
-        elif record["status"] == "error" and str(record.get("error")).startswith(WeightsUnavailable.__name__):
+            cell = Cell(**record["cell"])
+            group = _group(cell)
+            self._oom_batch[group] = min(cell.batch_size, self._oom_batch.get(group, cell.batch_size))
+        elif record["status"] == "error" and record.get("error_type", _legacy_error_type(record)) \
+                == WeightsUnavailable.__name__:
             self._weights_missing[record["cell"]["model"]] = record["error"].split(": ", 1)[-1]
 
-    def _note_oom(self, cell: Cell) -> None:
-        group = _group(cell)
-        self._oom_batch[group] = min(cell.batch_size, self._oom_batch.get(group, cell.batch_size))
+    # ---------------------------------------------------------------- jobs
 
-    def _attempts(self, cell: Cell, index: int) -> dict[str, Any]:
-        earlier: list[list[str]] = []
-        while True:
-            record = self._attempt(cell, index)
-            validity = record.get("validity")
-            if record["status"] != "ok" or not validity or validity["valid"] \
-                    or len(earlier) >= self.settings.strict_retries:
-                break
-            earlier.append(validity["reasons"])
-        if earlier:
-            record["earlier_attempts_invalid_because"] = earlier
-        return record
-
-    def _attempt(self, cell: Cell, index: int) -> dict[str, Any]:
-        started_at = _now()
+    def _job(self, cell: Cell, index: int) -> Job:
         subject = self.subjects[cell.model]
-        request = build_request(cell, subject, self.settings, self.run_dir)
+        request = build_request(cell, subject, self.settings)
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
-        zygote = None
-        if self._zygotes is not None:
-            try:
-                zygote = self._zygotes.get(*preload_for(cell, subject, self.settings.weights))
-            except ZygoteDied:  # this cell starts a new interpreter instead; the record says so
-                zygote = None
-        outcome = run_isolated(request, self.run_dir / "cells", stem, self.settings.timeout_s,
-                               self.settings.max_memory_bytes, zygote)
-        self._tidy(stem)
-        record = build_record(self.run_id, cell, subject, self.settings, outcome.result, started_at, outcome.wall_s)
-        record["process"] = {"start": "exec"} if zygote is None else \
-            {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
-        return record
+        if self.settings.mode == "export":
+            request.update(mode="prepare", prepare={"onnx_precision": cell.precision})
+            return Job(cell.cell_id, request, stem, self.settings.timeout_s,
+                       preload=(PREPARE_MODULES, self._sources(subject)))
+        preparation = self.preparation(cell)
+        if preparation is not None:
+            request["prepared"] = self._prepared[preparation.key]
+        return Job(cell.cell_id, request, stem, self.settings.timeout_s, self.settings.max_memory_bytes,
+                   preload_for(cell, subject, self.settings.weights))
 
-    def _tidy(self, stem: str) -> None:
-        """The record now holds the result; keep only a non-empty log for reading later."""
-        cells = self.run_dir / "cells"
-        for suffix in (".request.json", ".result.json"):
-            (cells / f"{stem}{suffix}").unlink(missing_ok=True)
-        log = cells / f"{stem}.log"
-        if log.exists() and log.stat().st_size == 0:
-            log.unlink()
+    def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
+        subject = self.subjects[preparation.model]
+        request = build_request(cell, subject, self.settings)
+        request.update(mode="prepare", prepare={"onnx_precision": preparation.onnx_precision})
+        stem = f"prepare-{preparation.model}-{preparation.onnx_precision or 'weights'}"
+        return Job(preparation.key, request, stem, self.settings.timeout_s,
+                   preload=(PREPARE_MODULES, self._sources(subject)))
+
+    def _sources(self, subject: Subject) -> tuple[str, ...]:
+        return (subject.spec.source,) if subject.spec and self.settings.weights != "pretrained" else ()
+
+    # ---------------------------------------------------------------- running
 
     def pending(self, cells: list[Cell]) -> list[Cell]:
-        done = finished_cell_ids(self.run_dir)
+        done = finished_cell_ids(self.run_dir, retry_failed=self.settings.retry_failed)
         return [c for c in cells if c.cell_id not in done]
 
     def run(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None = None,
             on_start: Callable[[Cell], None] | None = None) -> list[dict[str, Any]]:
         """Run the cells not yet recorded; returns the records written in this call."""
-        with RunLock(self.run_dir), ZygotePool(self.run_dir / "cells") as zygotes:
-            self._zygotes = zygotes if self.settings.process_start == "fork" else None
-            try:
-                return self._run_pending(cells, on_done, on_start)
-            finally:
-                self._zygotes = None
+        with RunLock(self.run_dir):
+            self.start(cells)
+            with self.executor_factory(self.run_dir) as executor:
+                return _Schedule(self, cells, executor, on_done, on_start).run()
 
-    def _run_pending(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None,
-                     on_start: Callable[[Cell], None] | None) -> list[dict[str, Any]]:
-        self.start(cells)
-        existing = read_records(self.records_path).records if self.records_path.exists() else []
-        done = {record["cell_id"] for record in existing}
-        self._oom_batch, self._weights_missing = {}, {}
+    def record(self, cell: Cell, result: dict[str, Any], started_at: str, wall_s: float,
+               process: dict[str, Any] | None = None) -> dict[str, Any]:
+        record = build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, started_at, wall_s)
+        if process is not None:
+            record["process"] = process
+        earlier = self._earlier_invalid.pop(cell.cell_id, None)
+        if earlier:
+            record["earlier_attempts_invalid_because"] = earlier
+        self._note(record)
+        try:
+            append_record(self.records_path, record)
+        except OSError as exc:  # a full disk: the harness failed, not the cell; resume runs it again
+            raise StorageFailed(f"cannot append to {self.records_path}: {exc.strerror or exc}") from None
+        return record
+
+    def retry_invalid(self, result: dict[str, Any], cell: Cell) -> bool:
+        """Under --strict: True when this attempt's timing verdict is invalid and retries remain."""
+        validity = result.get("validity")
+        earlier = self._earlier_invalid.setdefault(cell.cell_id, [])
+        if result["status"] != "ok" or not validity or validity["valid"] \
+                or len(earlier) >= self.settings.strict_retries:
+            return False
+        earlier.append(validity["reasons"])
+        return True
+
+
+def _legacy_error_type(record: dict[str, Any]) -> str | None:
+    """Records before `error_type` named the exception's class at the start of `error`."""
+    error = record.get("error") or ""
+    return error.split(":", 1)[0] if ":" in error else None
+
+
+class _Schedule:
+    """Hands a sweep's ready jobs to the executor, up to its capacity, in plan order; records outcomes
+    in whatever order they come back. A cell is ready when the cells it comes after are recorded and
+    its model's artifacts are prepared."""
+
+    def __init__(self, sweep: Sweep, cells: list[Cell], executor: Executor,
+                 on_done: Callable[[Cell, dict[str, Any]], None] | None,
+                 on_start: Callable[[Cell], None] | None) -> None:
+        self.sweep, self.executor, self.on_done, self.on_start = sweep, executor, on_done, on_start
+        self.index = {c.cell_id: i for i, c in enumerate(cells)}
+        existing = read_records(sweep.records_path).records if sweep.records_path.exists() else []
+        done = finished_cell_ids(sweep.run_dir, sweep.settings.retry_failed, existing)
+        sweep._oom_batch, sweep._weights_missing = {}, {}
         for record in existing:
-            self._note(record)
-        records = []
-        for index, cell in enumerate(cells):
-            if cell.cell_id in done:
+            if record["cell_id"] in done:
+                sweep._note(record)
+        self.pending = [c for c in cells if c.cell_id not in done]
+        planned = {c.cell_id: c for c in cells}
+        self.after = {c.cell_id: [d for d in sweep.after(c, planned) if d not in done] for c in self.pending}
+        self.recorded: set[str] = set()
+        self.in_flight: dict[str, tuple[Cell, str]] = {}  # job key -> (the cell it is for, started at)
+        self.records: list[dict[str, Any]] = []
+
+    def run(self) -> list[dict[str, Any]]:
+        while self.pending or self.in_flight:
+            self._submit_ready()
+            if not self.in_flight:
+                if self.pending:  # nothing can start and nothing runs: a dependency cycle (a planning bug)
+                    raise RuntimeError(f"cells wait on each other: {[c.cell_id for c in self.pending][:5]}")
+                break
+            job, outcome = self.executor.wait()
+            cell, started_at = self.in_flight.pop(job.key)
+            if job.key.startswith("prepare|"):
+                self._prepared(job, outcome)
+            else:
+                self._finished(job, cell, outcome, started_at)
+        return self.records
+
+    def _submit_ready(self) -> None:
+        for cell in list(self.pending):
+            if len(self.in_flight) >= self.executor.capacity:
+                return
+            if any(d not in self.recorded for d in self.after[cell.cell_id]):
                 continue
-            if on_start:
-                on_start(cell)
-            record = self.run_cell(cell, index)
-            records.append(record)
-            if on_done:
-                on_done(cell, record)
-        return records
+            reason = self.sweep._skip_reason(cell)
+            if reason:
+                self._done(cell, self.sweep.record(cell, {"status": "skipped", "error": reason}, _now(), 0.0))
+                continue
+            preparation = self.sweep.preparation(cell)
+            if preparation is not None and preparation.key not in self.sweep._prepared:
+                failed = self.sweep._prepare_failed.get(preparation.key)
+                if failed is not None:  # the first cell that needed it carries the failure
+                    failed["blamed"] = True
+                    self._done(cell, self.sweep.record(cell, failed, _now(), failed.get("wall_s", 0.0)))
+                elif preparation.key not in self.in_flight:
+                    self._submit(self.sweep._prepare_job(preparation, cell), cell)
+                continue
+            self.pending.remove(cell)
+            if self.on_start:
+                self.on_start(cell)
+            self._submit(self.sweep._job(cell, self.index[cell.cell_id]), cell)
+
+    def _submit(self, job: Job, cell: Cell) -> None:
+        self.executor.submit(job)
+        self.in_flight[job.key] = (cell, _now())
+
+    def _prepared(self, job: Job, outcome: Outcome) -> None:
+        result = outcome.result
+        if result["status"] == "ok":
+            self.sweep._prepared[job.key] = result["prepared"]
+        else:
+            self.sweep._prepare_failed[job.key] = {**result, "wall_s": outcome.wall_s}
+
+    def _finished(self, job: Job, cell: Cell, outcome: Outcome, started_at: str) -> None:
+        if self.sweep.retry_invalid(outcome.result, cell):
+            self._submit(job, cell)
+            return
+        self._done(cell, self.sweep.record(cell, outcome.result, started_at, outcome.wall_s, outcome.process))
+
+    def _done(self, cell: Cell, record: dict[str, Any]) -> None:
+        if cell in self.pending:
+            self.pending.remove(cell)
+        self.recorded.add(cell.cell_id)
+        self.records.append(record)
+        if self.on_done:
+            self.on_done(cell, record)
 
 
 def catalogue_subjects(specs: list[ModelSpec]) -> dict[str, Subject]:

@@ -16,23 +16,25 @@ from rich.markup import escape
 from harness import __version__, accuracy_command, report_commands
 from harness.bench import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
                            new_run_id)
-from harness.cli_common import (add_export_options, check_common, check_device, check_out_dir, check_precisions,
+from harness.cli_common import (print_json, add_export_options, add_runtime_options, runtime_options, check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, check_weights, comma_list, console, err_console,
                                 export_settings, finish, parse_batch_sizes, progress_bar, resume_hint, resume_run_id,
                                 run_sweep)
 from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
+from harness.execution.executor import StorageFailed
 from harness.models import complexity_key_for, recipe_for
 from harness.onnx_files import inspect_onnx
 from harness.paths import cache_dir
-from harness.planning import ORDERS, PAPER_BATCH_SIZES, plan_cells
-from harness.records import RECORDS_FILE, read_records
+from harness.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
+from harness.records import RECORDS_FILE, latest_per_cell, read_records
 from harness.registry import Catalogue, ModelSpec, load_catalogue
-from harness.summary import catalogue_table, export_table, largest_batches, memory_table, parity_table, run_table
+from harness.summary import cell_summary, catalogue_table, export_table, largest_batches, memory_table, parity_table, run_table
 from harness.timing import QUICK, THOROUGH
 from harness.units import parse_size
 from harness.validity import MAX_CV
 from runtimes import RUNTIMES
+from runtimes.base import NOTHING, TORCH_MODULE
 
 EXIT_USER_ERROR = 2
 MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
@@ -95,13 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--resume", metavar="RUN-ID",
                        help="continue that run in --out, skipping recorded cells; 'last' = the newest run of "
                             "the same plan")
+    bench.add_argument("--retry-failed", action="store_true",
+                       help="with --resume: run again the cells recorded as error, crashed or timeout")
     bench.add_argument("--show", default="time,memory", metavar="TABLES",
                        help="tables to print at the end: time, memory (default both)")
+    add_runtime_options(bench)
     add_export_options(bench)
 
     show = commands.add_parser("show", help="print the tables of recorded runs again")
     show.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. results/<run-id>")
     show.add_argument("--show", default="time,memory", metavar="TABLES", help="time, memory (default both)")
+    show.add_argument("--json", action="store_true", help="print one JSON object per cell (for scripts)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content)")
     export.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per cell (default 1800)")
     verify.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
     verify.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
+    add_runtime_options(verify)
     add_export_options(verify)
     accuracy_command.add_parser(commands)
     report_commands.add_parsers(commands)
@@ -167,6 +174,8 @@ def _compute_complexity(specs: list[ModelSpec], keys: dict[str, str], cache: Com
 
 def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
     specs = catalogue.select(args.filter)
+    if not args.no_compute:
+        check_cache_dir()  # counted figures are cached there
     rows = _complexity_rows(catalogue, specs, compute=not args.no_compute)
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -183,13 +192,13 @@ def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
 def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type]) -> dict[str, Subject]:
     if getattr(args, "onnx", None):
         onnx_file = inspect_onnx(args.onnx)
-        torch_like = [cls.name for cls in classes if cls.builds_model and cls.artifact_kind != "onnx"]
+        torch_like = [cls.name for cls in classes if cls.consumes == TORCH_MODULE]
         if torch_like:
             raise UserError(f"--onnx runs on ONNX runtimes; {', '.join(torch_like)} runs catalogue models: "
                             "use --runtime ort")
         return {onnx_file.name: Subject(onnx_file=onnx_file)}
     specs = catalogue.select(args.models)
-    if any(cls.builds_model for cls in classes):
+    if any(cls.consumes != NOTHING for cls in classes):
         check_sources(specs)
     return catalogue_subjects(specs)
 
@@ -223,9 +232,12 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     check_device(args.device)
     max_memory = parse_size(args.max_memory) if args.max_memory else None
     subjects = _subjects(args, catalogue, classes)
+    if args.retry_failed and not args.resume:
+        raise UserError("--retry-failed re-runs the failed cells of a recorded run: add --resume RUN-ID (or last)")
     for subject in subjects.values():
         if subject.onnx_file:
             subject.onnx_file.check_batch_sizes(batch_sizes)
+            subject.onnx_file.check_precisions(precisions)
     weights = check_weights(args.weights)
     out_dir = check_out_dir(args.out)
 
@@ -235,7 +247,8 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
                              export=export_settings(args), max_memory_bytes=max_memory,
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
-                             order=args.order, process_start=args.process_start)
+                             order=args.order, process_start=args.process_start,
+                             runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed)
     sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
     if args.resume:
         sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings)
@@ -249,9 +262,9 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print(f"resume with: {escape(resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
-    everything = read_records(sweep.records_path).records
+    everything = latest_per_cell(read_records(sweep.records_path).records)
     _print_tables(everything, tables, f"run {sweep.run_id} ({args.device})")
-    return finish(everything, sweep.records_path)
+    return finish(everything, sweep.records_path, planned=cells)
 
 
 def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
@@ -261,7 +274,11 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
         path = Path(run) / RECORDS_FILE
         if not path.is_file():
             raise UserError(f"no {RECORDS_FILE} in '{run}': pass a run folder such as results/<run-id>")
-        records += read_records(path).records
+        records += read_records(path).check_readable(Path(run)).records
+    records = latest_per_cell(records)
+    if args.json:
+        print_json([cell_summary(r) for r in records])
+        return 0
     title = ", ".join(Path(run).name for run in args.runs)
     bench = [r for r in records if r.get("kind", "bench") == "bench"]
     accuracy = [r for r in records if r.get("kind") == "accuracy"]
@@ -279,10 +296,11 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     check_sources(specs)
     weights = check_weights(args.weights)
     subjects = catalogue_subjects(specs)
-    cells = plan_cells(list(subjects), ["ort"], precisions, [1], "cpu")
+    cells = plan_cells(list(subjects), [EXPORT], precisions, [1], "cpu")
     settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
                              export=export_settings(args))
-    sweep = Sweep(check_out_dir(str(Path(cache_dir()) / "export-logs")), new_run_id(), subjects, settings)
+    sweep = Sweep(check_out_dir(str(Path(cache_dir()) / "export-logs"), "pass --cache-dir DIR"), new_run_id(),
+                  subjects, settings)
     records = run_sweep(sweep, cells, "exporting")
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
@@ -302,9 +320,10 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     check_device(args.device)
     subjects = _subjects(args, catalogue, classes)
     weights = check_weights(args.weights)
-    cells = plan_cells(list(subjects), runtime_names, precisions, [args.batch_size], args.device)
+    cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size, args.device)
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
-                             seed=args.seed, mode="parity", export=export_settings(args))
+                             seed=args.seed, mode="parity", export=export_settings(args),
+                             runtime_options=runtime_options(args, runtime_names))
     sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
     records = run_sweep(sweep, cells, "verifying")
     if records is None:
@@ -329,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR
+    except StorageFailed as exc:  # the harness's own writes failed (a full disk): not a cell's failure
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ progress bar, and running a sweep of cells with it."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,17 +16,36 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.bench import Sweep
+from harness.execution.executor import StorageFailed
 from harness.errors import UserError
-from harness.paths import CACHE_ENV
+from harness.paths import CACHE_ENV, cache_dir
 from harness.registry import ModelSpec
 from harness.runs import last_run_of_plan, read_plan
 from harness.summary import failures
+from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, runtime_class
+from runtimes.base import BadOption
 
 PRECISIONS = ("fp32", "fp16")
 
-console = Console()
-err_console = Console(stderr=True)
+UNWRAPPED_WIDTH = 400  # outside a terminal (a pipe, a CI log, tee): tables at their full width, never cut
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A terminal's own width; elsewhere $COLUMNS if set, else wide enough that no cell is cut to '…'
+    (rich would fall back to 80 columns and print 'Mobile…' for the model it recommends)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH if wide else None)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    """JSON for scripts on stdout, nothing else (tables and notes are for people)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
 def comma_list(text: str) -> list[str]:
@@ -40,6 +61,35 @@ def parse_batch_sizes(text: str) -> list[int]:
     if not sizes:
         raise UserError("no batch size given: e.g. --batch-sizes 1,2,4")
     return sorted(set(sizes))
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a runtime's own option, repeatable, e.g. ort.graph_optimization=basic, "
+                             "torch.cudnn_benchmark=off (recorded with every result)")
+
+
+def runtime_options(args: argparse.Namespace, runtime_names: list[str]) -> dict[str, dict[str, Any]]:
+    """--runtime-option PREFIX.NAME=VALUE, validated by each requested runtime whose prefix it names:
+    {runtime: {name: value}}. An option no requested runtime takes is one clear line."""
+    classes = {name: runtime_class(name) for name in runtime_names}
+    raw: dict[str, dict[str, str]] = {name: {} for name in runtime_names}
+    for text in getattr(args, "runtime_option", None) or []:
+        key, sep, value = text.partition("=")
+        prefix, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name or not value.strip():
+            raise UserError(f"bad --runtime-option '{text}': write RUNTIME.NAME=VALUE, e.g. ort.graph_optimization=basic")
+        takers = [runtime for runtime, cls in classes.items() if cls.option_prefix and cls.option_prefix == prefix]
+        if not takers:
+            prefixes = sorted({cls.option_prefix for cls in classes.values() if cls.option_prefix})
+            raise UserError(f"--runtime-option '{text}': no requested runtime takes '{prefix}.' options "
+                            f"(these take: {', '.join(prefixes) or 'none'})")
+        for runtime in takers:
+            raw[runtime][name] = value.strip()
+    try:
+        return {runtime: classes[runtime].parse_options(values) for runtime, values in raw.items() if values}
+    except BadOption as exc:
+        raise UserError(f"--runtime-option: {exc}") from None
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:
@@ -80,24 +130,68 @@ def check_sources(specs: list[ModelSpec]) -> None:
             raise UserError(f"model '{spec.name}' needs {spec.source}, which is not installed: {hint}")
 
 
-def check_weights(weights: str) -> str:
-    if weights in ("random", "pretrained"):
-        return weights
+TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip archive; the legacy pickle format
+
+
+def check_weights_file(weights: str, choices: str = "random, pretrained or a state-dict path") -> str:
+    """An existing, non-empty file in a format torch.save writes; its absolute path."""
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise UserError(f"weights file '{weights}' does not exist: pass random, pretrained or a state-dict path")
+        raise UserError(f"weights file '{weights}' does not exist: pass {choices}")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise UserError(f"weights file '{weights}' is empty (0 bytes): pass {choices}")
+    if not head.startswith(TORCH_SAVE_MAGIC):
+        raise UserError(f"weights file '{weights}' is not a PyTorch state dict (torch.save writes a zip archive): "
+                        f"pass {choices}")
     return str(path.resolve())
 
 
-def check_out_dir(out: str) -> Path:
-    path = Path(out)
+def check_weights(weights: str) -> str:
+    if weights in ("random", "pretrained"):
+        return weights
+    return check_weights_file(weights)
+
+
+def writable_dir(path: Path) -> str | None:
+    """None when `path` is (or can be made) a folder this process can write in; else the reason."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UserError(f"cannot write to output folder '{out}': {exc.strerror}; pass --out DIR") from None
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_out_dir(out: str, fix: str = "pass --out DIR") -> Path:
+    path = Path(out)
+    problem = writable_dir(path)
+    if problem:
+        raise UserError(f"cannot write to output folder '{out}': {problem}; {fix}")
+    return path
+
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_id(run_id: str | None, flag: str = "--run-id") -> str | None:
+    """A run id names one folder inside --out: letters, digits, '.', '_' and '-', no path."""
+    if run_id is not None and (not RUN_ID.match(run_id) or run_id.endswith(".")):
+        raise UserError(f"bad {flag} '{run_id}': use letters, digits, '.', '_' and '-' (a folder name inside --out, "
+                        "not a path)")
+    return run_id
+
+
+def check_cache_dir() -> Path:
+    """The artifact cache must be a writable folder before any cell needs it."""
+    path = cache_dir()
+    problem = writable_dir(path)
+    if problem:
+        raise UserError(f"cannot write to the artifact cache '{path}': {problem}; pass --cache-dir DIR or set "
+                        f"{CACHE_ENV}")
     return path
 
 
@@ -119,12 +213,17 @@ def check_precisions(text: str) -> list[str]:
 def check_common(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None) is not None and args.threads < 1:
         raise UserError(f"bad --threads {args.threads}: give a positive number of threads")
-    if args.timeout <= 0:
-        raise UserError(f"bad --timeout {args.timeout:g}: give a positive number of seconds")
+    check_seconds(args.timeout, "--timeout")
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
     if not 7 <= args.opset <= 23:
         raise UserError(f"bad --opset {args.opset}: the exporters write opsets 7 to 23 (default 18)")
+    check_run_id(getattr(args, "run_id", None))
+    if getattr(args, "resume", None) not in (None, "last"):
+        check_run_id(args.resume, "--resume")
     if args.cache_dir:
         os.environ[CACHE_ENV] = str(Path(args.cache_dir).expanduser().resolve())
+    check_cache_dir()
 
 
 def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]] | None:
@@ -142,6 +241,10 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
 
         try:
             records = sweep.run(cells, on_done=on_done, on_start=on_start)
+        except StorageFailed as exc:
+            progress.stop()
+            raise StorageFailed(f"{exc}; no cell is blamed for it: make room, then resume with: "
+                                f"{resume_hint(sweep.run_id)}") from None
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted: the running cell's process was ended; every finished record is "
@@ -151,12 +254,19 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
     return records
 
 
-def finish(records: list[dict[str, Any]], records_path: Path) -> int:
+def finish(records: list[dict[str, Any]], records_path: Path, planned: list[Any] | None = None) -> int:
+    """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record."""
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
+    recorded = {r["cell_id"] for r in records}
+    missing = [c.cell_id for c in planned or [] if c.cell_id not in recorded]
+    if missing:
+        console.print(f"[yellow]{len(missing)} planned cell(s) have no record: {', '.join(missing[:5])}"
+                      f"{' ...' if len(missing) > 5 else ''}; run the command again with --resume[/yellow]")
     ok = sum(r["status"] == "ok" for r in records)
-    console.print(f"{ok}/{len(records)} cells ok. Records: {records_path}")
-    return 0 if ok == len(records) else 1
+    total = len(records) + len(missing)
+    console.print(f"{ok}/{total} cells ok. Records: {records_path}")
+    return 0 if ok == total else 1
 
 
 def export_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What machine and software a run used: written once per run as env.json."""
+"""What machine and software a run used: written once per host of a run, as env-<host>.json."""
 
 from __future__ import annotations
 

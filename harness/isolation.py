@@ -54,7 +54,7 @@ def _signal_name(code: int) -> str:
 
 
 PR_SET_PDEATHSIG = 1
-OOM_LOG_MARKERS = ("std::bad_alloc", "Cannot allocate memory", "MemoryError", "out of memory")
+EXIT_RESULT_UNWRITABLE = 75  # EX_TEMPFAIL: the worker could not write its result (a full disk)
 
 
 def die_with_parent() -> None:
@@ -66,16 +66,24 @@ def die_with_parent() -> None:
 
 
 def limit_memory(max_memory_bytes: int | None) -> None:
-    """Cap private memory with RLIMIT_DATA: the data segment and private anonymous mappings (malloc,
-    tensors), not shared libraries, so importing torch stays possible under a limit of a few hundred MB."""
+    """Cap private memory with RLIMIT_DATA's soft limit: the data segment and private anonymous mappings
+    (malloc, tensors), not shared libraries' code, so importing torch stays possible under a limit of a
+    few hundred MB. The hard limit stays, so the worker can lift the cap to tell an import that failed
+    for want of memory from one that fails anyway."""
     if max_memory_bytes is not None:
-        resource.setrlimit(resource.RLIMIT_DATA, (max_memory_bytes, max_memory_bytes))
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        soft = max_memory_bytes if hard == resource.RLIM_INFINITY else min(max_memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
-def _child_setup(max_memory_bytes: int | None) -> None:
-    """Runs in an exec'd child before exec: die with the parent, and cap private memory if asked."""
+def lift_memory_limit() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
+
+
+def _child_setup() -> None:
+    """Runs in an exec'd child before exec: die with the parent (the worker caps its own memory)."""
     die_with_parent()
-    limit_memory(max_memory_bytes)
 
 
 def _child_environment() -> dict[str, str]:
@@ -133,7 +141,7 @@ class Zygote:
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,  # noqa: PLW1509
                                             env=_child_environment(), cwd=os.getcwd(),
-                                            preexec_fn=lambda: _child_setup(None))
+                                            preexec_fn=_child_setup)
         self.channel = _LineChannel(self.process.stdout.fileno())  # type: ignore[union-attr]
         try:
             ready = self.channel.read(ZYGOTE_START_TIMEOUT_S)
@@ -244,7 +252,7 @@ def _run_exec(argv: list[str], log_path: Path, timeout_s: float, max_memory_byte
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # noqa: PLW1509
                                    env=_child_environment(), cwd=os.getcwd(),
-                                   preexec_fn=lambda: _child_setup(max_memory_bytes))
+                                   preexec_fn=_child_setup)
         try:
             return process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -255,7 +263,7 @@ def _run_exec(argv: list[str], log_path: Path, timeout_s: float, max_memory_byte
             raise
 
 
-def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: float,
+def run_isolated(envelope: dict[str, Any], work_dir: Path, stem: str, timeout_s: float,
                  max_memory_bytes: int | None = None, zygote: Zygote | None = None) -> CellOutcome:
     """Run one cell in a child process (forked from `zygote`, or a new interpreter without one); a
     raise, a crash or a timeout become a result with a status.
@@ -267,7 +275,7 @@ def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: 
     request_path, result_path = work_dir / f"{stem}.request.json", work_dir / f"{stem}.result.json"
     log_path = work_dir / f"{stem}.log"
     result_path.unlink(missing_ok=True)
-    write_atomically(request_path, json.dumps(request))
+    write_atomically(request_path, json.dumps({**envelope, "max_memory_bytes": max_memory_bytes}))
     argv = [str(request_path), str(result_path)]
     start = time.perf_counter()
     try:
@@ -286,15 +294,13 @@ def run_isolated(request: dict[str, Any], work_dir: Path, stem: str, timeout_s: 
     elif result_path.exists():
         result = json.loads(result_path.read_text())
     else:
-        result = _no_result(exit_code, log_path, max_memory_bytes)
+        result = _no_result(exit_code, log_path)
     return CellOutcome(result, wall_s, exit_code)
 
 
-def _no_result(exit_code: int, log_path: Path, max_memory_bytes: int | None) -> dict[str, Any]:
+def _no_result(exit_code: int, log_path: Path) -> dict[str, Any]:
+    """The process ended without writing its result: a crash (a signal, or an exit before the worker
+    could answer). Its log's tail is kept for the reader."""
     how = _signal_name(exit_code) if exit_code < 0 else f"exit code {exit_code}"
-    tail = _log_tail(log_path)
-    ran_out = max_memory_bytes is not None and any(marker in tail for marker in OOM_LOG_MARKERS)
-    return {"status": "oom" if ran_out else "crashed",
-            "error": f"the cell's process ended ({how}) with no result"
-                     + (f" after running out of its {max_memory_bytes} byte memory limit" if ran_out else ""),
-            "log_tail": tail}
+    return {"status": "crashed", "error": f"the cell's process ended ({how}) with no result",
+            "log_tail": _log_tail(log_path)}

@@ -4,7 +4,9 @@ Sources: the cell process's host RSS (the kernel's own high-water mark, VmHWM, r
 /proc/self/clear_refs before the model is loaded, so no sampler runs at all); the process's GPU
 memory from NVML, sampled by a thread only outside the timing loop (through load and first run, and
 through a separate memory pass); the PyTorch CUDA allocator's peaks; and on Jetson, where NVML has
-no memory figures, NvMapMemUsed and MemAvailable from /proc/meminfo. A source that cannot be read is
+no memory figures, NvMapMemUsed and MemAvailable from /proc/meminfo. A runtime's own device memory (the
+PyTorch allocator's peaks, a TensorRT engine's) comes from the runtime (`Runtime.device_memory`), and
+the device context is made by the runtime too (`Runtime.init_device`): nothing here imports torch. A source that cannot be read is
 recorded as missing with the reason, never replaced by another.
 """
 
@@ -187,24 +189,3 @@ class NvmlProcess:
         return {"baseline_bytes": self.baseline_bytes, "context_bytes": self.context_bytes,
                 "peak_bytes": self.sampler.peak,
                 "source": "NVML process used memory, sampled through load, first run and the memory pass"}
-
-
-def torch_allocator(device: str, runtime_name: str) -> dict[str, Any]:
-    if not device.startswith("cuda"):
-        return missing("the cell runs on the CPU")
-    if runtime_name != "torch":
-        return missing(f"{runtime_name} does not allocate through PyTorch")
-    import torch
-
-    return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
-            "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
-            "source": "torch.cuda.max_memory_allocated / max_memory_reserved over the whole cell"}
-
-
-def start_cuda_context(device: str) -> None:
-    """Create the CUDA context before the model, so it can be measured alone."""
-    if device.startswith("cuda"):
-        import torch
-
-        torch.zeros(1, device=device)
-        torch.cuda.synchronize(device)

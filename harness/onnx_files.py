@@ -21,6 +21,7 @@ class OnnxFile:
     input_dtype: str
     input_shape: tuple[int | None, ...]  # None where the graph leaves the dimension symbolic (the batch)
     opset: int
+    precision: str  # of its float weights: fp16 where most float weight bytes are half precision, else fp32
 
     @property
     def fixed_batch(self) -> int | None:
@@ -31,6 +32,14 @@ class OnnxFile:
             raise UserError(f"{self.path} has a fixed batch dimension of {self.fixed_batch}: run it with "
                             f"--batch-sizes {self.fixed_batch}, or export it with a dynamic batch")
 
+    def check_precisions(self, precisions: list[str]) -> None:
+        """An outside file runs as it is: asking for another precision would record what did not run."""
+        others = [p for p in precisions if p != self.precision]
+        if others:
+            raise UserError(f"{self.path} holds {self.precision} weights and runs as it is; --precision "
+                            f"{','.join(others)} would not change it: pass --precision {self.precision} (or convert "
+                            "the file yourself)")
+
     def request_model(self) -> dict[str, Any]:
         return {"name": self.name, "onnx_path": str(self.path), "input_shape": [d or 1 for d in self.input_shape],
                 "input_dtype": self.input_dtype}
@@ -38,6 +47,7 @@ class OnnxFile:
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "onnx_path": str(self.path), "input_name": self.input_name,
                 "input_shape": list(self.input_shape), "input_dtype": self.input_dtype, "opset": self.opset,
+                "precision": self.precision,
                 "weights": "as stored in the file", "complexity": None}
 
 
@@ -48,6 +58,8 @@ def inspect_onnx(path_text: str) -> OnnxFile:
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise UserError(f"ONNX file '{path_text}' does not exist")
+    if path.stat().st_size == 0:
+        raise UserError(f"ONNX file '{path_text}' is empty (0 bytes): an interrupted copy or export? Pass a .onnx model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -74,4 +86,19 @@ def inspect_onnx(path_text: str) -> OnnxFile:
         raise UserError(f"{path}: input '{inputs[0].name}' has symbolic dimension(s) {symbolic} besides the batch; "
                         "fix them in the file (e.g. onnxruntime's make_dynamic_shape_fixed)")
     return OnnxFile(name=path.stem, path=path.resolve(), input_name=inputs[0].name, input_dtype=dtype,
-                    input_shape=tuple(dims), opset=opset)
+                    input_shape=tuple(dims), opset=opset, precision=weights_precision(model))
+
+
+FLOAT16, FLOAT = 10, 1
+
+
+def weights_precision(model: Any) -> str:
+    """fp16 when half-precision initializers hold more of the float weights' elements than fp32 ones."""
+    counts = {FLOAT16: 0, FLOAT: 0}
+    for init in model.graph.initializer:
+        if init.data_type in counts:
+            elements = 1
+            for dim in init.dims:
+                elements *= dim
+            counts[init.data_type] += elements
+    return "fp16" if counts[FLOAT16] > counts[FLOAT] else "fp32"

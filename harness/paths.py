@@ -20,5 +20,9 @@ def write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename over it: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: leave no half-written temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise

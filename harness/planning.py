@@ -6,6 +6,8 @@ import random
 from dataclasses import asdict, dataclass
 from itertools import product
 
+from harness.records import cell_id_of
+
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -19,7 +21,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return f"{self.model}|{self.runtime}|{self.precision}|bs{self.batch_size}|{self.device}"
+        return cell_id_of(self.as_dict())
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -49,13 +51,15 @@ def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], ba
     return by_model
 
 
-REFERENCE = ("torch", "fp32")  # what every other runtime and precision is compared with
+REFERENCE = ("torch", "fp32")  # what every other runtime and precision is compared with: PyTorch eager fp32
+EXPORT = "export"  # the runtime column of an export cell: it makes the ONNX file, no runtime runs it
 
 
-def plan_accuracy_cells(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,
+def plan_with_reference(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,
                         device: str) -> list[Cell]:
     """Per model: the reference (PyTorch eager fp32) first, whether asked for or not, so each later cell
-    can compare its answers with it image by image; then the requested runtimes x precisions."""
+    can compare its answers with it; then the requested runtimes x precisions. The sweep makes the
+    order a dependency: a model's cells wait for its reference cell."""
     cells = []
     for model in models:
         wanted = [REFERENCE] + [(runtime, precision) for runtime, precision in product(runtimes, precisions)

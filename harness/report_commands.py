@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.cli_common import make_console, print_json, writable_dir
 from harness.complexity import ComplexityCache
 from harness.errors import UserError
 from harness.models import complexity_key_for
@@ -18,9 +19,9 @@ from harness.reports import data
 from harness.reports.best import LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked
 from harness.reports.check import FAIL, PASS, UNKNOWN, available_profiles, check_models, load_profile
 from harness.reports.tables import to_rich
-from harness.units import parse_size
+from harness.units import check_positive, parse_size
 
-console = Console()
+console = make_console()
 DEFAULT_RESULTS = "results"
 VERDICT_STYLE = {PASS: "green", FAIL: "red", UNKNOWN: "yellow"}
 
@@ -44,6 +45,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     best_parser.add_argument("--runtime", help="only this runtime")
     best_parser.add_argument("--device", help="only devices whose name contains this, e.g. H200 or EPYC")
     best_parser.add_argument("--precision", help="fp32 or fp16")
+    best_parser.add_argument("--json", action="store_true", help="print the pick, the next five and the Pareto front "
+                                                                 "as JSON (for scripts)")
 
     check = commands.add_parser("check", help="deployment readiness of models against a device profile")
     check.add_argument("runs", nargs="*", metavar="RUN_DIR", help=f"run folders (default: all of {DEFAULT_RESULTS}/, "
@@ -51,6 +54,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--profile", required=True, metavar="YAML",
                        help=f"a profile file, or one of: {', '.join(available_profiles())}")
     check.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names, globs or @sets")
+    check.add_argument("--json", action="store_true", help="print each model's criteria and verdicts as JSON")
 
 
 def _dataset(runs: list[str], required: bool = True) -> data.Dataset | None:
@@ -73,6 +77,9 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
     names = [Path(run).name for run in dataset.runs]
     out = Path(args.out) if args.out else Path("reports") / (
         names[0] if len(names) == 1 else f"merged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    problem = writable_dir(out)
+    if problem:
+        raise UserError(f"cannot write the report to '{out}': {problem}; pass --out DIR")
     title = "Benchmark report: " + ", ".join(names)
     report = write_report(dataset, out, title)
     if not args.quiet:
@@ -92,8 +99,9 @@ def _constraints(args: argparse.Namespace) -> Constraints:
     if args.batch_size < 1:
         raise UserError(f"bad --batch-size {args.batch_size}: give a positive number")
     return Constraints(max_memory_bytes=parse_size(args.max_memory) if args.max_memory else None,
-                       min_fps=args.min_fps, max_latency_ms=args.max_latency, latency_stat=args.latency_stat,
-                       min_top1=args.min_top1, batch_size=args.batch_size, runtime=args.runtime, device=args.device,
+                       min_fps=check_positive(args.min_fps, "--min-fps"),
+                       max_latency_ms=check_positive(args.max_latency, "--max-latency"),
+                       latency_stat=args.latency_stat, min_top1=check_positive(args.min_top1, "--min-top1"), batch_size=args.batch_size, runtime=args.runtime, device=args.device,
                        precision=args.precision)
 
 
@@ -119,6 +127,12 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
         raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
                         f"--device, --precision and --batch-size against the records")
     pick = best(scope, constraints)
+    if args.json:
+        print_json({"constraints": constraints.describe(), "cells_in_scope": len(scope),
+                    "best": asdict(pick) if pick else None,
+                    "next": [asdict(p) for p in (ranked(scope, constraints)[1:6] if pick else [])],
+                    "pareto_front": [asdict(p) for p in pareto_front(scope)]})
+        return 0 if pick is not None else 1
     console.print(f"Constraints: {constraints.describe()} ({len(scope)} cells in scope)")
     if pick is None:
         console.print("[red]No model meets these constraints.[/red]")
@@ -138,6 +152,12 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
     dataset = _dataset(args.runs, required=bool(args.runs))
     params = {p.model: p.params for p in (dataset.points if dataset else []) if p.params}
     checks = check_models(profile, [(s.name, params.get(s.name) or _cached_params(s)) for s in specs], dataset)
+    ready = sum(c.passed for c in checks)
+    if args.json:
+        print_json({"profile": profile.name, "ready": ready, "models": len(checks),
+                    "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
+                               for c in checks]})
+        return 0 if ready == len(checks) else 1
     table = Table(title=f"Deployment check: {profile.name}",
                   caption="ESTIMATE = not measured on this device; UNKNOWN counts as not ready")
     for column in ("model", "criterion", "verdict", "figure", "limit"):
@@ -148,7 +168,6 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
             table.add_row(check.model if index == 0 else "", criterion.name,
                           f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
     console.print(table)
-    ready = sum(c.passed for c in checks)
     console.print(f"{ready}/{len(checks)} models ready for {profile.name}")
     return 0 if ready == len(checks) else 1
 

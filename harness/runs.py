@@ -53,10 +53,14 @@ class RunLock:
         self.release()
 
 
+NOT_IN_SIGNATURE = ("order", "retry_failed")  # how a plan runs, not what it measures
+
+
 def plan_signature(cells: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
-    """What makes two invocations the same plan: the set of cells and every setting but the order."""
+    """What makes two invocations the same plan: the set of cells and every setting but how it runs
+    (settings left at an empty default are left out, so runs planned before they existed still match)."""
     return {"cells": sorted(json.dumps(c, sort_keys=True) for c in cells),
-            "settings": {k: v for k, v in settings.items() if k not in ("order",)}}
+            "settings": {k: v for k, v in settings.items() if k not in NOT_IN_SIGNATURE and v != {}}}
 
 
 def read_plan(run_dir: Path) -> dict[str, Any]:
@@ -66,11 +70,18 @@ def read_plan(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{run_dir} is not a run folder (no {PLAN_FILE}); check --out and the run id") from None
 
 
-def finished_cell_ids(run_dir: Path) -> set[str]:
-    path = run_dir / RECORDS_FILE
-    if not path.exists():
-        return set()
-    return {record["cell_id"] for record in read_records(path).records}
+RETRIED_STATUSES = ("error", "crashed", "timeout")  # what --retry-failed runs again
+
+
+def finished_cell_ids(run_dir: Path, retry_failed: bool = False,
+                      records: list[dict[str, Any]] | None = None) -> set[str]:
+    """Cells with a record (their latest); with `retry_failed`, those whose latest record failed are
+    not finished."""
+    if records is None:
+        path = run_dir / RECORDS_FILE
+        records = read_records(path).records if path.exists() else []
+    latest = {record["cell_id"]: record["status"] for record in records}
+    return {cell_id for cell_id, status in latest.items() if not (retry_failed and status in RETRIED_STATUSES)}
 
 
 def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:

@@ -65,6 +65,22 @@ def run_table(records: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
+def cell_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """One cell's headline figures, flat, for scripts (`show --json`)."""
+    host = (record.get("timing") or {}).get("host") or {}
+    validity = record.get("validity") or {}
+    return {**record["cell"], "kind": record.get("kind", "bench"), "host": record.get("host"),
+            "status": record["status"], "error": record.get("error"),
+            "batch_median_ms": host.get("median_ms"), "per_image_median_ms": host.get("per_image_median_ms"),
+            "images_per_s": host.get("images_per_s"), "samples": host.get("samples"),
+            "valid": validity.get("valid"), "invalid_reasons": validity.get("reasons"),
+            "memory_peak_bytes": {source: peak_bytes(reading) for source, reading in (record.get("memory") or {}).items()
+                                  if isinstance(reading, dict) and peak_bytes(reading) is not None},
+            "accuracy": {k: (record.get("accuracy") or {}).get(k) for k in ("top1", "top5", "images")}
+            if record.get("kind") == "accuracy" else None,
+            "parity": record.get("parity"), "run_id": record.get("run_id")}
+
+
 def failures(records: list[dict[str, Any]]) -> list[str]:
     lines = [f"{r['cell_id']}: {r['status']}: {(r.get('error') or '').splitlines()[0] if r.get('error') else ''}"
              for r in records if r["status"] != "ok"]
@@ -176,6 +192,9 @@ def parity_table(records: list[dict[str, Any]]) -> Table:
     for record in records:
         cell, parity = record["cell"], record.get("parity")
         verdict = "[green]ok[/green]" if record["status"] == "ok" else _status_text(record)
+        if parity and parity.get("is_reference"):
+            verdict = "[bold]reference[/bold]" if record["status"] == "ok" else verdict
+            parity = None
         figures = ["—"] * 5 if not parity else [
             f"{parity['max_abs_err']:.2e}", f"{parity['max_rel_err']:.2e}", f"{parity['min_cosine']:.6f}",
             f"{parity['top1_agreement']:.2f}", f"{parity['top5_overlap']:.2f}"]

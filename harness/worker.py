@@ -1,8 +1,10 @@
-"""The child side of one cell, run as `python -m harness.worker REQUEST.json RESULT.json` in a fresh process.
+"""The child side of one job, run as `python -m harness.worker ENVELOPE.json RESULT.json` in a fresh process.
 
-Bench mode: prepare weights and artifact (outside cold start) -> load (cold start) -> prepare ->
-first run -> warm-up and timed loop -> outputs check -> complexity. Parity mode: the same artifact
-through the runtime, against PyTorch eager fp32 on the same weights and seeded inputs. Accuracy mode:
+Prepare mode: the weights file, params and MACs and the ONNX file a model's measuring cells need, made
+in a process of their own so that no measuring process carries that work (torch, the module) in its
+memory. Bench mode: load (cold start) -> prepare -> first run -> warm-up and timed loop -> memory pass ->
+outputs check. Parity mode: the runtime's outputs on seeded inputs; the reference cell (PyTorch eager
+fp32, run through the same contract) saves its outputs and the others compare with them. Accuracy mode:
 cached image crops through the runtime, scored against their labels.
 It always tries to write RESULT.json (status and error included); a crash or a kill leaves none, and
 the parent records that instead. Nothing goes to the parent through stdout.
@@ -10,7 +12,9 @@ the parent records that instead. Nothing goes to the parent through stdout.
 
 from __future__ import annotations
 
+import importlib
 import json
+import socket
 import sys
 import time
 import traceback
@@ -29,9 +33,11 @@ from harness import __version__, memory, validity
 from harness.complexity import ComplexityCache, measure
 from harness.parity import TOLERANCES, compare, violations
 from harness.paths import write_atomically
+from harness.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
 from harness.timing import Policy, sample, summarize
-from runtimes import RuntimeUnavailable, create_runtime
-from runtimes.base import OnnxFileArtifact, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+from runtimes import RuntimeUnavailable, create_runtime, runtime_class
+from runtimes.base import (NOTHING, TORCH_MODULE, OnnxFileArtifact, OutOfMemory, Runtime, RuntimeOptions,
+                           TorchModuleArtifact, UnsupportedConfiguration)
 
 NUM_CLASSES = 1000
 EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed)
@@ -47,37 +53,39 @@ def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "flo
     return rng.integers(0, 256, size=tuple(shape)).astype(dtype)
 
 
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory",
-                "bad_alloc")
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
-        or any(message in text for message in OOM_MESSAGES)
-
-
 class CellContext:
-    """What one request needs: the recipe, the store, and the weights and artifact prepared for it."""
+    """What one request needs: the recipe, the store, and the artifacts its prepare job made.
 
-    def __init__(self, request: dict[str, Any]) -> None:
+    Measuring modes never prepare anything themselves: weights, complexity and the ONNX file were made
+    by a separate prepare job (`run_prepare`), so nothing of that work is in a measuring process.
+    """
+
+    def __init__(self, request: dict[str, Any], placement: dict[str, str]) -> None:
         self.request = request
         self.cell = request["cell"]
         self.model = request["model"]
         self.seed = request.get("seed", 0)
-        self.store = Store(Path(request["cache_dir"]))
+        self.cache_dir = Path(placement["cache_dir"])
+        self.run_dir = Path(placement["run_dir"])
+        self.store = Store(self.cache_dir)
         self.external_onnx = self.model.get("onnx_path")
         self.recipe = None if self.external_onnx else ModelRecipe(
             name=self.model["name"], source=self.model["source"], builder=self.model["builder"],
             builder_kwargs=self.model.get("builder_kwargs", {}), pretrained_tag=self.model.get("pretrained_tag"),
             weights=request.get("weights", RANDOM))
-        self.prepared: dict[str, Any] = {}
+        self.prepared: dict[str, Any] = dict(request.get("prepared") or {})
         self.built: dict[str, Any] = {}
 
-    def options(self, precision: str | None = None) -> RuntimeOptions:
+    def in_cache(self, path: str) -> str:
+        """A path the prepare job wrote relative to the cache, on this machine (absolute ones stay)."""
+        return str(self.cache_dir / path)
+
+    def options(self, runtime: str | None = None, precision: str | None = None) -> RuntimeOptions:
         return RuntimeOptions(device=self.cell["device"], precision=precision or self.cell["precision"],
                               threads=self.request.get("threads"),
-                              channels_last=self.request.get("channels_last", False))
+                              channels_last=self.request.get("channels_last", False),
+                              extra=dict((self.request.get("runtime_options") or {}).get(runtime or self.cell["runtime"],
+                                                                                         {})))
 
     def input_shape(self) -> list[int]:
         if self.external_onnx:
@@ -85,20 +93,14 @@ class CellContext:
         size = self.model["input_size"]
         return [self.cell["batch_size"], 3, size, size]
 
-    def prepare_weights(self, import_library: bool = True) -> None:
-        """Random weights become a cached, seeded, BatchNorm-recalibrated state-dict file.
+    # ---------------------------------------------------------------- prepare jobs
 
-        The source library is imported here (and timed) when the runtime will build the module; a
-        runtime that reads a cached ONNX file never needs it.
-        """
-        if self.recipe is None:
-            return
-        if import_library:
-            start = time.perf_counter()
-            import_source(self.recipe.source, hub_needed=self.recipe.weights == "pretrained")
-            self.prepared["library_import_s"] = time.perf_counter() - start
+    def prepare_weights(self) -> None:
+        """Random weights become a cached, seeded, BatchNorm-recalibrated state-dict file (path relative to
+        the cache); a weights file is named by its content; pretrained weights by tag and library."""
         from harness.models import library_version
 
+        assert self.recipe is not None
         if self.recipe.weights == PRETRAINED:
             self.prepared["weights"] = {"kind": PRETRAINED, "tag": self.recipe.pretrained_tag,
                                         "library": library_version(self.recipe.source)}
@@ -107,70 +109,91 @@ class CellContext:
             self.prepared["weights"] = {"kind": self.recipe.weights_label, "path": self.recipe.weights,
                                         "sha256": sha256_of(Path(self.recipe.weights))}
             return
-
         start = time.perf_counter()
         entry = random_weights(self.recipe, self.model["input_size"], self.seed, self.store,
                                library_version(self.recipe.source))
-        self.recipe = replace(self.recipe, weights=str(entry.path))
         self.prepared["weights"] = {"kind": "random", "seed": self.seed, "description": entry.meta["description"],
                                     "sha256": entry.meta["sha256"], "file_bytes": entry.meta["file_bytes"],
+                                    "path": str(entry.path.relative_to(self.cache_dir)),
                                     "prepare_s": time.perf_counter() - start}
 
+    def weights_recipe(self) -> ModelRecipe:
+        """The recipe with the prepared weights: the cached random file, a user's file, or pretrained."""
+        assert self.recipe is not None
+        weights = self.prepared.get("weights") or {}
+        if weights.get("kind") == "random":
+            return replace(self.recipe, weights=self.in_cache(weights["path"]))
+        return self.recipe
+
     def build(self) -> Any:
-        module = build_module(self.recipe)
+        module = build_module(self.weights_recipe())
         self.built["module"] = module
         return module
 
     def weights_id(self) -> str:
         weights = self.prepared.get("weights", {})
+        assert self.recipe is not None
         return weights.get("sha256") or f"{self.recipe.weights_label}:{self.recipe.pretrained_tag}:" \
                                         f"{weights.get('library')}"
 
-    def artifact(self, runtime: Runtime, precision: str) -> TorchModuleArtifact | OnnxFileArtifact:
-        name = self.model["name"]
-        if runtime.artifact_kind == "torch":
-            if self.recipe is None:
-                raise UnsupportedConfiguration(f"{runtime.name} runs catalogue models, not an ONNX file")
-            return TorchModuleArtifact(name=name, build=self.build)
-        if self.external_onnx:
-            self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
-            return OnnxFileArtifact(name=name, path=self.external_onnx)
-        return self.exported(name, precision)
-
-    def exported(self, name: str, precision: str) -> OnnxFileArtifact:
+    def export_onnx(self, precision: str) -> None:
         """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`."""
         options = self.request.get("export", {})
+        name = self.model["name"]
         spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=self.model["input_size"],
                           opset=options.get("opset", 18), precision=precision,
                           simplify=options.get("simplify", False),
                           metadata=metadata_for(name, self.model.get("preprocessing", {}),
-                                                self.prepared.get("weights", {}).get("description", self.recipe.weights_label),
+                                                self.prepared.get("weights", {}).get("description",
+                                                                                     self.weights_recipe().weights_label),
                                                 __version__))
         start = time.perf_counter()
-        entry, hit = export(spec, lambda: build_module(self.recipe), self.store)
+        entry, hit = export(spec, self.build, self.store)
         meta = entry.meta
         self.prepared["artifact"] = {
-            "kind": "onnx", "path": str(entry.path), "cache_hit": hit, "lookup_s": time.perf_counter() - start,
-            "exporter": meta["exporter"], "fallback_reason": meta["fallback_reason"], "opset": meta["opset"],
-            "export_s": meta["export_s"], "file_bytes": meta["file_bytes"], "sha256": meta["sha256"],
-            "precision": precision, "simplified": spec.simplify}
-        return OnnxFileArtifact(name=name, path=str(entry.path))
+            "kind": "onnx", "path": str(entry.path.relative_to(self.cache_dir)), "cache_hit": hit,
+            "lookup_s": time.perf_counter() - start, "exporter": meta["exporter"],
+            "fallback_reason": meta["fallback_reason"], "opset": meta["opset"], "export_s": meta["export_s"],
+            "file_bytes": meta["file_bytes"], "sha256": meta["sha256"], "precision": precision,
+            "simplified": spec.simplify}
 
-    def complexity(self, may_build: bool) -> dict[str, Any] | None:
-        """Cached figure if there is one, else measured on the module (built now if the runtime did not)."""
-        if self.recipe is None:
-            return None
-        cache = ComplexityCache(Path(self.request["cache_dir"]) / "complexity.json")
+    def measure_complexity(self) -> None:
+        """Params and MACs from the cache, or counted on the module (built now if the export did not)."""
+        cache = ComplexityCache(self.cache_dir / "complexity.json")
         key = self.request["complexity_key"]
         cached = cache.get(key)
-        if cached is not None:
-            return cached.as_dict()
-        if not may_build:
+        if cached is None:
+            module = self.built.get("module") or self.build()
+            cached = measure(module, self.model["input_size"])
+            cache.put(key, cached)
+        self.prepared["complexity"] = cached.as_dict()
+
+    # ---------------------------------------------------------------- measuring jobs
+
+    def artifact(self, runtime: Runtime) -> TorchModuleArtifact | OnnxFileArtifact:
+        name = self.model["name"]
+        if runtime.consumes == TORCH_MODULE:
+            if self.recipe is None:
+                raise UnsupportedConfiguration(f"{runtime.name} runs catalogue models, not an ONNX file")
+            return TorchModuleArtifact(name=name, build=self.build)
+        if runtime.consumes == NOTHING:
+            return TorchModuleArtifact(name=name, build=lambda: None)
+        if self.external_onnx:
+            self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
+            return OnnxFileArtifact(name=name, path=self.external_onnx)
+        artifact = self.prepared.get("artifact")
+        if not artifact or artifact.get("kind") != "onnx":
+            raise RuntimeError(f"no ONNX file was prepared for {name} (a prepare job must run first)")
+        return OnnxFileArtifact(name=name, path=self.in_cache(artifact["path"]))
+
+    def complexity(self) -> dict[str, Any] | None:
+        """What the prepare job counted, or a cached figure (cells that need no preparation)."""
+        if self.recipe is None:
             return None
-        module = self.built.get("module") or build_module(self.recipe)
-        value = measure(module, self.model["input_size"])
-        cache.put(key, value)
-        return value.as_dict()
+        if "complexity" in self.prepared:
+            return self.prepared["complexity"]
+        cached = ComplexityCache(self.cache_dir / "complexity.json").get(self.request["complexity_key"])
+        return cached.as_dict() if cached else None
 
 
 def _run_once(runtime: Runtime) -> float:
@@ -195,14 +218,11 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "ok", "error": None}
     runtime = create_runtime(cell["runtime"], context.options())
     with runtime:
-        if runtime.builds_model:
-            context.prepare_weights(import_library=runtime.artifact_kind == "torch")
-            artifact: Any = context.artifact(runtime, cell["precision"])
-        else:
-            artifact = TorchModuleArtifact(name=context.model["name"], build=lambda: None)
+        _import_model_library(context, runtime)
+        artifact = context.artifact(runtime)
         inputs = make_inputs(context.input_shape(), context.seed, context.model.get("input_dtype", "float32"))
         host, nvml, jetson = memory.HostRss(), memory.NvmlProcess(device), memory.JetsonUnified()
-        memory.start_cuda_context(device)
+        runtime.init_device()
         nvml.mark_context()
         host.start()
         samplers = (nvml, jetson)
@@ -231,6 +251,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
             sampler.stop()
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
+        device_memory = runtime.device_memory()
     if not context.external_onnx:
         _check_outputs(outputs, cell["batch_size"])
     host_stats = summarize(measurement.host_ms, cell["batch_size"]).__dict__
@@ -249,7 +270,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(),
-                        "torch_allocator": memory.torch_allocator(device, runtime.name),
+                        "torch_allocator": device_memory,
                         "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
     gpu = None
     if gpu_before is not None:
@@ -262,39 +283,48 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                                           frequency_before, frequency_after, gpu)
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                        "generator": f"numpy default_rng({context.seed})"}
-    result["complexity"] = context.complexity(may_build=runtime.builds_model)
+    result["complexity"] = context.complexity()
     return result
 
 
-def run_parity(context: CellContext) -> dict[str, Any]:
-    """Candidate runtime vs PyTorch eager fp32 on the same weights and the same seeded inputs."""
-    import torch
+def reference_outputs_path(run_dir: Path, cell: dict[str, Any]) -> Path:
+    """Where the reference cell of a model and batch size keeps its outputs for the cells compared with it."""
+    return run_dir / "outputs" / f"{cell['model']}-bs{cell['batch_size']}-reference.npy"
 
+
+def run_parity(context: CellContext) -> dict[str, Any]:
+    """The cell's runtime on the prepared artifact and seeded inputs. The reference cell (PyTorch eager
+    fp32, planned first) saves its outputs; every other cell compares its own with them."""
     cell = context.cell
-    context.prepare_weights()
     inputs = make_inputs(context.input_shape(), context.seed)
-    reference_module = build_module(context.recipe)
-    with torch.inference_mode():
-        reference = reference_module(torch.from_numpy(inputs)).float().numpy()
-    del reference_module
     runtime = create_runtime(cell["runtime"], context.options())
     with runtime:
-        runtime.load(context.artifact(runtime, cell["precision"]))
+        runtime.load(context.artifact(runtime))
         runtime.prepare(inputs)
         runtime.run()
         runtime.synchronize()
-        candidate = runtime.outputs()[0]
+        outputs = runtime.outputs()[0]
         info = runtime.info()
-    parity = compare(reference, candidate)
+    reference = context.request["reference"]
+    reference_path = reference_outputs_path(context.run_dir, cell)
+    input_note = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
+                  "generator": f"numpy default_rng({context.seed})"}
+    if (cell["runtime"], cell["precision"]) == (reference["runtime"], reference["precision"]):
+        _save_array(reference_path, outputs.astype(np.float32))
+        return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
+                "parity": {"is_reference": True, "outputs_file": str(reference_path.relative_to(context.run_dir))}}
+    if not reference_path.is_file():
+        raise RuntimeError(f"the reference outputs {reference_path} are missing: the reference cell did not finish")
+    parity = compare(np.load(reference_path), outputs)
     tolerance = TOLERANCES[cell["precision"]]
     problems = violations(parity, tolerance)
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,
-            "parity": {**parity.as_dict(), "reference": "torch eager fp32, same weights and inputs",
+            "parity": {**parity.as_dict(), "is_reference": False,
+                       "reference": f"{reference['runtime']} {reference['precision']}, same weights and inputs",
                        "tolerance": tolerance.__dict__},
-            "input": {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
-                      "generator": f"numpy default_rng({context.seed})"}}
+            "input": input_note}
 
 
 def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: str) -> Path:
@@ -312,7 +342,7 @@ def run_accuracy(context: CellContext) -> dict[str, Any]:
         raise WeightsUnavailable("accuracy needs trained weights: pass --weights pretrained or a state-dict path")
     crop_set = settings["sets"][cell["model"]]
     predictions, labels, load_s, info = _evaluate(context, crop_set)
-    run_dir = context.request["run_dir"]
+    run_dir = context.run_dir
     own = predictions_path(run_dir, cell["model"], cell["runtime"], cell["precision"])
     _save_array(own, predictions.top5)
     scores = score(predictions.top5, labels)
@@ -328,7 +358,7 @@ def run_accuracy(context: CellContext) -> dict[str, Any]:
                           "from": crop_set["preprocessing_from"]},
         "data": {**settings["data"], "crop_set": crop_set["key"], "images_listed": crop_set["count"],
                  "bad_images": crop_set["count"] - crop_set["valid_count"],
-                 "bad_images_listed_in": str(Path(crop_set["folder"]) / "meta.json")},
+                 "bad_images_listed_in": str(Path(context.in_cache(crop_set["folder"])) / "meta.json")},
     }
     reference_path = predictions_path(run_dir, cell["model"], reference["runtime"], reference["precision"])
     figures.update(_against_reference(predictions.top5, labels, reference_path, is_reference=reference_path == own))
@@ -342,14 +372,14 @@ def _evaluate(context: CellContext, crop_set: dict[str, Any]) -> tuple[Any, np.n
     from harness.accuracy.preprocess import Normalization
 
     cell = context.cell
-    crops, labels, valid = open_crops(Path(crop_set["folder"]))
+    crops, labels, valid = open_crops(Path(context.in_cache(crop_set["folder"])))
     indices = np.flatnonzero(valid)
     normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in crop_set["normalization"].items()})
     runtime = create_runtime(cell["runtime"], context.options())
     with runtime:
-        context.prepare_weights(import_library=runtime.artifact_kind == "torch")
-        artifact = context.artifact(runtime, cell["precision"])
+        _import_model_library(context, runtime)
+        artifact = context.artifact(runtime)
         start = time.perf_counter_ns()
         runtime.load(artifact)
         load_s = (time.perf_counter_ns() - start) / 1e9
@@ -386,39 +416,95 @@ def _check_outputs(outputs: list[np.ndarray], batch_size: int) -> None:
         raise RuntimeError("outputs contain NaN or infinity")
 
 
-def failure(exc: BaseException) -> dict[str, Any]:
+def _import_model_library(context: CellContext, runtime: Runtime) -> None:
+    """A runtime that builds the module imports its source library first, timed apart from load."""
+    if runtime.consumes == TORCH_MODULE and context.recipe is not None:
+        start = time.perf_counter()
+        import_source(context.recipe.source, hub_needed=context.recipe.weights == PRETRAINED)
+        context.prepared["library_import_s"] = time.perf_counter() - start
+
+
+def classify(exc: BaseException, runtime_name: str | None, memory_capped: bool) -> str:
+    """A failure's status from its type: the runtime names its library's own out-of-memory and
+    unsupported errors; an import that fails under the memory cap and succeeds without it ran out of
+    memory. Never from the words of a message."""
     if isinstance(exc, UnsupportedConfiguration):
-        status = "unsupported"
-    elif _is_oom(exc):
-        status = "oom"
-    else:
-        status = "error"
-    return {"status": status, "error": f"{type(exc).__name__}: {exc}",
+        return "unsupported"
+    if isinstance(exc, (MemoryError, OutOfMemory)):
+        return "oom"
+    if runtime_name is not None:
+        try:
+            status = runtime_class(runtime_name).classify_failure(exc)
+        except (KeyError, RuntimeUnavailable):
+            status = None
+        if status is not None:
+            return status
+    if memory_capped and isinstance(exc, ImportError) and _imports_without_cap(exc):
+        return "oom"
+    return "error"
+
+
+def _imports_without_cap(exc: ImportError) -> bool:
+    """Lift the memory cap (its soft limit) and import the module again: True when it then loads."""
+    module = exc.name
+    if not module:
+        return False
+    try:
+        lift_memory_limit()
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - it fails without the cap too: an ordinary error
+        return False
+    return True
+
+
+def failure(exc: BaseException, runtime_name: str | None = None, memory_capped: bool = False) -> dict[str, Any]:
+    return {"status": classify(exc, runtime_name, memory_capped), "error": f"{type(exc).__name__}: {exc}",
+            "error_type": type(exc).__name__,
             "traceback": None if isinstance(exc, EXPECTED_FAILURES) else traceback.format_exc(limit=20)}
 
 
-def run_export(context: CellContext) -> dict[str, Any]:
-    """Prepare weights and the ONNX file (from the cache, or exported now); nothing is timed."""
+def run_prepare(context: CellContext) -> dict[str, Any]:
+    """Everything a measuring cell needs made beforehand, in this process and not in that one: the
+    weights file, params and MACs, and (when asked) the ONNX file. Nothing is timed."""
+    if context.recipe is None:
+        return {"status": "ok", "error": None, "prepared": context.prepared}
+    start = time.perf_counter()
+    import_source(context.recipe.source, hub_needed=context.recipe.weights == PRETRAINED)
+    context.prepared["library_import_s"] = time.perf_counter() - start
     context.prepare_weights()
-    context.exported(context.model["name"], context.cell["precision"])
+    onnx_precision = (context.request.get("prepare") or {}).get("onnx_precision")
+    if onnx_precision:
+        context.export_onnx(onnx_precision)
+    context.measure_complexity()
+    context.prepared.pop("library_import_s")
     return {"status": "ok", "error": None, "prepared": context.prepared}
 
 
-MODES = {"bench": run_bench, "parity": run_parity, "export": run_export, "accuracy": run_accuracy}
+MODES = {"prepare": run_prepare, "bench": run_bench, "parity": run_parity, "accuracy": run_accuracy}
 
 
 def main(argv: list[str]) -> int:
+    """`harness.worker ENVELOPE.json RESULT.json`: the envelope holds the request and the executor's
+    placement (where the cache is, where to write files) and the memory cap."""
     started = time.perf_counter()
     request_path, result_path = Path(argv[0]), Path(argv[1])
-    request = json.loads(request_path.read_text())
-    context = CellContext(request)
+    envelope = json.loads(request_path.read_text())
+    request, cap = envelope["request"], envelope.get("max_memory_bytes")
+    limit_memory(cap)
+    context = CellContext(request, envelope["placement"])
     try:
         result = MODES[request.get("mode", "bench")](context)
     except BaseException as exc:  # everything becomes a record; KeyboardInterrupt included
-        result = failure(exc)
+        runtime = request["cell"]["runtime"] if request.get("mode") != "prepare" else None
+        result = failure(exc, runtime, memory_capped=cap is not None)
         result["prepared"] = context.prepared
+    result["host"] = socket.gethostname()
     result["worker_s"] = time.perf_counter() - started  # the cell's wall time less interpreter start and imports
-    write_atomically(result_path, json.dumps(result, allow_nan=False, default=str))
+    try:
+        write_atomically(result_path, json.dumps(result, allow_nan=False, default=str))
+    except OSError as exc:
+        print(f"cannot write the result {result_path}: {exc}", file=sys.stderr)
+        return EXIT_RESULT_UNWRITABLE
     return 0
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import Artifact, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import NOTHING, Artifact, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 NUM_CLASSES = 1000
 
@@ -15,7 +15,7 @@ class NullRuntime(Runtime):
     """`run()` returns at once; `outputs()` is zeros of shape (batch, 1000). No model is ever built."""
 
     name = "null"
-    builds_model = False
+    consumes = NOTHING
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)

@@ -13,20 +13,58 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import Artifact, OnnxFileArtifact, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
                 "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
-UNSUPPORTED_MARKERS = ("NOT_IMPLEMENTED", "Could not find an implementation", "is not a registered function/op",
-                       "No Op registered", "Unsupported model IR version", "opset")
+GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                      "all": "ORT_ENABLE_ALL"}
+EXECUTION_MODE = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+# onnxruntime's own exception types (onnxruntime.capi.onnxruntime_pybind11_state) that mean the graph
+# needs what this build does not have: an op or a type with no kernel, or an opset/IR version it lacks.
+UNSUPPORTED_ERRORS = ("NotImplemented", "InvalidGraph")
+
+
+ORT_DOMAINS = ("com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental")
+
+
+def unknown_ops(path: str) -> list[str]:
+    """Nodes whose op no ONNX schema (standard domains) and no onnxruntime domain defines, as
+    'domain:op (node)'; empty where onnx is not installed or every op is known."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        graph = onnx.load(path, load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - an unreadable file is the session's error to report
+        return []
+    unknown = []
+    for node in graph.node:
+        domain = node.domain or ""
+        if domain in ORT_DOMAINS or onnx.defs.has(node.op_type, domain):
+            continue
+        unknown.append(f"{domain or 'ai.onnx'}:{node.op_type} ({node.name or 'unnamed'})")
+    return unknown
 
 
 class OnnxRuntime(Runtime):
     name = "ort"
-    artifact_kind = "onnx"
+    consumes = ONNX_FILE
     preload_modules = ("onnxruntime",)
     accelerator_provider = "CUDAExecutionProvider"
+    option_prefix = "ort"
+    option_specs = {
+        "graph_optimization": OptionSpec("graph optimization level", tuple(GRAPH_OPTIMIZATION), "all"),
+        "execution_mode": OptionSpec("operators one at a time, or independent branches in parallel",
+                                     tuple(EXECUTION_MODE), "sequential"),
+        "inter_op_threads": OptionSpec("threads across operators (parallel execution mode)"),
+    }
+
+    @classmethod
+    def classify_failure(cls, exc: BaseException) -> str | None:
+        return "unsupported" if type(exc).__name__ in UNSUPPORTED_ERRORS else None
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
@@ -55,9 +93,14 @@ class OnnxRuntime(Runtime):
         return [cuda, "CPUExecutionProvider"]
 
     def _session_options(self) -> Any:
+        extra = self.options.extra
         session_options = self._ort.SessionOptions()
-        session_options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        session_options.graph_optimization_level = getattr(
+            self._ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[extra.get("graph_optimization", "all")])
+        session_options.execution_mode = getattr(self._ort.ExecutionMode,
+                                                 EXECUTION_MODE[extra.get("execution_mode", "sequential")])
+        if "inter_op_threads" in extra:
+            session_options.inter_op_num_threads = extra["inter_op_threads"]
         if self.options.threads is not None:
             session_options.intra_op_num_threads = self.options.threads
         session_options.log_severity_level = 3
@@ -70,8 +113,10 @@ class OnnxRuntime(Runtime):
             self._session = self._ort.InferenceSession(artifact.path, sess_options=self._session_options(),
                                                        providers=self._providers())
         except Exception as exc:
-            if any(marker in str(exc) for marker in UNSUPPORTED_MARKERS):
-                raise UnsupportedConfiguration(f"onnxruntime cannot run {artifact.path}: {exc}") from None
+            unknown = unknown_ops(artifact.path) if type(exc).__name__ == "Fail" else []
+            if unknown or self.classify_failure(exc) == "unsupported":
+                detail = f"ops with no schema in ONNX or onnxruntime: {', '.join(unknown)}; " if unknown else ""
+                raise UnsupportedConfiguration(f"onnxruntime cannot run {artifact.path}: {detail}{exc}") from None
             raise
         self._inputs_meta = self._session.get_inputs()
         if len(self._inputs_meta) != 1:
@@ -123,6 +168,7 @@ class OnnxRuntime(Runtime):
                 "graph_optimization_level": str(session_options.graph_optimization_level),
                 "execution_mode": str(session_options.execution_mode),
                 "io_binding": self._on_device,
+                "runtime_options": dict(self.options.extra),
             },
         }
 
@@ -132,7 +178,7 @@ class OnnxRuntime(Runtime):
 
 
 class OnnxRuntimeTensorRT(OnnxRuntime):
-    """The TensorRT execution provider of onnxruntime-gpu (CUDA as its fallback)."""
+    """The TensorRT execution provider of onnxruntime-gpu (CUDA as its fallback); takes the ort options."""
 
     name = "ort-trt"
     accelerator_provider = "TensorrtExecutionProvider"

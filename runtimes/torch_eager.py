@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import Artifact, DeviceClock, Runtime, RuntimeOptions, UnsupportedConfiguration, TorchModuleArtifact
+from runtimes.base import (HOST_SOURCES, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime, RuntimeOptions,
+                           TorchModuleArtifact, UnsupportedConfiguration)
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -30,7 +31,41 @@ class CudaEventClock:
 
 class TorchEagerRuntime(Runtime):
     name = "torch"
+    consumes = TORCH_MODULE
     preload_modules = ("torch",)
+    memory_sources = (*HOST_SOURCES, "torch_allocator")
+    option_prefix = "torch"
+    option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",
+                                                  ("on", "off"), "on")}
+
+    @classmethod
+    def classify_failure(cls, exc: BaseException) -> str | None:
+        """torch.OutOfMemoryError (CUDA and newer CPU allocators); the CPU allocator's own failure."""
+        if type(exc).__name__ == "OutOfMemoryError":
+            return "oom"
+        if isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc):
+            return "oom"
+        return None
+
+    def init_device(self) -> None:
+        """The CUDA context through torch: the runtime's own library makes it, as in a user's program."""
+        if self.options.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UnsupportedConfiguration("CUDA was asked for but torch sees no CUDA device")
+            torch.zeros(1, device=self.options.device)
+            torch.cuda.synchronize(self.options.device)
+
+    def device_memory(self) -> dict[str, Any]:
+        if not self.options.device.startswith("cuda"):
+            return {"missing": "the cell runs on the CPU"}
+        import torch
+
+        device = self.options.device
+        return {"peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+                "source": "torch.cuda.max_memory_allocated / max_memory_reserved over the whole cell"}
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
@@ -54,7 +89,7 @@ class TorchEagerRuntime(Runtime):
         if self._device.type == "cuda" and not torch.cuda.is_available():
             raise UnsupportedConfiguration("CUDA was asked for but torch sees no CUDA device")
         if self._device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = self.options.extra.get("cudnn_benchmark", "on") == "on"
         module = artifact.build().eval().to(self._device)
         if self.options.precision == "fp16":
             module = module.half()

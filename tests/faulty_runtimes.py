@@ -69,3 +69,18 @@ class JitteryRuntime(NullRuntime):
     def run(self) -> None:
         self._calls = getattr(self, "_calls", 0) + 1
         time.sleep(0.001 if self._calls % 2 else 0.005)
+
+
+class ImportUnderCapRuntime(NullRuntime):
+    """Imports a large library in load() with the memory cap just above what the process already uses, as
+    a cap that trips while a forked cell imports its libraries: the import fails for want of memory."""
+
+    def load(self, artifact) -> None:
+        import resource
+
+        from harness.memory import _status_bytes
+
+        super().load(artifact)
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        resource.setrlimit(resource.RLIMIT_DATA, (_status_bytes("VmData") + 64 * 1024, hard))
+        import _ssl  # noqa: F401 - maps libcrypto (MBs of private data): "failed to map segment"

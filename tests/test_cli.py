@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.records import read_records
+from harness.records import env_file_for, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def harness(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+def harness(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=600)
 
@@ -59,7 +60,7 @@ def test_bench_null_runtime_end_to_end(tmp_path):
     assert "4/4 cells ok" in result.stdout and "bs 2" in result.stdout and "random-init weights" in result.stdout
     read = read_records(tmp_path / "r1" / "records.jsonl")
     assert read.skipped == [] and len(read.records) == 4
-    env = json.loads((tmp_path / "r1" / "env.json").read_text())
+    env = json.loads((tmp_path / "r1" / env_file_for(socket.gethostname())).read_text())  # one per host
     assert {"cpu_model", "cpu_logical_cores", "ram_bytes", "python", "packages", "torch"} <= set(env)
 
 

@@ -23,7 +23,10 @@ def test_verify_against_torch(tmp_path):
     result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ort", "--out", str(tmp_path),
                      "--run-id", "v")
     assert result.returncode == 0, result.stderr + result.stdout
-    [record] = read_records(tmp_path / "v" / "records.jsonl").records
+    reference, record = read_records(tmp_path / "v" / "records.jsonl").records
+    # the reference runs through the runtime contract like any runtime, first, and says so
+    assert reference["cell"]["runtime"] == "torch" and reference["parity"]["is_reference"] is True
+    assert "reference" in result.stdout
     assert record["kind"] == "parity" and record["status"] == "ok"
     assert record["parity"]["top1_agreement"] == 1.0 and record["parity"]["max_rel_err"] < 1e-4
     assert record["prepared"]["weights"]["kind"] == "random"

@@ -3,12 +3,14 @@ exit or a hang become records with a status, either way."""
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 
 from harness.bench import PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, preload_for
 from harness.planning import Cell
-from harness.records import read_records
+from harness.records import env_file_for, read_records
 from harness.timing import Policy
 from harness.zygote import PAGE_BYTES, _runs_of
 
@@ -79,7 +81,7 @@ def test_sweep_goes_on_after_a_failure(tmp_path, catalogue):
              Cell("resnet18", "null", "fp32", 1, "cpu")]
     records = sweep.run(cells)
     assert [r["status"] for r in records] == ["crashed", "ok"]
-    assert (tmp_path / "run" / "env.json").exists() and (tmp_path / "run" / "plan.json").exists()
+    assert (tmp_path / "run" / env_file_for(socket.gethostname())).exists() and (tmp_path / "run" / "plan.json").exists()
 
 
 def test_a_zygote_serves_the_cells_that_import_the_same_libraries(tmp_path, catalogue):

@@ -146,7 +146,7 @@ def test_bad_inputs_get_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="no records.jsonl"):
         data.load([tmp_path / "empty"])
     newer = record("resnet50", "torch", 1, 20.0, 10**9)
-    newer["schema_version"] = 2
+    newer["schema_version"] = 3
     with pytest.raises(UserError, match="newer harness"):
         data.load([write_run(tmp_path / "newer", [newer])])
     only_parity = {**record("resnet50", "torch", 1, 20.0, 10**9), "kind": "parity"}
@@ -299,3 +299,13 @@ def test_html_report_renders_in_a_browser_without_errors(tmp_path, two_devices):
         assert hidden == ["GPU Test GPU"]
     finally:
         browser.quit()
+
+
+def test_the_upper_bound_is_drawn_within_0_to_100_percent():
+    """Before: the HTML report's Fig. 3 bound, fitted through two frontier points, ran to 257 % top-1."""
+    from harness.reports.fits import Line, bound_curve
+
+    xs, ys = bound_curve(Line(slope=-0.5, intercept=257.0, points=2), [10.0, 100.0, 1000.0])
+    assert xs and all(0 <= y <= 100 for y in ys)
+    assert min(xs) >= 10.0 and max(xs) <= 1000.0 and min(xs) > 10.0  # the part above 100 % is left out
+    assert bound_curve(Line(slope=0.0, intercept=50.0, points=2), [])[0] == []

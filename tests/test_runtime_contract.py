@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtimes import RUNTIMES, RuntimeUnavailable, create_runtime, runtime_class
-from runtimes.base import OnnxFileArtifact, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+from runtimes.base import ONNX_FILE, OnnxFileArtifact, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 
 
 def _importable(name: str) -> bool:
@@ -61,7 +61,7 @@ def onnx_artifact(tmp_path_factory) -> OnnxFileArtifact:
 @pytest.fixture
 def artifact_for(onnx_artifact):
     def choose(runtime):
-        return onnx_artifact if runtime.artifact_kind == "onnx" else TORCH_ARTIFACT
+        return onnx_artifact if runtime.consumes == ONNX_FILE else TORCH_ARTIFACT
 
     return choose
 

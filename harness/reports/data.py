@@ -1,12 +1,11 @@
 """Records of one or more run folders, reduced to the figures reports need: one `Point` per cell.
 
 Reports are pure functions of these points; nothing here runs a benchmark. Runs from several
-machines merge: each point carries the device it ran on, named from its run's env.json.
+machines merge: each point carries the device it ran on, named from the environment file of the host that measured it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.memory import peak_bytes
-from harness.records import ENV_FILE, RECORDS_FILE, SCHEMA_VERSION, read_records
+from harness.paths import cache_dir
+from harness.records import RECORDS_FILE, read_environments, read_records
 
 # The memory reading that stands for "memory" on each kind of device: what the paper measured on
 # the GPU (the process's total, CUDA context included), the unified pool on a Jetson, RSS on a CPU.
@@ -109,7 +109,7 @@ def device_kind(env: dict[str, Any], device: str) -> str:
 
 
 def device_name(env: dict[str, Any], device: str) -> str:
-    """A readable name for the device a cell ran on, from its run's env.json."""
+    """A readable name for the device a cell ran on, from the env file of the host that ran it."""
     kind = device_kind(env, device)
     if kind == "jetson":
         jetson = env.get("jetson") or {}
@@ -152,16 +152,14 @@ def point_from_record(record: dict[str, Any], env: dict[str, Any]) -> Point:
         samples=host.get("samples"), valid=bool(validity.get("valid", True)),
         invalid_reasons=tuple(validity.get("reasons") or ()), memory_peak_bytes=_memory_peaks(record.get("memory")),
         params=complexity.get("params"), macs=complexity.get("macs"), accuracy=_published(model),
-        onnx_opset=artifact.get("opset"), onnx_path=artifact.get("path"))
+        onnx_opset=artifact.get("opset"), onnx_path=_onnx_path(artifact.get("path")))
 
 
-def _read_env(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / ENV_FILE).read_text())
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{run_dir / ENV_FILE} is not valid JSON ({exc.msg}): restore it or remove the run") from None
+def _onnx_path(path: str | None) -> str | None:
+    """Schema-2 records name the cached file relative to the artifact cache (this machine's)."""
+    if path is None or Path(path).is_absolute():
+        return path
+    return str(cache_dir() / path)
 
 
 def _run_dirs(paths: list[Path]) -> list[Path]:
@@ -186,13 +184,11 @@ def load(paths: list[Path]) -> Dataset:
     notes: list[str] = []
     runs = _run_dirs(paths)
     for run_dir in runs:
-        read = read_records(run_dir / RECORDS_FILE)
-        if read.newer_schema is not None:
-            raise UserError(f"{run_dir} was written by a newer harness (record schema {read.newer_schema}, this one "
-                            f"reads {SCHEMA_VERSION}): upgrade dnn-harness to report it")
+        read = read_records(run_dir / RECORDS_FILE).check_readable(run_dir)
         notes += read.skipped
-        env = _read_env(run_dir)
+        environments = read_environments(run_dir)
         for record in read.records:
+            env = environments.get(record.get("host")) or environments.get(None) or {}
             if record.get("kind") == "accuracy":
                 accuracy_records.append({**record, "_device": device_name(env, record["cell"]["device"])})
                 continue

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
-from harness.reports.fits import MB, Line, accuracy_speed_front, memory_fits, upper_bound
+from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
 from harness.summary import BASELINE_RUNTIME
 
 FORMATS = ("png", "svg")
@@ -112,9 +112,8 @@ def _speed_axes(axes, points: list[Point], bound: Line | None) -> None:
     axes.plot([p.images_per_s for p in front], [p.accuracy.top1 for p in front], ":", color="grey",  # type: ignore[union-attr]
               label="frontier")
     if bound is not None:
-        grid = np.geomspace(min(xs), max(xs), 200)  # type: ignore[type-var]
-        axes.plot(grid, bound.at(grid), "r--",
-                  label=f"upper bound: {bound.intercept:.2f} {bound.slope:+.4f} x images/s")
+        grid, line = bound_curve(bound, xs)  # type: ignore[arg-type]
+        axes.plot(grid, line, "r--", label=f"upper bound: {bound.intercept:.2f} {bound.slope:+.4f} x images/s")
     axes.set_xscale("log")
     axes.set_xlabel("Images per second (batch 1, log scale)")
     axes.set_ylabel("Top-1 accuracy (%)")

@@ -62,6 +62,22 @@ def upper_bound(points: list[Point]) -> Line | None:
     return Line(fit.slope, intercept, len(front))
 
 
+TOP1_RANGE = (0.0, 100.0)
+
+
+def bound_curve(bound: Line, xs: list[float], samples: int = 200) -> tuple[list[float], list[float]]:
+    """The upper bound drawn over the data's images/s range (log-spaced, for a log axis), keeping only
+    the part within 0-100 % top-1: a steep bound through few frontier points would otherwise run far
+    above any possible accuracy."""
+    if not xs:
+        return [], []
+    low, high = min(xs), max(xs)
+    grid = [low * (high / low) ** (i / (samples - 1)) for i in range(samples)] if high > low else [low]
+    kept = [(x, bound.intercept + bound.slope * x) for x in grid]
+    kept = [(x, y) for x, y in kept if TOP1_RANGE[0] <= y <= TOP1_RANGE[1]]
+    return [x for x, _ in kept], [y for _, y in kept]
+
+
 def memory_fits(points: list[Point]) -> dict[str, Line]:
     """Memory (MB) vs model size (MB of fp32 parameters) at the points given (batch 1 in Fig. 4): one
     least-squares line for all, and one per family with at least three models (two points always fit)."""

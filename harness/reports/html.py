@@ -16,7 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from harness import __version__
 from harness.reports.data import Dataset, Point, series_label
-from harness.reports.fits import Line
+from harness.reports.fits import Line, bound_curve
 from harness.reports.tables import ReportTable, to_html
 
 STYLE = """
@@ -70,12 +70,10 @@ function draw() {
   const withTop1 = shown.filter(p => p.top1 != null && p.images_per_s != null);
   const speed = traces(withTop1, p => p.images_per_s, p => p.top1);
   for (const [label, bound] of Object.entries(BOUNDS)) {
-    const inSeries = withTop1.filter(p => seriesOf(p) === label);
-    if (!inSeries.length) continue;
-    const xs = inSeries.map(p => p.images_per_s), lo = Math.min(...xs), hi = Math.max(...xs);
-    const grid = Array.from({length: 60}, (_, i) => lo * Math.pow(hi / lo, i / 59));
-    speed.push({type: 'scatter', mode: 'lines', name: 'upper bound, ' + label, x: grid,
-                y: grid.map(v => bound.intercept + bound.slope * v), line: {dash: 'dash'}, hoverinfo: 'name'});
+    if (!withTop1.some(p => seriesOf(p) === label) || !bound.x.length) continue;
+    // drawn over the series' images/s range and within 0-100 % top-1 (computed with the report)
+    speed.push({type: 'scatter', mode: 'lines', name: 'upper bound, ' + label, x: bound.x, y: bound.y,
+                line: {dash: 'dash'}, hoverinfo: 'name'});
   }
   Plotly.react('chart-speed', speed, layout('Top-1 vs images/s at batch 1 (dashed: upper bound)',
     'images per second (log scale)', 'top-1 (%)', 'log'));
@@ -127,7 +125,12 @@ def render(dataset: Dataset, tables: dict[tuple[str, str, str], list[ReportTable
         sections.append(f'<section class="series" data-runtime="{html.escape(runtime)}" '
                         f'data-device="{html.escape(device)}"><h2>{html.escape(series_label(series))}</h2>'
                         f"{body}</section>")
-    bounds = {label: {"intercept": line.intercept, "slope": line.slope} for label, line in upper_bounds.items()}
+    bounds = {}
+    for label, line in upper_bounds.items():
+        xs = [p.images_per_s for p in dataset.points if series_label(p.series) == label and p.ok
+              and p.batch_size == 1 and p.images_per_s and p.accuracy and p.accuracy.top1 is not None]
+        grid, ys = bound_curve(line, xs)
+        bounds[label] = {"intercept": line.intercept, "slope": line.slope, "x": grid, "y": ys}
     fits = "".join(f"<li>{html.escape(line)}</li>" for line in fit_lines)
     runs = ", ".join(html.escape(Path(run).name) for run in dataset.runs)
     return f"""<!DOCTYPE html>

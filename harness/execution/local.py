@@ -1,0 +1,73 @@
+"""The local executor: each job in a fresh process on this machine, one at a time — forked from a
+zygote that imported the job's libraries once (`fork`, the default on Linux), or a new interpreter
+(`exec`). See `harness.isolation` for the process handling and `harness.zygote` for the zygote."""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from pathlib import Path
+
+from harness.execution.executor import Executor, Job, Outcome, Placement, StorageFailed
+from harness.isolation import EXIT_RESULT_UNWRITABLE, ZygoteDied, ZygotePool, run_isolated
+
+PROCESS_STARTS = ("fork", "exec")
+
+
+class LocalExecutor(Executor):
+    """Runs one job at a time, in submission order, in a fresh local process with a timeout."""
+
+    capacity = 1
+
+    def __init__(self, placement: Placement, process_start: str = "fork") -> None:
+        if process_start not in PROCESS_STARTS:
+            raise ValueError(f"process_start must be one of {PROCESS_STARTS}")
+        self.placement = placement
+        self.process_start = process_start
+        self.log_dir = placement.run_dir / "cells"
+        self._queue: deque[Job] = deque()
+        self._zygotes = ZygotePool(self.log_dir) if process_start == "fork" else None
+
+    def submit(self, job: Job) -> None:
+        if len(self._queue) >= self.capacity:
+            raise RuntimeError("the local executor runs one job at a time: wait() for it first")
+        self._queue.append(job)
+
+    def wait(self) -> tuple[Job, Outcome]:
+        job = self._queue.popleft()
+        zygote = None
+        if self._zygotes is not None:
+            try:
+                zygote = self._zygotes.get(*job.preload)
+            except ZygoteDied:  # this job starts a new interpreter instead; the record says so
+                zygote = None
+        envelope = {"request": job.request, "placement": self.placement.as_dict()}
+        try:
+            outcome = run_isolated(envelope, self.log_dir, job.log_name, job.timeout_s, job.max_memory_bytes, zygote)
+        except OSError as exc:  # the parent could not write the request or read the result
+            raise StorageFailed(f"cannot write in {self.log_dir}: {exc.strerror or exc}") from None
+        if outcome.exit_code == EXIT_RESULT_UNWRITABLE:
+            raise StorageFailed(f"the cell's process could not write its result in {self.log_dir} "
+                                f"({errno.errorcode.get(errno.ENOSPC)}?): {outcome.result.get('log_tail', '')[-300:]}")
+        self._tidy(job.log_name)
+        process = {"start": "exec"} if zygote is None else \
+            {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
+        return job, Outcome(outcome.result, outcome.wall_s, process)
+
+    def _tidy(self, stem: str) -> None:
+        """The record now holds the result; keep only a non-empty log for reading later."""
+        for suffix in (".request.json", ".result.json"):
+            (self.log_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+        log = self.log_dir / f"{stem}.log"
+        if log.exists() and log.stat().st_size == 0:
+            log.unlink()
+
+    def close(self) -> None:
+        if self._zygotes is not None:
+            self._zygotes.close()
+
+
+def default_placement(run_dir: Path) -> Placement:
+    from harness.paths import cache_dir
+
+    return Placement(cache_dir=cache_dir(), run_dir=run_dir)
