@@ -15,9 +15,10 @@ from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import recipe_parts
 from harness.accuracy.table import accuracy_table, data_lines
 from harness.bench import DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, new_run_id
-from harness.cli_common import (add_export_options, add_runtime_options, check_weights_file, runtime_options, check_common, check_device, check_out_dir, check_precisions,
-                                check_runtimes, check_sources, comma_list, console, err_console, export_settings,
-                                finish, progress_bar, resume_hint, resume_run_id, run_sweep)
+from harness.cli_common import (add_export_options, add_runtime_options, check_common, check_device, check_out_dir,
+                                check_precisions, check_runtimes, check_sources, check_weights_file, comma_list,
+                                console, err_console, export_settings, finish, progress_bar, resume_hint,
+                                resume_run_id, run_sweep, runtime_options)
 from harness.errors import UserError
 from harness.paths import cache_dir
 from harness.planning import REFERENCE, plan_with_reference

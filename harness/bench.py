@@ -15,6 +15,7 @@ from typing import Any, Callable
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.torch_models import WeightsUnavailable
 from harness import environment
+from harness.errors import UserError
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
 from harness.models import complexity_key_for, model_summary
@@ -23,7 +24,6 @@ from harness.paths import write_atomically
 from harness.planning import REFERENCE, Cell
 from harness.records import RECORDS_FILE, SCHEMA_VERSION, append_record, env_file_for, read_records, repair_torn_tail
 from harness.registry import ModelSpec
-from harness.errors import UserError
 from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
 from harness.timing import Policy
 from runtimes import RuntimeUnavailable, runtime_class
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
-RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory", "validity",
-               "worker_s", "traceback", "log_tail")
+RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
+               "validity", "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,7 @@ class Sweep:
         self._weights_missing: dict[str, str] = {}  # model -> why its weights could not be loaded
         self._prepared: dict[str, dict[str, Any]] = {}  # preparation key -> what it made
         self._prepare_failed: dict[str, dict[str, Any]] = {}  # preparation key -> its failed result
+        self._blamed: set[str] = set()  # failed preparations already recorded on their first cell
         self._earlier_invalid: dict[str, list[list[str]]] = {}
 
     def _local_executor(self, run_dir: Path) -> Executor:
@@ -275,9 +276,9 @@ class Sweep:
         if oom_batch is not None and cell.batch_size > oom_batch:
             return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"
         preparation = self.preparation(cell)
-        failed = self._prepare_failed.get(preparation.key) if preparation else None
-        if failed is not None and failed.get("blamed"):
-            return f"preparing {cell.model}'s artifacts failed in an earlier cell: {failed['error']}"
+        if preparation is not None and preparation.key in self._blamed:
+            why = self._prepare_failed[preparation.key]["error"]
+            return f"preparing {cell.model}'s artifacts failed in an earlier cell: {why}"
         return None
 
     def _note(self, record: dict[str, Any]) -> None:
@@ -415,7 +416,7 @@ class _Schedule:
             if preparation is not None and preparation.key not in self.sweep._prepared:
                 failed = self.sweep._prepare_failed.get(preparation.key)
                 if failed is not None:  # the first cell that needed it carries the failure
-                    failed["blamed"] = True
+                    self.sweep._blamed.add(preparation.key)
                     self._done(cell, self.sweep.record(cell, failed, _now(), failed.get("wall_s", 0.0)))
                 elif preparation.key not in self.in_flight:
                     self._submit(self.sweep._prepare_job(preparation, cell), cell)

@@ -16,10 +16,10 @@ from rich.markup import escape
 from harness import __version__, accuracy_command, report_commands
 from harness.bench import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
                            new_run_id)
-from harness.cli_common import (print_json, add_export_options, add_runtime_options, runtime_options, check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
-                                check_runtimes, check_sources, check_weights, comma_list, console, err_console,
-                                export_settings, finish, parse_batch_sizes, progress_bar, resume_hint, resume_run_id,
-                                run_sweep)
+from harness.cli_common import (add_export_options, add_runtime_options, check_cache_dir, check_common, check_device,
+                                check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
+                                comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
+                                print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.complexity import ComplexityCache, measure
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
@@ -29,7 +29,8 @@ from harness.paths import cache_dir
 from harness.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
 from harness.records import RECORDS_FILE, latest_per_cell, read_records
 from harness.registry import Catalogue, ModelSpec, load_catalogue
-from harness.summary import cell_summary, catalogue_table, export_table, largest_batches, memory_table, parity_table, run_table
+from harness.summary import (catalogue_table, cell_summary, export_table, largest_batches, memory_table, parity_table,
+                             run_table)
 from harness.timing import QUICK, THOROUGH
 from harness.units import parse_size
 from harness.validity import MAX_CV

@@ -78,7 +78,8 @@ def runtime_options(args: argparse.Namespace, runtime_names: list[str]) -> dict[
         key, sep, value = text.partition("=")
         prefix, dot, name = key.strip().partition(".")
         if not sep or not dot or not name or not value.strip():
-            raise UserError(f"bad --runtime-option '{text}': write RUNTIME.NAME=VALUE, e.g. ort.graph_optimization=basic")
+            raise UserError(f"bad --runtime-option '{text}': write RUNTIME.NAME=VALUE, "
+                            "e.g. ort.graph_optimization=basic")
         takers = [runtime for runtime, cls in classes.items() if cls.option_prefix and cls.option_prefix == prefix]
         if not takers:
             prefixes = sorted({cls.option_prefix for cls in classes.values() if cls.option_prefix})

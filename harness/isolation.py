@@ -157,9 +157,9 @@ class Zygote:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, argv: list[str], log_path: Path, timeout_s: float, max_memory_bytes: int | None) -> int | None:
+    def run(self, argv: list[str], log_path: Path, timeout_s: float) -> int | None:
         """Fork a child that runs `harness.worker` with `argv`; its exit code, or None if it timed out and was ended."""
-        request = {"argv": argv, "log": str(log_path), "max_memory_bytes": max_memory_bytes}
+        request = {"argv": argv, "log": str(log_path)}
         self.process.stdin.write((json.dumps(request) + "\n").encode())  # type: ignore[union-attr]
         self.process.stdin.flush()  # type: ignore[union-attr]
         started = self.channel.read(ZYGOTE_START_TIMEOUT_S)
@@ -246,7 +246,7 @@ class ZygotePool:
         self.close()
 
 
-def _run_exec(argv: list[str], log_path: Path, timeout_s: float, max_memory_bytes: int | None) -> int | None:
+def _run_exec(argv: list[str], log_path: Path, timeout_s: float) -> int | None:
     """A new interpreter runs `harness.worker` with `argv`; its exit code, or None if it timed out and was ended."""
     command = [sys.executable, "-m", "harness.worker", *argv]
     with log_path.open("wb") as log:
@@ -280,9 +280,9 @@ def run_isolated(envelope: dict[str, Any], work_dir: Path, stem: str, timeout_s:
     start = time.perf_counter()
     try:
         if zygote is None:
-            exit_code = _run_exec(argv, log_path, timeout_s, max_memory_bytes)
+            exit_code = _run_exec(argv, log_path, timeout_s)
         else:
-            exit_code = zygote.run(argv, log_path, timeout_s, max_memory_bytes)
+            exit_code = zygote.run(argv, log_path, timeout_s)
     except ZygoteDied as exc:
         result = {"status": "crashed", "error": f"{exc}; the cell's process went with it",
                   "log_tail": _log_tail(log_path)}

@@ -3,11 +3,11 @@
 Sources: the cell process's host RSS (the kernel's own high-water mark, VmHWM, reset with
 /proc/self/clear_refs before the model is loaded, so no sampler runs at all); the process's GPU
 memory from NVML, sampled by a thread only outside the timing loop (through load and first run, and
-through a separate memory pass); the PyTorch CUDA allocator's peaks; and on Jetson, where NVML has
-no memory figures, NvMapMemUsed and MemAvailable from /proc/meminfo. A runtime's own device memory (the
-PyTorch allocator's peaks, a TensorRT engine's) comes from the runtime (`Runtime.device_memory`), and
-the device context is made by the runtime too (`Runtime.init_device`): nothing here imports torch. A source that cannot be read is
-recorded as missing with the reason, never replaced by another.
+through a separate memory pass); and on Jetson, where NVML has no memory figures, NvMapMemUsed and
+MemAvailable from /proc/meminfo. A runtime's own device memory (the PyTorch allocator's peaks, a
+TensorRT engine's) comes from the runtime (`Runtime.device_memory`), and so does the device context
+(`Runtime.init_device`): nothing here imports torch. A source that cannot be read is recorded as
+missing with the reason, never replaced by another.
 """
 
 from __future__ import annotations

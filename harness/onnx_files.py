@@ -59,7 +59,8 @@ def inspect_onnx(path_text: str) -> OnnxFile:
     if not path.is_file():
         raise UserError(f"ONNX file '{path_text}' does not exist")
     if path.stat().st_size == 0:
-        raise UserError(f"ONNX file '{path_text}' is empty (0 bytes): an interrupted copy or export? Pass a .onnx model")
+        raise UserError(f"ONNX file '{path_text}' is empty (0 bytes): an interrupted copy or export? "
+                        "Pass a .onnx model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:

@@ -269,8 +269,10 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "device": summarize(measurement.device_ms, cell["batch_size"]).__dict__ if measurement.device_ms else None,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
-    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(),
-                        "torch_allocator": device_memory,
+    own_memory = device_memory  # on a CPU: missing, with that reason
+    if "torch_allocator" not in runtime.memory_sources and device.startswith("cuda"):
+        own_memory = memory.missing(f"{runtime.name} does not allocate through PyTorch")
+    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(), "torch_allocator": own_memory,
                         "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
     gpu = None
     if gpu_before is not None:

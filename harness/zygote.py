@@ -14,8 +14,8 @@ the ~300 MB of library pages that importing torch made resident in a new interpr
 therefore lists the file-backed pages present in its own page tables (/proc/self/pagemap), and each
 child reads one byte of each before it starts: its RSS then starts where a new interpreter's would.
 
-Protocol, one JSON object per line: the parent writes {"argv": [REQUEST, RESULT], "log": PATH,
-"max_memory_bytes": N or null}; the zygote answers {"pid": P} when the child exists and
+Protocol, one JSON object per line: the parent writes {"argv": [ENVELOPE, RESULT], "log": PATH}
+(the worker caps its own memory, from the envelope); the zygote answers {"pid": P} when the child exists and
 {"pid": P, "exit_code": C} when it has ended (C < 0: killed by signal -C). The parent ends a child
 with a signal to P. The zygote's own stdout is kept for the protocol; anything a library prints goes
 to its stderr.
@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.isolation import die_with_parent, limit_memory
+from harness.isolation import die_with_parent
 
 
 def _send(channel: IO[str], message: dict[str, Any]) -> None:
@@ -108,7 +108,6 @@ def _child(request: dict[str, Any], zygote_pid: int, protocol_fd: int, file_page
         if os.getppid() != zygote_pid:  # the zygote died before the line above took effect
             os._exit(1)
         touch(file_pages)
-        limit_memory(request.get("max_memory_bytes"))
         os.close(protocol_fd)
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         null_fd = os.open(os.devnull, os.O_RDONLY)

@@ -31,8 +31,9 @@ TORCH_MODULE = "torch-module"  # a module built from the prepared weights (build
 ONNX_FILE = "onnx-file"  # the cached ONNX file (a runtime may derive its own artifact from it in load())
 NOTHING = "nothing"  # the null runtime
 
-# Memory sources (see harness.memory); a runtime lists the ones that apply to it.
-HOST_SOURCES = ("host_rss", "cuda_nvml", "jetson_unified")
+# Memory sources (see harness.memory) the harness reads for every runtime; a runtime with a reading of its
+# own (device_memory) adds that source's name, e.g. "torch_allocator".
+COMMON_SOURCES = ("host_rss", "cuda_nvml", "jetson_unified")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Runtime(ABC):
     consumes: ClassVar[str] = TORCH_MODULE
     # Libraries a new process imports to run this runtime; a zygote may import them once for many cells.
     preload_modules: ClassVar[tuple[str, ...]] = ()
-    memory_sources: ClassVar[tuple[str, ...]] = HOST_SOURCES
+    memory_sources: ClassVar[tuple[str, ...]] = COMMON_SOURCES
     option_prefix: ClassVar[str] = ""  # --runtime-option <prefix>.<name>=<value>; "" = none taken
     option_specs: ClassVar[dict[str, OptionSpec]] = {}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import (HOST_SOURCES, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime, RuntimeOptions,
+from runtimes.base import (COMMON_SOURCES, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime, RuntimeOptions,
                            TorchModuleArtifact, UnsupportedConfiguration)
 
 PRECISIONS = ("fp32", "fp16")
@@ -33,7 +33,7 @@ class TorchEagerRuntime(Runtime):
     name = "torch"
     consumes = TORCH_MODULE
     preload_modules = ("torch",)
-    memory_sources = (*HOST_SOURCES, "torch_allocator")
+    memory_sources = (*COMMON_SOURCES, "torch_allocator")
     option_prefix = "torch"
     option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",
                                                   ("on", "off"), "on")}

@@ -59,7 +59,7 @@ def test_an_ort_cell_never_imports_torch(tmp_path):
     assert torch_record["status"] == "error" and "blocked in measuring cells" in torch_record["error"]
 
 
-def test_the_cuda_path_of_a_runtime_needs_no_torch(monkeypatch):
+def test_the_cuda_path_of_a_runtime_needs_no_torch():
     """Device set-up and device memory of a non-torch runtime go through its own class: the default
     init_device takes the CUDA driver API (faked here), and nothing imports torch."""
     import subprocess

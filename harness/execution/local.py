@@ -4,7 +4,6 @@ zygote that imported the job's libraries once (`fork`, the default on Linux), or
 
 from __future__ import annotations
 
-import errno
 from collections import deque
 from pathlib import Path
 
@@ -47,8 +46,8 @@ class LocalExecutor(Executor):
         except OSError as exc:  # the parent could not write the request or read the result
             raise StorageFailed(f"cannot write in {self.log_dir}: {exc.strerror or exc}") from None
         if outcome.exit_code == EXIT_RESULT_UNWRITABLE:
-            raise StorageFailed(f"the cell's process could not write its result in {self.log_dir} "
-                                f"({errno.errorcode.get(errno.ENOSPC)}?): {outcome.result.get('log_tail', '')[-300:]}")
+            raise StorageFailed(f"the cell's process could not write its result in {self.log_dir}: "
+                                f"{outcome.result.get('log_tail', '')[-300:]}")
         self._tidy(job.log_name)
         process = {"start": "exec"} if zygote is None else \
             {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
