@@ -95,8 +95,29 @@ def import_source(source: str, hub_needed: bool = False) -> Any:
         raise SourceUnavailable(f"the model's source library '{source}' is not installed{extra}: {exc}") from None
 
 
+class UnknownBuilder(Exception):
+    """A catalogue entry names a builder its source library does not have."""
+
+
+def _check_builder(library: Any, recipe: ModelRecipe) -> None:
+    """One clear line for a models.yaml entry whose builder the library lacks (a typo, or a newer library)."""
+    if recipe.source == "torchvision":
+        known = callable(getattr(library.models, recipe.builder, None))
+    elif recipe.source == "timm":
+        known = library.is_model(recipe.builder)
+    elif recipe.source == "pretrainedmodels":
+        known = callable(library.__dict__.get(recipe.builder))
+    else:
+        known = callable(getattr(library, recipe.builder, None))
+    if not known:
+        raise UnknownBuilder(f"models.yaml entry '{recipe.name}': {recipe.source} has no builder "
+                             f"'{recipe.builder}'; correct the entry's builder (or install the library version "
+                             "that has it)")
+
+
 def _random_module(recipe: ModelRecipe) -> nn.Module:
     library = import_source(recipe.source)
+    _check_builder(library, recipe)
     kwargs = dict(recipe.builder_kwargs)
     if recipe.source == "torchvision":
         return getattr(library.models, recipe.builder)(weights=None, **kwargs)

@@ -23,7 +23,7 @@ from harness.registry import ModelSpec
 from harness.runs import last_run_of_plan, read_plan
 from harness.summary import failures
 from harness.units import check_seconds, check_seed
-from runtimes import RUNTIMES, RuntimeUnavailable, runtime_class
+from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption
 
 PRECISIONS = ("fp32", "fp16")
@@ -101,14 +101,19 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_device(device: str) -> None:
+    """cpu, or a CUDA device the driver sees. Whether each runtime can reach it is the runtime's to say,
+    in its cell (`unsupported` with the reason): ONNX Runtime or TensorRT may reach a GPU that a CPU-only
+    torch cannot."""
     if device == "cpu":
         return
     if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise UserError(f"unknown device '{device}': use cpu, cuda or cuda:N")
-    import torch
-
-    if not torch.cuda.is_available():
+    count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
+    if count == 0:
         raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")
+    if cuda_driver.device_index(device) >= count:
+        raise UserError(f"device '{device}' asked for, but the driver sees {count} CUDA device(s): use cuda:0 to "
+                        f"cuda:{count - 1}")
 
 
 def check_runtimes(names: list[str]) -> list[type]:

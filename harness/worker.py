@@ -26,8 +26,8 @@ import numpy as np
 
 from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
 from exporters.store import Store, sha256_of
-from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, WeightsUnavailable, build_module,
-                                    import_source)
+from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
+                                    WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
 from harness import __version__, memory, validity
 from harness.complexity import ComplexityCache, measure
@@ -40,7 +40,8 @@ from runtimes.base import (NOTHING, TORCH_MODULE, OnnxFileArtifact, OutOfMemory,
                            TorchModuleArtifact, UnsupportedConfiguration)
 
 NUM_CLASSES = 1000
-EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed)
+EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed,
+                     UnknownBuilder)
 
 
 def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "float32") -> np.ndarray:

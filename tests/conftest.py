@@ -15,6 +15,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where the CUDA driver sees a device and are skipped, with the reason, elsewhere."""
+    from runtimes.cuda_driver import device_count
+
+    if device_count() > 0:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: the CUDA driver sees none here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

@@ -84,3 +84,14 @@ class ImportUnderCapRuntime(NullRuntime):
         hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
         resource.setrlimit(resource.RLIMIT_DATA, (_status_bytes("VmData") + 64 * 1024, hard))
         import _ssl  # noqa: F401 - maps libcrypto (MBs of private data): "failed to map segment"
+
+
+class ChattyRuntime(NullRuntime):
+    """Prints 3 MB while loading, as a library with debug logging on would."""
+
+    def load(self, artifact) -> None:
+        super().load(artifact)
+        line = "chatter " * 127 + "\n"
+        for _ in range(3 * 1024):
+            print(line, end="")
+        print("LAST LINE")

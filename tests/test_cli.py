@@ -106,12 +106,27 @@ def test_user_mistakes_get_one_line_and_exit_2(args, expected):
 
 
 def test_cuda_without_a_gpu():
-    import torch
+    from runtimes.cuda_driver import device_count
 
-    if torch.cuda.is_available():
+    if device_count() > 0:
         pytest.skip("this machine has CUDA")
     line = _one_error_line(harness("bench", "--models", "resnet18", "--device", "cuda"))
     assert "no CUDA device" in line and "--device cpu" in line
+
+
+def test_the_device_check_asks_the_driver_not_torch():
+    """`--device cuda` is accepted where the CUDA driver sees a GPU, whether or not torch can use it (a
+    machine with onnxruntime-gpu or TensorRT and a CPU-only torch); the probe is faked here."""
+    script = ("import sys\n"
+              "import runtimes.cuda_driver as driver\n"
+              "driver.device_count = lambda: 2\n"
+              "from harness.cli_common import check_device\n"
+              "check_device('cuda:1')\n"
+              "try:\n    check_device('cuda:2')\nexcept Exception as exc:\n    print(exc)\n"
+              "print('torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.splitlines() == ["device 'cuda:2' asked for, but the driver sees 2 CUDA device(s): use "
+                                          "cuda:0 to cuda:1", "False"], result.stderr
 
 
 def test_output_folder_that_cannot_be_written(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from harness.records import read_records
 from tests import onnx_graphs
 from tests.report_fixtures import cpu_records, write_run
-from tests.test_cli import _one_error_line, harness
+from tests.test_cli import ROOT, _one_error_line, harness
 
 NULL = ["bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1"]
 
@@ -131,3 +131,17 @@ def test_json_outputs_for_scripts(tmp_path):
     assert verdicts["models"] == 1 and verdicts["checks"][0]["criteria"][0]["name"] == "memory"
     shown = json.loads(harness("show", str(run), "--json").stdout)
     assert len(shown) == 10 and {"model", "batch_size", "images_per_s", "memory_peak_bytes"} <= set(shown[0])
+
+
+def test_an_unknown_builder_fails_its_models_prepare_job_with_one_line(tmp_path):
+    """Before: an AttributeError in every cell of the model. Now the prepare job, before any measuring
+    cell, names the entry; the model's other cells are skipped with that reason."""
+    catalogue = tmp_path / "models.yaml"
+    catalogue.write_text((ROOT / "models.yaml").read_text().replace("builder: resnet18\n", "builder: resnet19\n", 1))
+    result = harness("--catalogue", str(catalogue), "bench", "--runtime", "torch", "--models", "resnet18",
+                     "--batch-sizes", "1,2", "--out", str(tmp_path), "--run-id", "r")
+    assert result.returncode == 1 and "Traceback" not in result.stdout
+    first, second = read_records(tmp_path / "r" / "records.jsonl").records
+    assert first["status"] == "error" and first["error_type"] == "UnknownBuilder"
+    assert "models.yaml entry 'resnet18': torchvision has no builder 'resnet19'" in first["error"]
+    assert second["status"] == "skipped" and "resnet19" in second["error"]

@@ -184,3 +184,14 @@ def test_a_full_disk_records_no_crash_and_resume_runs_the_rest(tmp_path, catalog
     assert not list((tmp_path / "r").rglob("*.tmp"))
     resumed = Sweep(tmp_path, "r", subjects, settings).run(cells)
     assert [r["cell"]["batch_size"] for r in resumed] == [2, 4]
+
+
+def test_a_chatty_cell_leaves_a_capped_log(tmp_path, catalogue):
+    settings = BenchSettings(policy=FAST, process_start="exec")
+    [record] = Sweep(tmp_path, "r", catalogue_subjects(catalogue.specs), settings).run(
+        [Cell("resnet18", "tests.faulty_runtimes:ChattyRuntime", "fp32", 1, "cpu")])
+    assert record["status"] == "ok"
+    [log] = (tmp_path / "r" / "cells").glob("*Chatty*.log")
+    text = log.read_text()
+    assert log.stat().st_size < 600 * 1024 and "bytes of this log dropped by the harness" in text
+    assert text.startswith("chatter") and text.rstrip().endswith("LAST LINE")

@@ -161,3 +161,50 @@ def test_policy_rejects_inconsistent_limits():
         Policy(min_samples=10, max_samples=5)
     with pytest.raises(ValueError):
         Policy(min_duration_s=10, max_duration_s=5)
+
+
+class FakeDeviceClock:
+    """A device clock whose every reading is the fake host clock's time between its marks, less 0.25 ms of
+    launch overhead: what CUDA events on the runtime's stream report, without a GPU."""
+
+    def __init__(self, clock: FakeClock, events: list[str]) -> None:
+        self.clock, self.events = clock, events
+
+    def mark_start(self) -> None:
+        self.events.append("start")
+        self.start_ns = self.clock.now_ns
+
+    def mark_end(self) -> None:
+        self.events.append("end")
+        self.end_ns = self.clock.now_ns
+
+    def elapsed_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6 - 0.25
+
+
+class DeviceClockRuntime(SteppingRuntime):
+    def __init__(self, clock: FakeClock, durations_ms: list[float]) -> None:
+        super().__init__(clock, durations_ms)
+        self.events: list[str] = []
+
+    def run(self) -> None:
+        self.events.append("run")
+        super().run()
+
+    def synchronize(self) -> None:
+        self.events.append("sync")
+        super().synchronize()
+
+    def device_clock(self) -> FakeDeviceClock:
+        return FakeDeviceClock(self.clock, self.events)
+
+
+def test_the_device_clock_is_read_around_run_inside_the_host_clock():
+    """The CUDA branch of the timer, on the CPU: marks just around run(), before synchronize(); device
+    samples kept beside the host samples."""
+    clock = FakeClock()
+    runtime = DeviceClockRuntime(clock, [2.0, 4.0])
+    measurement = sample(runtime, _policy(min_samples=4, min_duration_s=0.0), clock=clock)
+    assert measurement.host_ms == [2.0, 4.0, 2.0, 4.0]
+    assert measurement.device_ms == [1.75, 3.75, 1.75, 3.75]
+    assert runtime.events[:4] == ["start", "run", "end", "sync"]

@@ -54,12 +54,33 @@ class LocalExecutor(Executor):
         return job, Outcome(outcome.result, outcome.wall_s, process)
 
     def _tidy(self, stem: str) -> None:
-        """The record now holds the result; keep only a non-empty log for reading later."""
+        """The record now holds the result; keep only a non-empty log, cut to its head and tail."""
         for suffix in (".request.json", ".result.json"):
             (self.log_dir / f"{stem}{suffix}").unlink(missing_ok=True)
         log = self.log_dir / f"{stem}.log"
         if log.exists() and log.stat().st_size == 0:
             log.unlink()
+        elif log.exists():
+            cap_log(log)
+
+
+LOG_KEEP_BYTES = 256 * 1024  # of a cell's log, the first and the last this many bytes are kept
+
+
+def cap_log(path: Path, keep_bytes: int = LOG_KEEP_BYTES) -> None:
+    """A chatty library or plug-in (one wrote 218 MB) leaves at most 2 x keep_bytes of log per cell:
+    its head and its tail, with a line saying how much was dropped between them."""
+    size = path.stat().st_size
+    if size <= 2 * keep_bytes:
+        return
+    with path.open("rb") as handle:
+        head = handle.read(keep_bytes)
+        handle.seek(size - keep_bytes)
+        tail = handle.read(keep_bytes)
+    marker = f"\n[... {size - 2 * keep_bytes:,} bytes of this log dropped by the harness ...]\n".encode()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(head + marker + tail)
+    tmp.replace(path)
 
     def close(self) -> None:
         if self._zygotes is not None:
