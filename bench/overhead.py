@@ -1,7 +1,7 @@
 """How much does the harness's timing loop add to what it measures?
 
 1. PyTorch eager: for resnet18 and mobilenet_v2 at batch 1 on the CPU, in one process on one module,
-   the harness's median (torch runtime + `harness.timing.sample`) against a minimal hand-written loop
+   the harness's median (torch runtime + `harness.measure.timing.sample`) against a minimal hand-written loop
    (`time.perf_counter()` around `model(x)` under one `torch.inference_mode()`), in interleaved
    rounds so drift hits both alike. Target: harness median / hand median <= 1.02.
 2. ONNX Runtime: the same models exported once (the harness's cached file), at batch 1 and 8, the
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torchvision
 
-from harness.environment import cpu_model
-from harness.timing import Policy, sample
+from harness.measure.environment import cpu_model
+from harness.measure.timing import Policy, sample
 from runtimes.base import RuntimeOptions, TorchModuleArtifact
 from runtimes.null import NullRuntime
 from runtimes.torch_eager import TorchEagerRuntime
@@ -85,9 +85,9 @@ def onnx_file(name: str) -> str:
     from exporters.store import Store
     from exporters.torch_models import build_module
     from exporters.weights import random_weights
-    from harness.models import library_version, recipe_for
+    from harness.catalogue.recipes import library_version, recipe_for
     from harness.paths import cache_dir
-    from harness.registry import load_catalogue
+    from harness.catalogue.registry import load_catalogue
 
     spec = load_catalogue().get(name)
     store = Store(cache_dir())

@@ -7,12 +7,12 @@ download), or a path to a state dict for the same builder, loaded with `weights_
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from exporters.sources import source_for
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     from torch import nn
@@ -84,48 +84,25 @@ def _module_from_file(recipe: ModelRecipe, path: Path) -> nn.Module:
 
 def import_source(source: str, hub_needed: bool = False) -> Any:
     """Import the model's source library; without `hub_needed`, timm is kept off the model hub."""
-    package = {"project": "exporters.shufflenet_v1"}.get(source, source)
-    if source == "timm" and not hub_needed:
-        # Random weights need no hub; without this timm retries the hub for ~46 s when offline.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        return importlib.import_module(package)
+        return source_for(source).import_library(hub_needed)
     except ImportError as exc:
-        extra = " (pip install 'dnn-harness[paper]')" if source == "pretrainedmodels" else ""
-        raise SourceUnavailable(f"the model's source library '{source}' is not installed{extra}: {exc}") from None
+        raise SourceUnavailable(f"the model's source library '{source}' is not installed"
+                                f"{source_for(source).install_hint}: {exc}") from None
 
 
 class UnknownBuilder(Exception):
     """A catalogue entry names a builder its source library does not have."""
 
 
-def _check_builder(library: Any, recipe: ModelRecipe) -> None:
-    """One clear line for a models.yaml entry whose builder the library lacks (a typo, or a newer library)."""
-    if recipe.source == "torchvision":
-        known = callable(getattr(library.models, recipe.builder, None))
-    elif recipe.source == "timm":
-        known = library.is_model(recipe.builder)
-    elif recipe.source == "pretrainedmodels":
-        known = callable(library.__dict__.get(recipe.builder))
-    else:
-        known = callable(getattr(library, recipe.builder, None))
-    if not known:
+def _random_module(recipe: ModelRecipe) -> nn.Module:
+    library = import_source(recipe.source)
+    source = source_for(recipe.source)
+    if not source.has_builder(library, recipe.builder):
         raise UnknownBuilder(f"models.yaml entry '{recipe.name}': {recipe.source} has no builder "
                              f"'{recipe.builder}'; correct the entry's builder (or install the library version "
                              "that has it)")
-
-
-def _random_module(recipe: ModelRecipe) -> nn.Module:
-    library = import_source(recipe.source)
-    _check_builder(library, recipe)
-    kwargs = dict(recipe.builder_kwargs)
-    if recipe.source == "torchvision":
-        return getattr(library.models, recipe.builder)(weights=None, **kwargs)
-    if recipe.source == "timm":
-        return library.create_model(recipe.builder, pretrained=False, **kwargs)
-    if recipe.source == "pretrainedmodels":
-        return library.__dict__[recipe.builder](num_classes=1000, pretrained=None, **kwargs)
-    return getattr(library, recipe.builder)(**kwargs)
+    return source.build(library, recipe.builder, dict(recipe.builder_kwargs))
 
 
 def _pretrained_module(recipe: ModelRecipe) -> nn.Module:
@@ -134,32 +111,17 @@ def _pretrained_module(recipe: ModelRecipe) -> nn.Module:
             f"no pretrained weights exist for '{recipe.name}' in any maintained library; "
             "pass --weights PATH with a state dict for this architecture")
     library = import_source(recipe.source, hub_needed=True)
+    source = source_for(recipe.source)
     try:
-        if recipe.source == "torchvision":
-            module = _random_module(recipe)
-            weights = library.models.get_weight(recipe.pretrained_tag)
-            _load_matching(module, weights.get_state_dict(progress=True, check_hash=True), recipe.name)
-            return module
-        if recipe.source == "timm":
-            return library.create_model(f"{recipe.builder}.{recipe.pretrained_tag}", pretrained=True,
-                                        **recipe.builder_kwargs)
-        return library.__dict__[recipe.builder](num_classes=1000, pretrained=recipe.pretrained_tag)
+        return source.build_pretrained(library, recipe.builder, recipe.pretrained_tag, dict(recipe.builder_kwargs),
+                                       _load_matching)
     except WeightsUnavailable:
         raise
     except Exception as exc:  # network, hub and cache errors differ per library; all mean "not available"
         raise WeightsUnavailable(
             f"pretrained weights for '{recipe.name}' ({recipe.source} {recipe.pretrained_tag}) could not be loaded: "
-            f"{type(exc).__name__}: {exc}. {_where_weights_are_cached(recipe.source)} "
+            f"{type(exc).__name__}: {exc}. {source.weights_cache_hint()} "
             "or pass --weights PATH with a state dict for this builder") from None
-
-
-def _where_weights_are_cached(source: str) -> str:
-    if source == "timm":
-        return ("timm reads the Hugging Face cache (HF_HOME, default ~/.cache/huggingface): "
-                "download there on a machine with network access")
-    import torch.hub
-
-    return f"{source} reads {Path(torch.hub.get_dir()) / 'checkpoints'}: put the weights file there"
 
 
 def read_state_dict(path: Path) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
 from harness.errors import UserError
+from harness.protocol import STATUSES
+from harness.sweep.planning import cell_id_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,6 @@ READABLE_SCHEMAS = (1, 2)
 RECORDS_FILE = "records.jsonl"
 ENV_FILE = "env.json"  # schema 1: one environment per run
 ENV_PREFIX = "env-"  # schema 2: env-<host>.json, one per host
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped")
 Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped"]
 
 
@@ -137,10 +138,6 @@ def _problem(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "the line"
     return f"{where}: {first['msg']}"
-
-
-def cell_id_of(cell: dict[str, Any]) -> str:
-    return f"{cell['model']}|{cell['runtime']}|{cell['precision']}|bs{cell['batch_size']}|{cell['device']}"
 
 
 def upgrade(record: dict[str, Any], v1_host: str | None) -> dict[str, Any]:

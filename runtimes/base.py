@@ -31,7 +31,7 @@ TORCH_MODULE = "torch-module"  # a module built from the prepared weights (build
 ONNX_FILE = "onnx-file"  # the cached ONNX file (a runtime may derive its own artifact from it in load())
 NOTHING = "nothing"  # the null runtime
 
-# Memory sources (see harness.memory) the harness reads for every runtime; a runtime with a reading of its
+# Memory sources (see harness.measure.memory) the harness reads for every runtime; a runtime with a reading of its
 # own (device_memory) adds that source's name, e.g. "torch_allocator".
 COMMON_SOURCES = ("host_rss", "cuda_nvml", "jetson_unified")
 

@@ -34,7 +34,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def catalogue():
-    from harness.registry import load_catalogue
+    from harness.catalogue.registry import load_catalogue
 
     return load_catalogue()
 

@@ -120,7 +120,7 @@ def test_the_device_check_asks_the_driver_not_torch():
     script = ("import sys\n"
               "import runtimes.cuda_driver as driver\n"
               "driver.device_count = lambda: 2\n"
-              "from harness.cli_common import check_device\n"
+              "from harness.cli.common import check_device\n"
               "check_device('cuda:1')\n"
               "try:\n    check_device('cuda:2')\nexcept Exception as exc:\n    print(exc)\n"
               "print('torch' in sys.modules)\n")
@@ -147,7 +147,8 @@ def test_malformed_catalogue(tmp_path):
 
 
 def test_missing_source_library(monkeypatch, capsys, tmp_path):
-    from harness import cli, registry
+    from harness.catalogue import registry
+    from harness.cli import main as cli
 
     real = registry.importlib.util.find_spec
     monkeypatch.setattr(registry.importlib.util, "find_spec",
@@ -168,7 +169,7 @@ def test_help_lists_the_commands():
 
 
 def test_environment_facts_on_fixture_files(tmp_path):
-    from harness.environment import collect, cpu_frequency_facts, jetson_facts
+    from harness.measure.environment import collect, cpu_frequency_facts, jetson_facts
 
     for cpu, (low, high) in {"cpu0": (1_000_000, 3_000_000), "cpu1": (3_000_000, 3_000_000)}.items():
         folder = tmp_path / cpu / "cpufreq"

@@ -60,7 +60,7 @@ def test_verify_fp16_on_cuda_within_tolerance(tmp_path):
 def test_the_driver_context_is_the_one_nvml_sees():
     from runtimes.cuda_driver import retain_primary_context
 
-    from harness.memory import NvmlProcess
+    from harness.measure.memory import NvmlProcess
 
     nvml = NvmlProcess("cuda:0")
     if nvml.reason:

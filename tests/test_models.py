@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from exporters.torch_models import build_module
-from harness.complexity import measure
-from harness.models import recipe_for
-from harness.registry import load_catalogue
+from harness.catalogue.complexity import measure
+from harness.catalogue.recipes import recipe_for
+from harness.catalogue.registry import load_catalogue
 
 SPECS = load_catalogue().specs
 TORCHVISION_MAC_TOLERANCE = 0.02
@@ -92,7 +92,7 @@ def _counted_macs(module, inputs, with_attention: bool) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from harness.complexity import attention_formulas
+    from harness.catalogue.complexity import attention_formulas
 
     mapping = attention_formulas() if with_attention else {}
     with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:

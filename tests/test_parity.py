@@ -13,9 +13,9 @@ from exporters.onnx_export import ExportSpec, export
 from exporters.store import Store
 from exporters.torch_models import build_module
 from exporters.weights import random_weights, recalibrate_batchnorm
-from harness.models import library_version, recipe_for
-from harness.parity import TOLERANCES, compare, violations
-from harness.worker import make_inputs
+from harness.catalogue.recipes import library_version, recipe_for
+from harness.measure.parity import TOLERANCES, compare, violations
+from harness.cell.worker import make_inputs
 from runtimes import create_runtime
 from runtimes.base import OnnxFileArtifact, RuntimeOptions
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.planning import plan_cells
+from harness.sweep.planning import plan_cells
 from harness.records import read_records
-from harness.runs import RunLock
+from harness.sweep.runs import RunLock
 from tests.test_cli import ROOT, _one_error_line, harness
 
 SLOW = "tests.faulty_runtimes:SlowRuntime"

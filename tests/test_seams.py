@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import worker
-from harness.bench import BenchSettings, Sweep, catalogue_subjects
+from harness.cell import worker
+from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import LocalExecutor, default_placement
-from harness.isolation import EXIT_RESULT_UNWRITABLE
-from harness.planning import Cell, plan_cells
+from harness.execution.isolation import EXIT_RESULT_UNWRITABLE
+from harness.sweep.planning import Cell, plan_cells
 from harness.records import read_records
-from harness.timing import Policy
+from harness.measure.timing import Policy
 from tests.test_cli import ROOT, harness
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=3, min_duration_s=0.0,
@@ -73,7 +73,7 @@ def test_the_cuda_path_of_a_runtime_needs_no_torch():
         "from runtimes.base import RuntimeOptions, Runtime\n"
         "runtime = object.__new__(NullRuntime); Runtime.__init__(runtime, RuntimeOptions(device='cuda:1'))\n"
         "runtime.init_device(); memory = runtime.device_memory()\n"
-        "from harness import memory as m, validity\n"
+        "from harness.measure import memory as m, validity\n"
         "m.NvmlProcess('cuda:1').reading(); validity.gpu_clocks('cuda:1')\n"
         "print(calls, 'missing' in memory, 'torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
@@ -150,7 +150,7 @@ def test_a_result_that_cannot_be_written_stops_the_sweep_without_blaming_the_cel
     request = {"mode": "bench", "cell": {"model": "m", "runtime": "null", "precision": "fp32", "batch_size": 1,
                                          "device": "cpu"},
                "model": {"name": "m", "onnx_path": "/x.onnx", "input_shape": [1, 3, 8, 8]},
-               "policy": FAST.as_dict()}
+               "reference": {"runtime": "torch", "precision": "fp32"}, "policy": FAST.as_dict()}
     envelope = tmp_path / "envelope.json"
     envelope.write_text(json.dumps({"request": request, "placement": {"cache_dir": str(tmp_path),
                                                                       "run_dir": str(tmp_path)}}))
@@ -195,3 +195,24 @@ def test_a_chatty_cell_leaves_a_capped_log(tmp_path, catalogue):
     text = log.read_text()
     assert log.stat().st_size < 600 * 1024 and "bytes of this log dropped by the harness" in text
     assert text.startswith("chatter") and text.rstrip().endswith("LAST LINE")
+
+
+def test_requests_and_results_are_typed_both_ways():
+    """One set of types for both sides of the process boundary: a round trip is lossless, and a field
+    either side does not know, or an unknown status, fails naming it."""
+    from harness.protocol import CatalogueModel, CellRequest, CellResult, Reference
+
+    request = CellRequest(mode="bench", cell=Cell("resnet18", "ort", "fp32", 4, "cpu"),
+                          model=CatalogueModel(name="resnet18", source="torchvision", builder="resnet18",
+                                               input_size=224),
+                          reference=Reference("torch", "fp32"), prepared={"artifact": {"path": "onnx/x/model.onnx"}})
+    assert CellRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+    with pytest.raises(ValueError, match="unknown field.*cache_dir"):
+        CellRequest.from_json({**request.to_json(), "cache_dir": "/home/me/.cache"})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        CellRequest.from_json({**request.to_json(), "mode": "export"})
+    assert CellResult.from_json({"status": "oom", "error_type": "MemoryError"}).status == "oom"
+    with pytest.raises(ValueError, match="status must be one of"):
+        CellResult.from_json({"status": "fine"})
+    with pytest.raises(ValueError, match="unknown field.*timings"):
+        CellResult.from_json({"status": "ok", "timings": {}})

@@ -7,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from harness.timing import Policy, percentile, sample, summarize, warm_up
+from harness.measure.timing import Policy, percentile, sample, summarize, warm_up
 from runtimes.base import Runtime, RuntimeOptions
 
 

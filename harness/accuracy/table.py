@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.summary import STATUS_STYLE
+from harness.cli.tables import STATUS_STYLE
 
 
 def _pct(value: float | None, digits: int = 2) -> str:

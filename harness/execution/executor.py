@@ -11,17 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.protocol import CellRequest, CellResult
+
 
 @dataclass(frozen=True)
 class Job:
     """One unit of work for a fresh process: the request the worker reads, and how to run it."""
 
     key: str  # unique within a sweep: a cell id, or "prepare|..." for an artifact
-    request: dict[str, Any]
+    request: CellRequest
     log_name: str  # stem of the job's log file, readable by a person
     timeout_s: float
     max_memory_bytes: int | None = None
-    preload: tuple[tuple[str, ...], tuple[str, ...]] = (("harness.worker",), ())  # modules, model libraries
+    preload: tuple[tuple[str, ...], tuple[str, ...]] = (("harness.cell.worker",), ())  # modules, model libraries
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Placement:
 class Outcome:
     """What came back: the worker's result (or a status the executor gave it), and how it ran."""
 
-    result: dict[str, Any]
+    result: CellResult
     wall_s: float
     process: dict[str, Any] = field(default_factory=dict)
 

@@ -1,14 +1,16 @@
 """The local executor: each job in a fresh process on this machine, one at a time — forked from a
 zygote that imported the job's libraries once (`fork`, the default on Linux), or a new interpreter
-(`exec`). See `harness.isolation` for the process handling and `harness.zygote` for the zygote."""
+(`exec`). See `harness.execution.isolation` for the process handling and `harness.execution.zygote` for the zygote."""
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from harness.execution.executor import Executor, Job, Outcome, Placement, StorageFailed
-from harness.isolation import EXIT_RESULT_UNWRITABLE, ZygoteDied, ZygotePool, run_isolated
+from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, ZygoteDied, ZygotePool, run_isolated
+from harness.protocol import CellResult
 
 PROCESS_STARTS = ("fork", "exec")
 
@@ -40,18 +42,18 @@ class LocalExecutor(Executor):
                 zygote = self._zygotes.get(*job.preload)
             except ZygoteDied:  # this job starts a new interpreter instead; the record says so
                 zygote = None
-        envelope = {"request": job.request, "placement": self.placement.as_dict()}
+        envelope = {"request": job.request.to_json(), "placement": self.placement.as_dict()}
         try:
             outcome = run_isolated(envelope, self.log_dir, job.log_name, job.timeout_s, job.max_memory_bytes, zygote)
         except OSError as exc:  # the parent could not write the request or read the result
             raise StorageFailed(f"cannot write in {self.log_dir}: {exc.strerror or exc}") from None
         if outcome.exit_code == EXIT_RESULT_UNWRITABLE:
             raise StorageFailed(f"the cell's process could not write its result in {self.log_dir}: "
-                                f"{outcome.result.get('log_tail', '')[-300:]}")
+                                f"{(outcome.result.get('log_tail') or '')[-300:]}")
         self._tidy(job.log_name)
         process = {"start": "exec"} if zygote is None else \
             {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
-        return job, Outcome(outcome.result, outcome.wall_s, process)
+        return job, Outcome(_result(outcome.result), outcome.wall_s, process)
 
     def _tidy(self, stem: str) -> None:
         """The record now holds the result; keep only a non-empty log, cut to its head and tail."""
@@ -85,6 +87,14 @@ def cap_log(path: Path, keep_bytes: int = LOG_KEEP_BYTES) -> None:
     def close(self) -> None:
         if self._zygotes is not None:
             self._zygotes.close()
+
+
+def _result(answer: dict[str, Any]) -> CellResult:
+    """The worker's answer as a result; one the parent cannot read is a crash of that cell, named."""
+    try:
+        return CellResult.from_json(answer)
+    except ValueError as exc:
+        return CellResult(status="crashed", error=f"the cell's process wrote a result this harness cannot read: {exc}")
 
 
 def default_placement(run_dir: Path) -> Placement:

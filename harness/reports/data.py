@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.memory import peak_bytes
+from harness.measure.memory import peak_bytes
 from harness.paths import cache_dir
 from harness.records import RECORDS_FILE, read_environments, read_records
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
-from harness.summary import BASELINE_RUNTIME
+from harness.cli.tables import BASELINE_RUNTIME
 
 FORMATS = ("png", "svg")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from itertools import product
-
-from harness.records import cell_id_of
+from typing import Any
 
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -25,6 +24,11 @@ class Cell:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def cell_id_of(cell: dict[str, Any]) -> str:
+    """model|runtime|precision|bs<N>|device: how records and resumes name a cell."""
+    return f"{cell['model']}|{cell['runtime']}|{cell['precision']}|bs{cell['batch_size']}|{cell['device']}"
 
 
 ORDERS = ("model", "interleaved", "random")

@@ -7,8 +7,8 @@ from typing import Any
 
 from exporters.torch_models import ModelRecipe
 from harness import __version__
-from harness.complexity import cache_key
-from harness.registry import SOURCE_PACKAGE, ModelSpec
+from harness.catalogue.complexity import cache_key
+from harness.catalogue.registry import SOURCE_PACKAGE, ModelSpec
 
 
 def library_version(source: str) -> str:

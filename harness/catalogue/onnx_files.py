@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.protocol import OnnxModel
 
 MIN_OPSET = 7  # the oldest default-domain opset onnxruntime still runs
 ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 6: "int32", 7: "int64",
@@ -40,9 +41,9 @@ class OnnxFile:
                             f"{','.join(others)} would not change it: pass --precision {self.precision} (or convert "
                             "the file yourself)")
 
-    def request_model(self) -> dict[str, Any]:
-        return {"name": self.name, "onnx_path": str(self.path), "input_shape": [d or 1 for d in self.input_shape],
-                "input_dtype": self.input_dtype}
+    def request_model(self) -> OnnxModel:
+        return OnnxModel(name=self.name, onnx_path=str(self.path), input_shape=[d or 1 for d in self.input_shape],
+                         input_dtype=self.input_dtype)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "onnx_path": str(self.path), "input_name": self.input_name,

@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.bench import Sweep
+from harness.sweep.sweep import Sweep
 from harness.execution.executor import StorageFailed
 from harness.errors import UserError
 from harness.paths import CACHE_ENV, cache_dir
-from harness.registry import ModelSpec
-from harness.runs import last_run_of_plan, read_plan
-from harness.summary import failures
+from harness.catalogue.registry import ModelSpec
+from harness.sweep.runs import last_run_of_plan, read_plan
+from harness.cli.tables import failures
 from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption

@@ -1,4 +1,4 @@
-"""The child side of one job, run as `python -m harness.worker ENVELOPE.json RESULT.json` in a fresh process.
+"""The child side of one job, run as `python -m harness.cell.worker ENVELOPE.json RESULT.json` in a fresh process.
 
 Prepare mode: the weights file, params and MACs and the ONNX file a model's measuring cells need, made
 in a process of their own so that no measuring process carries that work (torch, the module) in its
@@ -29,12 +29,15 @@ from exporters.store import Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
-from harness import __version__, memory, validity
-from harness.complexity import ComplexityCache, measure
-from harness.parity import TOLERANCES, compare, violations
+from harness import __version__
+from harness.measure import memory, validity
+from harness.catalogue.complexity import ComplexityCache, measure
+from harness.measure.parity import TOLERANCES, compare, violations
 from harness.paths import write_atomically
-from harness.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
-from harness.timing import Policy, sample, summarize
+from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
+from harness.measure.timing import Policy, sample, summarize
+from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel
+from harness.sweep.planning import Cell
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, OnnxFileArtifact, OutOfMemory, Runtime, RuntimeOptions,
                            TorchModuleArtifact, UnsupportedConfiguration)
@@ -61,45 +64,50 @@ class CellContext:
     by a separate prepare job (`run_prepare`), so nothing of that work is in a measuring process.
     """
 
-    def __init__(self, request: dict[str, Any], placement: dict[str, str]) -> None:
+    def __init__(self, request: CellRequest, placement: dict[str, str]) -> None:
         self.request = request
-        self.cell = request["cell"]
-        self.model = request["model"]
-        self.seed = request.get("seed", 0)
+        self.cell = request.cell
+        self.seed = request.seed
         self.cache_dir = Path(placement["cache_dir"])
         self.run_dir = Path(placement["run_dir"])
         self.store = Store(self.cache_dir)
-        self.external_onnx = self.model.get("onnx_path")
-        self.recipe = None if self.external_onnx else ModelRecipe(
-            name=self.model["name"], source=self.model["source"], builder=self.model["builder"],
-            builder_kwargs=self.model.get("builder_kwargs", {}), pretrained_tag=self.model.get("pretrained_tag"),
-            weights=request.get("weights", RANDOM))
-        self.prepared: dict[str, Any] = dict(request.get("prepared") or {})
+        outside = request.outside_onnx
+        self.external_onnx = outside.onnx_path if outside else None
+        model = request.model
+        self.recipe = None if isinstance(model, OnnxModel) else ModelRecipe(
+            name=model.name, source=model.source, builder=model.builder, builder_kwargs=dict(model.builder_kwargs),
+            pretrained_tag=model.pretrained_tag, weights=request.weights)
+        self.model = model
+        self.prepared: dict[str, Any] = dict(request.prepared)
         self.built: dict[str, Any] = {}
+
+    @property
+    def catalogue_model(self) -> CatalogueModel:
+        """The catalogue entry (prepare jobs and exports only exist for catalogue models)."""
+        assert isinstance(self.model, CatalogueModel), "an outside ONNX file has no catalogue entry"
+        return self.model
 
     def in_cache(self, path: str) -> str:
         """A path the prepare job wrote relative to the cache, on this machine (absolute ones stay)."""
         return str(self.cache_dir / path)
 
     def options(self, runtime: str | None = None, precision: str | None = None) -> RuntimeOptions:
-        return RuntimeOptions(device=self.cell["device"], precision=precision or self.cell["precision"],
-                              threads=self.request.get("threads"),
-                              channels_last=self.request.get("channels_last", False),
-                              extra=dict((self.request.get("runtime_options") or {}).get(runtime or self.cell["runtime"],
-                                                                                         {})))
+        return RuntimeOptions(device=self.cell.device, precision=precision or self.cell.precision,
+                              threads=self.request.threads, channels_last=self.request.channels_last,
+                              extra=self.request.runtime_extra(runtime or self.cell.runtime))
 
     def input_shape(self) -> list[int]:
-        if self.external_onnx:
-            return [self.cell["batch_size"], *self.model["input_shape"][1:]]
-        size = self.model["input_size"]
-        return [self.cell["batch_size"], 3, size, size]
+        if isinstance(self.model, OnnxModel):
+            return [self.cell.batch_size, *self.model.input_shape[1:]]
+        size = self.model.input_size
+        return [self.cell.batch_size, 3, size, size]
 
     # ---------------------------------------------------------------- prepare jobs
 
     def prepare_weights(self) -> None:
         """Random weights become a cached, seeded, BatchNorm-recalibrated state-dict file (path relative to
         the cache); a weights file is named by its content; pretrained weights by tag and library."""
-        from harness.models import library_version
+        from harness.catalogue.recipes import library_version
 
         assert self.recipe is not None
         if self.recipe.weights == PRETRAINED:
@@ -111,7 +119,7 @@ class CellContext:
                                         "sha256": sha256_of(Path(self.recipe.weights))}
             return
         start = time.perf_counter()
-        entry = random_weights(self.recipe, self.model["input_size"], self.seed, self.store,
+        entry = random_weights(self.recipe, self.catalogue_model.input_size, self.seed, self.store,
                                library_version(self.recipe.source))
         self.prepared["weights"] = {"kind": "random", "seed": self.seed, "description": entry.meta["description"],
                                     "sha256": entry.meta["sha256"], "file_bytes": entry.meta["file_bytes"],
@@ -139,12 +147,12 @@ class CellContext:
 
     def export_onnx(self, precision: str) -> None:
         """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`."""
-        options = self.request.get("export", {})
-        name = self.model["name"]
-        spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=self.model["input_size"],
+        options, model = self.request.export, self.catalogue_model
+        name = model.name
+        spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=model.input_size,
                           opset=options.get("opset", 18), precision=precision,
                           simplify=options.get("simplify", False),
-                          metadata=metadata_for(name, self.model.get("preprocessing", {}),
+                          metadata=metadata_for(name, model.preprocessing,
                                                 self.prepared.get("weights", {}).get("description",
                                                                                      self.weights_recipe().weights_label),
                                                 __version__))
@@ -161,18 +169,18 @@ class CellContext:
     def measure_complexity(self) -> None:
         """Params and MACs from the cache, or counted on the module (built now if the export did not)."""
         cache = ComplexityCache(self.cache_dir / "complexity.json")
-        key = self.request["complexity_key"]
+        key = self.request.complexity_key
         cached = cache.get(key)
         if cached is None:
             module = self.built.get("module") or self.build()
-            cached = measure(module, self.model["input_size"])
+            cached = measure(module, self.catalogue_model.input_size)
             cache.put(key, cached)
         self.prepared["complexity"] = cached.as_dict()
 
     # ---------------------------------------------------------------- measuring jobs
 
     def artifact(self, runtime: Runtime) -> TorchModuleArtifact | OnnxFileArtifact:
-        name = self.model["name"]
+        name = self.model.name
         if runtime.consumes == TORCH_MODULE:
             if self.recipe is None:
                 raise UnsupportedConfiguration(f"{runtime.name} runs catalogue models, not an ONNX file")
@@ -193,7 +201,7 @@ class CellContext:
             return None
         if "complexity" in self.prepared:
             return self.prepared["complexity"]
-        cached = ComplexityCache(self.cache_dir / "complexity.json").get(self.request["complexity_key"])
+        cached = ComplexityCache(self.cache_dir / "complexity.json").get(self.request.complexity_key)
         return cached.as_dict() if cached else None
 
 
@@ -215,13 +223,13 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     without a sampler there is no memory pass.
     """
     cell = context.cell
-    device = cell["device"]
+    device = cell.device
     result: dict[str, Any] = {"status": "ok", "error": None}
-    runtime = create_runtime(cell["runtime"], context.options())
+    runtime = create_runtime(cell.runtime, context.options())
     with runtime:
         _import_model_library(context, runtime)
         artifact = context.artifact(runtime)
-        inputs = make_inputs(context.input_shape(), context.seed, context.model.get("input_dtype", "float32"))
+        inputs = make_inputs(context.input_shape(), context.seed, getattr(context.model, "input_dtype", "float32"))
         host, nvml, jetson = memory.HostRss(), memory.NvmlProcess(device), memory.JetsonUnified()
         runtime.init_device()
         nvml.mark_context()
@@ -238,7 +246,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
             sampler.stop()
 
         frequency_before, gpu_before = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
-        measurement = sample(runtime, Policy(**context.request["policy"]), first_run_ms=first_run_ms)
+        measurement = sample(runtime, Policy(**context.request.policy), first_run_ms=first_run_ms)
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
 
         sampled = [sampler for sampler in samplers if sampler.reason is None]
@@ -254,8 +262,8 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         result["runtime"] = runtime.info()
         device_memory = runtime.device_memory()
     if not context.external_onnx:
-        _check_outputs(outputs, cell["batch_size"])
-    host_stats = summarize(measurement.host_ms, cell["batch_size"]).__dict__
+        _check_outputs(outputs, cell.batch_size)
+    host_stats = summarize(measurement.host_ms, cell.batch_size).__dict__
     result["prepared"] = context.prepared
     result["cold_start"] = {"library_import_s": context.prepared.get("library_import_s"), "load_s": load_s,
                             "first_run_ms": first_run_ms,
@@ -267,7 +275,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "warmup_stop": measurement.warmup_stop,
         "stop_reason": measurement.stop_reason, "loop_s": measurement.loop_s,
         "host": host_stats,
-        "device": summarize(measurement.device_ms, cell["batch_size"]).__dict__ if measurement.device_ms else None,
+        "device": summarize(measurement.device_ms, cell.batch_size).__dict__ if measurement.device_ms else None,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     own_memory = device_memory  # on a CPU: missing, with that reason
@@ -281,8 +289,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                "sm_clock_before_mhz": gpu_before.get("sm_clock_mhz"),
                "sm_clock_after_mhz": (gpu_after or {}).get("sm_clock_mhz"),
                "throttle_reasons_after": (gpu_after or {}).get("throttle_reasons")}
-    result["validity"] = validity.verdict(host_stats, context.request["policy"]["min_samples"],
-                                          context.request.get("max_cv", validity.MAX_CV["quick"]),
+    result["validity"] = validity.verdict(host_stats, context.request.policy["min_samples"], context.request.max_cv,
                                           frequency_before, frequency_after, gpu)
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                        "generator": f"numpy default_rng({context.seed})"}
@@ -290,9 +297,9 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     return result
 
 
-def reference_outputs_path(run_dir: Path, cell: dict[str, Any]) -> Path:
+def reference_outputs_path(run_dir: Path, cell: Cell) -> Path:
     """Where the reference cell of a model and batch size keeps its outputs for the cells compared with it."""
-    return run_dir / "outputs" / f"{cell['model']}-bs{cell['batch_size']}-reference.npy"
+    return run_dir / "outputs" / f"{cell.model}-bs{cell.batch_size}-reference.npy"
 
 
 def run_parity(context: CellContext) -> dict[str, Any]:
@@ -300,7 +307,7 @@ def run_parity(context: CellContext) -> dict[str, Any]:
     fp32, planned first) saves its outputs; every other cell compares its own with them."""
     cell = context.cell
     inputs = make_inputs(context.input_shape(), context.seed)
-    runtime = create_runtime(cell["runtime"], context.options())
+    runtime = create_runtime(cell.runtime, context.options())
     with runtime:
         runtime.load(context.artifact(runtime))
         runtime.prepare(inputs)
@@ -308,24 +315,24 @@ def run_parity(context: CellContext) -> dict[str, Any]:
         runtime.synchronize()
         outputs = runtime.outputs()[0]
         info = runtime.info()
-    reference = context.request["reference"]
+    reference = context.request.reference
     reference_path = reference_outputs_path(context.run_dir, cell)
     input_note = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                   "generator": f"numpy default_rng({context.seed})"}
-    if (cell["runtime"], cell["precision"]) == (reference["runtime"], reference["precision"]):
+    if (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
         _save_array(reference_path, outputs.astype(np.float32))
         return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
                 "parity": {"is_reference": True, "outputs_file": str(reference_path.relative_to(context.run_dir))}}
     if not reference_path.is_file():
         raise RuntimeError(f"the reference outputs {reference_path} are missing: the reference cell did not finish")
     parity = compare(np.load(reference_path), outputs)
-    tolerance = TOLERANCES[cell["precision"]]
+    tolerance = TOLERANCES[cell.precision]
     problems = violations(parity, tolerance)
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,
             "parity": {**parity.as_dict(), "is_reference": False,
-                       "reference": f"{reference['runtime']} {reference['precision']}, same weights and inputs",
+                       "reference": f"{reference.runtime} {reference.precision}, same weights and inputs",
                        "tolerance": tolerance.__dict__},
             "input": input_note}
 
@@ -340,30 +347,29 @@ def run_accuracy(context: CellContext) -> dict[str, Any]:
     top-1 agreement with the reference (PyTorch eager fp32) where its answers are already saved."""
     from harness.accuracy.evaluate import score
 
-    cell, settings = context.cell, context.request["accuracy"]
-    if context.request.get("weights", RANDOM) == RANDOM:
+    cell, settings, reference = context.cell, context.request.accuracy or {}, context.request.reference
+    if context.request.weights == RANDOM:
         raise WeightsUnavailable("accuracy needs trained weights: pass --weights pretrained or a state-dict path")
-    crop_set = settings["sets"][cell["model"]]
+    crop_set = settings["sets"][cell.model]
     predictions, labels, load_s, info = _evaluate(context, crop_set)
     run_dir = context.run_dir
-    own = predictions_path(run_dir, cell["model"], cell["runtime"], cell["precision"])
+    own = predictions_path(run_dir, cell.model, cell.runtime, cell.precision)
     _save_array(own, predictions.top5)
     scores = score(predictions.top5, labels)
-    reference = settings["reference"]
     figures: dict[str, Any] = {
         "top1": scores.top1, "top5": scores.top5, "images": scores.images,
         "top1_correct": scores.top1_correct, "top5_correct": scores.top5_correct,
         "images_per_s": scores.images / predictions.loop_s if predictions.loop_s > 0 else None,
         "loop_s": predictions.loop_s, "load_s": load_s,
         "loop_includes": "normalizing each batch from the cached uint8 crops, prepare, run, synchronize, outputs, top-5",
-        "predictions_file": str(own), "reference": f"{reference['runtime']} {reference['precision']}",
+        "predictions_file": str(own), "reference": f"{reference.runtime} {reference.precision}",
         "preprocessing": {"geometry": crop_set["geometry"], "normalization": crop_set["normalization"],
                           "from": crop_set["preprocessing_from"]},
         "data": {**settings["data"], "crop_set": crop_set["key"], "images_listed": crop_set["count"],
                  "bad_images": crop_set["count"] - crop_set["valid_count"],
                  "bad_images_listed_in": str(Path(context.in_cache(crop_set["folder"])) / "meta.json")},
     }
-    reference_path = predictions_path(run_dir, cell["model"], reference["runtime"], reference["precision"])
+    reference_path = predictions_path(run_dir, cell.model, reference.runtime, reference.precision)
     figures.update(_against_reference(predictions.top5, labels, reference_path, is_reference=reference_path == own))
     return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "accuracy": figures}
 
@@ -379,14 +385,14 @@ def _evaluate(context: CellContext, crop_set: dict[str, Any]) -> tuple[Any, np.n
     indices = np.flatnonzero(valid)
     normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in crop_set["normalization"].items()})
-    runtime = create_runtime(cell["runtime"], context.options())
+    runtime = create_runtime(cell.runtime, context.options())
     with runtime:
         _import_model_library(context, runtime)
         artifact = context.artifact(runtime)
         start = time.perf_counter_ns()
         runtime.load(artifact)
         load_s = (time.perf_counter_ns() - start) / 1e9
-        predictions = predict(runtime, crops, indices, normalization, cell["batch_size"])
+        predictions = predict(runtime, crops, indices, normalization, cell.batch_size)
         info = runtime.info()
     return predictions, labels[indices], load_s, info
 
@@ -475,7 +481,7 @@ def run_prepare(context: CellContext) -> dict[str, Any]:
     import_source(context.recipe.source, hub_needed=context.recipe.weights == PRETRAINED)
     context.prepared["library_import_s"] = time.perf_counter() - start
     context.prepare_weights()
-    onnx_precision = (context.request.get("prepare") or {}).get("onnx_precision")
+    onnx_precision = context.request.onnx_precision
     if onnx_precision:
         context.export_onnx(onnx_precision)
     context.measure_complexity()
@@ -487,24 +493,24 @@ MODES = {"prepare": run_prepare, "bench": run_bench, "parity": run_parity, "accu
 
 
 def main(argv: list[str]) -> int:
-    """`harness.worker ENVELOPE.json RESULT.json`: the envelope holds the request and the executor's
+    """`harness.cell.worker ENVELOPE.json RESULT.json`: the envelope holds the request and the executor's
     placement (where the cache is, where to write files) and the memory cap."""
     started = time.perf_counter()
     request_path, result_path = Path(argv[0]), Path(argv[1])
     envelope = json.loads(request_path.read_text())
-    request, cap = envelope["request"], envelope.get("max_memory_bytes")
+    cap = envelope.get("max_memory_bytes")
     limit_memory(cap)
+    request = CellRequest.from_json(envelope["request"])
     context = CellContext(request, envelope["placement"])
     try:
-        result = MODES[request.get("mode", "bench")](context)
+        answer = MODES[request.mode](context)
     except BaseException as exc:  # everything becomes a record; KeyboardInterrupt included
-        runtime = request["cell"]["runtime"] if request.get("mode") != "prepare" else None
-        result = failure(exc, runtime, memory_capped=cap is not None)
-        result["prepared"] = context.prepared
-    result["host"] = socket.gethostname()
-    result["worker_s"] = time.perf_counter() - started  # the cell's wall time less interpreter start and imports
+        runtime = request.cell.runtime if request.mode != "prepare" else None
+        answer = {**failure(exc, runtime, memory_capped=cap is not None), "prepared": context.prepared}
+    result = CellResult(**answer, host=socket.gethostname(),
+                        worker_s=time.perf_counter() - started)  # wall time less interpreter start and imports
     try:
-        write_atomically(result_path, json.dumps(result, allow_nan=False, default=str))
+        write_atomically(result_path, json.dumps(result.to_json(), allow_nan=False, default=str))
     except OSError as exc:
         print(f"cannot write the result {result_path}: {exc}", file=sys.stderr)
         return EXIT_RESULT_UNWRITABLE

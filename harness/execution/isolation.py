@@ -1,8 +1,8 @@
 """One fresh process per cell, with a timeout; whatever happens in it comes back as a result dict.
 
-Two ways to start the cell's process: `exec`, a new interpreter (`python -m harness.worker`) that
+Two ways to start the cell's process: `exec`, a new interpreter (`python -m harness.cell.worker`) that
 imports everything itself; or `fork` (the default where the OS has fork), a child of a zygote
-(`harness.zygote`) that imported the cell's libraries once — no CUDA and no tensor work ever happen
+(`harness.execution.zygote`) that imported the cell's libraries once — no CUDA and no tensor work ever happen
 in the zygote, so no device or thread state leaks between cells either way. The request and the
 result travel through files in the run folder; the child's stdout and stderr go to a log file beside
 them. The parent blocks (in `wait()`, or in `select()` on the zygote's pipe), never polls.
@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.paths import write_atomically
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KILL_GRACE_S = 5.0
 LOG_TAIL_CHARS = 2000
 
@@ -132,12 +132,12 @@ ZYGOTE_START_TIMEOUT_S = 600.0
 
 
 class Zygote:
-    """Parent side of `harness.zygote`: a process that imported `modules` (and the model libraries in
+    """Parent side of `harness.execution.zygote`: a process that imported `modules` (and the model libraries in
     `sources`) once and forks one child per cell. It dies with the parent, and its children with it."""
 
     def __init__(self, modules: tuple[str, ...], sources: tuple[str, ...], log_path: Path) -> None:
         self.modules, self.sources = modules, sources
-        command = [sys.executable, "-m", "harness.zygote", *modules, *(f"source:{s}" for s in sources)]
+        command = [sys.executable, "-m", "harness.execution.zygote", *modules, *(f"source:{s}" for s in sources)]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,  # noqa: PLW1509
                                             env=_child_environment(), cwd=os.getcwd(),
@@ -158,7 +158,7 @@ class Zygote:
         return self.process.poll() is None
 
     def run(self, argv: list[str], log_path: Path, timeout_s: float) -> int | None:
-        """Fork a child that runs `harness.worker` with `argv`; its exit code, or None if it timed out and was ended."""
+        """Fork a child that runs `harness.cell.worker` with `argv`; its exit code, or None if it timed out and was ended."""
         request = {"argv": argv, "log": str(log_path)}
         self.process.stdin.write((json.dumps(request) + "\n").encode())  # type: ignore[union-attr]
         self.process.stdin.flush()  # type: ignore[union-attr]
@@ -247,8 +247,8 @@ class ZygotePool:
 
 
 def _run_exec(argv: list[str], log_path: Path, timeout_s: float) -> int | None:
-    """A new interpreter runs `harness.worker` with `argv`; its exit code, or None if it timed out and was ended."""
-    command = [sys.executable, "-m", "harness.worker", *argv]
+    """A new interpreter runs `harness.cell.worker` with `argv`; its exit code, or None if it timed out and was ended."""
+    command = [sys.executable, "-m", "harness.cell.worker", *argv]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # noqa: PLW1509
                                    env=_child_environment(), cwd=os.getcwd(),

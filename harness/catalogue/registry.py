@@ -13,18 +13,15 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporters.sources import SOURCES
 from harness.errors import UserError
 
-DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "models.yaml"
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "models.yaml"
 CATALOGUE_ENV = "HARNESS_MODELS"
 
 Source = Literal["torchvision", "timm", "pretrainedmodels", "project"]
-SOURCE_PACKAGE: dict[str, str] = {
-    "torchvision": "torchvision",
-    "timm": "timm",
-    "pretrainedmodels": "pretrainedmodels",
-    "project": "exporters",
-}
+# The top-level package of each source (exporters.sources): installed or not, and its version.
+SOURCE_PACKAGE: dict[str, str] = {name: source.module.split(".")[0] for name, source in SOURCES.items()}
 
 
 class _Strict(BaseModel):

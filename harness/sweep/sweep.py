@@ -14,18 +14,19 @@ from typing import Any, Callable
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.torch_models import WeightsUnavailable
-from harness import environment
+from harness.measure import environment
 from harness.errors import UserError
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
-from harness.models import complexity_key_for, model_summary
-from harness.onnx_files import OnnxFile
+from harness.catalogue.recipes import complexity_key_for, model_summary
+from harness.catalogue.onnx_files import OnnxFile
 from harness.paths import write_atomically
-from harness.planning import REFERENCE, Cell
+from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
+from harness.sweep.planning import REFERENCE, Cell
 from harness.records import RECORDS_FILE, SCHEMA_VERSION, append_record, env_file_for, read_records, repair_torn_tail
-from harness.registry import ModelSpec
-from harness.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
-from harness.timing import Policy
+from harness.catalogue.registry import ModelSpec
+from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
+from harness.measure.timing import Policy
 from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE
 
@@ -72,14 +73,15 @@ class Subject:
     def name(self) -> str:
         return self.spec.name if self.spec else self.onnx_file.name  # type: ignore[union-attr]
 
-    def request_model(self) -> dict[str, Any]:
+    def request_model(self) -> CatalogueModel | OnnxModel:
         if self.onnx_file:
             return self.onnx_file.request_model()
         spec = self.spec
-        return {"name": spec.name, "source": spec.source, "builder": spec.builder,
-                "builder_kwargs": dict(spec.builder_kwargs), "input_size": spec.input_size,
-                "pretrained_tag": spec.pretrained.tag if spec.pretrained else None,
-                "preprocessing": spec.preprocessing.model_dump()}
+        assert spec is not None
+        return CatalogueModel(name=spec.name, source=spec.source, builder=spec.builder,
+                              builder_kwargs=dict(spec.builder_kwargs), input_size=spec.input_size,
+                              pretrained_tag=spec.pretrained.tag if spec.pretrained else None,
+                              preprocessing=spec.preprocessing.model_dump())
 
     def summary(self, weights: str, complexity: dict[str, Any] | None) -> dict[str, Any]:
         if self.onnx_file:
@@ -98,47 +100,37 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def build_request(cell: Cell, subject: Subject, settings: BenchSettings) -> dict[str, Any]:
-    """What a cell's process reads: no paths of the parent's machine (the executor places the job)."""
-    return {
-        "accuracy": settings.accuracy,
-        "mode": settings.mode,
-        "cell": cell.as_dict(),
-        "model": subject.request_model(),
-        "weights": settings.weights,
-        "threads": settings.threads,
-        "channels_last": settings.channels_last,
-        "runtime_options": settings.runtime_options,
-        "policy": settings.policy.as_dict(),
-        "seed": settings.seed,
-        "complexity_key": subject.complexity_key(),
-        "export": settings.export,
-        "max_cv": settings.max_cv,
-        "reference": {"runtime": REFERENCE[0], "precision": REFERENCE[1]},
-    }
+def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: str | None = None,
+                  **extra: Any) -> CellRequest:
+    """What a job's process reads: no paths of the parent's machine (the executor places the job)."""
+    return CellRequest(mode=mode or settings.mode, cell=cell, model=subject.request_model(),
+                       reference=Reference(*REFERENCE), weights=settings.weights, seed=settings.seed,
+                       threads=settings.threads, channels_last=settings.channels_last,
+                       runtime_options=settings.runtime_options, policy=settings.policy.as_dict(),
+                       max_cv=settings.max_cv, complexity_key=subject.complexity_key(), export=settings.export,
+                       accuracy=settings.accuracy, **extra)
 
 
-def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSettings, result: dict[str, Any],
+def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSettings, result: CellResult,
                  started_at: str, wall_s: float) -> dict[str, Any]:
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
-        "host": result.get("host") or socket.gethostname(),
+        "host": result.host or socket.gethostname(),
         "kind": settings.mode,
         "cell_id": cell.cell_id,
         "cell": cell.as_dict(),
-        "status": result["status"],
-        "error": result.get("error"),
+        "status": result.status,
+        "error": result.error,
         "started_at": started_at,
         "wall_s": wall_s,
-        "model": subject.summary(settings.weights, result.get("complexity")
-                                 or (result.get("prepared") or {}).get("complexity")),
-        "runtime": result.get("runtime"),
+        "model": subject.summary(settings.weights, result.complexity or result.prepared.get("complexity")),
+        "runtime": result.runtime,
         "policy": settings.policy.as_dict() if settings.mode == "bench" else None,
     }
     for key in RESULT_KEYS:
-        if result.get(key) is not None:
-            record[key] = result[key]
+        if getattr(result, key) is not None:
+            record[key] = getattr(result, key)
     return record
 
 
@@ -157,8 +149,8 @@ def preload_for(cell: Cell, subject: Subject, weights: str) -> tuple[tuple[str, 
     try:
         runtime = runtime_class(cell.runtime)
     except (KeyError, RuntimeUnavailable):
-        return ("harness.worker",), ()
-    modules = ("harness.worker", runtime.__module__, *runtime.preload_modules)
+        return ("harness.cell.worker",), ()
+    modules = ("harness.cell.worker", runtime.__module__, *runtime.preload_modules)
     sources = (subject.spec.source,) if runtime.consumes == TORCH_MODULE and subject.spec \
         and weights != "pretrained" else ()
     return modules, sources
@@ -178,7 +170,7 @@ class Preparation:
 
 
 # A prepare job imports what a torch cell imports, so one zygote serves both.
-PREPARE_MODULES = ("harness.worker", "runtimes.torch_eager", "torch")
+PREPARE_MODULES = ("harness.cell.worker", "runtimes.torch_eager", "torch")
 
 
 def _group(cell: Cell) -> tuple[str, str, str, str]:
@@ -210,7 +202,7 @@ class Sweep:
         self._oom_batch: dict[tuple[str, str, str, str], int] = {}
         self._weights_missing: dict[str, str] = {}  # model -> why its weights could not be loaded
         self._prepared: dict[str, dict[str, Any]] = {}  # preparation key -> what it made
-        self._prepare_failed: dict[str, dict[str, Any]] = {}  # preparation key -> its failed result
+        self._prepare_failed: dict[str, Outcome] = {}  # preparation key -> its failed outcome
         self._blamed: set[str] = set()  # failed preparations already recorded on their first cell
         self._earlier_invalid: dict[str, list[list[str]]] = {}
 
@@ -277,7 +269,7 @@ class Sweep:
             return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"
         preparation = self.preparation(cell)
         if preparation is not None and preparation.key in self._blamed:
-            why = self._prepare_failed[preparation.key]["error"]
+            why = self._prepare_failed[preparation.key].result.error
             return f"preparing {cell.model}'s artifacts failed in an earlier cell: {why}"
         return None
 
@@ -295,22 +287,21 @@ class Sweep:
 
     def _job(self, cell: Cell, index: int) -> Job:
         subject = self.subjects[cell.model]
-        request = build_request(cell, subject, self.settings)
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
         if self.settings.mode == "export":
-            request.update(mode="prepare", prepare={"onnx_precision": cell.precision})
+            request = build_request(cell, subject, self.settings, mode="prepare", onnx_precision=cell.precision)
             return Job(cell.cell_id, request, stem, self.settings.timeout_s,
                        preload=(PREPARE_MODULES, self._sources(subject)))
         preparation = self.preparation(cell)
-        if preparation is not None:
-            request["prepared"] = self._prepared[preparation.key]
-        return Job(cell.cell_id, request, stem, self.settings.timeout_s, self.settings.max_memory_bytes,
+        prepared = self._prepared[preparation.key] if preparation is not None else {}
+        return Job(cell.cell_id, build_request(cell, subject, self.settings, prepared=prepared), stem,
+                   self.settings.timeout_s, self.settings.max_memory_bytes,
                    preload_for(cell, subject, self.settings.weights))
 
     def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
         subject = self.subjects[preparation.model]
-        request = build_request(cell, subject, self.settings)
-        request.update(mode="prepare", prepare={"onnx_precision": preparation.onnx_precision})
+        request = build_request(cell, subject, self.settings, mode="prepare",
+                                onnx_precision=preparation.onnx_precision)
         stem = f"prepare-{preparation.model}-{preparation.onnx_precision or 'weights'}"
         return Job(preparation.key, request, stem, self.settings.timeout_s,
                    preload=(PREPARE_MODULES, self._sources(subject)))
@@ -332,7 +323,7 @@ class Sweep:
             with self.executor_factory(self.run_dir) as executor:
                 return _Schedule(self, cells, executor, on_done, on_start).run()
 
-    def record(self, cell: Cell, result: dict[str, Any], started_at: str, wall_s: float,
+    def record(self, cell: Cell, result: CellResult, started_at: str, wall_s: float,
                process: dict[str, Any] | None = None) -> dict[str, Any]:
         record = build_record(self.run_id, cell, self.subjects[cell.model], self.settings, result, started_at, wall_s)
         if process is not None:
@@ -347,14 +338,13 @@ class Sweep:
             raise StorageFailed(f"cannot append to {self.records_path}: {exc.strerror or exc}") from None
         return record
 
-    def retry_invalid(self, result: dict[str, Any], cell: Cell) -> bool:
+    def retry_invalid(self, result: CellResult, cell: Cell) -> bool:
         """Under --strict: True when this attempt's timing verdict is invalid and retries remain."""
-        validity = result.get("validity")
+        reasons = result.invalid_reasons()
         earlier = self._earlier_invalid.setdefault(cell.cell_id, [])
-        if result["status"] != "ok" or not validity or validity["valid"] \
-                or len(earlier) >= self.settings.strict_retries:
+        if reasons is None or len(earlier) >= self.settings.strict_retries:
             return False
-        earlier.append(validity["reasons"])
+        earlier.append(reasons)
         return True
 
 
@@ -410,14 +400,14 @@ class _Schedule:
                 continue
             reason = self.sweep._skip_reason(cell)
             if reason:
-                self._done(cell, self.sweep.record(cell, {"status": "skipped", "error": reason}, _now(), 0.0))
+                self._done(cell, self.sweep.record(cell, CellResult(status="skipped", error=reason), _now(), 0.0))
                 continue
             preparation = self.sweep.preparation(cell)
             if preparation is not None and preparation.key not in self.sweep._prepared:
                 failed = self.sweep._prepare_failed.get(preparation.key)
                 if failed is not None:  # the first cell that needed it carries the failure
                     self.sweep._blamed.add(preparation.key)
-                    self._done(cell, self.sweep.record(cell, failed, _now(), failed.get("wall_s", 0.0)))
+                    self._done(cell, self.sweep.record(cell, failed.result, _now(), failed.wall_s))
                 elif preparation.key not in self.in_flight:
                     self._submit(self.sweep._prepare_job(preparation, cell), cell)
                 continue
@@ -431,11 +421,10 @@ class _Schedule:
         self.in_flight[job.key] = (cell, _now())
 
     def _prepared(self, job: Job, outcome: Outcome) -> None:
-        result = outcome.result
-        if result["status"] == "ok":
-            self.sweep._prepared[job.key] = result["prepared"]
+        if outcome.result.status == "ok":
+            self.sweep._prepared[job.key] = outcome.result.prepared
         else:
-            self.sweep._prepare_failed[job.key] = {**result, "wall_s": outcome.wall_s}
+            self.sweep._prepare_failed[job.key] = outcome
 
     def _finished(self, job: Job, cell: Cell, outcome: Outcome, started_at: str) -> None:
         if self.sweep.retry_invalid(outcome.result, cell):

@@ -1,6 +1,6 @@
 """A zygote: a process that imports the cell's libraries once, then forks one fresh child per cell.
 
-Run as `python -m harness.zygote MODULE ... [source:LIBRARY ...]` by `harness.isolation.Zygote`
+Run as `python -m harness.execution.zygote MODULE ... [source:LIBRARY ...]` by `harness.execution.isolation.Zygote`
 (`source:timm` imports a model library the way the worker does, `exporters.torch_models.import_source`).
 Starting a new interpreter and importing torch and a model library costs 1-4 s per cell, as much as
 the timed loop of a small model. A child forked from here starts with those modules already imported
@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.isolation import die_with_parent
+from harness.execution.isolation import die_with_parent
 
 
 def _send(channel: IO[str], message: dict[str, Any]) -> None:
@@ -114,7 +114,7 @@ def _child(request: dict[str, Any], zygote_pid: int, protocol_fd: int, file_page
         os.dup2(null_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        from harness import worker
+        from harness.cell import worker
 
         code = worker.main(request["argv"])
     except BaseException:  # noqa: BLE001 - whatever happens, the child must not return into the zygote loop

@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.memory import peak_bytes
+from harness.measure.memory import peak_bytes
 
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
                 "skipped": "magenta", "parity_failed": "red"}

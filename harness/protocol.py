@@ -1,0 +1,148 @@
+"""What crosses the process boundary: a job's request (parent -> child) and its result (child -> parent),
+as types both sides share. Each travels as JSON (`to_json()`, `from_json()`); a key the other side does not
+know, a missing one or an unknown status fails at once, naming it.
+
+Plain dataclasses, not pydantic: the child imports this module, and every import there is in each cell's
+measured memory (pydantic would add ~17 MB to every cell's RSS baseline).
+
+A request carries no paths of the parent's machine except files the user named (an outside ONNX file,
+a weights file); the cache and run folders come from the executor's placement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from harness.sweep.planning import Cell
+
+MODES = ("prepare", "bench", "parity", "accuracy")
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped")
+
+
+def _build(cls: type, data: dict[str, Any], what: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CatalogueModel:
+    """A catalogue entry as the child builds it."""
+
+    name: str
+    source: str
+    builder: str
+    input_size: int
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained_tag: str | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX file made elsewhere: run as it is."""
+
+    name: str
+    onnx_path: str
+    input_shape: list[int]
+    input_dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every other runtime and precision is compared with (harness.sweep.planning.REFERENCE)."""
+
+    runtime: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """One job: prepare a model's artifacts, or measure one cell (bench, parity, accuracy)."""
+
+    mode: str
+    cell: Cell
+    model: CatalogueModel | OnnxModel
+    reference: Reference
+    weights: str = "random"  # random, pretrained, or the path of a state-dict file the user named
+    seed: int = 0
+    threads: int | None = None
+    channels_last: bool = False
+    runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> its validated options
+    policy: dict[str, Any] = field(default_factory=dict)  # harness.measure.timing.Policy, as a dict
+    max_cv: float = 0.10
+    complexity_key: str | None = None
+    export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
+    accuracy: dict[str, Any] | None = None  # accuracy mode: crop sets per model, the data's description
+    onnx_precision: str | None = None  # prepare mode: also export the ONNX file at this precision
+    prepared: dict[str, Any] = field(default_factory=dict)  # measuring modes: what the prepare job made
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"request: mode must be one of {MODES}, not {self.mode!r}")
+
+    @property
+    def outside_onnx(self) -> OnnxModel | None:
+        return self.model if isinstance(self.model, OnnxModel) else None
+
+    def runtime_extra(self, runtime: str) -> dict[str, Any]:
+        return dict(self.runtime_options.get(runtime, {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellRequest:
+        model = data["model"]
+        model_type = OnnxModel if "onnx_path" in model else CatalogueModel
+        return _build(cls, {**data, "cell": _build(Cell, data["cell"], "request.cell"),
+                            "model": _build(model_type, model, "request.model"),
+                            "reference": _build(Reference, data["reference"], "request.reference")}, "request")
+
+
+@dataclass
+class CellResult:
+    """What a job's process answers. The measuring parts are dicts the child writes and the record keeps
+    as they are; the fields the parent acts on (status, error type, validity) are read by name."""
+
+    status: str
+    error: str | None = None
+    error_type: str | None = None  # the exception's class: the parent decides by it, never by the message
+    traceback: str | None = None
+    host: str | None = None
+    worker_s: float | None = None
+    prepared: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] | None = None
+    cold_start: dict[str, Any] | None = None
+    timing: dict[str, Any] | None = None
+    samples_ms: dict[str, Any] | None = None
+    input: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None
+    validity: dict[str, Any] | None = None
+    complexity: dict[str, Any] | None = None
+    log_tail: str | None = None  # from the executor, when the process left no result
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"result: status must be one of {STATUSES}, not {self.status!r}")
+
+    def invalid_reasons(self) -> list[str] | None:
+        """The timing verdict's reasons when this finished cell is invalid; None when valid or untimed."""
+        if self.status != "ok" or not self.validity or self.validity.get("valid", True):
+            return None
+        return list(self.validity.get("reasons") or [])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellResult:
+        return _build(cls, data, "result")
