@@ -45,23 +45,55 @@ class CellKey(BaseModel):
     device: StrictStr
 
 
-class HostTiming(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Statistics(_Part):
+    """Statistics of a cell's per-batch times (harness.measure.timing.Statistics), as recorded."""
+
     median_ms: float
     per_image_median_ms: float
     images_per_s: float | None
     samples: StrictInt
+    p90_ms: float | None = None
 
 
-class Timing(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    host: HostTiming
+class Timing(_Part):
+    host: Statistics
+    device: Statistics | None = None
 
 
-class RecordShape(BaseModel):
-    """The fields every reader relies on; the rest of a record is kept as it is."""
+class Validity(_Part):
+    valid: bool = True
+    reasons: list[str] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="allow")
+
+class Published(_Part):
+    top1: float | None = None
+    top5: float | None = None
+    accuracy_source: str | None = None
+
+
+class Complexity(_Part):
+    params: int | None = None
+    macs: int | None = None
+
+
+class ModelSummary(_Part):
+    """What a record says about the model it measured (the rest of the summary is kept as it is)."""
+
+    name: str | None = None
+    display_name: str | None = None
+    family: str | None = None
+    published: Published = Published()
+    complexity: Complexity | None = None
+
+
+class Record(_Part):
+    """One cell's record, as every reader sees it. Fields readers rely on are typed; what a runtime or a
+    mode adds (runtime info, cold start, samples, parity and accuracy figures) is kept as written."""
+
     schema_version: Literal[1, 2]
     cell_id: StrictStr | None = None  # derivable from the cell; filled in on reading where absent
     cell: CellKey
@@ -69,14 +101,50 @@ class RecordShape(BaseModel):
     kind: StrictStr = "bench"
     run_id: StrictStr = ""
     host: StrictStr | None = None
+    started_at: str = ""
     error: str | None = None
+    error_type: str | None = None
     timing: Timing | None = None
+    validity: Validity | None = None
+    memory: dict[str, Any] = Field(default_factory=dict)  # source -> reading, or {"missing": reason}
+    model: ModelSummary = ModelSummary()
+    prepared: dict[str, Any] = Field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _timed_when_ok(self) -> "RecordShape":
+    def _timed_when_ok(self) -> "Record":
         if self.kind == "bench" and self.status == "ok" and self.timing is None:
             raise ValueError("a finished bench record has no timing")
         return self
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def valid(self) -> bool:
+        return self.validity is None or self.validity.valid
+
+    @property
+    def host_timing(self) -> Statistics:
+        assert self.timing is not None, "only a finished bench record has timing"
+        return self.timing.host
+
+    @property
+    def artifact(self) -> dict[str, Any]:
+        return self.prepared.get("artifact") or {}
+
+    def peak_bytes(self, source: str) -> int | None:
+        """The peak of one memory source (the allocator's reserved peak for torch_allocator); None if missing."""
+        reading = self.memory.get(source)
+        if not isinstance(reading, dict) or "missing" in reading:
+            return None
+        peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
+        return None if peak is None else int(peak)
+
+    def readable_sources(self) -> list[str]:
+        return [source for source in self.memory if self.peak_bytes(source) is not None]
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -122,7 +190,8 @@ def repair_torn_tail(path: Path) -> str | None:
 
 @dataclass
 class RecordsRead:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # as written (the JSON form), in schema 2
+    typed: list[Record] = field(default_factory=list)  # the same records, as readers use them
     skipped: list[str] = field(default_factory=list)  # one line per unreadable line, saying where and why
     newer_schema: int | None = None  # the highest schema_version above ours seen, if any
 
@@ -171,11 +240,13 @@ def read_records(path: Path, v1_host: str | None = None) -> RecordsRead:
             result.newer_schema = max(version, result.newer_schema or version)
             continue
         try:
-            RecordShape.model_validate(record)
+            Record.model_validate(record)
         except ValidationError as exc:
             result.skipped.append(f"{path}:{number}: not a record ({_problem(exc)}); skipped")
             continue
-        result.records.append(upgrade(record, v1_host))
+        upgraded = upgrade(record, v1_host)
+        result.records.append(upgraded)
+        result.typed.append(Record.model_validate(upgraded))
     for problem in result.skipped:
         log.warning(problem)
     return result
@@ -216,10 +287,15 @@ def read_environments(run_dir: Path) -> dict[str | None, dict[str, Any]]:
     return environments
 
 
-def latest_per_cell(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def as_records(records: list[dict[str, Any]]) -> list[Record]:
+    """Records a sweep has just written (dicts), as readers use them."""
+    return [Record.model_validate(upgrade(record, None)) for record in records]
+
+
+def latest_records(records: list[Record]) -> list[Record]:
     """One record per cell: the last one written (a cell run again by --retry-failed has two)."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str | None, Record] = {}
     for record in records:
-        latest.pop(record["cell_id"], None)
-        latest[record["cell_id"]] = record
+        latest.pop(record.cell_id, None)
+        latest[record.cell_id] = record
     return list(latest.values())

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.tables import STATUS_STYLE
+from harness.records import Record
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -30,7 +31,7 @@ def _agreement(figures: dict[str, Any]) -> str:
     return "—" if share is None else f"{100 * share:.2f} %"
 
 
-def accuracy_table(records: list[dict[str, Any]], title: str) -> tuple[Table, list[str]]:
+def accuracy_table(records: list[Record], title: str) -> tuple[Table, list[str]]:
     """The table and its numbered notes (published sources, data and preprocessing)."""
     table = Table(title=title, caption="top-1/top-5 in %; agree: share of images with the same top-1 class as the "
                                        "reference (torch fp32); Δ top-1: points against it; published: top-1 with its "
@@ -41,36 +42,35 @@ def accuracy_table(records: list[dict[str, Any]], title: str) -> tuple[Table, li
         table.add_column(column, justify="right", no_wrap=True)
     sources: dict[str, int] = {}
     for record in records:
-        cell, figures = record["cell"], record.get("accuracy") or {}
-        published = (record.get("model") or {}).get("published") or {}
-        source = published.get("accuracy_source")
+        cell, figures, published = record.cell, record.accuracy or {}, record.model.published
+        source = published.accuracy_source
         note = ""
-        if published.get("top1") is not None and source:
+        if published.top1 is not None and source:
             note = f" [{sources.setdefault(source, len(sources) + 1)}]"
-        published_text = _pct(published.get("top1")) + note
-        runtime = f"{cell['runtime']} {cell['precision']}"
-        if record["status"] != "ok":
-            style = STATUS_STYLE.get(record["status"], "red")
-            table.add_row(cell["model"], runtime, f"[{style}]{record['status']}[/{style}]", "", "", "", "",
+        published_text = _pct(published.top1) + note
+        runtime = f"{cell.runtime} {cell.precision}"
+        if not record.ok:
+            style = STATUS_STYLE.get(record.status, "red")
+            table.add_row(cell.model, runtime, f"[{style}]{record.status}[/{style}]", "", "", "", "",
                           escape(published_text), "")
             continue
-        table.add_row(cell["model"], runtime, _pct(figures["top1"]), _pct(figures["top5"]),
+        table.add_row(cell.model, runtime, _pct(figures["top1"]), _pct(figures["top5"]),
                       f"{figures['images']:,}", _agreement(figures), _delta(figures), escape(published_text),
                       f"{figures['images_per_s']:,.1f}" if figures.get("images_per_s") else "—")
     notes = [f"[{number}] {source}" for source, number in sources.items()]
     return table, notes
 
 
-def data_lines(records: list[dict[str, Any]]) -> list[str]:
+def data_lines(records: list[Record]) -> list[str]:
     """One line per distinct data set and preprocessing the records used."""
     lines: dict[str, None] = {}
     for record in records:
-        figures = record.get("accuracy")
+        figures = record.accuracy
         if not figures:
             continue
         data, preprocessing = figures["data"], figures["preprocessing"]
         geometry = preprocessing["geometry"]
-        lines[f"{record['cell']['model']}: {data['layout']} data, {data['selection']}, labels from "
+        lines[f"{record.cell.model}: {data['layout']} data, {data['selection']}, labels from "
               f"{data['label_source']}; {data['bad_images']} unreadable; {geometry['interpolation']} resize of the "
               f"shorter side to {geometry['resize_shorter_to']}, center crop {geometry['input_size']} "
               f"({preprocessing['from']})"] = None

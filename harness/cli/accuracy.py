@@ -22,7 +22,7 @@ from harness.cli.common import (add_export_options, add_runtime_options, check_c
 from harness.errors import UserError
 from harness.paths import cache_dir
 from harness.sweep.planning import REFERENCE, plan_with_reference
-from harness.records import read_records
+from harness.records import Record, read_records
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.measure.timing import QUICK
 
@@ -166,12 +166,12 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print(f"resume with: {escape(resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
-    everything = [r for r in read_records(sweep.records_path).records if r.get("kind") == "accuracy"]
+    everything = [r for r in read_records(sweep.records_path).typed if r.kind == "accuracy"]
     print_accuracy(everything, f"accuracy, run {sweep.run_id} ({args.device})")
     return finish(everything, sweep.records_path)
 
 
-def print_accuracy(records: list[dict[str, Any]], title: str) -> None:
+def print_accuracy(records: list[Record], title: str) -> None:
     table, notes = accuracy_table(records, title)
     console.print(table)
     for line in notes + data_lines(records):

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.sweep.sweep import Sweep
 from harness.execution.executor import StorageFailed
+from harness.records import Record
 from harness.errors import UserError
 from harness.paths import CACHE_ENV, cache_dir
 from harness.catalogue.registry import ModelSpec
@@ -260,16 +261,16 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
     return records
 
 
-def finish(records: list[dict[str, Any]], records_path: Path, planned: list[Any] | None = None) -> int:
+def finish(records: list[Record], records_path: Path, planned: list[Any] | None = None) -> int:
     """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record."""
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
-    recorded = {r["cell_id"] for r in records}
+    recorded = {r.cell_id for r in records}
     missing = [c.cell_id for c in planned or [] if c.cell_id not in recorded]
     if missing:
         console.print(f"[yellow]{len(missing)} planned cell(s) have no record: {', '.join(missing[:5])}"
                       f"{' ...' if len(missing) > 5 else ''}; run the command again with --resume[/yellow]")
-    ok = sum(r["status"] == "ok" for r in records)
+    ok = sum(r.ok for r in records)
     total = len(records) + len(missing)
     console.print(f"{ok}/{total} cells ok. Records: {records_path}")
     return 0 if ok == total else 1

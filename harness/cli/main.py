@@ -29,7 +29,7 @@ from harness.catalogue.recipes import complexity_key_for, recipe_for
 from harness.catalogue.onnx_files import inspect_onnx
 from harness.paths import cache_dir
 from harness.sweep.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
-from harness.records import RECORDS_FILE, latest_per_cell, read_records
+from harness.records import RECORDS_FILE, Record, as_records, latest_records, read_records
 from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli.tables import (catalogue_table, cell_summary, export_table, largest_batches, memory_table, parity_table,
                              run_table)
@@ -214,7 +214,7 @@ def _check_tables(text: str) -> list[str]:
     return tables
 
 
-def _print_tables(records: list[dict[str, Any]], tables: list[str], title: str) -> None:
+def _print_tables(records: list[Record], tables: list[str], title: str) -> None:
     if "time" in tables:
         console.print(run_table(records, title=title))
     if "memory" in tables:
@@ -265,7 +265,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print(f"resume with: {escape(resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
-    everything = latest_per_cell(read_records(sweep.records_path).records)
+    everything = latest_records(read_records(sweep.records_path).typed)
     _print_tables(everything, tables, f"run {sweep.run_id} ({args.device})")
     return finish(everything, sweep.records_path, planned=cells)
 
@@ -277,14 +277,14 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
         path = Path(run) / RECORDS_FILE
         if not path.is_file():
             raise UserError(f"no {RECORDS_FILE} in '{run}': pass a run folder such as results/<run-id>")
-        records += read_records(path).check_readable(Path(run)).records
-    records = latest_per_cell(records)
+        records += read_records(path).check_readable(Path(run)).typed
+    records = latest_records(records)
     if args.json:
         print_json([cell_summary(r) for r in records])
         return 0
     title = ", ".join(Path(run).name for run in args.runs)
-    bench = [r for r in records if r.get("kind", "bench") == "bench"]
-    accuracy = [r for r in records if r.get("kind") == "accuracy"]
+    bench = [r for r in records if r.kind == "bench"]
+    accuracy = [r for r in records if r.kind == "accuracy"]
     if bench or not accuracy:
         _print_tables(bench, tables, title)
     if accuracy:
@@ -308,9 +308,9 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
         return 130
-    console.print(export_table(records))
+    console.print(export_table(as_records(records)))
     console.print(f"artifacts in {cache_dir() / 'onnx'}")
-    return finish(records, sweep.records_path)
+    return finish(as_records(records), sweep.records_path)
 
 
 def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
@@ -332,8 +332,8 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print("run the same verify command again to check the remaining cells")
         return 130
-    console.print(parity_table(records))
-    return finish(records, sweep.records_path)
+    console.print(parity_table(as_records(records)))
+    return finish(as_records(records), sweep.records_path)
 
 
 # ---------------------------------------------------------------- entry point

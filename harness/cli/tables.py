@@ -8,7 +8,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.measure.memory import peak_bytes
+from harness.records import Record
+from harness.sweep.planning import REFERENCE
 
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
                 "skipped": "magenta", "parity_failed": "red"}
@@ -17,41 +18,36 @@ MEMORY_SOURCES = {"host_rss": "host peak RSS", "cuda_nvml": "GPU memory of the p
                   "jetson_unified": "Jetson NvMapMemUsed (system-wide)"}
 
 
-BASELINE_RUNTIME = "torch"
+def _status_text(record: Record) -> str:
+    style = STATUS_STYLE.get(record.status, "red")
+    return f"[{style}]{record.status}[/{style}]"
 
 
-def _status_text(record: dict[str, Any]) -> str:
-    style = STATUS_STYLE.get(record["status"], "red")
-    return f"[{style}]{record['status']}[/{style}]"
+def _is_reference(record: Record) -> bool:
+    return (record.cell.runtime, record.cell.precision) == REFERENCE
 
 
-def _cell_text(record: dict[str, Any], baseline: dict[str, Any] | None) -> str:
-    if record["status"] != "ok":
+def _cell_text(record: Record, baseline: Record | None) -> str:
+    if not record.ok:
         return _status_text(record)
-    host = record["timing"]["host"]
-    fps = host["images_per_s"]
-    text = f"{host['per_image_median_ms']:.2f} ms\n[dim]{fps:,.0f} img/s[/dim]" if fps else "—"
-    if baseline is not None and baseline["status"] == "ok" and record is not baseline:
-        speedup = baseline["timing"]["host"]["median_ms"] / host["median_ms"]
+    host = record.host_timing
+    fps = host.images_per_s
+    text = f"{host.per_image_median_ms:.2f} ms\n[dim]{fps:,.0f} img/s[/dim]" if fps else "—"
+    if baseline is not None and baseline.ok and record is not baseline:
+        speedup = baseline.host_timing.median_ms / host.median_ms
         style = "green" if speedup >= 1 else "red"
         text += f"\n[{style}]x{speedup:.2f} vs torch[/{style}]"
-    if not is_valid(record):
+    if not record.valid:
         text += "\n[yellow]invalid[/yellow]"
     return text
 
 
-def is_valid(record: dict[str, Any]) -> bool:
-    validity = record.get("validity")
-    return validity is None or validity["valid"]
-
-
-def run_table(records: list[dict[str, Any]], title: str) -> Table:
+def run_table(records: list[Record], title: str) -> Table:
     """Median per-image ms (and images/s) per model/runtime/precision row and batch-size column, with each
-    runtime's speed-up over PyTorch eager fp32 (same model and batch size) where both ran."""
-    batch_sizes = sorted({r["cell"]["batch_size"] for r in records})
+    runtime's speed-up over the reference, PyTorch eager fp32 (same model and batch size), where both ran."""
+    batch_sizes = sorted({r.cell.batch_size for r in records})
     rows = _grouped(records)
-    baselines = {(r["cell"]["model"], r["cell"]["batch_size"]): r for r in records
-                 if r["cell"]["runtime"] == BASELINE_RUNTIME and r["cell"]["precision"] == "fp32"}
+    baselines = {(r.cell.model, r.cell.batch_size): r for r in records if _is_reference(r)}
     table = Table(title=title, caption="median per-image time (batch time / batch size), images per second, "
                                        "and speed-up over PyTorch eager fp32 (batch median ratio)")
     for column in ("model", "runtime", "precision"):
@@ -65,45 +61,44 @@ def run_table(records: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def cell_summary(record: dict[str, Any]) -> dict[str, Any]:
+def cell_summary(record: Record) -> dict[str, Any]:
     """One cell's headline figures, flat, for scripts (`show --json`)."""
-    host = (record.get("timing") or {}).get("host") or {}
-    validity = record.get("validity") or {}
-    return {**record["cell"], "kind": record.get("kind", "bench"), "host": record.get("host"),
-            "status": record["status"], "error": record.get("error"),
-            "batch_median_ms": host.get("median_ms"), "per_image_median_ms": host.get("per_image_median_ms"),
-            "images_per_s": host.get("images_per_s"), "samples": host.get("samples"),
-            "valid": validity.get("valid"), "invalid_reasons": validity.get("reasons"),
-            "memory_peak_bytes": {source: peak_bytes(reading) for source, reading in (record.get("memory") or {}).items()
-                                  if isinstance(reading, dict) and peak_bytes(reading) is not None},
-            "accuracy": {k: (record.get("accuracy") or {}).get(k) for k in ("top1", "top5", "images")}
-            if record.get("kind") == "accuracy" else None,
-            "parity": record.get("parity"), "run_id": record.get("run_id")}
+    host = record.timing.host if record.timing else None
+    return {**record.cell.model_dump(), "kind": record.kind, "host": record.host, "status": record.status,
+            "error": record.error,
+            "batch_median_ms": host.median_ms if host else None,
+            "per_image_median_ms": host.per_image_median_ms if host else None,
+            "images_per_s": host.images_per_s if host else None, "samples": host.samples if host else None,
+            "valid": record.validity.valid if record.validity else None,
+            "invalid_reasons": record.validity.reasons if record.validity else None,
+            "memory_peak_bytes": {source: record.peak_bytes(source) for source in record.readable_sources()},
+            "accuracy": {k: (record.accuracy or {}).get(k) for k in ("top1", "top5", "images")}
+            if record.kind == "accuracy" else None,
+            "parity": record.parity, "run_id": record.run_id}
 
 
-def failures(records: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{r['cell_id']}: {r['status']}: {(r.get('error') or '').splitlines()[0] if r.get('error') else ''}"
-             for r in records if r["status"] != "ok"]
-    lines += [f"{r['cell_id']}: invalid: {'; '.join(r['validity']['reasons'])}"
-              for r in records if r["status"] == "ok" and not is_valid(r)]
+def failures(records: list[Record]) -> list[str]:
+    lines = [f"{r.cell_id}: {r.status}: {r.error.splitlines()[0] if r.error else ''}" for r in records if not r.ok]
+    lines += [f"{r.cell_id}: invalid: {'; '.join(r.validity.reasons)}"  # type: ignore[union-attr]
+              for r in records if r.ok and not r.valid]
     return lines
 
 
-def _grouped(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, dict[str, Any]]]:
-    rows: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+def _grouped(records: list[Record]) -> dict[tuple[str, str, str], dict[int, Record]]:
+    rows: dict[tuple[str, str, str], dict[int, Record]] = defaultdict(dict)
     for record in records:
-        cell = record["cell"]
-        rows[(cell["model"], cell["runtime"], cell["precision"])][cell["batch_size"]] = record
+        cell = record.cell
+        rows[(cell.model, cell.runtime, cell.precision)][cell.batch_size] = record
     return rows
 
 
-def memory_table(records: list[dict[str, Any]], title: str) -> Table | str:
+def memory_table(records: list[Record], title: str) -> Table | str:
     """Peak memory per model/runtime/precision and batch size, one column group per readable source."""
     present = [s for s in MEMORY_SOURCES
-               if any("missing" not in (r.get("memory") or {}).get(s, {"missing": ""}) for r in records)]
+               if any(isinstance(r.memory.get(s), dict) and "missing" not in r.memory[s] for r in records)]
     if not present:
         return "no memory readings in these records"
-    batch_sizes = sorted({r["cell"]["batch_size"] for r in records})
+    batch_sizes = sorted({r.cell.batch_size for r in records})
     table = Table(title=title, caption="MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}" for s in present))
     for column in ("model", "runtime", "precision", "source"):
         table.add_column(column, no_wrap=True)
@@ -116,22 +111,22 @@ def memory_table(records: list[dict[str, Any]], title: str) -> Table | str:
     return table
 
 
-def _memory_text(record: dict[str, Any] | None, source: str) -> str:
+def _memory_text(record: Record | None, source: str) -> str:
     if record is None:
         return "[dim]not run[/dim]"
-    if record["status"] != "ok":
+    if not record.ok:
         return _status_text(record)
-    peak = peak_bytes((record.get("memory") or {}).get(source))
+    peak = record.peak_bytes(source)
     return "[dim]—[/dim]" if peak is None else f"{peak / 1e6:,.0f}"
 
 
-def largest_batches(records: list[dict[str, Any]]) -> list[str]:
+def largest_batches(records: list[Record]) -> list[str]:
     """Where some batch size ran out of memory: the largest that fit."""
     lines = []
     for (model, runtime, precision), by_batch in _grouped(records).items():
-        oom = [b for b, r in by_batch.items() if r["status"] in ("oom", "skipped")]
+        oom = [b for b, r in by_batch.items() if r.status in ("oom", "skipped")]
         if oom:
-            fit = [b for b, r in by_batch.items() if r["status"] == "ok" and b < min(oom)]
+            fit = [b for b, r in by_batch.items() if r.ok and b < min(oom)]
             lines.append(f"{model} {runtime} {precision}: largest batch that fit {max(fit) if fit else 'none'}, "
                          f"out of memory from {min(oom)}")
     return lines
@@ -166,37 +161,36 @@ def _mb(value: int | None) -> str:
     return f"{value / 1e6:.1f}" if value else "—"
 
 
-def export_table(records: list[dict[str, Any]]) -> Table:
+def export_table(records: list[Record]) -> Table:
     table = Table(title="ONNX export", caption="export s: time of the export that made the file (cached later)")
     for column in ("model", "precision", "status", "exporter", "opset", "export s", "MB", "cache"):
         table.add_column(column, no_wrap=column in ("model", "exporter"))
     for record in records:
-        artifact = (record.get("prepared") or {}).get("artifact") or {}
+        artifact = record.artifact
         exporter = artifact.get("exporter", "—")
         if artifact.get("fallback_reason"):
             exporter += f"\n[dim]{escape(artifact['fallback_reason'][:80])}[/dim]"
-        table.add_row(record["cell"]["model"], record["cell"]["precision"],
-                      "ok" if record["status"] == "ok" else _status_text(record), exporter,
+        table.add_row(record.cell.model, record.cell.precision, "ok" if record.ok else _status_text(record), exporter,
                       str(artifact.get("opset", "—")),
                       f"{artifact['export_s']:.1f}" if "export_s" in artifact else "—", _mb(artifact.get("file_bytes")),
                       "hit" if artifact.get("cache_hit") else ("new" if artifact else "—"))
     return table
 
 
-def parity_table(records: list[dict[str, Any]]) -> Table:
+def parity_table(records: list[Record]) -> Table:
     table = Table(title="Parity with PyTorch eager fp32 (same weights, same seeded inputs)",
                   caption="rel err = max |diff| / max |reference|; cosine: worst row")
     for column in ("model", "runtime", "precision", "verdict", "max abs err", "rel err", "cosine", "top-1 agree",
                    "top-5 overlap"):
         table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime") else "right")
     for record in records:
-        cell, parity = record["cell"], record.get("parity")
-        verdict = "[green]ok[/green]" if record["status"] == "ok" else _status_text(record)
+        cell, parity = record.cell, record.parity
+        verdict = "[green]ok[/green]" if record.ok else _status_text(record)
         if parity and parity.get("is_reference"):
-            verdict = "[bold]reference[/bold]" if record["status"] == "ok" else verdict
+            verdict = "[bold]reference[/bold]" if record.ok else verdict
             parity = None
         figures = ["—"] * 5 if not parity else [
             f"{parity['max_abs_err']:.2e}", f"{parity['max_rel_err']:.2e}", f"{parity['min_cosine']:.6f}",
             f"{parity['top1_agreement']:.2f}", f"{parity['top5_overlap']:.2f}"]
-        table.add_row(cell["model"], cell["runtime"], cell["precision"], verdict, *figures)
+        table.add_row(cell.model, cell.runtime, cell.precision, verdict, *figures)
     return table

@@ -25,14 +25,6 @@ def missing(reason: str) -> dict[str, str]:
     return {"missing": reason}
 
 
-def peak_bytes(reading: Any) -> int | None:
-    """The peak of one source's reading (the allocator's reserved peak for torch_allocator); None if missing."""
-    if not isinstance(reading, dict) or "missing" in reading:
-        return None
-    peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
-    return None if peak is None else int(peak)
-
-
 def parse_meminfo(text: str) -> dict[str, int]:
     """'/proc/meminfo' lines ('MemAvailable:  123 kB') -> {name: bytes}."""
     values: dict[str, int] = {}

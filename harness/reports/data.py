@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.measure.memory import peak_bytes
 from harness.paths import cache_dir
-from harness.records import RECORDS_FILE, read_environments, read_records
+from harness.records import RECORDS_FILE, Published, Record, read_environments, read_records
 
 # The memory reading that stands for "memory" on each kind of device: what the paper measured on
 # the GPU (the process's total, CUDA context included), the unified pool on a Jetson, RSS on a CPU.
@@ -122,37 +121,30 @@ def device_name(env: dict[str, Any], device: str) -> str:
     return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('hostname') or 'unknown host'})"
 
 
-def _memory_peaks(memory: dict[str, Any] | None) -> dict[str, int]:
-    peaks = {source: peak_bytes(reading) for source, reading in (memory or {}).items()}
-    return {source: peak for source, peak in peaks.items() if peak is not None}
-
-
-def _published(model: dict[str, Any]) -> Accuracy | None:
-    published = model.get("published") or {}
-    if published.get("top1") is None:
+def _published(published: Published) -> Accuracy | None:
+    if published.top1 is None:
         return None
-    return Accuracy(published["top1"], published.get("top5"), "published",
-                    published.get("accuracy_source") or "unknown source")
+    return Accuracy(published.top1, published.top5, "published", published.accuracy_source or "unknown source")
 
 
-def point_from_record(record: dict[str, Any], env: dict[str, Any]) -> Point:
-    cell, model = record["cell"], record.get("model") or {}
-    complexity = model.get("complexity") or {}
-    host = (record.get("timing") or {}).get("host") or {}
-    validity = record.get("validity") or {"valid": True, "reasons": []}
-    artifact = (record.get("prepared") or {}).get("artifact") or {}
+def point_from_record(record: Record, env: dict[str, Any]) -> Point:
+    cell, model = record.cell, record.model
+    complexity = model.complexity
+    host = record.timing.host if record.timing else None
+    artifact = record.artifact
     return Point(
-        model=cell["model"], display_name=model.get("display_name") or cell["model"],
-        family=model.get("family") or "other", runtime=cell["runtime"], precision=cell["precision"],
-        device=device_name(env, cell["device"]), device_kind=device_kind(env, cell["device"]),
-        batch_size=cell["batch_size"], status=record["status"], error=record.get("error"),
-        run_id=record.get("run_id", ""), started_at=record.get("started_at", ""),
-        batch_median_ms=host.get("median_ms"), batch_p90_ms=host.get("p90_ms"),
-        per_image_ms=host.get("per_image_median_ms"), images_per_s=host.get("images_per_s"),
-        samples=host.get("samples"), valid=bool(validity.get("valid", True)),
-        invalid_reasons=tuple(validity.get("reasons") or ()), memory_peak_bytes=_memory_peaks(record.get("memory")),
-        params=complexity.get("params"), macs=complexity.get("macs"), accuracy=_published(model),
-        onnx_opset=artifact.get("opset"), onnx_path=_onnx_path(artifact.get("path")))
+        model=cell.model, display_name=model.display_name or cell.model, family=model.family or "other",
+        runtime=cell.runtime, precision=cell.precision, device=device_name(env, cell.device),
+        device_kind=device_kind(env, cell.device), batch_size=cell.batch_size, status=record.status,
+        error=record.error, run_id=record.run_id, started_at=record.started_at,
+        batch_median_ms=host.median_ms if host else None, batch_p90_ms=host.p90_ms if host else None,
+        per_image_ms=host.per_image_median_ms if host else None, images_per_s=host.images_per_s if host else None,
+        samples=host.samples if host else None, valid=record.valid,
+        invalid_reasons=tuple(record.validity.reasons if record.validity else ()),
+        memory_peak_bytes={source: record.peak_bytes(source) for source in record.readable_sources()},  # type: ignore[misc]
+        params=complexity.params if complexity else None, macs=complexity.macs if complexity else None,
+        accuracy=_published(model.published), onnx_opset=artifact.get("opset"),
+        onnx_path=_onnx_path(artifact.get("path")))
 
 
 def _onnx_path(path: str | None) -> str | None:
@@ -180,20 +172,20 @@ def _run_dirs(paths: list[Path]) -> list[Path]:
 def load(paths: list[Path]) -> Dataset:
     """Bench records of the given run folders, merged; the newest record of a cell wins (a re-run)."""
     newest: dict[tuple, Point] = {}
-    accuracy_records: list[dict[str, Any]] = []
+    accuracy_records: list[Record] = []
     notes: list[str] = []
     runs = _run_dirs(paths)
     for run_dir in runs:
         read = read_records(run_dir / RECORDS_FILE).check_readable(run_dir)
         notes += read.skipped
         environments = read_environments(run_dir)
-        for record in read.records:
-            env = environments.get(record.get("host")) or environments.get(None) or {}
-            if record.get("kind") == "accuracy":
-                accuracy_records.append({**record, "_device": device_name(env, record["cell"]["device"])})
+        for record in read.typed:
+            if record.kind == "accuracy":
+                accuracy_records.append(record)
                 continue
-            if record.get("kind", "bench") != "bench":
+            if record.kind != "bench":
                 continue
+            env = environments.get(record.host) or environments.get(None) or {}
             point = point_from_record(record, env)
             key = (point.model, *point.series, point.batch_size)
             if key not in newest or _later(point, newest[key]):
@@ -213,15 +205,14 @@ def _later(a: Point, b: Point) -> bool:
         b.started_at else False
 
 
-def with_measured_accuracy(points: list[Point], accuracy_records: list[dict[str, Any]]) -> list[Point]:
+def with_measured_accuracy(points: list[Point], accuracy_records: list[Record]) -> list[Point]:
     """Replace published accuracy by a measured one where an accuracy record exists for the same model,
     runtime and precision (any device: the answers of a graph do not depend on the machine)."""
     measured: dict[tuple[str, str, str], Accuracy] = {}
     for record in accuracy_records:
-        if record.get("status") != "ok":
+        if not record.ok:
             continue
-        cell, figures = record["cell"], record.get("accuracy") or {}
-        measured[(cell["model"], cell["runtime"], cell["precision"])] = Accuracy(
-            figures.get("top1"), figures.get("top5"), "measured",
-            f"run {record.get('run_id')}: {figures.get('images')} images")
+        cell, figures = record.cell, record.accuracy or {}
+        measured[(cell.model, cell.runtime, cell.precision)] = Accuracy(
+            figures.get("top1"), figures.get("top5"), "measured", f"run {record.run_id}: {figures.get('images')} images")
     return [replace(p, accuracy=measured.get((p.model, p.runtime, p.precision), p.accuracy)) for p in points]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
-from harness.cli.tables import BASELINE_RUNTIME
+from harness.sweep.planning import REFERENCE
 
 FORMATS = ("png", "svg")
 
@@ -175,9 +175,10 @@ def runtimes_side_by_side(dataset: Dataset, device: str, precision: str) -> Figu
 
 def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | None:
     """Each runtime's batch-1 speed-up over PyTorch eager fp32 (median ratio), per model."""
-    baseline = {p.model: p for p in dataset.of((BASELINE_RUNTIME, device, "fp32"), batch_size=1)}
+    reference_runtime, reference_precision = REFERENCE
+    baseline = {p.model: p for p in dataset.of((reference_runtime, device, reference_precision), batch_size=1)}
     others = sorted({p.runtime for p in dataset.points if p.device == device and p.precision == precision}
-                    - {BASELINE_RUNTIME if precision == "fp32" else ""})
+                    - {reference_runtime if precision == reference_precision else ""})
     bars: dict[str, dict[str, float]] = {}
     for runtime in others:
         for point in dataset.of((runtime, device, precision), batch_size=1):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.errors import UserError
-from harness.records import RECORDS_FILE, read_records
+from harness.records import RECORDS_FILE, Record, read_records
 
 PLAN_FILE = "plan.json"
 LOCK_FILE = ".lock"
@@ -74,14 +74,15 @@ RETRIED_STATUSES = ("error", "crashed", "timeout")  # what --retry-failed runs a
 
 
 def finished_cell_ids(run_dir: Path, retry_failed: bool = False,
-                      records: list[dict[str, Any]] | None = None) -> set[str]:
+                      records: list[Record] | None = None) -> set[str]:
     """Cells with a record (their latest); with `retry_failed`, those whose latest record failed are
     not finished."""
     if records is None:
         path = run_dir / RECORDS_FILE
-        records = read_records(path).records if path.exists() else []
-    latest = {record["cell_id"]: record["status"] for record in records}
-    return {cell_id for cell_id, status in latest.items() if not (retry_failed and status in RETRIED_STATUSES)}
+        records = read_records(path).typed if path.exists() else []
+    latest = {record.cell_id: record.status for record in records}
+    return {cell_id for cell_id, status in latest.items()  # type: ignore[misc]
+            if cell_id and not (retry_failed and status in RETRIED_STATUSES)}
 
 
 def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:

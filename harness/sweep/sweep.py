@@ -23,7 +23,7 @@ from harness.catalogue.onnx_files import OnnxFile
 from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
 from harness.sweep.planning import REFERENCE, Cell
-from harness.records import RECORDS_FILE, SCHEMA_VERSION, append_record, env_file_for, read_records, repair_torn_tail
+from harness.records import RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records, repair_torn_tail
 from harness.catalogue.registry import ModelSpec
 from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
 from harness.measure.timing import Policy
@@ -273,15 +273,15 @@ class Sweep:
             return f"preparing {cell.model}'s artifacts failed in an earlier cell: {why}"
         return None
 
-    def _note(self, record: dict[str, Any]) -> None:
+    def _note(self, record: Record) -> None:
         """Remember what makes later cells pointless: an out-of-memory batch, weights that cannot be had."""
-        if record["status"] == "oom":
-            cell = Cell(**record["cell"])
+        if record.status == "oom":
+            cell = Cell(**record.cell.model_dump())
             group = _group(cell)
             self._oom_batch[group] = min(cell.batch_size, self._oom_batch.get(group, cell.batch_size))
-        elif record["status"] == "error" and record.get("error_type", _legacy_error_type(record)) \
+        elif record.status == "error" and (record.error_type or _legacy_error_type(record.error)) \
                 == WeightsUnavailable.__name__:
-            self._weights_missing[record["cell"]["model"]] = record["error"].split(": ", 1)[-1]
+            self._weights_missing[record.cell.model] = (record.error or "").split(": ", 1)[-1]
 
     # ---------------------------------------------------------------- jobs
 
@@ -331,7 +331,7 @@ class Sweep:
         earlier = self._earlier_invalid.pop(cell.cell_id, None)
         if earlier:
             record["earlier_attempts_invalid_because"] = earlier
-        self._note(record)
+        self._note(Record.model_validate(record))  # what the harness writes, its readers can read
         try:
             append_record(self.records_path, record)
         except OSError as exc:  # a full disk: the harness failed, not the cell; resume runs it again
@@ -348,10 +348,9 @@ class Sweep:
         return True
 
 
-def _legacy_error_type(record: dict[str, Any]) -> str | None:
-    """Records before `error_type` named the exception's class at the start of `error`."""
-    error = record.get("error") or ""
-    return error.split(":", 1)[0] if ":" in error else None
+def _legacy_error_type(error: str | None) -> str | None:
+    """Records written before `error_type` existed name the exception's class at the start of `error`."""
+    return error.split(":", 1)[0] if error and ":" in error else None
 
 
 class _Schedule:
@@ -364,11 +363,11 @@ class _Schedule:
                  on_start: Callable[[Cell], None] | None) -> None:
         self.sweep, self.executor, self.on_done, self.on_start = sweep, executor, on_done, on_start
         self.index = {c.cell_id: i for i, c in enumerate(cells)}
-        existing = read_records(sweep.records_path).records if sweep.records_path.exists() else []
+        existing = read_records(sweep.records_path).typed if sweep.records_path.exists() else []
         done = finished_cell_ids(sweep.run_dir, sweep.settings.retry_failed, existing)
         sweep._oom_batch, sweep._weights_missing = {}, {}
         for record in existing:
-            if record["cell_id"] in done:
+            if record.cell_id in done:
                 sweep._note(record)
         self.pending = [c for c in cells if c.cell_id not in done]
         planned = {c.cell_id: c for c in cells}
