@@ -95,3 +95,14 @@ class ChattyRuntime(NullRuntime):
         for _ in range(3 * 1024):
             print(line, end="")
         print("LAST LINE")
+
+
+class FailsOnceRuntime(NullRuntime):
+    """Fails the first time it runs on a machine, as a cell hit by a passing fault would; the marker
+    file (next to this module, named by $FAILS_ONCE_MARKER) remembers that it has failed."""
+
+    def run(self) -> None:
+        marker = os.environ["FAILS_ONCE_MARKER"]
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("a passing fault")

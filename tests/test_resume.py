@@ -105,3 +105,35 @@ def test_orders():
     shuffled = [c.cell_id for c in plan_cells(ten, ["torch"], ["fp32"], batch, "cpu", order="random", seed=3)]
     again = [c.cell_id for c in plan_cells(ten, ["torch"], ["fp32"], batch, "cpu", order="random", seed=3)]
     assert shuffled == again and sorted(shuffled) != shuffled and len(set(shuffled)) == 20
+
+
+def test_a_torn_last_line_is_repaired_on_resume_and_its_cell_runs_again(tmp_path):
+    """Before: the next record was glued onto the fragment, the resume said every cell was ok and exited
+    0, and a planned cell had no readable record."""
+    args = [*ARGS[:2], "null", "--models", "resnet18", "--batch-sizes", "1,2,4", "--out", str(tmp_path)]
+    assert harness(*args, "--run-id", "r").returncode == 0
+    records = tmp_path / "r" / "records.jsonl"
+    lines = records.read_bytes().splitlines(keepends=True)
+    records.write_bytes(b"".join(lines[:2]) + lines[2][:100])  # the machine died while writing the third
+    resumed = harness(*args, "--resume", "r")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "torn" in resumed.stderr and "3/3 cells ok" in resumed.stdout
+    read = read_records(records)
+    assert read.skipped == [] and sorted(r["cell"]["batch_size"] for r in read.records) == [1, 2, 4]
+    assert len(list((tmp_path / "r").glob("records.jsonl.torn-*"))) == 1
+
+
+def test_retry_failed_runs_failed_cells_again(tmp_path):
+    args = [*ARGS[:2], "tests.faulty_runtimes:FailsOnceRuntime", "--models", "resnet18", "--batch-sizes", "1",
+            "--out", str(tmp_path)]
+    env = {"FAILS_ONCE_MARKER": str(tmp_path / "failed-once")}
+    first = harness(*args, "--run-id", "r", env=env)
+    assert first.returncode == 1 and "error" in first.stdout
+    plain = harness(*args, "--resume", "r", env=env)  # a failure is a result: resume alone keeps it
+    assert plain.returncode == 1 and "1 already recorded" in plain.stdout
+    retried = harness(*args, "--resume", "r", "--retry-failed", env=env)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    statuses = [r["status"] for r in read_records(tmp_path / "r" / "records.jsonl").records]
+    assert statuses == ["error", "ok"]  # both kept; readers take the last
+    shown = harness("show", str(tmp_path / "r"))
+    assert shown.returncode == 0 and "error" not in shown.stdout and "img/s" in shown.stdout
