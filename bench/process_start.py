@@ -17,10 +17,10 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
-from harness.sweep.planning import plan_cells
 from harness.catalogue.registry import load_catalogue
 from harness.measure.timing import QUICK
+from harness.sweep.planning import plan_cells
+from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 
 STARTS = ("exec", "fork")
 

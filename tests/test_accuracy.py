@@ -19,9 +19,9 @@ from harness.accuracy.crop_cache import CropCache, open_crops
 from harness.accuracy.evaluate import agreement, predict, score, top5_of
 from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import Geometry, Normalization, crop, normalize, recipe_parts
+from harness.catalogue.registry import load_catalogue
 from harness.cli.main import main
 from harness.errors import UserError
-from harness.catalogue.registry import load_catalogue
 from harness.reports import data as report_data
 from tests.report_fixtures import cpu_records, write_run
 

@@ -8,11 +8,11 @@ import socket
 import numpy as np
 import pytest
 
-from harness.sweep.sweep import PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, preload_for
-from harness.sweep.planning import Cell
-from harness.records import env_file_for, read_records
-from harness.measure.timing import Policy
 from harness.execution.zygote import PAGE_BYTES, _runs_of
+from harness.measure.timing import Policy
+from harness.records import env_file_for, read_records
+from harness.sweep.planning import Cell
+from harness.sweep.sweep import PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, preload_for
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=5, min_duration_s=0.0, max_samples=50,
               max_duration_s=5.0)

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 from harness.measure.memory import JetsonUnified, parse_meminfo
-from harness.sweep.planning import Cell
 from harness.measure.timing import Policy
 from harness.measure.validity import frequency_changes, verdict
+from harness.sweep.planning import Cell
+from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 from tests.faulty_runtimes import AllocatingRuntime
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=5, min_duration_s=0.0, max_samples=50,

@@ -14,8 +14,8 @@ from exporters.store import Store
 from exporters.torch_models import build_module
 from exporters.weights import random_weights, recalibrate_batchnorm
 from harness.catalogue.recipes import library_version, recipe_for
-from harness.measure.parity import TOLERANCES, compare, violations
 from harness.cell.worker import make_inputs
+from harness.measure.parity import TOLERANCES, compare, violations
 from runtimes import create_runtime
 from runtimes.base import OnnxFileArtifact, RuntimeOptions
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import UserError
 from harness.catalogue.registry import load_catalogue
+from harness.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_CSV = ROOT.parent / "shared" / "reference" / "paper_models.csv"

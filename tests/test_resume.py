@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.sweep.planning import plan_cells
 from harness.records import read_records
+from harness.sweep.planning import plan_cells
 from harness.sweep.runs import RunLock
 from tests.test_cli import ROOT, _one_error_line, harness
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from harness.cell import worker
-from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
-from harness.execution.local import LocalExecutor, default_placement
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE
-from harness.sweep.planning import Cell, plan_cells
-from harness.records import read_records
+from harness.execution.local import LocalExecutor, default_placement
 from harness.measure.timing import Policy
+from harness.records import read_records
+from harness.sweep.planning import Cell, plan_cells
+from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 from tests.test_cli import ROOT, harness
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=3, min_duration_s=0.0,

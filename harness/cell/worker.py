@@ -30,12 +30,12 @@ from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnava
                                     WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
 from harness import __version__
-from harness.measure import memory, validity
 from harness.catalogue.complexity import ComplexityCache, measure
-from harness.measure.parity import TOLERANCES, compare, violations
-from harness.paths import write_atomically
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
+from harness.measure import memory, validity
+from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
+from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel
 from harness.sweep.planning import Cell
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class

@@ -14,17 +14,17 @@ from harness.accuracy.crop_cache import CropCache, CropSet
 from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import recipe_parts
 from harness.accuracy.table import accuracy_table, data_lines
-from harness.sweep.sweep import DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, new_run_id
+from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.common import (add_export_options, add_runtime_options, check_common, check_device, check_out_dir,
                                 check_precisions, check_runtimes, check_sources, check_weights_file, comma_list,
                                 console, err_console, export_settings, finish, progress_bar, resume_hint,
                                 resume_run_id, run_sweep, runtime_options)
 from harness.errors import UserError
-from harness.paths import cache_dir
-from harness.sweep.planning import REFERENCE, plan_with_reference
-from harness.records import Record, read_records
-from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.measure.timing import QUICK
+from harness.paths import cache_dir
+from harness.records import Record, read_records
+from harness.sweep.planning import REFERENCE, plan_with_reference
+from harness.sweep.sweep import DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Sweep, catalogue_subjects, new_run_id
 
 DEFAULT_BATCH_SIZE = 64  # the paper's largest batch
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # one cell may evaluate 50,000 images on a CPU

@@ -15,14 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.sweep.sweep import Sweep
-from harness.execution.executor import StorageFailed
-from harness.records import Record
-from harness.errors import UserError
-from harness.paths import CACHE_ENV, cache_dir
 from harness.catalogue.registry import ModelSpec
-from harness.sweep.runs import last_run_of_plan, read_plan
 from harness.cli.tables import failures
+from harness.errors import UserError
+from harness.execution.executor import StorageFailed
+from harness.paths import CACHE_ENV, cache_dir
+from harness.records import Record
+from harness.sweep.runs import last_run_of_plan, read_plan
+from harness.sweep.sweep import Sweep
 from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption

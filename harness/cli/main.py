@@ -14,28 +14,28 @@ from typing import Any, Sequence
 from rich.markup import escape
 
 from harness import __version__
+from harness.catalogue.complexity import ComplexityCache, measure
+from harness.catalogue.onnx_files import inspect_onnx
+from harness.catalogue.recipes import complexity_key_for, recipe_for
+from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli import accuracy as accuracy_command
 from harness.cli import reports as report_commands
-from harness.sweep.sweep import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
-                           new_run_id)
 from harness.cli.common import (add_export_options, add_runtime_options, check_cache_dir, check_common, check_device,
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
                                 comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
-from harness.catalogue.complexity import ComplexityCache, measure
-from harness.errors import UserError
-from harness.execution.executor import StorageFailed
-from harness.catalogue.recipes import complexity_key_for, recipe_for
-from harness.catalogue.onnx_files import inspect_onnx
-from harness.paths import cache_dir
-from harness.sweep.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
-from harness.records import RECORDS_FILE, Record, as_records, latest_records, read_records
-from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli.tables import (catalogue_table, cell_summary, export_table, largest_batches, memory_table, parity_table,
                              run_table)
+from harness.errors import UserError
+from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
-from harness.units import parse_size
 from harness.measure.validity import MAX_CV
+from harness.paths import cache_dir
+from harness.records import RECORDS_FILE, Record, as_records, latest_records, read_records
+from harness.sweep.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
+from harness.sweep.sweep import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
+                           new_run_id)
+from harness.units import parse_size
 from runtimes import RUNTIMES
 from runtimes.base import NOTHING, TORCH_MODULE
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import make_console, print_json, writable_dir
 from harness.catalogue.complexity import ComplexityCache
-from harness.errors import UserError
 from harness.catalogue.recipes import complexity_key_for
 from harness.catalogue.registry import Catalogue, ModelSpec
+from harness.cli.common import make_console, print_json, writable_dir
+from harness.errors import UserError
 from harness.reports import data
 from harness.reports.best import LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked
 from harness.reports.check import FAIL, PASS, UNKNOWN, available_profiles, check_models, load_profile

@@ -14,19 +14,20 @@ from typing import Any, Callable
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.torch_models import WeightsUnavailable
-from harness.measure import environment
+from harness.catalogue.onnx_files import OnnxFile
+from harness.catalogue.recipes import complexity_key_for, model_summary
+from harness.catalogue.registry import ModelSpec
 from harness.errors import UserError
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
-from harness.catalogue.recipes import complexity_key_for, model_summary
-from harness.catalogue.onnx_files import OnnxFile
+from harness.measure import environment
+from harness.measure.timing import Policy
 from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
+from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
+                             repair_torn_tail)
 from harness.sweep.planning import REFERENCE, Cell
-from harness.records import RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records, repair_torn_tail
-from harness.catalogue.registry import ModelSpec
 from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
-from harness.measure.timing import Policy
 from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE
 
