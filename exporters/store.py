@@ -49,22 +49,34 @@ class Store:
 
     def lookup(self, folder: Path, filename: str) -> Entry | None:
         """The stored file if present and intact; a damaged one is removed and reported as a miss."""
+        return self.inspect(folder, filename)[0]
+
+    def inspect(self, folder: Path, filename: str) -> tuple[Entry | None, str | None]:
+        """(the stored file, None) if present and intact; else (None, why it cannot be used: None when it
+        was never stored). A damaged file, or one this store did not write, is removed."""
         path, meta_path = folder / filename, folder / META
-        if not path.is_file() or not meta_path.is_file():
-            return None
+        if not path.is_file() and not meta_path.is_file():
+            return None, None
+        if not path.is_file():
+            return None, f"{filename} is missing beside its {META}"
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):
             meta = {}
         if _stamp(path) == meta.get("verified_stamp"):
-            return Entry(path, meta)  # unchanged since its hash was last checked
+            return Entry(path, meta), None  # unchanged since its hash was last checked
         if meta.get("sha256") != sha256_of(path):
-            log.warning("cached %s is damaged (hash mismatch); rebuilding it", path)
+            why = "damaged or not written by the harness (its hash differs from the one recorded when it was made)" \
+                if meta.get("sha256") else f"no {META} records its hash (not written by the harness)"
+            log.warning("cached %s is %s; rebuilding it", path, why)
             shutil.rmtree(folder, ignore_errors=True)
-            return None
+            return None, why
         meta["verified_stamp"] = _stamp(path)
         _write_meta(folder, meta)
-        return Entry(path, meta)
+        return Entry(path, meta), None
+
+    def discard(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
 
     def commit(self, folder: Path, filename: str, built: Path, meta: dict[str, Any]) -> Entry:
         """Move a freshly built file into place, then write its meta (with the hash) last."""

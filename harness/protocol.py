@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.sweep.planning import Cell
 
-MODES = ("prepare", "bench", "parity", "accuracy")
+MODES = ("prepare", "build", "bench", "parity", "accuracy")
 STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped")
 
 
@@ -64,7 +64,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class CellRequest:
-    """One job: prepare a model's artifacts, or measure one cell (bench, parity, accuracy)."""
+    """One job: prepare a model's artifacts, build an engine from them, or measure one cell (bench, parity,
+    accuracy)."""
 
     mode: str
     cell: Cell
@@ -81,7 +82,8 @@ class CellRequest:
     export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
     accuracy: dict[str, Any] | None = None  # accuracy mode: crop sets per model, the data's description
     onnx_precision: str | None = None  # prepare mode: also export the ONNX file at this precision
-    prepared: dict[str, Any] = field(default_factory=dict)  # measuring modes: what the prepare job made
+    prepared: dict[str, Any] = field(default_factory=dict)  # what the prepare (and build) jobs made
+    shapes: dict[str, Any] | None = None  # build mode: runtimes.base.EngineShapes, as a dict
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 
 from runtimes.base import Runtime, RuntimeOptions
 
@@ -11,6 +13,7 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "torch": ("runtimes.torch_eager", "TorchEagerRuntime", "torch"),
     "ort": ("runtimes.onnxruntime", "OnnxRuntime", "onnxruntime (pip install 'dnn-harness[ort]')"),
     "ort-trt": ("runtimes.onnxruntime", "OnnxRuntimeTensorRT", "onnxruntime-gpu with TensorRT"),
+    "trt": ("runtimes.tensorrt.runtime", "TensorRTRuntime", "TensorRT's Python bindings"),
     "null": ("runtimes.null", "NullRuntime", "numpy"),
 }
 
@@ -38,7 +41,20 @@ def runtime_class(name: str) -> type[Runtime]:
     runtime = getattr(module, class_name, None)
     if not (isinstance(runtime, type) and issubclass(runtime, Runtime)):
         raise RuntimeUnavailable(f"runtime '{name}': {module_name} has no Runtime subclass {class_name}")
+    missing = [m for m in runtime.required_modules if not _installed(m)]
+    if missing:
+        raise RuntimeUnavailable(runtime.install_hint or f"runtime '{name}' needs {', '.join(missing)}")
     return runtime
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def create_runtime(name: str, options: RuntimeOptions) -> Runtime:

@@ -22,6 +22,11 @@ class OutOfMemory(Exception):
     """The runtime's library ran out of memory (host or device); recorded as `oom`."""
 
 
+class IncompatibleEngine(Exception):
+    """A cached engine this library or device cannot load (another version, another GPU, damage the hash
+    did not catch); the harness rebuilds it and records why."""
+
+
 class BadOption(ValueError):
     """A --runtime-option the runtime does not know, or a value it cannot take; the message says which."""
 
@@ -32,7 +37,7 @@ ONNX_FILE = "onnx-file"  # the cached ONNX file (a runtime may derive its own ar
 NOTHING = "nothing"  # the null runtime
 
 # Memory sources (see harness.measure.memory) the harness reads for every runtime; a runtime with a reading of its
-# own (device_memory) adds that source's name, e.g. "torch_allocator".
+# own (device_memory) names it in `own_memory_source`, e.g. "torch_allocator".
 COMMON_SOURCES = ("host_rss", "cuda_nvml", "jetson_unified")
 
 
@@ -83,7 +88,55 @@ class OnnxFileArtifact:
     description: dict[str, Any] = field(default_factory=dict)
 
 
-Artifact = TorchModuleArtifact | OnnxFileArtifact
+@dataclass(frozen=True)
+class EngineArtifact:
+    """An engine the harness built from its cached ONNX file in a build job of its own, and verified by hash
+    before handing it over; deserializing it is cold start."""
+
+    name: str
+    path: str
+    sha256: str
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+Artifact = TorchModuleArtifact | OnnxFileArtifact | EngineArtifact
+
+
+@dataclass(frozen=True)
+class EngineShapes:
+    """The batch sizes an engine accepts: one (a static engine, what a deployment ships) or a min/opt/max
+    profile (one dynamic engine for every planned batch size)."""
+
+    kind: str  # "static" or "dynamic"
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+
+    @classmethod
+    def static(cls, batch_size: int) -> "EngineShapes":
+        return cls("static", batch_size, batch_size, batch_size)
+
+    @classmethod
+    def dynamic(cls, batch_sizes: list[int]) -> "EngineShapes":
+        """min and max over the planned batch sizes; opt the largest (the throughput end of the sweep)."""
+        return cls("dynamic", min(batch_sizes), max(batch_sizes), max(batch_sizes))
+
+    @property
+    def label(self) -> str:
+        return f"bs{self.min_batch}" if self.kind == "static" else \
+            f"dynamic-{self.min_batch}-{self.opt_batch}-{self.max_batch}"
+
+    def accepts(self, batch_size: int) -> bool:
+        return self.min_batch <= batch_size <= self.max_batch
+
+
+@dataclass
+class BuiltEngine:
+    """What `build_engine` made: the serialized plan and the facts of the build (no timings: the harness
+    times the call)."""
+
+    plan: bytes
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class DeviceClock(Protocol):
@@ -110,6 +163,16 @@ class Runtime(ABC):
     # Libraries a new process imports to run this runtime; a zygote may import them once for many cells.
     preload_modules: ClassVar[tuple[str, ...]] = ()
     memory_sources: ClassVar[tuple[str, ...]] = COMMON_SOURCES
+    own_memory_source: ClassVar[str | None] = None  # the record's key for device_memory(), e.g. "torch_allocator"
+    # Python modules the runtime cannot work without, checked (not imported) before a sweep starts, and
+    # the one line that says how to install them.
+    required_modules: ClassVar[tuple[str, ...]] = ()
+    install_hint: ClassVar[str] = ""
+    # An engine runtime derives a device-specific engine from the ONNX file in a build job of its own
+    # (build_engine), kept in the artifact cache; its cells then load that engine.
+    builds_engine: ClassVar[bool] = False
+    load_includes: ClassVar[str] = ("building the module or session from the prepared weights/artifact, and moving it "
+                                    "to the device")  # what cold start's load() time holds, recorded with it
     option_prefix: ClassVar[str] = ""  # --runtime-option <prefix>.<name>=<value>; "" = none taken
     option_specs: ClassVar[dict[str, OptionSpec]] = {}
 
@@ -134,6 +197,32 @@ class Runtime(ABC):
     def classify_failure(cls, exc: BaseException) -> str | None:
         """'oom' or 'unsupported' where `exc` is one of the library's own errors that means it; else None."""
         return None
+
+    @classmethod
+    def onnx_precision(cls, precision: str) -> str:
+        """The precision of the ONNX file a cell at `precision` reads: its own, by default."""
+        return precision
+
+    @classmethod
+    def shapes_option(cls, extra: dict[str, Any]) -> str:
+        """'static' (one engine per batch size) or 'dynamic' (one engine for all); engine runtimes only."""
+        return "static"
+
+    # ---------------------------------------------------------------- engine runtimes only
+
+    def engine_key(self, onnx: OnnxFileArtifact, onnx_sha256: str, shapes: EngineShapes) -> dict[str, Any]:
+        """Everything that determines the engine: it names the engine in the artifact cache."""
+        raise NotImplementedError(f"{self.name} builds no engine")
+
+    def build_engine(self, onnx: OnnxFileArtifact, shapes: EngineShapes, state_dir: str) -> BuiltEngine:
+        """Build the engine (the harness times this call). `state_dir` is the runtime's own folder in the
+        artifact cache, for what outlives one build (a timing cache)."""
+        raise NotImplementedError(f"{self.name} builds no engine")
+
+    def inspect_engine(self, plan_path: str) -> dict[str, Any]:
+        """Deserialize a plan and describe it (device memory it needs, its tensors); raises
+        IncompatibleEngine where this library and device cannot load it."""
+        raise NotImplementedError(f"{self.name} builds no engine")
 
     def init_device(self) -> None:
         """Create the device context before the model is loaded, so it can be measured alone. The

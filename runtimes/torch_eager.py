@@ -34,6 +34,7 @@ class TorchEagerRuntime(Runtime):
     consumes = TORCH_MODULE
     preload_modules = ("torch",)
     memory_sources = (*COMMON_SOURCES, "torch_allocator")
+    own_memory_source = "torch_allocator"
     option_prefix = "torch"
     option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",
                                                   ("on", "off"), "on")}

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
-from exporters.store import Store, sha256_of
+from exporters.store import Entry, Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
@@ -39,10 +39,11 @@ from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel
 from harness.sweep.planning import Cell
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
-from runtimes.base import (NOTHING, TORCH_MODULE, OnnxFileArtifact, OutOfMemory, Runtime, RuntimeOptions,
-                           TorchModuleArtifact, UnsupportedConfiguration)
+from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
+                           OutOfMemory, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)
 
 NUM_CLASSES = 1000
+ENGINE_FILE = "model.engine"
 EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed,
                      UnknownBuilder)
 
@@ -179,7 +180,7 @@ class CellContext:
 
     # ---------------------------------------------------------------- measuring jobs
 
-    def artifact(self, runtime: Runtime) -> TorchModuleArtifact | OnnxFileArtifact:
+    def artifact(self, runtime: Runtime) -> TorchModuleArtifact | OnnxFileArtifact | EngineArtifact:
         name = self.model.name
         if runtime.consumes == TORCH_MODULE:
             if self.recipe is None:
@@ -187,6 +188,12 @@ class CellContext:
             return TorchModuleArtifact(name=name, build=self.build)
         if runtime.consumes == NOTHING:
             return TorchModuleArtifact(name=name, build=lambda: None)
+        if runtime.builds_engine and self.request.mode != "build":
+            return self.engine_artifact()
+        return self.onnx_artifact()
+
+    def onnx_artifact(self) -> OnnxFileArtifact:
+        name = self.model.name
         if self.external_onnx:
             self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
             return OnnxFileArtifact(name=name, path=self.external_onnx)
@@ -194,6 +201,23 @@ class CellContext:
         if not artifact or artifact.get("kind") != "onnx":
             raise RuntimeError(f"no ONNX file was prepared for {name} (a prepare job must run first)")
         return OnnxFileArtifact(name=name, path=self.in_cache(artifact["path"]))
+
+    def onnx_sha256(self) -> str:
+        artifact = self.prepared.get("artifact") or {}
+        if artifact.get("sha256"):
+            return artifact["sha256"]
+        return sha256_of(Path(self.onnx_artifact().path))  # an outside ONNX file: hashed as it is now
+
+    def engine_artifact(self) -> EngineArtifact:
+        """The engine the build job made, handed over only while its hash is the one recorded at the build."""
+        engine = self.prepared.get("engine")
+        if not engine:
+            raise RuntimeError(f"no engine was built for {self.model.name} (a build job must run first)")
+        entry = self.store.lookup(Path(self.in_cache(engine["folder"])), ENGINE_FILE)
+        if entry is None or entry.meta.get("sha256") != engine["sha256"]:
+            raise RuntimeError(f"the engine {engine['folder']} changed or vanished after its build job; run the "
+                               "command again to rebuild it")
+        return EngineArtifact(name=self.model.name, path=str(entry.path), sha256=engine["sha256"])
 
     def complexity(self) -> dict[str, Any] | None:
         """What the prepare job counted, or a cached figure (cells that need no preparation)."""
@@ -266,9 +290,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     host_stats = summarize(measurement.host_ms, cell.batch_size).__dict__
     result["prepared"] = context.prepared
     result["cold_start"] = {"library_import_s": context.prepared.get("library_import_s"), "load_s": load_s,
-                            "first_run_ms": first_run_ms,
-                            "load_includes": "building the module or session from the prepared weights/artifact, "
-                                             "and moving it to the device"}
+                            "first_run_ms": first_run_ms, "load_includes": runtime.load_includes}
     result["timing"] = {
         "clock": "host perf_counter_ns around run()+synchronize()",
         "warmup_iters": measurement.warmup_iters, "warmup_s": measurement.warmup_s,
@@ -278,11 +300,13 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "device": summarize(measurement.device_ms, cell.batch_size).__dict__ if measurement.device_ms else None,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
-    own_memory = device_memory  # on a CPU: missing, with that reason
-    if "torch_allocator" not in runtime.memory_sources and device.startswith("cuda"):
-        own_memory = memory.missing(f"{runtime.name} does not allocate through PyTorch")
-    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(), "torch_allocator": own_memory,
+    torch_memory = device_memory  # on a CPU: missing, with that reason
+    if runtime.own_memory_source != "torch_allocator" and device != "cpu":
+        torch_memory = memory.missing(f"{runtime.name} does not allocate through PyTorch")
+    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
                         "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
+    if runtime.own_memory_source not in (None, "torch_allocator"):
+        result["memory"][runtime.own_memory_source] = device_memory
     gpu = None
     if gpu_before is not None:
         gpu = {"before": gpu_before, "after": gpu_after, "other_processes": nvml.other_processes(),
@@ -489,7 +513,61 @@ def run_prepare(context: CellContext) -> dict[str, Any]:
     return {"status": "ok", "error": None, "prepared": context.prepared}
 
 
-MODES = {"prepare": run_prepare, "bench": run_bench, "parity": run_parity, "accuracy": run_accuracy}
+def run_build(context: CellContext) -> dict[str, Any]:
+    """The engine for the cell's runtime, precision, device and shapes, from the prepared ONNX file: taken
+    from the artifact cache when the cached one is intact and loads, else built (timed here) and stored.
+    Why a cached engine was not used is recorded."""
+    cell, request = context.cell, context.request
+    assert request.shapes is not None, "a build request names the shapes"
+    shapes = EngineShapes(**request.shapes)
+    runtime = create_runtime(cell.runtime, context.options())
+    with runtime:
+        runtime.init_device()
+        onnx = context.artifact(runtime)
+        assert isinstance(onnx, OnnxFileArtifact)
+        key = runtime.engine_key(onnx, context.onnx_sha256(), shapes)
+        folder = context.store.folder("engines", f"{context.model.name}-{runtime.name}", key)
+        entry, not_used_because = context.store.inspect(folder, ENGINE_FILE)
+        if entry is not None:
+            try:
+                runtime.inspect_engine(str(entry.path))
+            except IncompatibleEngine as exc:
+                context.store.discard(folder)
+                entry, not_used_because = None, str(exc)
+        hit = entry is not None
+        if entry is None:
+            entry = _build_engine(context, runtime, onnx, shapes, key, folder)
+        info = runtime.info()
+    meta = entry.meta
+    context.prepared["engine"] = {
+        "folder": str(folder.relative_to(context.cache_dir)), "sha256": meta["sha256"], "cache_hit": hit,
+        "rebuilt_because": not_used_because, "build_s": meta["build_s"], "built_at": meta["built_at"],
+        "plan_bytes": meta["file_bytes"], "device_memory_bytes": meta["engine"]["device_memory_bytes"],
+        "shapes": shapes.__dict__ | {"label": shapes.label}, "build": meta["build"], "key": key}
+    return {"status": "ok", "error": None, "prepared": context.prepared, "runtime": info}
+
+
+def _build_engine(context: CellContext, runtime: Runtime, onnx: OnnxFileArtifact, shapes: EngineShapes,
+                  key: dict[str, Any], folder: Path) -> Entry:
+    state_dir = context.cache_dir / runtime.name
+    state_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter_ns()
+    built = runtime.build_engine(onnx, shapes, str(state_dir))
+    build_s = (time.perf_counter_ns() - start) / 1e9
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f".{ENGINE_FILE}.{socket.gethostname()}.{time.time_ns()}.tmp"
+    staged.write_bytes(built.plan)
+    try:
+        engine = runtime.inspect_engine(str(staged))  # what the engine needs on the device, read back once
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    meta = {"key": key, "built_by": f"dnn-harness {__version__}", "build_s": build_s,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build": built.facts, "engine": engine}
+    return context.store.commit(folder, ENGINE_FILE, staged, meta)
+
+
+MODES = {"prepare": run_prepare, "build": run_build, "bench": run_bench, "parity": run_parity, "accuracy": run_accuracy}
 
 
 def main(argv: list[str]) -> int:

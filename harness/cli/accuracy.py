@@ -56,7 +56,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                "default: each model's own recipe")
     accuracy.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                           help=f"images per inference (default {DEFAULT_BATCH_SIZE}, as in the paper)")
-    accuracy.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    accuracy.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
     accuracy.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                           help="processes decoding images (default: one per CPU)")
     accuracy.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads of the runtimes")

@@ -107,8 +107,10 @@ def check_device(device: str) -> None:
     torch cannot."""
     if device == "cpu":
         return
+    if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
+        device = "cuda:0"
     if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise UserError(f"unknown device '{device}': use cpu, cuda or cuda:N")
+        raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N or dla:N (a Jetson's DLA core, trt)")
     count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
     if count == 0:
         raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
     bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
                        help="default: the paper's 1,2,4,8,16,32,64")
-    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
     bench.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     bench.add_argument("--weights", default="random",
                        help="random (default), pretrained, or a path to a state dict (loaded with weights_only)")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
     verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     verify.add_argument("--batch-size", type=int, default=4, metavar="N", help="images compared (default 4)")
-    verify.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    verify.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
     verify.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
     verify.add_argument("--seed", type=int, default=0, help="seed of the inputs and random weights (default 0)")

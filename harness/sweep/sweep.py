@@ -7,7 +7,7 @@ import logging
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +29,7 @@ from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record
 from harness.sweep.planning import REFERENCE, Cell
 from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
 from runtimes import RuntimeUnavailable, runtime_class
-from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE
+from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class BenchSettings:
     channels_last: bool = False
     timeout_s: float = 900.0
     seed: int = 0
-    mode: str = "bench"  # or "parity", "export", "accuracy"
+    mode: str = "bench"  # or "parity", "export", "build" (engines ahead of a sweep), "accuracy"
     export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
     max_memory_bytes: int | None = None  # enforced on each cell's process (RLIMIT_DATA)
     strict_retries: int = 0  # re-runs of a cell whose verdict is invalid
@@ -135,12 +135,18 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
     return record
 
 
+def _runtime_or_none(runtime: str) -> type[Runtime] | None:
+    """The cell's runtime class, or None where it cannot be had (the cell will say why)."""
+    try:
+        return runtime_class(runtime)
+    except (KeyError, RuntimeUnavailable):
+        return None
+
+
 def consumes(runtime: str) -> str:
     """What the cell's runtime consumes (NOTHING where its class cannot be had: the cell will say why)."""
-    try:
-        return runtime_class(runtime).consumes
-    except (KeyError, RuntimeUnavailable):
-        return NOTHING
+    runtime_type = _runtime_or_none(runtime)
+    return runtime_type.consumes if runtime_type else NOTHING
 
 
 def preload_for(cell: Cell, subject: Subject, weights: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -169,6 +175,24 @@ class Preparation:
     def key(self) -> str:
         return f"prepare|{self.model}|{self.onnx_precision or 'weights'}"
 
+
+@dataclass(frozen=True)
+class Build:
+    """An engine an engine runtime builds from a prepared ONNX file, in a process of its own on the cell's
+    device: one per batch size (static shapes) or one for all the planned batch sizes (dynamic)."""
+
+    preparation: Preparation
+    runtime: str
+    precision: str
+    device: str
+    shapes: EngineShapes
+
+    @property
+    def key(self) -> str:
+        return f"build|{self.preparation.model}|{self.runtime}|{self.precision}|{self.device}|{self.shapes.label}"
+
+
+Prerequisite = Preparation | Build
 
 # A prepare job imports what a torch cell imports, so one zygote serves both.
 PREPARE_MODULES = ("harness.cell.worker", "runtimes.torch_eager", "torch")
@@ -206,6 +230,7 @@ class Sweep:
         self._prepare_failed: dict[str, Outcome] = {}  # preparation key -> its failed outcome
         self._blamed: set[str] = set()  # failed preparations already recorded on their first cell
         self._earlier_invalid: dict[str, list[list[str]]] = {}
+        self._planned_batches: dict[tuple[str, str, str, str], list[int]] = {}
 
     def _local_executor(self, run_dir: Path) -> Executor:
         return LocalExecutor(default_placement(run_dir), self.settings.process_start)
@@ -243,14 +268,37 @@ class Sweep:
     def preparation(self, cell: Cell) -> Preparation | None:
         """The artifacts the cell's runtime consumes, for a catalogue model; None where it needs none."""
         subject = self.subjects[cell.model]
-        if subject.spec is None or self.settings.mode == "export":
+        runtime = _runtime_or_none(cell.runtime)
+        if subject.spec is None or self.settings.mode == "export" or runtime is None:
             return None
-        wanted = consumes(cell.runtime)
-        if wanted == TORCH_MODULE:
+        if runtime.consumes == TORCH_MODULE:
             return Preparation(cell.model, None)
-        if wanted == ONNX_FILE:
-            return Preparation(cell.model, cell.precision if cell.precision in EXPORT_PRECISIONS else "fp32")
+        if runtime.consumes == ONNX_FILE:
+            precision = runtime.onnx_precision(cell.precision)
+            return Preparation(cell.model, precision if precision in EXPORT_PRECISIONS else "fp32")
         return None
+
+    def prerequisites(self, cell: Cell) -> list[Prerequisite]:
+        """What must be made before the cell runs, in order: its model's artifacts, then (for an engine
+        runtime) the engine. In a build run the cell itself is the build."""
+        preparation = self.preparation(cell)
+        steps: list[Prerequisite] = [preparation] if preparation else []
+        runtime = _runtime_or_none(cell.runtime)
+        if runtime is not None and runtime.builds_engine and self.settings.mode != "build":
+            if preparation is None and self.subjects[cell.model].spec is not None:
+                return steps  # the runtime cannot be had: the cell will say why
+            steps.append(Build(preparation or Preparation(cell.model, None), cell.runtime, cell.precision, cell.device,
+                               self.engine_shapes(cell, runtime)))
+        return steps
+
+    def engine_shapes(self, cell: Cell, runtime: type[Runtime]) -> EngineShapes:
+        """Static at the cell's batch size, or dynamic over the plan's batch sizes of the same model, runtime,
+        precision and device; accuracy runs feed a smaller last batch, so theirs go from 1 up."""
+        if self.settings.mode == "accuracy":
+            return EngineShapes.dynamic([1, cell.batch_size])
+        if runtime.shapes_option(self.settings.runtime_options.get(cell.runtime, {})) == "dynamic":
+            return EngineShapes.dynamic(self._planned_batches.get(_group(cell), [cell.batch_size]))
+        return EngineShapes.static(cell.batch_size)
 
     def after(self, cell: Cell, planned: dict[str, Cell]) -> list[str]:
         """Cells of the plan that must be recorded before this one."""
@@ -268,10 +316,11 @@ class Sweep:
         oom_batch = self._oom_batch.get(_group(cell))
         if oom_batch is not None and cell.batch_size > oom_batch:
             return f"batch size {oom_batch} of the same model, runtime and precision ran out of memory"
-        preparation = self.preparation(cell)
-        if preparation is not None and preparation.key in self._blamed:
-            why = self._prepare_failed[preparation.key].result.error
-            return f"preparing {cell.model}'s artifacts failed in an earlier cell: {why}"
+        for step in self.prerequisites(cell):
+            if step.key in self._blamed:
+                why = self._prepare_failed[step.key].result.error
+                what = "building its engine" if isinstance(step, Build) else f"preparing {cell.model}'s artifacts"
+                return f"{what} failed in an earlier cell: {why}"
         return None
 
     def _note(self, record: Record) -> None:
@@ -293,10 +342,26 @@ class Sweep:
             request = build_request(cell, subject, self.settings, mode="prepare", onnx_precision=cell.precision)
             return Job(cell.cell_id, request, stem, self.settings.timeout_s,
                        preload=(PREPARE_MODULES, self._sources(subject)))
-        preparation = self.preparation(cell)
-        prepared = self._prepared[preparation.key] if preparation is not None else {}
-        return Job(cell.cell_id, build_request(cell, subject, self.settings, prepared=prepared), stem,
+        steps = self.prerequisites(cell)
+        prepared = self._prepared[steps[-1].key] if steps else {}
+        extra: dict[str, Any] = {}
+        if self.settings.mode == "build":
+            runtime = _runtime_or_none(cell.runtime)
+            shapes = self.engine_shapes(cell, runtime) if runtime else EngineShapes.static(cell.batch_size)
+            extra["shapes"] = asdict(shapes)
+        return Job(cell.cell_id, build_request(cell, subject, self.settings, prepared=prepared, **extra), stem,
                    self.settings.timeout_s, self.settings.max_memory_bytes,
+                   preload_for(cell, subject, self.settings.weights))
+
+    def _prerequisite_job(self, step: Prerequisite, cell: Cell) -> Job:
+        if isinstance(step, Preparation):
+            return self._prepare_job(step, cell)
+        subject = self.subjects[cell.model]
+        prepared = self._prepared.get(step.preparation.key, {})
+        request = build_request(cell, subject, self.settings, mode="build", prepared=prepared,
+                                shapes=asdict(step.shapes))
+        stem = f"build-{cell.model}-{cell.runtime}-{cell.precision}-{cell.device.replace(':', '_')}-{step.shapes.label}"
+        return Job(step.key, request, stem, self.settings.timeout_s, self.settings.max_memory_bytes,
                    preload_for(cell, subject, self.settings.weights))
 
     def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
@@ -319,6 +384,9 @@ class Sweep:
     def run(self, cells: list[Cell], on_done: Callable[[Cell, dict[str, Any]], None] | None = None,
             on_start: Callable[[Cell], None] | None = None) -> list[dict[str, Any]]:
         """Run the cells not yet recorded; returns the records written in this call."""
+        self._planned_batches = {}
+        for cell in cells:
+            self._planned_batches.setdefault(_group(cell), []).append(cell.batch_size)
         with RunLock(self.run_dir):
             self.start(cells)
             with self.executor_factory(self.run_dir) as executor:
@@ -386,7 +454,7 @@ class _Schedule:
                 break
             job, outcome = self.executor.wait()
             cell, started_at = self.in_flight.pop(job.key)
-            if job.key.startswith("prepare|"):
+            if job.key.startswith(("prepare|", "build|")):
                 self._prepared(job, outcome)
             else:
                 self._finished(job, cell, outcome, started_at)
@@ -402,19 +470,27 @@ class _Schedule:
             if reason:
                 self._done(cell, self.sweep.record(cell, CellResult(status="skipped", error=reason), _now(), 0.0))
                 continue
-            preparation = self.sweep.preparation(cell)
-            if preparation is not None and preparation.key not in self.sweep._prepared:
-                failed = self.sweep._prepare_failed.get(preparation.key)
-                if failed is not None:  # the first cell that needed it carries the failure
-                    self.sweep._blamed.add(preparation.key)
-                    self._done(cell, self.sweep.record(cell, failed.result, _now(), failed.wall_s))
-                elif preparation.key not in self.in_flight:
-                    self._submit(self.sweep._prepare_job(preparation, cell), cell)
+            if self._prerequisites_waiting(cell):
                 continue
             self.pending.remove(cell)
             if self.on_start:
                 self.on_start(cell)
             self._submit(self.sweep._job(cell, self.index[cell.cell_id]), cell)
+
+    def _prerequisites_waiting(self, cell: Cell) -> bool:
+        """True while something the cell needs is not made yet: the first missing step is started (once).
+        A step that failed is recorded on the first cell that needed it."""
+        for step in self.sweep.prerequisites(cell):
+            if step.key in self.sweep._prepared:
+                continue
+            failed = self.sweep._prepare_failed.get(step.key)
+            if failed is not None:
+                self.sweep._blamed.add(step.key)
+                self._done(cell, self.sweep.record(cell, failed.result, _now(), failed.wall_s))
+            elif step.key not in self.in_flight:
+                self._submit(self.sweep._prerequisite_job(step, cell), cell)
+            return True
+        return False
 
     def _submit(self, job: Job, cell: Cell) -> None:
         self.executor.submit(job)

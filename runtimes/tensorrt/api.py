@@ -1,0 +1,85 @@
+"""Every difference between the TensorRT Python APIs the harness supports (8.5 to 11.x), in one place.
+
+The rest of the runtime calls only names that exist in all of them (name-based I/O, `execute_async_v3`,
+`set_input_shape`, memory pools, timing caches, optimization profiles: all present from 8.5 on) and
+asks this class for the rest:
+
+| what | 8.5 - 9.x | 10.x | 11.x |
+|---|---|---|---|
+| network flags | `EXPLICIT_BATCH` bit | none (the flag is deprecated) | none (removed) |
+| fp16 | `BuilderFlag.FP16` on the fp32 graph (weakly typed) | same | the fp16 ONNX graph's own types (always strongly typed; the flag is removed) |
+| engine device memory | `device_memory_size` | `device_memory_size_v2` from 10.1 | `device_memory_size_v2` |
+| parser error's node | `node()` index (8.5); `node_name()`, `node_operator()` from 8.6 | same | same |
+
+Sources: NVIDIA's 10.x -> 11.x Python migration guide and the names in the real bindings (tests/fixtures/
+tensorrt_names, checked by tests/test_tensorrt_api_names.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtimes.base import UnsupportedConfiguration
+
+OLDEST = (8, 5)
+WEAKLY_TYPED_FP16 = "BuilderFlag.FP16 on the fp32 ONNX graph (weakly typed: TensorRT may pick fp16 kernels)"
+STRONGLY_TYPED_FP16 = "the fp16 ONNX graph's own types (strongly typed network)"
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise UnsupportedConfiguration(f"cannot read the TensorRT version '{text}'") from None
+
+
+class TensorRTApi:
+    """The `tensorrt` module, and the version-dependent calls the runtime makes through it."""
+
+    def __init__(self, trt: Any) -> None:
+        self.trt = trt
+        self.version: str = trt.__version__
+        self.major, self.minor = parse_version(self.version)
+        if (self.major, self.minor) < OLDEST:
+            raise UnsupportedConfiguration(f"TensorRT {self.version} is older than 8.5, the oldest the harness "
+                                           "supports (JetPack 5.1); upgrade TensorRT")
+
+    @property
+    def strongly_typed(self) -> bool:
+        """11.x networks are always strongly typed: precision comes from the graph's types."""
+        return self.major >= 11
+
+    def onnx_precision(self, precision: str) -> str:
+        """The ONNX file's precision for an engine at `precision`: the fp16 graph on 11.x, fp32 before."""
+        return precision if self.strongly_typed else "fp32"
+
+    def network_flags(self) -> int:
+        if self.major < 10:
+            return 1 << int(self.trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        return 0
+
+    def apply_precision(self, config: Any, precision: str) -> str:
+        """Set the builder up for `precision`; returns how the precision reaches the engine (recorded)."""
+        if precision == "fp32":
+            return "fp32 ONNX graph"
+        if precision != "fp16":
+            raise UnsupportedConfiguration(f"trt builds fp32 or fp16 engines, not {precision}")
+        if self.strongly_typed:
+            return STRONGLY_TYPED_FP16
+        config.set_flag(self.trt.BuilderFlag.FP16)
+        return WEAKLY_TYPED_FP16
+
+    def engine_device_memory_bytes(self, engine: Any) -> int:
+        """The device memory the engine needs for its activations (beyond its weights)."""
+        if (self.major, self.minor) >= (10, 1):
+            return int(engine.device_memory_size_v2)
+        return int(engine.device_memory_size)
+
+    def parser_error_text(self, error: Any) -> str:
+        """One parser error as 'node NAME (OP): message'; 8.5's errors know only the node's index."""
+        if (self.major, self.minor) >= (8, 6):
+            where = f"node {error.node_name() or error.node()} ({error.node_operator() or 'unknown op'})"
+        else:
+            where = f"node #{error.node()}"
+        return f"{where}: {error.desc()}"

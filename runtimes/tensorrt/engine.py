@@ -1,0 +1,207 @@
+"""Building a TensorRT engine from the harness's own cached ONNX file, and reading one back.
+
+A build: parse the ONNX file (`parse_from_file`, which resolves external weights) -> a builder config
+(precision, TF32, workspace limit, DLA, one optimization profile) -> the persistent timing cache of this
+GPU and TensorRT version -> `build_serialized_network`. After the build the timing cache is merged into
+the file under a lock, so builds in parallel processes add to it rather than overwrite each other.
+Nothing here times anything: the harness times the build call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from runtimes.base import BuiltEngine, EngineShapes, IncompatibleEngine, UnsupportedConfiguration
+from runtimes.tensorrt.api import TensorRTApi
+
+ENGINE_FORMAT = 1  # bump when what the harness puts into an engine changes
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Every builder option that changes the engine; all of it is in the engine's cache key."""
+
+    precision: str
+    tf32: bool
+    workspace_bytes: int | None  # None: TensorRT's default (the device's whole memory)
+    dla_core: int | None
+    timing_cache: bool
+
+    def key_fields(self, api: TensorRTApi) -> dict[str, Any]:
+        return {**asdict(self), "gpu_fallback": self.dla_core is not None, "strongly_typed": api.strongly_typed,
+                "precision_from": _precision_from(api, self.precision)}
+
+
+def _precision_from(api: TensorRTApi, precision: str) -> str:
+    if precision == "fp32":
+        return "fp32 ONNX graph"
+    return "fp16 ONNX graph (strongly typed)" if api.strongly_typed else "BuilderFlag.FP16 on the fp32 graph"
+
+
+def engine_key(api: TensorRTApi, onnx_sha256: str, gpu: tuple[str, str], shapes: EngineShapes,
+               settings: BuildSettings) -> dict[str, Any]:
+    """What names an engine in the cache: the ONNX file's content, TensorRT's version, the GPU (and DLA
+    core), precision, shape profile and every builder option."""
+    return {"format": ENGINE_FORMAT, "onnx_sha256": onnx_sha256, "tensorrt": api.version, "gpu": gpu[0],
+            "compute_capability": gpu[1], "shapes": asdict(shapes), "builder": settings.key_fields(api)}
+
+
+def timing_cache_path(state_dir: str, api: TensorRTApi, gpu: tuple[str, str]) -> Path:
+    """One timing cache per GPU model and TensorRT version (tactic timings do not carry across either)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu[0]).strip("-").lower() or "gpu"
+    return Path(state_dir) / f"timing-{slug}-sm{gpu[1].replace('.', '')}-trt{api.version}.cache"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Builder:
+    """One engine build with the TensorRT API (through `api`, so every version's difference is there)."""
+
+    def __init__(self, api: TensorRTApi, logger: Any) -> None:
+        self.api, self.trt, self.logger = api, api.trt, logger
+
+    def build(self, onnx_path: str, shapes: EngineShapes, settings: BuildSettings, gpu: tuple[str, str],
+              state_dir: str) -> BuiltEngine:
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(self.api.network_flags())
+        parser = trt.OnnxParser(network, self.logger)
+        self._parse(parser, onnx_path)
+        input_name, profile_dims = self._profile_dims(network, shapes)
+        config = builder.create_builder_config()
+        if settings.workspace_bytes is not None:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+        precision_from = self.api.apply_precision(config, settings.precision)
+        if not settings.tf32:
+            config.clear_flag(trt.BuilderFlag.TF32)
+        if settings.dla_core is not None:
+            self._use_dla(builder, config, settings)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(input_name, *profile_dims)
+        if config.add_optimization_profile(profile) < 0:
+            raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profile_dims} for "
+                                           f"{input_name}")
+        cache_file = timing_cache_path(state_dir, self.api, gpu) if settings.timing_cache else None
+        cache_facts = self._load_timing_cache(config, cache_file)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise RuntimeError("TensorRT could not build the engine (build_serialized_network returned None); "
+                               "its log in this cell's log says why")
+        if cache_file is not None:
+            cache_facts.update(self._merge_timing_cache(config, cache_file))
+        facts = {"tensorrt": self.api.version, "gpu": gpu[0], "compute_capability": gpu[1],
+                 "precision_from": precision_from, "tf32": bool(config.get_flag(trt.BuilderFlag.TF32)),
+                 "workspace_bytes": settings.workspace_bytes,
+                 "workspace": "TensorRT default (the device's memory)" if settings.workspace_bytes is None
+                 else "--runtime-option trt.workspace_mb",
+                 "dla_core": settings.dla_core, "gpu_fallback": settings.dla_core is not None,
+                 "shapes": {**asdict(shapes), "input": input_name, "min": list(profile_dims[0]),
+                            "opt": list(profile_dims[1]), "max": list(profile_dims[2])},
+                 "strongly_typed": self.api.strongly_typed, "timing_cache": cache_facts}
+        return BuiltEngine(bytes(memoryview(plan)), facts)
+
+    def _parse(self, parser: Any, onnx_path: str) -> None:
+        if parser.parse_from_file(onnx_path):
+            return
+        errors = [self.api.parser_error_text(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise UnsupportedConfiguration(f"TensorRT {self.api.version}'s ONNX parser rejects {Path(onnx_path).name}: "
+                                       + "; ".join(errors or ["no error given"]))
+
+    def _profile_dims(self, network: Any, shapes: EngineShapes) -> tuple[str, tuple[tuple[int, ...], ...]]:
+        """(input name, (min, opt, max) shapes) for the graph's one image input."""
+        if network.num_inputs != 1:
+            names = ", ".join(network.get_input(i).name for i in range(network.num_inputs))
+            raise UnsupportedConfiguration(f"the graph has {network.num_inputs} inputs ({names}); the harness feeds "
+                                           "one image tensor")
+        tensor = network.get_input(0)
+        dims = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in dims[1:]):
+            raise UnsupportedConfiguration(f"input {tensor.name} has dynamic dimensions besides the batch: {dims}")
+        if dims[0] >= 0 and not (shapes.min_batch == shapes.max_batch == dims[0]):
+            raise UnsupportedConfiguration(f"the graph's batch size is fixed at {dims[0]}; it cannot run "
+                                           f"{shapes.label}")
+        rest = dims[1:]
+        return tensor.name, tuple((batch, *rest) for batch in (shapes.min_batch, shapes.opt_batch, shapes.max_batch))
+
+    def _use_dla(self, builder: Any, config: Any, settings: BuildSettings) -> None:
+        trt, core = self.trt, settings.dla_core
+        available = int(builder.num_DLA_cores)
+        if available == 0:
+            raise UnsupportedConfiguration(f"this device has no DLA core (TensorRT {self.api.version} sees none)")
+        if core is None or core >= available:
+            raise UnsupportedConfiguration(f"DLA core {core} asked for; this device has {available} (dla:0 to "
+                                           f"dla:{available - 1})")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+    def _load_timing_cache(self, config: Any, path: Path | None) -> dict[str, Any]:
+        if path is None:
+            return {"used": False}
+        data = path.read_bytes() if path.is_file() else b""
+        facts: dict[str, Any] = {"used": True, "path": str(path), "bytes_before": len(data)}
+        cache = config.create_timing_cache(data)
+        if cache is None and data:  # unreadable (damaged, or another TensorRT): start afresh, and say so
+            facts["discarded"] = "TensorRT could not read the timing cache file; started an empty one"
+            cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+        return facts
+
+    def _merge_timing_cache(self, config: Any, path: Path) -> dict[str, Any]:
+        """Add this build's tactic timings to the file, keeping what other builds wrote meanwhile."""
+        ours = config.get_timing_cache()
+        with _locked(path):
+            if path.is_file():
+                theirs = config.create_timing_cache(path.read_bytes())
+                if theirs is not None:
+                    ours.combine(theirs, False)
+            data = bytes(memoryview(ours.serialize()))
+            _write_atomically(path, data)
+        return {"bytes_after": len(data)}
+
+
+@dataclass
+class LoadedEngine:
+    runtime: Any  # the trt.Runtime that deserialized the engine: it must outlive the engine
+    engine: Any
+    facts: dict[str, Any]
+
+
+def load_plan(api: TensorRTApi, logger: Any, plan: bytes, dla_core: int | None) -> LoadedEngine:
+    """The engine in a plan, and what it needs; IncompatibleEngine where this TensorRT and device cannot load it."""
+    runtime = api.trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise IncompatibleEngine(f"TensorRT {api.version} could not deserialize the plan (built by another "
+                                 "TensorRT version or for another GPU, or damaged)")
+    tensors = []
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        tensors.append({"name": name, "mode": engine.get_tensor_mode(name).name,
+                        "dtype": engine.get_tensor_dtype(name).name,
+                        "shape": [int(d) for d in engine.get_tensor_shape(name)]})
+    facts = {"device_memory_bytes": api.engine_device_memory_bytes(engine), "plan_bytes": len(plan), "tensors": tensors}
+    return LoadedEngine(runtime, engine, facts)

@@ -1,0 +1,242 @@
+"""`trt`: TensorRT engines the harness built from its own ONNX files, run through the TensorRT Python API.
+
+Execution, as trtexec does it and so comparable with it: the input is copied to the device once in
+`prepare()`; `run()` is `execute_async_v3` on the runtime's own non-default stream (or, with
+`trt.cuda_graph=on`, one launch of a CUDA graph that captured that enqueue); `synchronize()` waits on that
+stream only; the device clock is a pair of CUDA events on that stream. Output buffers are sized from the
+execution context once the input shape is set, and copied back only in `outputs()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact, EngineShapes,
+                           OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration)
+from runtimes.tensorrt.api import TensorRTApi
+from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, DeviceBuffer, Graph, open_backend
+from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
+
+INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt]' on x86-64 "
+                "(tensorrt-cu12 and cuda-python), or on a Jetson JetPack's python3-libnvinfer in a venv made with "
+                "--system-site-packages")
+PRECISIONS = ("fp32", "fp16")
+MB = 1 << 20
+
+
+def parse_device(device: str) -> tuple[int, int | None]:
+    """(CUDA device index, DLA core or None) from cuda, cuda:N or dla:N (a DLA sits beside GPU 0)."""
+    if device.startswith("dla:") and device[4:].isdigit():
+        return 0, int(device[4:])
+    if device == "cuda":
+        return 0, None
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:]), None
+    raise UnsupportedConfiguration(f"trt runs on --device cuda, cuda:N or dla:N, not {device}")
+
+
+def _import_tensorrt() -> TensorRTApi:
+    return TensorRTApi(importlib.import_module("tensorrt"))
+
+
+class TensorRTRuntime(Runtime):
+    name = "trt"
+    consumes = ONNX_FILE
+    builds_engine = True
+    load_includes = ("deserializing the engine the build job made (building it is recorded apart) and creating its "
+                     "execution context and stream")
+    preload_modules = ("tensorrt",)
+    required_modules = ("tensorrt",)
+    install_hint = INSTALL_HINT
+    memory_sources = (*COMMON_SOURCES, "tensorrt_engine")
+    own_memory_source = "tensorrt_engine"
+    option_prefix = "trt"
+    option_specs = {
+        "profile": OptionSpec("static: one engine per batch size (default); dynamic: one engine with a min/opt/max "
+                              "profile over the planned batch sizes", ("static", "dynamic"), "static"),
+        "tf32": OptionSpec("TF32 tactics for fp32 layers (Ampere and newer)", ("on", "off"), "on"),
+        "cuda_graph": OptionSpec("run() launches a CUDA graph that captured the enqueue (trtexec 11's default)",
+                                 ("on", "off"), "off"),
+        "buffers": OptionSpec("library for device buffers, the stream and events", ("auto", *BACKENDS), "auto"),
+        "workspace_mb": OptionSpec("builder workspace limit in MiB (default: TensorRT's, the device's memory)"),
+        "timing_cache": OptionSpec("reuse and extend the persistent timing cache of this GPU and TensorRT version",
+                                   ("on", "off"), "on"),
+    }
+
+    @classmethod
+    def onnx_precision(cls, precision: str) -> str:
+        """fp16 engines come from the fp16 ONNX file on 11.x and from the fp32 one before (builder flag)."""
+        try:
+            return _import_tensorrt().onnx_precision(precision)
+        except (ImportError, UnsupportedConfiguration):
+            return precision  # the cell will say what is missing
+
+    @classmethod
+    def shapes_option(cls, extra: dict[str, Any]) -> str:
+        return str(extra.get("profile", "static"))
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        super().__init__(options)
+        self.device_index, self.dla_core = parse_device(options.device)
+        if options.precision not in PRECISIONS:
+            raise UnsupportedConfiguration(f"trt builds {', '.join(PRECISIONS)} engines, not {options.precision} "
+                                           "(INT8 comes with quantized ONNX files)")
+        if self.dla_core is not None and options.precision == "fp32":
+            raise UnsupportedConfiguration("the DLA runs fp16 or int8, not fp32: use --precision fp16")
+        self.api = _import_tensorrt()
+        self.logger = self.api.trt.Logger(self.api.trt.Logger.WARNING)
+        extra = options.extra
+        self.settings = BuildSettings(precision=options.precision, tf32=extra.get("tf32", "on") == "on",
+                                      workspace_bytes=extra["workspace_mb"] * MB if "workspace_mb" in extra else None,
+                                      dla_core=self.dla_core, timing_cache=extra.get("timing_cache", "on") == "on")
+        self.cuda_graph = extra.get("cuda_graph", "off") == "on"
+        self.backend: CudaBackend | None = None
+        self.loaded: LoadedEngine | None = None
+        self._context: Any = None
+        self._stream: Any = None
+        self._graph: Graph | None = None
+        self._input_name = ""
+        self._output_names: list[str] = []
+        self._buffers: dict[str, DeviceBuffer] = {}
+        self._host_outputs: dict[str, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- device and engine
+
+    def init_device(self) -> None:
+        """The CUDA context through the buffer library (torch, cuda-python or pycuda), before any engine."""
+        if self.backend is None:
+            self.backend = open_backend(str(self.options.extra.get("buffers", "auto")), self.device_index)
+
+    def _gpu(self) -> tuple[str, str]:
+        self.init_device()
+        assert self.backend is not None
+        return self.backend.device_properties()
+
+    def engine_key(self, onnx: OnnxFileArtifact, onnx_sha256: str, shapes: EngineShapes) -> dict[str, Any]:
+        return engine_key(self.api, onnx_sha256, self._gpu(), shapes, self.settings)
+
+    def build_engine(self, onnx: OnnxFileArtifact, shapes: EngineShapes, state_dir: str) -> BuiltEngine:
+        return Builder(self.api, self.logger).build(onnx.path, shapes, self.settings, self._gpu(), state_dir)
+
+    def inspect_engine(self, plan_path: str) -> dict[str, Any]:
+        self.init_device()
+        return load_plan(self.api, self.logger, Path(plan_path).read_bytes(), self.dla_core).facts
+
+    def load(self, artifact: Artifact) -> None:
+        """Deserialize the engine the build job made (cold start) and create its execution context."""
+        if not isinstance(artifact, EngineArtifact):
+            raise UnsupportedConfiguration(f"trt loads engines the harness built, not {type(artifact).__name__}")
+        self.init_device()
+        assert self.backend is not None
+        self.loaded = load_plan(self.api, self.logger, Path(artifact.path).read_bytes(), self.dla_core)
+        engine = self.loaded.engine
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise RuntimeError("TensorRT could not create an execution context (out of device memory?)")
+        self._stream = self.backend.create_stream()
+        mode = self.api.trt.TensorIOMode
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == mode.INPUT]
+        if len(inputs) != 1:
+            raise UnsupportedConfiguration(f"the engine has {len(inputs)} inputs; the harness feeds one image tensor")
+        self._input_name = inputs[0]
+        self._output_names = [n for n in names if engine.get_tensor_mode(n) == mode.OUTPUT]
+
+    def _dtype(self, name: str) -> np.dtype:
+        assert self.loaded is not None
+        return np.dtype(self.api.trt.nptype(self.loaded.engine.get_tensor_dtype(name)))
+
+    def prepare(self, inputs: np.ndarray) -> None:
+        """Input to the device once; output buffers sized from the context; addresses set; graph captured."""
+        backend, context = self.backend, self._context
+        assert backend is not None and context is not None
+        host_input = np.ascontiguousarray(inputs.astype(self._dtype(self._input_name), copy=False))
+        if not context.set_input_shape(self._input_name, tuple(host_input.shape)):
+            raise UnsupportedConfiguration(f"the engine does not accept input shape {tuple(host_input.shape)}")
+        backend.copy_to_device(self._buffer(self._input_name, host_input.nbytes), host_input, self._stream)
+        for name in self._output_names:
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            self._host_outputs[name] = np.empty(shape, dtype=self._dtype(name))
+            self._buffer(name, self._host_outputs[name].nbytes)
+        for name, buffer in self._buffers.items():
+            context.set_tensor_address(name, buffer.ptr)
+        backend.synchronize(self._stream)
+        if self.cuda_graph:
+            self._enqueue()  # one plain enqueue first, so TensorRT's lazy set-up is not captured
+            backend.synchronize(self._stream)
+            self._graph = backend.capture_graph(self._stream, self._enqueue)
+
+    def _buffer(self, name: str, nbytes: int) -> DeviceBuffer:
+        """The tensor's device buffer, allocated again only when it must grow (accuracy prepares every batch)."""
+        assert self.backend is not None
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = self._buffers[name] = self.backend.allocate(nbytes)
+        return buffer
+
+    def _enqueue(self) -> None:
+        assert self.backend is not None
+        if not self._context.execute_async_v3(self.backend.stream_handle(self._stream)):
+            raise RuntimeError("execute_async_v3 failed; TensorRT's log in this cell's log says why")
+
+    def run(self) -> None:
+        if self._graph is not None:
+            self._graph.launch()
+        else:
+            self._enqueue()
+
+    def synchronize(self) -> None:
+        assert self.backend is not None
+        self.backend.synchronize(self._stream)
+
+    def outputs(self) -> list[np.ndarray]:
+        assert self.backend is not None
+        for name in self._output_names:
+            self.backend.copy_to_host(self._host_outputs[name], self._buffers[name], self._stream)
+        return [self._host_outputs[name].copy() for name in self._output_names]
+
+    def device_clock(self) -> DeviceClock | None:
+        assert self.backend is not None
+        return self.backend.event_pair(self._stream)
+
+    def device_memory(self) -> dict[str, Any]:
+        if self.loaded is None:
+            return {"missing": "no engine was loaded"}
+        return {"engine_device_memory_bytes": self.loaded.facts["device_memory_bytes"],
+                "plan_bytes": self.loaded.facts["plan_bytes"],
+                "io_buffers_bytes": sum(b.nbytes for b in self._buffers.values()),
+                "source": "ICudaEngine device memory (activations), the serialized plan's size (weights and "
+                          "kernels), and the input/output buffers"}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.api.version,
+            "device": self.options.device,
+            "device_name": self.backend.device_properties()[0] if self.backend else None,
+            "precision": self.options.precision,
+            "options": {
+                "buffers": self.backend.name if self.backend else None,
+                "cuda_graph": self.cuda_graph,
+                "profile": self.shapes_option(self.options.extra),
+                "tf32_requested": self.settings.tf32,
+                "workspace_bytes": self.settings.workspace_bytes,
+                "dla_core": self.dla_core,
+                "timing_cache": self.settings.timing_cache,
+                "stream": "own non-blocking stream; synchronize() waits on it only",
+                "inputs_placed": "once, in prepare()",
+                "runtime_options": dict(self.options.extra),
+            },
+        }
+
+    def _release(self) -> None:
+        self._graph = None
+        self._context = None
+        self.loaded = None
+        self._buffers.clear()
+        if self.backend is not None:
+            self.backend.close()
