@@ -29,6 +29,22 @@ def classifier(path: Path, batch: int | str = "N", opset: int = 17) -> Path:
     return _save(graph, path, opset)
 
 
+def two_layer_classifier(path: Path) -> Path:
+    """Like `classifier`, with a ReLU and a second linear layer: some layers it shares, some it does not."""
+    rng = np.random.default_rng(1)
+    weights = [numpy_helper.from_array(rng.standard_normal((3, 16)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.standard_normal((16, 10)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w1"], ["hidden"]),
+             helper.make_node("Relu", ["hidden"], ["active"]),
+             helper.make_node("MatMul", ["active", "w2"], ["scores"])]
+    graph = helper.make_graph(nodes, "two_layers",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], weights)
+    return _save(graph, path)
+
+
 def two_inputs(path: Path) -> Path:
     nodes = [helper.make_node("Add", ["a", "b"], ["c"])]
     graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 4]),

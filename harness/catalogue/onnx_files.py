@@ -33,9 +33,12 @@ class OnnxFile:
             raise UserError(f"{self.path} has a fixed batch dimension of {self.fixed_batch}: run it with "
                             f"--batch-sizes {self.fixed_batch}, or export it with a dynamic batch")
 
-    def check_precisions(self, precisions: list[str]) -> None:
-        """An outside file runs as it is: asking for another precision would record what did not run."""
-        others = [p for p in precisions if p != self.precision]
+    def check_precisions(self, precisions: list[str], runtimes: list[Any] = ()) -> None:
+        """An outside file runs as it is: asking for another precision would record what did not run —
+        unless every runtime reaches that precision from this file itself (TensorRT before 11 builds fp16
+        engines from fp32 graphs)."""
+        others = [p for p in precisions if p != self.precision and
+                  (not runtimes or any(r.onnx_precision(p) != self.precision for r in runtimes))]
         if others:
             raise UserError(f"{self.path} holds {self.precision} weights and runs as it is; --precision "
                             f"{','.join(others)} would not change it: pass --precision {self.precision} (or convert "

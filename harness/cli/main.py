@@ -24,8 +24,8 @@ from harness.cli.common import (add_export_options, add_runtime_options, check_c
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
                                 comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
-from harness.cli.tables import (catalogue_table, cell_summary, export_table, largest_batches, memory_table, parity_table,
-                             run_table)
+from harness.cli.tables import (catalogue_table, cell_summary, engine_table, export_table, largest_batches,
+                                memory_table, parity_table, run_table)
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
@@ -118,9 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     export.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per model (default 1800)")
+    export.add_argument("--engine", action="store_true",
+                        help="also build engines from the ONNX files ahead of a sweep (an engine runtime, e.g. trt, "
+                             "on --device), one per batch size unless trt.profile=dynamic")
+    export.add_argument("--runtime", default="trt", metavar="NAMES", help="with --engine: engine runtimes (default trt)")
+    export.add_argument("--device", default="cuda", help="with --engine: cuda, cuda:N or dla:N (default cuda)")
+    export.add_argument("--batch-sizes", default="1", metavar="N,N",
+                        help="with --engine: the batch sizes the engines are for (default 1)")
+    add_runtime_options(export)
     add_export_options(export)
 
-    verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager")
+    verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager fp32 on the CPU")
     verify.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
     verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
@@ -240,7 +248,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     for subject in subjects.values():
         if subject.onnx_file:
             subject.onnx_file.check_batch_sizes(batch_sizes)
-            subject.onnx_file.check_precisions(precisions)
+            subject.onnx_file.check_precisions(precisions, classes)
     weights = check_weights(args.weights)
     out_dir = check_out_dir(args.out)
 
@@ -294,23 +302,42 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     precisions = check_precisions(args.precision)
+    engine_runtimes = _check_engine_runtimes(args) if args.engine else []
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
     check_common(args)
+    if args.engine:
+        check_device(args.device)
     specs = catalogue.select(args.models)
     check_sources(specs)
     weights = check_weights(args.weights)
     subjects = catalogue_subjects(specs)
-    cells = plan_cells(list(subjects), [EXPORT], precisions, [1], "cpu")
-    settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
-                             export=export_settings(args))
+    if args.engine:
+        cells = plan_cells(list(subjects), engine_runtimes, precisions, batch_sizes, args.device)
+        settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="build",
+                                 export=export_settings(args), runtime_options=runtime_options(args, engine_runtimes))
+    else:
+        cells = plan_cells(list(subjects), [EXPORT], precisions, [1], "cpu")
+        settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
+                                 export=export_settings(args))
     sweep = Sweep(check_out_dir(str(Path(cache_dir()) / "export-logs"), "pass --cache-dir DIR"), new_run_id(),
                   subjects, settings)
-    records = run_sweep(sweep, cells, "exporting")
+    records = run_sweep(sweep, cells, "building engines" if args.engine else "exporting")
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
         return 130
-    console.print(export_table(as_records(records)))
-    console.print(f"artifacts in {cache_dir() / 'onnx'}")
+    console.print(engine_table(as_records(records)) if args.engine else export_table(as_records(records)))
+    console.print(f"artifacts in {cache_dir() / ('engines' if args.engine else 'onnx')}")
     return finish(as_records(records), sweep.records_path)
+
+
+def _check_engine_runtimes(args: argparse.Namespace) -> list[str]:
+    names = comma_list(args.runtime)
+    for name, runtime in zip(names, check_runtimes(names)):
+        if not runtime.builds_engine:
+            raise UserError(f"runtime '{name}' builds no engine: --engine takes an engine runtime such as trt")
+    if not names:
+        raise UserError("no runtime given: e.g. --engine --runtime trt")
+    return names
 
 
 def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
@@ -323,7 +350,8 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     check_device(args.device)
     subjects = _subjects(args, catalogue, classes)
     weights = check_weights(args.weights)
-    cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size, args.device)
+    cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size, args.device,
+                                reference_device="cpu")
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
                              seed=args.seed, mode="parity", export=export_settings(args),
                              runtime_options=runtime_options(args, runtime_names))

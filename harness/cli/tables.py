@@ -177,6 +177,28 @@ def export_table(records: list[Record]) -> Table:
     return table
 
 
+def engine_table(records: list[Record]) -> Table:
+    """Engines built ahead of a sweep: one row per model, runtime, precision, shapes and device."""
+    table = Table(title="Engines", caption="build s: time of the build that made the engine (0 when cached); "
+                                           "device MB: what the engine needs on the device beyond its plan")
+    for column in ("model", "runtime", "precision", "device", "shapes", "status", "build s", "plan MB", "device MB",
+                   "cache"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime", "status") else "right")
+    for record in records:
+        engine, cell = record.prepared.get("engine") or {}, record.cell
+        cache = "—"
+        if engine:
+            cache = "hit" if engine.get("cache_hit") else "new"
+            if engine.get("rebuilt_because"):
+                cache = f"rebuilt: {escape(engine['rebuilt_because'][:60])}"
+        table.add_row(cell.model, cell.runtime, cell.precision, cell.device,
+                      (engine.get("shapes") or {}).get("label", "—"),
+                      "ok" if record.ok else f"{_status_text(record)}\n[dim]{escape((record.error or '')[:100])}[/dim]",
+                      f"{engine['build_s']:.1f}" if engine and not engine.get("cache_hit") else ("0" if engine else "—"),
+                      _mb(engine.get("plan_bytes")), _mb(engine.get("device_memory_bytes")), cache)
+    return table
+
+
 def parity_table(records: list[Record]) -> Table:
     table = Table(title="Parity with PyTorch eager fp32 (same weights, same seeded inputs)",
                   caption="rel err = max |diff| / max |reference|; cosine: worst row")

@@ -60,13 +60,15 @@ EXPORT = "export"  # the runtime column of an export cell: it makes the ONNX fil
 
 
 def plan_with_reference(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,
-                        device: str) -> list[Cell]:
+                        device: str, reference_device: str | None = None) -> list[Cell]:
     """Per model: the reference (PyTorch eager fp32) first, whether asked for or not, so each later cell
     can compare its answers with it; then the requested runtimes x precisions. The sweep makes the
-    order a dependency: a model's cells wait for its reference cell."""
+    order a dependency: a model's cells wait for its reference cell. The reference runs on
+    `reference_device` (default: the cells' device); verify puts it on the CPU, where fp32 means fp32
+    (no TF32 convolutions) and a runtime on any accelerator can be checked against it."""
     cells = []
     for model in models:
-        wanted = [REFERENCE] + [(runtime, precision) for runtime, precision in product(runtimes, precisions)
-                                if (runtime, precision) != REFERENCE]
-        cells += [Cell(model, runtime, precision, batch_size, device) for runtime, precision in wanted]
+        cells.append(Cell(model, *REFERENCE, batch_size, reference_device or device))
+        cells += [Cell(model, runtime, precision, batch_size, device)
+                  for runtime, precision in product(runtimes, precisions) if (runtime, precision) != REFERENCE]
     return cells

@@ -12,7 +12,8 @@ import time
 import types
 from typing import Any
 
-from tests.trt_double.device import DEVICE, gpu
+from tests.trt_double import device
+from tests.trt_double.device import gpu
 
 
 class cudaError_t(enum.IntEnum):  # noqa: N801 - the real module's names
@@ -89,28 +90,28 @@ def cudaGetDeviceProperties(device: int) -> tuple[Any, ...]:
 
 
 def cudaMalloc(size: int) -> tuple[Any, ...]:
-    return _ok(DEVICE.allocations.allocate(size))
+    return _ok(device.DEVICE.allocations.allocate(size))
 
 
 def cudaFree(pointer: int) -> tuple[Any, ...]:
-    return _ok() if DEVICE.allocations.free(int(pointer)) else (cudaError_t.cudaErrorInvalidValue,)
+    return _ok() if device.DEVICE.allocations.free(int(pointer)) else (cudaError_t.cudaErrorInvalidValue,)
 
 
 def cudaStreamCreateWithFlags(flags: int) -> tuple[Any, ...]:
-    return _ok(cudaStream_t(DEVICE.new_stream().handle))
+    return _ok(cudaStream_t(device.DEVICE.new_stream().handle))
 
 
 def cudaStreamDestroy(stream: cudaStream_t) -> tuple[Any, ...]:
-    return _ok() if DEVICE.streams.pop(int(stream), None) else (cudaError_t.cudaErrorInvalidResourceHandle,)
+    return _ok() if device.DEVICE.streams.pop(int(stream), None) else (cudaError_t.cudaErrorInvalidResourceHandle,)
 
 
 def _stream(stream: Any) -> Any:
-    return DEVICE.stream(int(stream))
+    return device.DEVICE.stream(int(stream))
 
 
 def cudaMemcpyAsync(dst: int, src: int, count: int, kind: cudaMemcpyKind, stream: Any) -> tuple[Any, ...]:
     device_side = {cudaMemcpyKind.cudaMemcpyHostToDevice: dst, cudaMemcpyKind.cudaMemcpyDeviceToHost: src}.get(kind)
-    if device_side is None or not DEVICE.allocations.holds(int(device_side), count):
+    if device_side is None or not device.DEVICE.allocations.holds(int(device_side), count):
         return (cudaError_t.cudaErrorInvalidValue,)
     target = _stream(stream)
     if target is None:

@@ -1,0 +1,409 @@
+"""The `trt` runtime on the TensorRT and cuda-python test doubles (tests/trt_double): building from the
+harness's ONNX files, the engine cache, version branches (8.5 / 10 / 11), parser failures, DLA, CUDA
+graphs, timing caches, and the whole CLI path (bench, verify, --onnx, export --engine).
+
+What this does not show: that TensorRT on a GPU gives these answers at these speeds. The doubles run the
+graph with ONNX Runtime on the CPU; bench/gpu_check.py is the check on real hardware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtimes.base import EngineArtifact, EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
+from tests import onnx_graphs
+from tests.trt_double import device as fake_device
+from tests.trt_double import modules, subprocess_env, tensorrt_double
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def doubles(monkeypatch):
+    """Install the doubles of a TensorRT version in this process (undone after the test)."""
+
+    def install(version: str = "10.3.0") -> None:
+        for name, module in modules(version).items():
+            monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.setattr(fake_device, "DEVICE", fake_device.Device())
+
+    install()
+    return install
+
+
+def _runtime(device: str = "cuda", precision: str = "fp32", **extra):
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    return TensorRTRuntime(RuntimeOptions(device=device, precision=precision, extra=extra))
+
+
+def _build(runtime, onnx_path: Path, shapes: EngineShapes, state_dir: Path) -> Path:
+    runtime.init_device()
+    built = runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), shapes, str(state_dir))
+    plan = state_dir / f"plan-{shapes.label}.engine"
+    plan.write_bytes(built.plan)
+    return plan
+
+
+def _device_state() -> fake_device.Device:
+    return fake_device.DEVICE
+
+
+# ---------------------------------------------------------------- the runtime, in process
+
+@pytest.mark.parametrize("version", ["8.5.2", "8.6.1", "10.3.0", "11.4.0.106"])
+def test_build_load_run_matches_onnxruntime_on_every_version(doubles, tmp_path, version):
+    import onnxruntime
+
+    doubles(version)
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    runtime = _runtime()
+    plan = _build(runtime, onnx_path, EngineShapes.static(4), tmp_path)
+    facts = runtime.inspect_engine(str(plan))
+    assert facts["device_memory_bytes"] > 0 and facts["plan_bytes"] == plan.stat().st_size
+    inputs = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with runtime:
+        runtime.load(EngineArtifact("m", str(plan), sha256=""))
+        runtime.prepare(inputs)
+        clock = runtime.device_clock()
+        clock.mark_start()
+        runtime.run()
+        clock.mark_end()
+        runtime.synchronize()
+        assert clock.elapsed_ms() >= 0
+        got = runtime.outputs()[0]
+        info = runtime.info()
+    expected = onnxruntime.InferenceSession(str(onnx_path)).run(None, {"image": inputs})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert info["version"] == version and info["options"]["buffers"] == "cuda-python"
+    assert _device_state().default_stream_uses == 0, "work went to the default stream"
+
+
+def test_precision_comes_from_the_builder_flag_before_11_and_from_the_graph_on_11(doubles, tmp_path):
+    from runtimes.tensorrt.api import STRONGLY_TYPED_FP16, WEAKLY_TYPED_FP16
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    doubles("10.3.0")
+    assert TensorRTRuntime.onnx_precision("fp16") == "fp32"
+    facts = _runtime(precision="fp16").build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1),
+                                                    str(tmp_path)).facts
+    assert facts["precision_from"] == WEAKLY_TYPED_FP16 and facts["strongly_typed"] is False
+    doubles("11.4.0.106")
+    assert TensorRTRuntime.onnx_precision("fp16") == "fp16"
+    runtime = _runtime(precision="fp16")
+    runtime.init_device()
+    facts = runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1), str(tmp_path)).facts
+    assert facts["precision_from"] == STRONGLY_TYPED_FP16 and facts["strongly_typed"] is True
+
+
+def test_tf32_is_on_by_default_and_recorded_off_when_asked(doubles, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    on = _runtime().build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    off = _runtime(tf32="off").build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1),
+                                            str(tmp_path))
+    assert on.facts["tf32"] is True and off.facts["tf32"] is False
+
+
+@pytest.mark.parametrize("version, where", [("8.5.2", "node #0"), ("10.3.0", "node fancy (FancyPool)")])
+def test_a_node_the_parser_rejects_is_unsupported_with_its_name_and_op(doubles, tmp_path, version, where):
+    import onnx
+
+    doubles(version)
+    path = onnx_graphs.unsupported_op(tmp_path / "u.onnx")
+    model = onnx.load(str(path))
+    model.graph.node[0].name = "fancy"
+    onnx.save(model, str(path))
+    runtime = _runtime()
+    runtime.init_device()
+    with pytest.raises(UnsupportedConfiguration) as caught:
+        runtime.build_engine(OnnxFileArtifact("u", str(path)), EngineShapes.static(1), str(tmp_path))
+    assert where in str(caught.value) and "No importer registered for op: FancyPool" in str(caught.value)
+
+
+def test_dla_is_refused_where_there_is_none_and_used_where_there_is(doubles, tmp_path, monkeypatch):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    with pytest.raises(UnsupportedConfiguration, match="fp16 or int8, not fp32"):
+        _runtime(device="dla:0")
+    runtime = _runtime(device="dla:0", precision="fp16")
+    runtime.init_device()
+    with pytest.raises(UnsupportedConfiguration, match="no DLA core"):
+        runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    monkeypatch.setenv(fake_device.DLA_ENV, "2")
+    with pytest.raises(UnsupportedConfiguration, match="this device has 2"):
+        _runtime(device="dla:2", precision="fp16").build_engine(OnnxFileArtifact("m", str(onnx_path)),
+                                                                EngineShapes.static(1), str(tmp_path))
+    plan = _build(runtime, onnx_path, EngineShapes.static(1), tmp_path)
+    header = tensorrt_double.plan_header(plan)
+    assert header["dla_core"] == 0 and header["fp16"] is True
+    with pytest.raises(Exception, match="could not deserialize"):  # loaded on another core: refused
+        _runtime(device="dla:1", precision="fp16").inspect_engine(str(plan))
+
+
+def test_cuda_graph_replays_the_captured_enqueue(doubles, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    runtime = _runtime(cuda_graph="on")
+    plan = _build(runtime, onnx_path, EngineShapes.static(2), tmp_path)
+    inputs = np.ones((2, 3, 8, 8), np.float32)
+    with runtime:
+        runtime.load(EngineArtifact("m", str(plan), sha256=""))
+        runtime.prepare(inputs)
+        assert runtime._graph is not None and runtime.info()["options"]["cuda_graph"] is True
+        stream = _device_state().streams[runtime.backend.stream_handle(runtime._stream)]
+        before = stream.work_done
+        runtime.run()
+        runtime.synchronize()
+        assert stream.work_done == before + 1, "one launch ran the captured enqueue once"
+        graph_out = runtime.outputs()[0]
+    plain = _runtime()
+    with plain:
+        plain.load(EngineArtifact("m", str(plan), sha256=""))
+        plain.prepare(inputs)
+        plain.run()
+        plain.synchronize()
+        np.testing.assert_array_equal(plain.outputs()[0], graph_out)
+
+
+def test_shapes_outside_a_static_engine_are_refused(doubles, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    runtime = _runtime()
+    plan = _build(runtime, onnx_path, EngineShapes.static(2), tmp_path)
+    with runtime:
+        runtime.load(EngineArtifact("m", str(plan), sha256=""))
+        with pytest.raises(UnsupportedConfiguration, match="does not accept input shape"):
+            runtime.prepare(np.ones((3, 3, 8, 8), np.float32))
+
+
+def test_the_timing_cache_grows_across_builds_and_survives_damage(doubles, tmp_path):
+    first = onnx_graphs.classifier(tmp_path / "a.onnx")
+    second = onnx_graphs.two_layer_classifier(tmp_path / "b.onnx")
+    runtime = _runtime()
+    runtime.init_device()
+    one = runtime.build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1), str(tmp_path)).facts
+    two = runtime.build_engine(OnnxFileArtifact("b", str(second)), EngineShapes.static(1), str(tmp_path)).facts
+    cache = Path(one["timing_cache"]["path"])
+    assert one["timing_cache"]["bytes_before"] == 0 and two["timing_cache"]["bytes_before"] == \
+        one["timing_cache"]["bytes_after"] < two["timing_cache"]["bytes_after"] == cache.stat().st_size
+    assert "gpu" in cache.name and "trt10.3.0" in cache.name
+    cache.write_bytes(b"garbage")
+    three = runtime.build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1), str(tmp_path)).facts
+    assert "started an empty one" in three["timing_cache"]["discarded"]
+    off = _runtime(timing_cache="off").build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1),
+                                                    str(tmp_path)).facts
+    assert off["timing_cache"] == {"used": False}
+
+
+def test_merging_keeps_what_another_build_wrote_meanwhile(doubles, tmp_path):
+    """Two builds that started from the same cache file: the second to finish keeps the first one's entries."""
+    from runtimes.tensorrt.engine import Builder, BuildSettings
+
+    runtime = _runtime()
+    runtime.init_device()
+    api, gpu = runtime.api, runtime._gpu()
+    settings = BuildSettings("fp32", True, None, None, True)
+    builder = Builder(api, runtime.logger)
+    first, second = onnx_graphs.classifier(tmp_path / "a.onnx"), onnx_graphs.two_layer_classifier(tmp_path / "b.onnx")
+    config_a = api.trt.Builder(runtime.logger).create_builder_config()
+    config_b = api.trt.Builder(runtime.logger).create_builder_config()
+    from runtimes.tensorrt.engine import timing_cache_path
+
+    path = timing_cache_path(str(tmp_path), api, gpu)
+    builder._load_timing_cache(config_a, path)
+    builder._load_timing_cache(config_b, path)
+    config_a.get_timing_cache()._entries.update({"layer-a": 1.0})
+    config_b.get_timing_cache()._entries.update({"layer-b": 2.0})
+    builder._merge_timing_cache(config_a, path)
+    builder._merge_timing_cache(config_b, path)
+    merged = api.trt.Builder(runtime.logger).create_builder_config().create_timing_cache(path.read_bytes())
+    assert {"layer-a", "layer-b"} <= set(merged._entries)
+    del first, second, settings
+
+
+def test_only_an_older_tensorrt_is_refused(doubles):
+    doubles("8.4.3")
+    with pytest.raises(UnsupportedConfiguration, match="older than 8.5"):
+        _runtime()
+
+
+# ---------------------------------------------------------------- the CLI, with workers on the doubles
+
+@pytest.fixture
+def trt_cli(monkeypatch, tmp_path, capsys, doubles):
+    """Run `python -m harness` in this process (the CUDA driver's device count faked to 1: the check of
+    --device cuda), with every worker process started on the doubles (tests/trt_double/sitecustomize.py)."""
+    from runtimes import cuda_driver
+
+    monkeypatch.setattr(cuda_driver, "device_count", lambda: 1)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, version: str = "10.3.0", **env: str):
+        doubles(version)
+        for key, value in subprocess_env(version, **env).items():
+            monkeypatch.setenv(key, value)
+        from harness.cli.main import main
+
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+
+
+def test_bench_builds_once_then_loads_from_the_cache_and_rebuilds_damaged_or_incompatible_engines(trt_cli, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    args = ("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--batch-sizes", "1,2", "--device", "cuda",
+            "--out", str(tmp_path / "results"))
+    code, out, err = trt_cli(*args, "--run-id", "first")
+    assert code == 0, out + err
+    first = _records(tmp_path / "results" / "first")
+    assert [r["status"] for r in first] == ["ok", "ok"]
+    engines = [r["prepared"]["engine"] for r in first]
+    assert [e["cache_hit"] for e in engines] == [False, False]
+    assert [e["shapes"]["label"] for e in engines] == ["bs1", "bs2"]
+    record = first[0]
+    assert record["cold_start"]["load_includes"].startswith("deserializing the engine")
+    assert record["timing"]["device"]["samples"] == record["timing"]["host"]["samples"]
+    assert record["memory"]["tensorrt_engine"]["engine_device_memory_bytes"] == engines[0]["device_memory_bytes"]
+    assert record["runtime"]["options"]["buffers"] == "cuda-python"
+
+    code, out, err = trt_cli(*args, "--run-id", "second")
+    assert code == 0, out + err
+    assert [r["prepared"]["engine"]["cache_hit"] for r in _records(tmp_path / "results" / "second")] == [True, True]
+
+    cache = Path(os.environ["HARNESS_CACHE_DIR"])
+    damaged = cache / engines[0]["folder"] / "model.engine"
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    forged = cache / engines[1]["folder"] / "model.engine"
+    tensorrt_double.rewrite_plan_header(forged, compute_capability="7.2")  # as if built for another GPU
+    meta = json.loads((forged.parent / "meta.json").read_text())
+    from exporters.store import sha256_of
+
+    meta.update(sha256=sha256_of(forged), verified_stamp=None)
+    (forged.parent / "meta.json").write_text(json.dumps(meta))
+    code, out, err = trt_cli(*args, "--run-id", "third")
+    assert code == 0, out + err
+    third = [r["prepared"]["engine"] for r in _records(tmp_path / "results" / "third")]
+    assert [e["cache_hit"] for e in third] == [False, False]
+    assert "hash differs" in third[0]["rebuilt_because"]
+    assert "could not deserialize" in third[1]["rebuilt_because"]
+
+
+def test_dynamic_profile_builds_one_engine_for_all_batch_sizes(trt_cli, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--batch-sizes", "1,2,4",
+                             "--device", "cuda", "--runtime-option", "trt.profile=dynamic", "--out",
+                             str(tmp_path / "results"), "--run-id", "dyn")
+    assert code == 0, out + err
+    engines = [r["prepared"]["engine"] for r in _records(tmp_path / "results" / "dyn")]
+    assert {e["folder"] for e in engines} == {engines[0]["folder"]}
+    assert engines[0]["shapes"] == {"kind": "dynamic", "min_batch": 1, "opt_batch": 4, "max_batch": 4,
+                                    "label": "dynamic-1-4-4"}
+
+
+def test_a_parser_failure_is_unsupported_with_the_node_and_the_rest_goes_on(trt_cli, tmp_path):
+    path = onnx_graphs.unsupported_op(tmp_path / "u.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(path), "--runtime", "trt", "--batch-sizes", "1",
+                             "--device", "cuda", "--out", str(tmp_path / "results"), "--run-id", "bad")
+    (record,) = _records(tmp_path / "results" / "bad")
+    assert record["status"] == "unsupported" and "FancyPool" in record["error"] and "parser rejects" in record["error"]
+    assert code == 1
+
+
+def test_dla_without_a_dla_is_unsupported_with_the_reason(trt_cli, tmp_path):
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--batch-sizes", "1",
+                             "--precision", "fp16", "--device", "dla:0", "--out", str(tmp_path / "results"),
+                             "--run-id", "dla")
+    (record,) = _records(tmp_path / "results" / "dla")
+    assert record["status"] == "unsupported" and "no DLA core" in record["error"]
+
+
+def test_an_engine_swapped_after_its_build_is_never_loaded(trt_cli, tmp_path):
+    """The cell loads only the file whose hash the build job recorded."""
+    from harness.cell import worker
+
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    context = _context_with_engine(trt_cli, tmp_path, onnx_path)
+    assert Path(context.engine_artifact().path).is_file()
+    engine_file = Path(context.in_cache(context.prepared["engine"]["folder"])) / worker.ENGINE_FILE
+    engine_file.write_bytes(engine_file.read_bytes() + b"plugin code")
+    with pytest.raises(RuntimeError, match="changed or vanished after its build job"):
+        context.engine_artifact()
+
+
+def _context_with_engine(trt_cli, tmp_path: Path, onnx_path: Path):
+    from harness.cell.worker import CellContext
+    from harness.protocol import CellRequest
+
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--batch-sizes", "1",
+                             "--device", "cuda", "--out", str(tmp_path / "results"), "--run-id", "swap")
+    assert code == 0, out + err
+    (record,) = _records(tmp_path / "results" / "swap")
+    request = {"mode": "bench", "cell": record["cell"], "reference": {"runtime": "torch", "precision": "fp32"},
+               "model": {"name": "c", "onnx_path": str(onnx_path), "input_shape": [1, 3, 8, 8]},
+               "prepared": record["prepared"]}
+    return CellContext(CellRequest.from_json(request), {"cache_dir": os.environ["HARNESS_CACHE_DIR"],
+                                                        "run_dir": str(tmp_path / "results" / "swap")})
+
+
+@pytest.mark.slow
+def test_catalogue_model_bench_verify_and_export_engine(trt_cli, tmp_path):
+    """The whole path for a catalogue model: prepare (export) -> build -> bench; verify against PyTorch
+    eager; export --engine ahead of a sweep, then the sweep finds the engines cached."""
+    out_dir = str(tmp_path / "results")
+    code, out, err = trt_cli("export", "--engine", "--models", "squeezenet1_1", "--precision", "fp32,fp16",
+                             "--batch-sizes", "1,2")
+    assert code == 0, out + err
+    assert "Engines" in out and out.count("new") == 4
+    code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "fp32,fp16",
+                             "--batch-sizes", "1,2", "--device", "cuda", "--out", out_dir, "--run-id", "b")
+    assert code == 0, out + err
+    records = _records(tmp_path / "results" / "b")
+    assert all(r["prepared"]["engine"]["cache_hit"] for r in records)
+    fp16 = next(r for r in records if r["cell"]["precision"] == "fp16")
+    assert fp16["prepared"]["artifact"]["precision"] == "fp32"  # 10.x: the builder flag on the fp32 graph
+    code, out, err = trt_cli("verify", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "fp32,fp16",
+                             "--device", "cuda", "--out", out_dir, "--run-id", "v", "--batch-size", "2")
+    assert code == 0, out + err
+    verify = {(r["cell"]["runtime"], r["cell"]["precision"], r["cell"]["device"]): r
+              for r in _records(tmp_path / "results" / "v")}
+    assert verify[("torch", "fp32", "cpu")]["parity"]["is_reference"]  # the reference runs on the CPU
+    for precision in ("fp32", "fp16"):
+        record = verify[("trt", precision, "cuda")]
+        assert record["status"] == "ok" and record["parity"]["top1_agreement"] == 1.0
+    code, out, err = trt_cli("verify", "--models", "squeezenet1_1", "--runtime", "trt", "--device", "cuda",
+                             "--out", out_dir, "--run-id", "wrong", "--batch-size", "2",
+                             TRT_DOUBLE_OUTPUT_SCALE="1.5")
+    wrong = [r for r in _records(tmp_path / "results" / "wrong") if r["cell"]["runtime"] == "trt"]
+    assert code == 1 and wrong[0]["status"] == "parity_failed" and "parity_failed" in out
+    code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "fp16",
+                             "--batch-sizes", "1", "--device", "cuda", "--out", out_dir, "--run-id", "v11",
+                             version="11.4.0.106")
+    assert code == 0, out + err
+    (record,) = _records(tmp_path / "results" / "v11")
+    assert record["prepared"]["artifact"]["precision"] == "fp16"  # 11.x: the fp16 ONNX graph
+    assert "strongly typed" in record["prepared"]["engine"]["build"]["precision_from"]
+
+
+def test_without_tensorrt_the_documented_command_says_what_to_install():
+    """The issue's command on a machine without TensorRT: one line, exit 2 (before the device check)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--runtime", "trt", "--models", "resnet18",
+                             "--batch-sizes", "1,4", "--device", "cuda"], capture_output=True, text=True, cwd=ROOT,
+                            env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "400"}, timeout=120)
+    if result.returncode == 0 or "Traceback" in result.stderr:
+        pytest.fail(result.stdout + result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "pip install 'dnn-harness[trt]'" in lines[0] and "--system-site-packages" in lines[0]
