@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv demo test test-fast bench-overhead clean
+.PHONY: venv demo test test-fast bench-overhead gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-fast: $(STAMP)
 
 bench-overhead: $(STAMP)
 	$(PY) bench/overhead.py
+
+# On a CUDA machine: every CUDA runtime installed (torch, ort, ort-trt, trt) at fp32/fp16, parity, memory,
+# and trtexec's GPU compute median beside ours where trtexec is on PATH.
+gpu-check: $(STAMP)
+	$(PY) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

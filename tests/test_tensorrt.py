@@ -407,3 +407,92 @@ def test_without_tensorrt_the_documented_command_says_what_to_install():
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "pip install 'dnn-harness[trt]'" in lines[0] and "--system-site-packages" in lines[0]
+
+
+# ---------------------------------------------------------------- reports
+
+def test_reports_best_and_check_show_trt_beside_torch_with_its_speed_up(tmp_path):
+    """A GPU run with torch and trt cells (hand-written, as a real run would record them): the report's
+    tables and speed-up chart, `best` and `check` all see trt."""
+    from harness.reports import data
+    from harness.reports.best import Constraints, ranked
+    from harness.reports.check import check_models, load_profile
+    from harness.reports.report import write_report
+    from tests.report_fixtures import GPU_ENV, cpu_records, record, write_run
+
+    rows = []
+    for r in cpu_records():
+        if r["status"] != "ok":
+            continue
+        model, batch, fps = r["cell"]["model"], r["cell"]["batch_size"], r["timing"]["host"]["images_per_s"]
+        rows.append(record(model, "torch", batch, fps * 10, 900_000_000, device="cuda:0", source="cuda_nvml"))
+        trt = record(model, "trt", batch, fps * 30, 700_000_000, device="cuda:0", source="cuda_nvml")
+        trt["prepared"] = {"artifact": {"opset": 18, "path": "/nonexistent/model.onnx"},
+                           "engine": {"cache_hit": False, "build_s": 12.0, "plan_bytes": 50_000_000}}
+        rows.append(trt)
+    dataset = data.load([write_run(tmp_path / "gpu-run", rows, GPU_ENV)])
+    report = write_report(dataset, tmp_path / "out", "trt report")
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "trt" in tables and any(p.name.startswith("speedup-over-torch") for p in report.files)
+    picks = ranked(dataset.points, Constraints(max_memory_bytes=800_000_000))
+    assert picks and {p.runtime for p in picks} == {"trt"}  # only trt's cells fit 0.8 GB
+    profile = load_profile("workstation").model_copy(update={"device_match": ["Test GPU"]})
+    [check] = check_models(profile, [("resnet50", 175_000_000)], dataset)
+    speed = next(c for c in check.criteria if c.name == "speed")
+    assert "trt" in speed.figure
+
+
+# ---------------------------------------------------------------- the GPU check script
+
+# Two real trtexec summary lines (NVIDIA/TensorRT issue 4177, TensorRT 10; beyondli/Yolo_on_Jetson issue 4,
+# a Jetson's 8.x): the script reads the median from either.
+TRTEXEC_LINES = [
+    "[10/03/2024-10:47:59] [I] GPU Compute Time: min = 5.34595 ms, max = 13.3388 ms, mean = 7.58404 ms, "
+    "median = 7.14139 ms, percentile(90%) = 10.2881 ms, percentile(95%) = 10.8175 ms, percentile(99%) = 12.9485 ms",
+    "GPU Compute Time: min = 3.17834 ms, max = 3.88306 ms, mean = 3.63242 ms, median = 3.71753 ms, "
+    "percentile(99%) 3.87793 ms",
+]
+
+
+def test_the_gpu_check_reads_trtexecs_median():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    medians = [float(gpu_check.GPU_COMPUTE.search(line).group(4)) for line in TRTEXEC_LINES]
+    assert medians == [7.14139, 3.71753]
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_to_the_end_with_what_is_installed(tmp_path):
+    """On the doubles (the driver's count faked to 1): torch without CUDA and onnxruntime without CUDA are
+    skipped with the reason, trt runs and is verified, and a trtexec on PATH is run on the cell's engine."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    calls = tmp_path / "trtexec-calls.txt"
+    trtexec = tools / "trtexec"
+    trtexec.write_text(f"""#!{sys.executable}
+import sys, pathlib
+engine = next(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--loadEngine="))
+assert pathlib.Path(engine).is_file(), engine
+pathlib.Path({str(calls)!r}).open("a").write(" ".join(sys.argv[1:]) + "\\n")
+print({TRTEXEC_LINES[1]!r})
+""")
+    trtexec.chmod(0o755)
+    env = {**os.environ, **subprocess_env("10.3.0", TRT_DOUBLE_DRIVER_DEVICES="1"),
+           "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "bench/gpu_check.py", "--out", str(tmp_path / "results"), "--models",
+                             "squeezenet1_1", "--batch-sizes", "1"], capture_output=True, text=True, cwd=ROOT,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "skipped torch: torch has no CUDA here" in result.stdout
+    assert "skipped ort: onnxruntime offers no CUDAExecutionProvider" in result.stdout
+    summary = json.loads(next((tmp_path / "results").glob("gpu-check-*-bench/gpu-check.json")).read_text())
+    assert summary["runtimes"] == ["trt"]
+    rows = {row["cell"]: row for row in summary["rows"]}
+    fp16 = rows["squeezenet1_1|trt|fp16|bs1|cuda"]
+    assert fp16["status"] == "ok" and fp16["parity"] == "ok"
+    assert fp16["ratio_to_trtexec"] == pytest.approx(fp16["device_median_ms"] / 3.71753)
+    assert "--noDataTransfers" in fp16["trtexec_command"] and "--shapes=input:1x3x224x224" in fp16["trtexec_command"]
+    assert len(calls.read_text().splitlines()) == 2
