@@ -70,6 +70,8 @@ class TorchEagerRuntime(Runtime):
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
+        if not (options.device == "cpu" or options.device.startswith("cuda")):
+            raise UnsupportedConfiguration(f"torch eager runs on cpu or cuda, not {options.device}")
         if options.precision not in PRECISIONS:
             raise UnsupportedConfiguration(f"torch eager supports {', '.join(PRECISIONS)}, not {options.precision}")
         if options.precision == "fp16" and not options.device.startswith("cuda"):

@@ -496,3 +496,77 @@ print({TRTEXEC_LINES[1]!r})
     assert fp16["ratio_to_trtexec"] == pytest.approx(fp16["device_median_ms"] / 3.71753)
     assert "--noDataTransfers" in fp16["trtexec_command"] and "--shapes=input:1x3x224x224" in fp16["trtexec_command"]
     assert len(calls.read_text().splitlines()) == 2
+
+
+# ---------------------------------------------------------------- a hostile user
+
+def test_engine_flags_without_engine_and_other_mistakes_are_one_line(trt_cli):
+    for args, words in [(("export", "--models", "resnet18", "--device", "cuda"), "--device only apply to engines"),
+                        (("export", "--models", "resnet18", "--runtime-option", "trt.tf32=off"), "add --engine"),
+                        (("export", "--engine", "--models", "resnet18", "--runtime", "ort"), "builds no engine"),
+                        (("export", "--engine", "--models", "resnet18", "--device", "cpu"), "built for a GPU"),
+                        (("export", "--engine", "--models", "resnet18", "--runtime-option", "trt.profile=wide"),
+                         "bad value 'wide' for trt.profile"),
+                        (("bench", "--models", "resnet18", "--runtime", "trt", "--device", "dla:x"),
+                         "unknown device 'dla:x'")]:
+        code, out, err = trt_cli(*args)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and words in lines[0], (args, err)
+
+
+def test_export_engine_without_tensorrt_says_what_to_install():
+    from tests.test_cli import _one_error_line, harness
+
+    line = _one_error_line(harness("export", "--engine", "--models", "resnet18"))
+    assert "pip install 'dnn-harness[trt]'" in line
+
+
+def test_a_build_killed_midway_leaves_nothing_half_made_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    marker = tmp_path / "building"
+    env = {**os.environ, **subprocess_env("10.3.0", TRT_DOUBLE_DRIVER_DEVICES="1"), "COLUMNS": "200",
+           "HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "harness", "bench", "--onnx", str(onnx_path), "--runtime", "trt",
+            "--batch-sizes", "1,2", "--device", "cuda", "--out", str(tmp_path / "results"), "--run-id", "r"]
+    parent = subprocess.Popen(args, cwd=ROOT, env={**env, "TRT_DOUBLE_BUILD_MARKER": str(marker),
+                                                   "TRT_DOUBLE_BUILD_SECONDS": "30"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the build never started"
+    os.killpg(parent.pid, signal.SIGKILL)  # the whole sweep, build job included, mid-build
+    parent.communicate(timeout=60)
+    engines = tmp_path / "cache" / "engines"
+    assert not any(engines.rglob("model.engine")) if engines.exists() else True
+    resumed = subprocess.run([*args[:-2], "--resume", "r"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    records = _records(tmp_path / "results" / "r")
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert all(not r["prepared"]["engine"]["cache_hit"] for r in records)  # nothing half-built was taken
+
+
+def test_abandoned_half_written_engines_are_removed_and_live_ones_kept(tmp_path):
+    import socket
+
+    from harness.cell import worker
+
+    host = socket.gethostname()
+    dead = tmp_path / f".{worker.ENGINE_FILE}.{host}.999999999.tmp"
+    live = tmp_path / f".{worker.ENGINE_FILE}.{host}.{os.getpid()}.tmp"
+    elsewhere = tmp_path / f".{worker.ENGINE_FILE}.another-host.999999999.tmp"
+    for path in (dead, live, elsewhere):
+        path.write_bytes(b"half")
+    worker._remove_abandoned(tmp_path)
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+
+
+def test_torch_refuses_a_dla_with_the_reason():
+    from runtimes.torch_eager import TorchEagerRuntime
+
+    with pytest.raises(UnsupportedConfiguration, match="cpu or cuda, not dla:0"):
+        TorchEagerRuntime(RuntimeOptions(device="dla:0"))

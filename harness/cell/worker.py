@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import socket
 import sys
 import time
@@ -555,7 +556,8 @@ def _build_engine(context: CellContext, runtime: Runtime, onnx: OnnxFileArtifact
     built = runtime.build_engine(onnx, shapes, str(state_dir))
     build_s = (time.perf_counter_ns() - start) / 1e9
     folder.mkdir(parents=True, exist_ok=True)
-    staged = folder / f".{ENGINE_FILE}.{socket.gethostname()}.{time.time_ns()}.tmp"
+    _remove_abandoned(folder)
+    staged = folder / f".{ENGINE_FILE}.{socket.gethostname()}.{os.getpid()}.tmp"
     staged.write_bytes(built.plan)
     try:
         engine = runtime.inspect_engine(str(staged))  # what the engine needs on the device, read back once
@@ -565,6 +567,15 @@ def _build_engine(context: CellContext, runtime: Runtime, onnx: OnnxFileArtifact
     meta = {"key": key, "built_by": f"dnn-harness {__version__}", "build_s": build_s,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build": built.facts, "engine": engine}
     return context.store.commit(folder, ENGINE_FILE, staged, meta)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Half-written engines of builds on this host whose process is gone (killed, interrupted, out of disk)."""
+    host = socket.gethostname()
+    for staged in folder.glob(f".{ENGINE_FILE}.{host}.*.tmp"):
+        pid = staged.name.split(".")[-2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            staged.unlink(missing_ok=True)
 
 
 MODES = {"prepare": run_prepare, "build": run_build, "bench": run_bench, "parity": run_parity, "accuracy": run_accuracy}

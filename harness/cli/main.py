@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--engine", action="store_true",
                         help="also build engines from the ONNX files ahead of a sweep (an engine runtime, e.g. trt, "
                              "on --device), one per batch size unless trt.profile=dynamic")
-    export.add_argument("--runtime", default="trt", metavar="NAMES", help="with --engine: engine runtimes (default trt)")
-    export.add_argument("--device", default="cuda", help="with --engine: cuda, cuda:N or dla:N (default cuda)")
-    export.add_argument("--batch-sizes", default="1", metavar="N,N",
+    export.add_argument("--runtime", metavar="NAMES", help="with --engine: engine runtimes (default trt)")
+    export.add_argument("--device", help="with --engine: cuda, cuda:N or dla:N (default cuda)")
+    export.add_argument("--batch-sizes", metavar="N,N",
                         help="with --engine: the batch sizes the engines are for (default 1)")
     add_runtime_options(export)
     add_export_options(export)
@@ -302,8 +302,7 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     precisions = check_precisions(args.precision)
-    engine_runtimes = _check_engine_runtimes(args) if args.engine else []
-    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    engine_runtimes, batch_sizes = _check_engine_options(args)
     check_common(args)
     if args.engine:
         check_device(args.device)
@@ -330,14 +329,24 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     return finish(as_records(records), sweep.records_path)
 
 
-def _check_engine_runtimes(args: argparse.Namespace) -> list[str]:
+def _check_engine_options(args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    """(engine runtimes, batch sizes) of `export --engine`; the engine flags without --engine are a mistake."""
+    given = [flag for flag, value in (("--runtime", args.runtime), ("--device", args.device),
+                                      ("--batch-sizes", args.batch_sizes)) if value is not None]
+    if not args.engine:
+        if given or args.runtime_option:
+            raise UserError(f"{', '.join(given) or '--runtime-option'} only apply to engines: add --engine")
+        return [], [1]
+    args.runtime, args.device = args.runtime or "trt", args.device or "cuda"
     names = comma_list(args.runtime)
+    if not names:
+        raise UserError("no runtime given: e.g. --engine --runtime trt")
     for name, runtime in zip(names, check_runtimes(names)):
         if not runtime.builds_engine:
             raise UserError(f"runtime '{name}' builds no engine: --engine takes an engine runtime such as trt")
-    if not names:
-        raise UserError("no runtime given: e.g. --engine --runtime trt")
-    return names
+    if args.device == "cpu":
+        raise UserError("engines are built for a GPU or a DLA: pass --device cuda, cuda:N or dla:N")
+    return names, parse_batch_sizes(args.batch_sizes or "1")
 
 
 def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:

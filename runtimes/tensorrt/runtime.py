@@ -22,7 +22,7 @@ from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, DeviceBuffer, 
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
 
 INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt]' on x86-64 "
-                "(tensorrt-cu12 and cuda-python), or on a Jetson JetPack's python3-libnvinfer in a venv made with "
+                "(TensorRT and cuda-python), or on a Jetson JetPack's python3-libnvinfer in a venv made with "
                 "--system-site-packages")
 PRECISIONS = ("fp32", "fp16")
 MB = 1 << 20
