@@ -20,6 +20,7 @@ import pytest
 from runtimes.base import EngineArtifact, EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
 from tests import onnx_graphs
 from tests.trt_double import device as fake_device
+from tests.test_accuracy import lite0_weights, photos  # noqa: F401 - fixtures
 from tests.trt_double import modules, subprocess_env, tensorrt_double
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -570,3 +571,24 @@ def test_torch_refuses_a_dla_with_the_reason():
 
     with pytest.raises(UnsupportedConfiguration, match="cpu or cuda, not dla:0"):
         TorchEagerRuntime(RuntimeOptions(device="dla:0"))
+
+
+@pytest.mark.slow
+def test_accuracy_on_trt_with_a_smaller_last_batch(trt_cli, tmp_path, lite0_weights, photos):
+    """Real photographs and real Lite0 weights through trt (on the doubles): the engine takes batches from 1
+    to --batch-size, so the smaller last batch runs; cat and coffee come out as such."""
+    from tests.test_accuracy import CAT_CLASSES, COFFEE_CLASSES, ESPRESSO, TIGER_CAT, _predicted
+
+    val = tmp_path / "val"
+    for folder, name in ((TIGER_CAT, "chelsea"), (ESPRESSO, "coffee"), (TIGER_CAT, "chelsea2")):
+        (val / folder).mkdir(parents=True, exist_ok=True)
+        (val / folder / f"{name}.JPEG").write_bytes(photos[name.rstrip("2")].read_bytes())
+    code, out, err = trt_cli("accuracy", "--data", str(val), "--models", "tf_efficientnet_lite0", "--runtime", "trt",
+                             "--weights", str(lite0_weights), "--batch-size", "2", "--device", "cuda",
+                             "--out", str(tmp_path / "runs"), "--run-id", "acc")
+    records = {r["cell"]["runtime"]: r for r in _records(tmp_path / "runs" / "acc")}
+    trt = records["trt"]
+    assert trt["status"] == "ok", trt.get("error")
+    assert trt["prepared"]["engine"]["shapes"]["label"] == "dynamic-1-2-2"
+    top1 = [int(row[0]) for row in _predicted(trt)]
+    assert top1[0] in CAT_CLASSES and top1[1] in CAT_CLASSES and top1[2] in COFFEE_CLASSES
