@@ -293,8 +293,11 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
     title = ", ".join(Path(run).name for run in args.runs)
     bench = [r for r in records if r.kind == "bench"]
     accuracy = [r for r in records if r.kind == "accuracy"]
-    if bench or not accuracy:
+    builds = [r for r in records if r.kind == "build"]
+    if bench or not (accuracy or builds):
         _print_tables(bench, tables, title)
+    if builds:
+        console.print(engine_table(builds))
     if accuracy:
         accuracy_command.print_accuracy(accuracy, f"accuracy, {title}")
     return 0

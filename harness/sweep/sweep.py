@@ -361,8 +361,9 @@ class Sweep:
         request = build_request(cell, subject, self.settings, mode="build", prepared=prepared,
                                 shapes=asdict(step.shapes))
         stem = f"build-{cell.model}-{cell.runtime}-{cell.precision}-{cell.device.replace(':', '_')}-{step.shapes.label}"
-        return Job(step.key, request, stem, self.settings.timeout_s, self.settings.max_memory_bytes,
-                   preload_for(cell, subject, self.settings.weights))
+        # like a prepare job, a build is not measured: the --max-memory cap is for measuring cells
+        return Job(step.key, request, stem, self.settings.timeout_s, preload=preload_for(cell, subject,
+                                                                                      self.settings.weights))
 
     def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
         subject = self.subjects[preparation.model]
