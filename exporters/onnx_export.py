@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 TORCHSCRIPT_MAX_OPSET = 17
+DYNAMO_MIN_OPSET = 18  # the torch.export-based exporter writes no older opset (asked for one, it wrote 18)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 MODEL_FILE = "model.onnx"
@@ -50,7 +51,8 @@ class ExportSpec:
     def key_fields(self) -> dict[str, Any]:
         return {"model": self.model, "weights": self.weights_id, "input_size": self.input_size,
                 "opset": self.opset, "precision": self.precision, "simplify": self.simplify,
-                "exporter": "torch.onnx dynamo-first, torchscript fallback", "versions": exporter_versions(),
+                "exporter": "torch.onnx dynamo-first from opset 18, torchscript below it or as fallback",
+                "versions": exporter_versions(),
                 "metadata": list(self.metadata)}
 
 
@@ -155,6 +157,8 @@ def export(spec: ExportSpec, build: Callable[[], Any], store: Store) -> tuple[En
         built = Path(scratch) / MODEL_FILE
         exporter, fallback_reason = "torch.onnx dynamo", None
         try:
+            if spec.opset < DYNAMO_MIN_OPSET:
+                raise ExportFailed(f"opset {spec.opset} is below its minimum, {DYNAMO_MIN_OPSET}")
             _export_dynamo(module, example, built, spec.opset)
             opset = _check_and_annotate(built, dict(spec.metadata) | {"harness.exporter": exporter})
         except Exception as exc:
@@ -168,6 +172,9 @@ def export(spec: ExportSpec, build: Callable[[], Any], store: Store) -> tuple[En
             except Exception as exc2:
                 raise ExportFailed(f"{spec.model}: {fallback_reason}; torchscript exporter failed: "
                                    f"{_first_line(exc2)}") from None
+        if opset > spec.opset:
+            raise ExportFailed(f"{spec.model}: the {exporter} exporter wrote opset {opset}, newer than the {spec.opset} "
+                               "asked for")
         if spec.simplify:
             _simplify(built)
         if spec.precision == "fp16":

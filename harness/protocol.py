@@ -84,6 +84,7 @@ class CellRequest:
     onnx_precision: str | None = None  # prepare mode: also export the ONNX file at this precision
     prepared: dict[str, Any] = field(default_factory=dict)  # what the prepare (and build) jobs made
     shapes: dict[str, Any] | None = None  # build mode: runtimes.base.EngineShapes, as a dict
+    reference_outputs: dict[str, Any] | None = None  # parity mode on a bundle: its reference file, key, input hash
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

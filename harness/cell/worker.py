@@ -34,6 +34,7 @@ from harness import __version__
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
 from harness.measure import memory, validity
+from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
 from harness.paths import write_atomically
@@ -47,16 +48,6 @@ NUM_CLASSES = 1000
 ENGINE_FILE = "model.engine"
 EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed,
                      UnknownBuilder)
-
-
-def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "float32") -> np.ndarray:
-    """Deterministic input: standard normal for floats, uniform 0..255 for integers."""
-    rng = np.random.default_rng(seed)
-    if np.issubdtype(np.dtype(dtype), np.floating):
-        return rng.standard_normal(tuple(shape), dtype=np.float32).astype(dtype, copy=False)
-    if np.dtype(dtype) == np.bool_:
-        return rng.integers(0, 2, size=tuple(shape)).astype(np.bool_)
-    return rng.integers(0, 256, size=tuple(shape)).astype(dtype)
 
 
 class CellContext:
@@ -344,22 +335,36 @@ def run_parity(context: CellContext) -> dict[str, Any]:
     reference_path = reference_outputs_path(context.run_dir, cell)
     input_note = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                   "generator": f"numpy default_rng({context.seed})"}
-    if (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
+    bundled = context.request.reference_outputs
+    if bundled is not None:  # a bundle's model: the workstation's reference outputs travel with it
+        expected, described = _bundled_reference(bundled, inputs), f"{bundled['source']}, from the bundle"
+    elif (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
         _save_array(reference_path, outputs.astype(np.float32))
         return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
                 "parity": {"is_reference": True, "outputs_file": str(reference_path.relative_to(context.run_dir))}}
-    if not reference_path.is_file():
+    elif not reference_path.is_file():
         raise RuntimeError(f"the reference outputs {reference_path} are missing: the reference cell did not finish")
-    parity = compare(np.load(reference_path), outputs)
+    else:
+        expected, described = np.load(reference_path), f"{reference.runtime} {reference.precision}, same weights " \
+                                                        "and inputs"
+    parity = compare(expected, outputs)
     tolerance = TOLERANCES[cell.precision]
     problems = violations(parity, tolerance)
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,
-            "parity": {**parity.as_dict(), "is_reference": False,
-                       "reference": f"{reference.runtime} {reference.precision}, same weights and inputs",
+            "parity": {**parity.as_dict(), "is_reference": False, "reference": described,
                        "tolerance": tolerance.__dict__},
             "input": input_note}
+
+
+def _bundled_reference(bundled: dict[str, Any], inputs: np.ndarray) -> np.ndarray:
+    """The bundle's reference outputs, once the inputs regenerated here are shown to be the ones they came from."""
+    if input_sha256(inputs) != bundled["input_sha256"]:
+        raise RuntimeError(f"the inputs regenerated from seed {bundled['seed']} differ from the workstation's "
+                           "(another numpy stream?): the bundle's reference outputs cannot be compared")
+    with np.load(bundled["file"]) as stored:
+        return stored[bundled["key"]]
 
 
 def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: str) -> Path:

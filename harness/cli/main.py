@@ -14,11 +14,13 @@ from typing import Any, Sequence
 from rich.markup import escape
 
 from harness import __version__
+from harness.catalogue.bundles import read_bundle
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.catalogue.onnx_files import inspect_onnx
 from harness.catalogue.recipes import complexity_key_for, recipe_for
 from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli import accuracy as accuracy_command
+from harness.cli import bundle as bundle_command
 from harness.cli import reports as report_commands
 from harness.cli.common import (add_export_options, add_runtime_options, check_cache_dir, check_common, check_device,
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
@@ -72,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated names, globs or sets, e.g. 'resnet18,mobilenet_v2', 'vgg*' or "
                              "@mobile")
     chosen.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere (runtimes that run ONNX)")
+    chosen.add_argument("--bundle", metavar="DIR", help="the models of a bundle made by export --bundle (on a board: "
+                                                        "no torch needed)")
     bench.add_argument("--runtime", default="torch", metavar="NAMES",
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
     bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
@@ -112,8 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--show", default="time,memory", metavar="TABLES", help="time, memory (default both)")
     show.add_argument("--json", action="store_true", help="print one JSON object per cell (for scripts)")
 
-    export = commands.add_parser("export", help="export models to ONNX once (cached by content)")
+    export = commands.add_parser("export", help="export models to ONNX once (cached by content); build engines; "
+                                                "write a bundle for a board")
     export.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
+    export.add_argument("--bundle", metavar="DIR",
+                        help="write a bundle to DIR: ONNX files, reference outputs of PyTorch eager fp32 at batch 1 and "
+                             "the largest --batch-sizes, a manifest per model; copy it to a board as it is")
+    export.add_argument("--profile", metavar="NAME",
+                        help="with --bundle: a device profile (e.g. jetson-orin-nano) whose TensorRT's newest opset "
+                             "caps --opset")
     export.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
@@ -124,15 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--runtime", metavar="NAMES", help="with --engine: engine runtimes (default trt)")
     export.add_argument("--device", help="with --engine: cuda, cuda:N or dla:N (default cuda)")
     export.add_argument("--batch-sizes", metavar="N,N",
-                        help="with --engine: the batch sizes the engines are for (default 1)")
+                        help="with --engine: the batch sizes the engines are for; with --bundle: the reference "
+                             "outputs are at 1 and the largest of these (default 1)")
     add_runtime_options(export)
     add_export_options(export)
 
     verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager fp32 on the CPU")
-    verify.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
+    checked = verify.add_mutually_exclusive_group(required=True)
+    checked.add_argument("--models", metavar="NAMES", help=MODELS_HELP)
+    checked.add_argument("--bundle", metavar="DIR",
+                         help="a bundle's models, against the reference outputs it carries (no torch needed)")
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
     verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
-    verify.add_argument("--batch-size", type=int, default=4, metavar="N", help="images compared (default 4)")
+    verify.add_argument("--batch-size", type=int, metavar="N",
+                        help="images compared (default 4; with --bundle the largest batch of its references)")
     verify.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
     verify.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
@@ -201,6 +217,13 @@ def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
 # ---------------------------------------------------------------- bench
 
 def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type]) -> dict[str, Subject]:
+    if getattr(args, "bundle", None):
+        torch_like = [cls.name for cls in classes if cls.consumes == TORCH_MODULE]
+        if torch_like:
+            raise UserError(f"a bundle carries ONNX files; {', '.join(torch_like)} runs catalogue models: use "
+                            "--runtime ort or trt")
+        bundle = read_bundle(args.bundle)
+        return {name: Subject(bundle_model=model) for name, model in bundle.models.items()}
     if getattr(args, "onnx", None):
         onnx_file = inspect_onnx(args.onnx)
         torch_like = [cls.name for cls in classes if cls.consumes == TORCH_MODULE]
@@ -212,6 +235,15 @@ def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type
     if any(cls.consumes != NOTHING for cls in classes):
         check_sources(specs)
     return catalogue_subjects(specs)
+
+
+def _check_bundle_precisions(subject: Subject, precisions: list[str], classes: list[type]) -> None:
+    """Every runtime and precision asked for has its file in the bundle (one line naming the fix if not)."""
+    if subject.bundle_model is None:
+        return
+    for runtime in classes:
+        for precision in precisions:
+            subject.bundle_model.request_model(runtime.onnx_precision(precision))
 
 
 def _check_tables(text: str) -> list[str]:
@@ -249,6 +281,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         if subject.onnx_file:
             subject.onnx_file.check_batch_sizes(batch_sizes)
             subject.onnx_file.check_precisions(precisions, classes)
+        _check_bundle_precisions(subject, precisions, classes)
     weights = check_weights(args.weights)
     out_dir = check_out_dir(args.out)
 
@@ -304,6 +337,13 @@ def command_show(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 
 def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    if args.bundle:
+        if args.engine or args.runtime or args.device or args.runtime_option:
+            raise UserError("--bundle writes ONNX files and references for a board; engines are built there: drop "
+                            "--engine, --runtime, --device and --runtime-option")
+        return bundle_command.command_export_bundle(args, catalogue)
+    if args.profile:
+        raise UserError("--profile applies to --bundle: add --bundle DIR")
     precisions = check_precisions(args.precision)
     engine_runtimes, batch_sizes = _check_engine_options(args)
     check_common(args)
@@ -356,16 +396,23 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     runtime_names = comma_list(args.runtime)
     classes = check_runtimes(runtime_names)
     precisions = check_precisions(args.precision)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"bad --batch-size {args.batch_size}: give a positive number of images")
     check_common(args)
     check_device(args.device)
     subjects = _subjects(args, catalogue, classes)
     weights = check_weights(args.weights)
-    cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size, args.device,
-                                reference_device="cpu")
+    seed = args.seed
+    if args.bundle:
+        batch_size, seed = _bundle_batch_and_seed(args, subjects)
+        for subject in subjects.values():
+            _check_bundle_precisions(subject, precisions, classes)
+        cells = plan_cells(list(subjects), runtime_names, precisions, [batch_size], args.device)
+    else:
+        cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4, args.device,
+                                    reference_device="cpu")
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
-                             seed=args.seed, mode="parity", export=export_settings(args),
+                             seed=seed, mode="parity", export=export_settings(args),
                              runtime_options=runtime_options(args, runtime_names))
     sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
     records = run_sweep(sweep, cells, "verifying")
@@ -374,6 +421,21 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         return 130
     console.print(parity_table(as_records(records)))
     return finish(as_records(records), sweep.records_path)
+
+
+def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject]) -> tuple[int, int]:
+    """The batch size its references were made at (the largest by default) and the bundle's seed."""
+    models = [s.bundle_model for s in subjects.values() if s.bundle_model is not None]
+    batches = sorted(set.intersection(*(set(m.reference_batch_sizes) for m in models)))
+    batch_size = args.batch_size if args.batch_size is not None else batches[-1]
+    if batch_size not in batches:
+        raise UserError(f"the bundle's reference outputs are at batch sizes {', '.join(map(str, batches))}: pass "
+                        f"--batch-size {batches[-1]}")
+    seeds = {m.seed for m in models}
+    if args.seed not in (0, *seeds) or len(seeds) != 1:
+        raise UserError(f"the bundle's references were made with seed {', '.join(map(str, sorted(seeds)))}; "
+                        "verify --bundle regenerates those inputs: drop --seed")
+    return batch_size, seeds.pop()
 
 
 # ---------------------------------------------------------------- entry point

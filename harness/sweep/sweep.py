@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.torch_models import WeightsUnavailable
+from harness.catalogue.bundles import BundleModel
 from harness.catalogue.onnx_files import OnnxFile
 from harness.catalogue.recipes import complexity_key_for, model_summary
 from harness.catalogue.registry import ModelSpec
@@ -63,18 +64,27 @@ class BenchSettings:
 
 
 class Subject:
-    """What a cell measures: a catalogue model or an outside ONNX file, as the child and the record need it."""
+    """What a cell measures: a catalogue model, an outside ONNX file, or a model of a bundle (ONNX files and
+    reference outputs made on a workstation), as the child and the record need it."""
 
-    def __init__(self, spec: ModelSpec | None = None, onnx_file: OnnxFile | None = None) -> None:
-        if (spec is None) == (onnx_file is None):
-            raise ValueError("a subject is either a catalogue model or an ONNX file")
-        self.spec, self.onnx_file = spec, onnx_file
+    def __init__(self, spec: ModelSpec | None = None, onnx_file: OnnxFile | None = None,
+                 bundle_model: BundleModel | None = None) -> None:
+        if sum(x is not None for x in (spec, onnx_file, bundle_model)) != 1:
+            raise ValueError("a subject is one of: a catalogue model, an ONNX file, a bundle's model")
+        self.spec, self.onnx_file, self.bundle_model = spec, onnx_file, bundle_model
 
     @property
     def name(self) -> str:
-        return self.spec.name if self.spec else self.onnx_file.name  # type: ignore[union-attr]
+        for subject in (self.spec, self.onnx_file, self.bundle_model):
+            if subject is not None:
+                return subject.name
+        raise AssertionError("unreachable")
 
-    def request_model(self) -> CatalogueModel | OnnxModel:
+    def request_model(self, cell: Cell) -> CatalogueModel | OnnxModel:
+        if self.bundle_model:
+            runtime = _runtime_or_none(cell.runtime)
+            return self.bundle_model.request_model(runtime.onnx_precision(cell.precision) if runtime
+                                                   else cell.precision)
         if self.onnx_file:
             return self.onnx_file.request_model()
         spec = self.spec
@@ -85,6 +95,8 @@ class Subject:
                               preprocessing=spec.preprocessing.model_dump())
 
     def summary(self, weights: str, complexity: dict[str, Any] | None) -> dict[str, Any]:
+        if self.bundle_model:
+            return self.bundle_model.summary()
         if self.onnx_file:
             return self.onnx_file.summary()
         return model_summary(self.spec, weights, complexity)
@@ -104,7 +116,10 @@ def _now() -> str:
 def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: str | None = None,
                   **extra: Any) -> CellRequest:
     """What a job's process reads: no paths of the parent's machine (the executor places the job)."""
-    return CellRequest(mode=mode or settings.mode, cell=cell, model=subject.request_model(),
+    mode = mode or settings.mode
+    if mode == "parity" and subject.bundle_model is not None:
+        extra.setdefault("reference_outputs", subject.bundle_model.reference_outputs(cell.batch_size))
+    return CellRequest(mode=mode, cell=cell, model=subject.request_model(cell),
                        reference=Reference(*REFERENCE), weights=settings.weights, seed=settings.seed,
                        threads=settings.threads, channels_last=settings.channels_last,
                        runtime_options=settings.runtime_options, policy=settings.policy.as_dict(),
