@@ -53,6 +53,8 @@ class OnnxRuntime(Runtime):
     name = "ort"
     consumes = ONNX_FILE
     preload_modules = ("onnxruntime",)
+    required_modules = ("onnxruntime",)
+    install_hint = "runtime 'ort' needs ONNX Runtime: pip install 'dnn-harness[ort]' (or '[device]' on a board)"
     accelerator_provider = "CUDAExecutionProvider"
     option_prefix = "ort"
     option_specs = {
@@ -182,6 +184,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
 
     name = "ort-trt"
     accelerator_provider = "TensorrtExecutionProvider"
+    install_hint = "runtime 'ort-trt' needs onnxruntime-gpu built with TensorRT: pip install onnxruntime-gpu"
 
     def __init__(self, options: RuntimeOptions) -> None:
         if not options.device.startswith("cuda"):

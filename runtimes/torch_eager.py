@@ -35,6 +35,9 @@ class TorchEagerRuntime(Runtime):
     preload_modules = ("torch",)
     memory_sources = (*COMMON_SOURCES, "torch_allocator")
     own_memory_source = "torch_allocator"
+    required_modules = ("torch",)
+    install_hint = "runtime 'torch' needs PyTorch: pip install 'dnn-harness[torch]' (on a board, measure a bundle's " \
+                   "ONNX files with --runtime ort or trt instead)"
     option_prefix = "torch"
     option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",
                                                   ("on", "off"), "on")}
