@@ -131,6 +131,7 @@ class CellResult:
     memory: dict[str, Any] | None = None
     validity: dict[str, Any] | None = None
     complexity: dict[str, Any] | None = None
+    jetson: dict[str, Any] | None = None  # a Jetson's facts before and after the timed loop
     log_tail: str | None = None  # from the executor, when the process left no result
 
     def __post_init__(self) -> None:

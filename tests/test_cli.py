@@ -169,7 +169,7 @@ def test_help_lists_the_commands():
 
 
 def test_environment_facts_on_fixture_files(tmp_path):
-    from harness.measure.environment import collect, cpu_frequency_facts, jetson_facts
+    from harness.measure.environment import collect, cpu_frequency_facts
 
     for cpu, (low, high) in {"cpu0": (1_000_000, 3_000_000), "cpu1": (3_000_000, 3_000_000)}.items():
         folder = tmp_path / cpu / "cpufreq"
@@ -181,12 +181,5 @@ def test_environment_facts_on_fixture_files(tmp_path):
     assert facts["per_cpu_khz"]["cpu0"]["scaling_governor"] == "performance"
     assert facts["min_equals_max_on_all"] is False
     assert cpu_frequency_facts(tmp_path / "none")["readable"] is False
-    assert jetson_facts(tmp_path / "no-release") == {"is_jetson": False}
-    release = tmp_path / "nv_tegra_release"
-    release.write_text("# R35 (release), REVISION: 4.1")
-    status = tmp_path / "nvpmodel_status"
-    status.write_text("pmode:0002")
-    jetson = jetson_facts(release, status)
-    assert jetson["is_jetson"] and jetson["nvpmodel_status"] == "pmode:0002"
     env = collect()
     assert {"cpu_frequency", "jetson", "nvml", "torch"} <= set(env) and "read-only" in env["note"]

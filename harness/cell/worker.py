@@ -33,7 +33,7 @@ from exporters.weights import random_weights
 from harness import __version__
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
-from harness.measure import memory, validity
+from harness.measure import jetson as board, memory, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
@@ -262,8 +262,10 @@ def run_bench(context: CellContext) -> dict[str, Any]:
             sampler.stop()
 
         frequency_before, gpu_before = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
+        board_before = board.facts()
         measurement = sample(runtime, Policy(**context.request.policy), first_run_ms=first_run_ms)
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
+        board_after = board.facts()
 
         sampled = [sampler for sampler in samplers if sampler.reason is None]
         memory_pass_runs = MEMORY_PASS_RUNS if sampled else 0  # VmHWM already holds the host peak
@@ -306,7 +308,9 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                "sm_clock_after_mhz": (gpu_after or {}).get("sm_clock_mhz"),
                "throttle_reasons_after": (gpu_after or {}).get("throttle_reasons")}
     result["validity"] = validity.verdict(host_stats, context.request.policy["min_samples"], context.request.max_cv,
-                                          frequency_before, frequency_after, gpu)
+                                          frequency_before, frequency_after, gpu, board_before, board_after)
+    if board_after.get("is_jetson"):
+        result["jetson"] = {"before": board_before, "after": board_after}
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                        "generator": f"numpy default_rng({context.seed})"}
     result["complexity"] = context.complexity()

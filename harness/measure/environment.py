@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.measure import jetson
+
 PACKAGES = ("torch", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "onnxruntime",
             "onnxruntime-gpu", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings", "pycuda",
             "nvidia-ml-py", "rich", "pydantic")
@@ -53,22 +55,6 @@ def cpu_frequency_facts(root: Path = Path("/sys/devices/system/cpu")) -> dict[st
         return {"readable": False, "reason": f"no {root}/cpu*/cpufreq (a VM or a kernel without cpufreq)"}
     pinned = all(c["scaling_min_freq"] == c["scaling_max_freq"] for c in cpus.values())
     return {"readable": True, "per_cpu_khz": cpus, "min_equals_max_on_all": pinned}
-
-
-def jetson_facts(release: Path = Path("/etc/nv_tegra_release"),
-                 nvpmodel_status: Path = Path("/var/lib/nvpmodel/status")) -> dict[str, Any]:
-    """The power model and whether clocks look pinned, read from files only: nothing is changed or run."""
-    if not release.exists():
-        return {"is_jetson": False}
-    gpu_devfreq = sorted(Path("/sys/class/devfreq").glob("*gpu*")) or sorted(Path("/sys/class/devfreq").glob("*gv11b*"))
-    gpu = {}
-    if gpu_devfreq:
-        gpu = {name: _read(gpu_devfreq[0] / name) for name in ("cur_freq", "min_freq", "max_freq")}
-    cpu = cpu_frequency_facts()
-    return {"is_jetson": True, "l4t_release": _read(release), "nvpmodel_status": _read(nvpmodel_status),
-            "gpu_devfreq": gpu,
-            "clocks_pinned": bool(cpu.get("min_equals_max_on_all")) and bool(gpu)
-            and gpu.get("min_freq") == gpu.get("max_freq")}
 
 
 def _torch_facts() -> dict[str, Any]:
@@ -145,6 +131,6 @@ def collect() -> dict[str, Any]:
         "cpu_frequency": cpu_frequency_facts(),
         "torch": _torch_facts(),
         "nvml": _nvml_facts(),
-        "jetson": jetson_facts(),
+        "jetson": jetson.facts(),
         "note": "read-only: the harness never changes governors, clocks, power models or persistence mode",
     }

@@ -98,8 +98,11 @@ class Sampler:
 class JetsonUnified:
     """NvMapMemUsed (GPU buffers in unified memory) and the lowest MemAvailable seen, system-wide."""
 
-    def __init__(self, meminfo_path: Path = Path("/proc/meminfo")) -> None:
-        self.path = meminfo_path
+    def __init__(self, meminfo_path: Path | None = None) -> None:
+        from harness.measure import jetson
+
+        self.path = meminfo_path or jetson.root() / "proc" / "meminfo"
+        self._jetson = jetson
         self.reason: str | None = None
         try:
             values = parse_meminfo(self.path.read_text())
@@ -127,7 +130,9 @@ class JetsonUnified:
         return {"baseline_bytes": self.baseline["NvMapMemUsed"], "peak_bytes": self.nvmap.peak,
                 "mem_available_baseline_bytes": self.baseline["MemAvailable"],
                 "mem_available_min_bytes": -self.unavailable.peak if self.unavailable.peak is not None else None,
-                "source": "/proc/meminfo NvMapMemUsed (system-wide), sampled through load and the memory pass"}
+                "process_nvmap": self._jetson.process_gpu_memory(),
+                "source": "/proc/meminfo NvMapMemUsed (system-wide), sampled through load and the memory pass; "
+                          "process_nvmap: this process's rows of nvmap's iovmm maps at the end (root only)"}
 
 
 class NvmlProcess:

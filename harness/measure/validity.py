@@ -32,8 +32,9 @@ def frequency_changes(before: dict[str, int] | str, after: dict[str, int] | str)
 
 
 def verdict(stats: dict[str, Any], min_samples: int, max_cv: float, frequency_before: dict[str, int] | str,
-            frequency_after: dict[str, int] | str, gpu: dict[str, Any] | None = None) -> dict[str, Any]:
-    reasons = []
+            frequency_after: dict[str, int] | str, gpu: dict[str, Any] | None = None,
+            board_before: dict[str, Any] | None = None, board_after: dict[str, Any] | None = None) -> dict[str, Any]:
+    reasons = board_reasons(board_before or {}, board_after or {})
     if stats["samples"] < min_samples:
         reasons.append(f"too few samples: {stats['samples']} < {min_samples} (a cap stopped the loop)")
     if stats["cv"] > max_cv:
@@ -68,3 +69,20 @@ def gpu_clocks(device: str) -> dict[str, Any] | None:
                 "throttle_reasons": int(reasons & ~benign)}
     except Exception as exc:  # no NVML, or a device that does not report clocks
         return {"unreadable": str(exc)}
+
+
+def board_reasons(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A Jetson's clocks that moved during the cell, and thermal zones at their passive trip point."""
+    from harness.measure.jetson import clock_changes
+
+    if not (before.get("is_jetson") and after.get("is_jetson")):
+        return []
+    reasons = []
+    changes = clock_changes(before.get("clocks") or {}, after.get("clocks") or {})
+    if changes:
+        reasons.append("Jetson clocks changed during the cell: " + ", ".join(changes))
+    hot = sorted(set((before.get("thermal") or {}).get("throttling", [])) |
+                 set((after.get("thermal") or {}).get("throttling", [])))
+    if hot:
+        reasons.append(f"thermal throttling: {', '.join(hot)} at or over the passive trip point")
+    return reasons

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
 RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
+               "jetson",
                "validity", "worker_s", "traceback", "log_tail")
 
 

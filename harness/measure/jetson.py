@@ -1,0 +1,161 @@
+"""A Jetson's facts, read from files only (nothing is run or changed), under a root that tests move.
+
+Every path is read under `$HARNESS_JETSON_ROOT` (default `/`), so the readers run in tests on fixture
+trees shaped like real boards (tests/fixtures/jetson; the formats are those jetson_stats' jtop reads,
+cited there). What is read:
+
+- L4T release from `/etc/nv_tegra_release` (`# R35 (release), REVISION: 2.1, ...` -> 35.2.1) and the
+  JetPack it belongs to; the module's name from the device tree (`/proc/device-tree/model`);
+- the power mode: its id from `/var/lib/nvpmodel/status` (`pmode:0002`), its name from `/etc/nvpmodel.conf`
+  (`< POWER_MODEL ID=2 NAME=15W >`) — what `nvpmodel -q` prints, without running it;
+- clocks: CPU cpufreq, the GPU's devfreq (the device whose `of_node/name` is gpu, gp10b, gv11b or ga10b),
+  EMC from debugfs (BPMP on Xavier and Orin, `override.emc` before; root only); pinned when every min
+  equals its max (what `jetson_clocks` sets);
+- thermal zones with their passive trip points (at or above one, the SoC throttles);
+- unified memory from `/proc/meminfo` (NvMapMemUsed: GPU buffers), and this process's own GPU memory from
+  `/sys/kernel/debug/nvmap/iovmm/maps` where readable (root, debugfs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT_ENV = "HARNESS_JETSON_ROOT"
+GPU_NODE_NAMES = ("gpu", "gp10b", "gv11b", "ga10b")
+CLOCK_CHANGE = 0.10  # a clock that moved by more than this share during a cell makes it invalid
+# L4T release -> JetPack (NVIDIA's JetPack archive; jetson_stats' table, extended to JetPack 6)
+JETPACK = {"32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4",
+           "32.7.5": "4.6.5", "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2",
+           "35.5.0": "5.1.3", "35.6.0": "5.1.4", "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1",
+           "36.4.3": "6.2", "36.4.4": "6.2.1"}
+RELEASE = re.compile(r"#\s*R(?P<major>\d+)\s*\(release\),\s*REVISION:\s*(?P<revision>[\d.]+)")
+POWER_MODEL = re.compile(r"<\s*POWER_MODEL\s+ID=(?P<id>\d+)\s+NAME=(?P<name>[^ >]+)")
+NVMAP_LINE = re.compile(r"^(?P<user>\S+)\s+(?P<process>\S+)\s+(?P<pid>\d+)\s+(?P<size>\d+)(?P<unit>[KMG]?)\s*$")
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def root() -> Path:
+    return Path(os.environ.get(ROOT_ENV, "/"))
+
+
+def _path(relative: str) -> Path:
+    return root() / relative.lstrip("/")
+
+
+def _read(relative: str | Path) -> str | None:
+    path = relative if isinstance(relative, Path) else _path(relative)
+    try:
+        return path.read_text(errors="replace").strip().rstrip("\x00")
+    except OSError:
+        return None
+
+
+def _int(relative: str | Path) -> int | None:
+    text = _read(relative)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def is_jetson() -> bool:
+    return _path("/etc/nv_tegra_release").is_file()
+
+
+def l4t_release() -> str | None:
+    text = _read("/etc/nv_tegra_release")
+    match = RELEASE.search(text or "")
+    return f"{match['major']}.{match['revision']}" if match else None
+
+
+def power_mode() -> dict[str, Any]:
+    """{"id", "name"} of the current nvpmodel mode, or {"missing": why}."""
+    status = _read("/var/lib/nvpmodel/status")
+    match = re.search(r"pmode:(\d+)", status or "")
+    if not match:
+        return {"missing": "no /var/lib/nvpmodel/status (nvpmodel not set up)"}
+    mode_id = int(match.group(1))
+    names = {int(m["id"]): m["name"] for m in POWER_MODEL.finditer(_read("/etc/nvpmodel.conf") or "")}
+    return {"id": mode_id, "name": names.get(mode_id)}
+
+
+def gpu_devfreq() -> Path | None:
+    folder = _path("/sys/class/devfreq")
+    for device in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if _read(device / "device" / "of_node" / "name") in GPU_NODE_NAMES:
+            return device
+    return None
+
+
+def clocks() -> dict[str, Any]:
+    """Current/min/max of the GPU (Hz), EMC (Hz, root only) and every CPU (kHz), and whether all look pinned."""
+    facts: dict[str, Any] = {}
+    gpu = gpu_devfreq()
+    if gpu is not None:
+        facts["gpu_hz"] = {k: _int(gpu / f"{k}_freq") for k in ("cur", "min", "max")}
+    emc = _path("/sys/kernel/debug/bpmp/debug/clk/emc")  # Xavier, Orin
+    older = _path("/sys/kernel/debug/clk/override.emc/clk_rate")  # Nano, TX1, TX2
+    if _int(emc / "rate") is not None:
+        facts["emc_hz"] = {"cur": _int(emc / "rate"), "min": _int(emc / "min_rate"), "max": _int(emc / "max_rate")}
+    elif _int(older) is not None:
+        facts["emc_hz"] = {"cur": _int(older)}
+    else:
+        facts["emc_hz"] = {"missing": "the EMC clock is in debugfs, readable by root only"}
+    cpus = {}
+    for cpufreq in sorted(_path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        cpus[cpufreq.parent.name] = {k: _int(cpufreq / f"scaling_{k}_freq") for k in ("cur", "min", "max")}
+    facts["cpu_khz"] = cpus
+    ranges = [facts.get("gpu_hz"), *cpus.values()]
+    facts["pinned"] = bool(gpu and cpus) and all(r and r["min"] == r["max"] for r in ranges)
+    return facts
+
+
+def thermal() -> dict[str, Any]:
+    """Each zone's temperature (m°C) and its lowest passive trip point; `throttling` lists the zones at or over it."""
+    zones, throttling = {}, []
+    for zone in sorted(_path("/sys/class/thermal").glob("thermal_zone*")):
+        name, temp = _read(zone / "type") or zone.name, _int(zone / "temp")
+        passive = [_int(trip.with_name(trip.name.replace("_type", "_temp")))
+                   for trip in sorted(zone.glob("trip_point_*_type")) if _read(trip) == "passive"]
+        passive = [t for t in passive if t is not None]
+        zones[name] = {"temp_mC": temp, "passive_trip_mC": min(passive) if passive else None}
+        if temp is not None and passive and temp >= min(passive):
+            throttling.append(name)
+    return {"zones": zones, "throttling": throttling}
+
+
+def process_gpu_memory(pid: int | None = None) -> dict[str, Any]:
+    """This process's GPU memory from nvmap's iovmm maps (root, debugfs), or {"missing": why}."""
+    text = _read("/sys/kernel/debug/nvmap/iovmm/maps")
+    if text is None:
+        return {"missing": "/sys/kernel/debug/nvmap/iovmm/maps is not readable (needs root and debugfs)"}
+    pid = os.getpid() if pid is None else pid
+    total = 0
+    for line in text.splitlines():
+        match = NVMAP_LINE.match(line.strip())
+        if match and int(match["pid"]) == pid:
+            total += int(match["size"]) * UNITS[match["unit"]]
+    return {"bytes": total, "source": "/sys/kernel/debug/nvmap/iovmm/maps (this process's rows)"}
+
+
+def facts() -> dict[str, Any]:
+    """Everything above, for env.json and every record of a cell run on a Jetson."""
+    if not is_jetson():
+        return {"is_jetson": False}
+    release = l4t_release()
+    model = _read("/proc/device-tree/model") or _read("/sys/firmware/devicetree/base/model")
+    return {"is_jetson": True, "l4t": release, "jetpack": JETPACK.get(release or ""), "module": model,
+            "power_mode": power_mode(), "clocks": clocks(), "thermal": thermal(), "root": str(root())}
+
+
+def clock_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """GPU and EMC clocks that moved by more than CLOCK_CHANGE between two `clocks()` readings."""
+    changes = []
+    for name in ("gpu_hz", "emc_hz"):
+        start, end = (before.get(name) or {}).get("cur"), (after.get(name) or {}).get("cur")
+        if start and end and abs(end - start) / start > CLOCK_CHANGE:
+            changes.append(f"{name[:3].upper()} {start / 1e6:.0f}->{end / 1e6:.0f} MHz")
+    return changes
