@@ -53,8 +53,22 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                                                   "if any)")
     check.add_argument("--profile", required=True, metavar="YAML",
                        help=f"a profile file, or one of: {', '.join(available_profiles())}")
-    check.add_argument("--models", required=True, metavar="NAMES", help="comma-separated names, globs or @sets")
+    check.add_argument("--models", metavar="NAMES", help="comma-separated names, globs or @sets (with --on-device: "
+                                                         "models of the bundle; default all)")
     check.add_argument("--json", action="store_true", help="print each model's criteria and verdicts as JSON")
+    check.add_argument("--on-device", action="store_true",
+                       help="measure now, on this device: each model of --bundle is built, checked against the "
+                            "bundle's reference outputs and timed at the profile's batch size")
+    check.add_argument("--bundle", metavar="DIR", help="with --on-device: a bundle made by export --bundle")
+    check.add_argument("--runtime", metavar="NAME", help="with --on-device: trt on Jetson and GPU profiles, ort on CPU")
+    check.add_argument("--precision", metavar="P", help="with --on-device: fp16 on Jetson and GPU profiles, fp32 on CPU")
+    check.add_argument("--out", default="results", metavar="DIR", help="with --on-device: parent of the run folders")
+    check.add_argument("--run-id", metavar="ID", help="with --on-device: name of the run folder")
+    check.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="with --on-device: seconds per cell")
+    check.add_argument("--opset", type=int, default=18, help=argparse.SUPPRESS)
+    check.add_argument("--cache-dir", metavar="DIR", help="with --on-device: the artifact cache (engines)")
+    check.add_argument("--runtime-option", action="append", default=[], metavar="NAME=VALUE",
+                       help="with --on-device: a runtime's own option, e.g. trt.cuda_graph=on")
 
 
 def _dataset(runs: list[str], required: bool = True) -> data.Dataset | None:
@@ -147,6 +161,17 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 
 def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    if args.on_device:
+        from harness.cli.on_device import command_check_on_device
+
+        return command_check_on_device(args)
+    measuring_only = [flag for flag, value in (("--bundle", args.bundle), ("--runtime", args.runtime),
+                                               ("--precision", args.precision), ("--run-id", args.run_id))
+                      if value is not None]
+    if measuring_only:
+        raise UserError(f"{', '.join(measuring_only)} apply to measuring: add --on-device")
+    if not args.models:
+        raise UserError("which models? pass --models NAMES (or --on-device --bundle DIR to measure a bundle's)")
     profile = load_profile(args.profile)
     specs = catalogue.select(args.models)
     dataset = _dataset(args.runs, required=bool(args.runs))
@@ -158,6 +183,8 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
                     "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
                                for c in checks]})
         return 0 if ready == len(checks) else 1
+    console.print("mode: estimate — figures from recorded runs on this profile's device where they exist, a Fig. 4 "
+                  "fit otherwise (check --on-device --bundle DIR measures on the board)")
     table = Table(title=f"Deployment check: {profile.name}",
                   caption="ESTIMATE = not measured on this device; UNKNOWN counts as not ready")
     for column in ("model", "criterion", "verdict", "figure", "limit"):

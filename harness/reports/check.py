@@ -41,6 +41,8 @@ class DeviceProfile(BaseModel):
     tensorrt: str | None = None
     onnx_max_opset: int | None = None
     onnx_max_opset_source: str | None = None
+    dla_cores: int = Field(0, ge=0)
+    power_mode: str | None = None  # the nvpmodel mode the targets assume; check warns when the board's differs
     targets: Targets = Targets()
 
     @field_validator("memory_total_bytes", "memory_budget_bytes", mode="before")
@@ -192,3 +194,74 @@ def check_models(profile: DeviceProfile, models: list[tuple[str, int | None]], d
                     _opset(profile, exported)]
         checks.append(ModelCheck(name, [c for c in criteria if c is not None]))
     return checks
+
+
+# ---------------------------------------------------------------- measured on the device, now
+
+def on_device_checks(profile: DeviceProfile, opsets: dict[str, int | None], bench: list[Any],
+                     parity: list[Any], memory_source: str) -> list[ModelCheck]:
+    """Each bundle model's verdicts from the records `check --on-device` just wrote on this device.
+
+    `opsets`: model -> its ONNX file's opset; `bench`, `parity`: records.Record of the timing cell at the
+    profile's batch size and of the numerics cell; `memory_source`: the device kind's primary reading.
+    """
+    timed = {r.cell.model: r for r in bench}
+    checked = {r.cell.model: r for r in parity}
+    checks = []
+    for model, opset in opsets.items():
+        record = timed.get(model)
+        criteria = [_measured_memory(profile, record, memory_source), _measured_speed(profile, record),
+                    _numerics(checked.get(model)), _ops(profile, opset, record, checked.get(model))]
+        checks.append(ModelCheck(model, [c for c in criteria if c is not None]))
+    return checks
+
+
+def _failed(record: Any) -> str:
+    return f"{record.status}: {(record.error or '').split(': ', 1)[-1][:160]}" if record else "did not run"
+
+
+def _measured_memory(profile: DeviceProfile, record: Any, source: str) -> Criterion:
+    limit = f"<= {profile.memory_budget_bytes / 1e9:g} GB"
+    if record is None or not record.ok:
+        return Criterion("memory", FAIL, _failed(record), limit)
+    peak = record.peak_bytes(source)
+    if peak is None:
+        why = (record.memory.get(source) or {}).get("missing", "not recorded")
+        return Criterion("memory", UNKNOWN, f"{source} unreadable: {why}", limit)
+    verdict = PASS if peak <= profile.memory_budget_bytes else FAIL
+    return Criterion("memory", verdict, f"{peak / 1e9:.2f} GB measured ({source})", limit)
+
+
+def _measured_speed(profile: DeviceProfile, record: Any) -> Criterion | None:
+    target = profile.targets.min_fps
+    if target is None:
+        return None
+    limit = f">= {target:g} images/s at batch {profile.targets.batch_size}"
+    if record is None or not record.ok:
+        return Criterion("speed", FAIL, _failed(record), limit)
+    fps = record.host_timing.images_per_s
+    figure = f"{fps:.1f} images/s measured ({record.cell.runtime} {record.cell.precision})"
+    if not record.valid:  # a figure the harness does not trust answers nothing
+        return Criterion("speed", UNKNOWN, f"{figure}, INVALID: {'; '.join(record.validity.reasons)}", limit)
+    return Criterion("speed", PASS if fps >= target else FAIL, figure, limit)
+
+
+def _numerics(record: Any) -> Criterion:
+    limit = "outputs within the precision's tolerance of the bundle's PyTorch eager fp32"
+    if record is None or record.status not in ("ok", "parity_failed"):
+        return Criterion("numerics", FAIL, _failed(record), limit)
+    parity = record.parity or {}
+    figure = f"max rel err {parity.get('max_rel_err', float('nan')):.2e}, top-1 agreement " \
+             f"{parity.get('top1_agreement', float('nan')):.2f}"
+    return Criterion("numerics", PASS if record.ok else FAIL, figure if record.ok else f"{figure}; {record.error}",
+                     limit)
+
+
+def _ops(profile: DeviceProfile, opset: int | None, bench: Any, parity: Any) -> Criterion:
+    limit = f"opset <= {profile.onnx_max_opset}, every op accepted" if profile.onnx_max_opset else "every op accepted"
+    for record in (bench, parity):
+        if record is not None and record.status == "unsupported":
+            return Criterion("opset/ops", FAIL, _failed(record), limit)
+    if opset is not None and profile.onnx_max_opset is not None and opset > profile.onnx_max_opset:
+        return Criterion("opset/ops", FAIL, f"opset {opset}: export the bundle with --profile", limit)
+    return Criterion("opset/ops", PASS, f"opset {opset}, built and ran", limit)

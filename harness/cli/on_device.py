@@ -1,0 +1,140 @@
+"""`check --on-device --bundle DIR --profile P`: on the board, measure each bundle model and say PASS or FAIL.
+
+For each model of the bundle: the engine is built (or reused) and its outputs are checked against the
+bundle's reference (`verify --bundle`, at batch 1 where the bundle has it), then it is timed at the
+profile's batch size with memory read from the device's primary source (`bench --bundle`). Both are
+ordinary runs — records in --out, so `report` and `best` use them afterwards — and the verdicts come from
+those records: memory within the profile's budget, speed at its target, numerics, opset and ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from harness.catalogue.bundles import Bundle, read_bundle
+from harness.cli.common import (check_common, check_device, check_out_dir, check_precisions, check_runtimes,
+                                comma_list, console, err_console, print_json, run_sweep, runtime_options)
+from harness.errors import UserError
+from harness.measure import jetson
+from harness.measure.timing import QUICK
+from harness.measure.validity import MAX_CV
+from harness.records import as_records
+from harness.reports.check import DeviceProfile, ModelCheck, load_profile, on_device_checks
+from harness.reports.data import PRIMARY_MEMORY_SOURCE
+from harness.sweep.planning import plan_cells
+from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
+
+DEVICE_OF_KIND = {"jetson": "cuda", "cuda": "cuda", "cpu": "cpu"}
+RUNTIME_OF_KIND = {"jetson": "trt", "cuda": "trt", "cpu": "ort"}
+PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
+VERDICT_STYLE = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
+STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
+
+
+def check_board(profile: DeviceProfile) -> list[str]:
+    """Refuse a Jetson profile off a Jetson; warnings (not errors) about how the board is set up."""
+    if profile.kind == "jetson" and not jetson.is_jetson():
+        raise UserError(f"this machine is not a Jetson (no /etc/nv_tegra_release), so it cannot answer for "
+                        f"{profile.name}: run check --on-device on the board, or pass a --profile of this machine "
+                        "(kind cuda or cpu)")
+    if profile.kind != "jetson":
+        return []
+    warnings = []
+    mode = jetson.power_mode()
+    if profile.power_mode and mode.get("name") != profile.power_mode:
+        warnings.append(f"warning: the board's power mode is {mode.get('name') or mode.get('missing')}, the profile "
+                        f"assumes {profile.power_mode} (sudo nvpmodel -m <id> to match it); verdicts are for the "
+                        "board as it is")
+    if not jetson.clocks().get("pinned"):
+        warnings.append("note: clocks are not pinned (sudo jetson_clocks pins them); figures may vary between runs")
+    return warnings
+
+
+def command_check_on_device(args: argparse.Namespace) -> int:
+    if not args.bundle:
+        raise UserError("--on-device measures a bundle's models: add --bundle DIR (made by export --bundle)")
+    profile = load_profile(args.profile)
+    warnings = check_board(profile)
+    runtime = args.runtime or RUNTIME_OF_KIND[profile.kind]
+    classes = check_runtimes(comma_list(runtime))
+    if len(classes) != 1:
+        raise UserError("--on-device checks one runtime at a time: e.g. --runtime trt")
+    precision = check_precisions(args.precision or PRECISION_OF_KIND[profile.kind])
+    if len(precision) != 1:
+        raise UserError("--on-device checks one precision at a time: e.g. --precision fp16")
+    device = DEVICE_OF_KIND[profile.kind]
+    check_common(args)
+    check_device(device)
+    bundle = read_bundle(args.bundle)
+    if args.models:
+        unknown = sorted(set(comma_list(args.models)) - set(bundle.models))
+        if unknown:
+            raise UserError(f"not in the bundle: {', '.join(unknown)} (it holds {', '.join(bundle.models)})")
+    names = comma_list(args.models) if args.models else list(bundle.models)
+    subjects = {name: Subject(bundle_model=bundle.models[name]) for name in names}
+    for subject in subjects.values():
+        subject.bundle_model.request_model(classes[0].onnx_precision(precision[0]))  # type: ignore[union-attr]
+    for line in warnings:
+        err_console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"mode: measured on this device now ({runtime} {precision[0]} on {device}, batch "
+                  f"{profile.targets.batch_size}; references from {bundle.folder})")
+    out_dir = check_out_dir(args.out)
+    run_id = args.run_id or new_run_id()
+    options = runtime_options(args, [runtime])
+    parity = _sweep(out_dir, f"{run_id}-verify", subjects, bundle, names, runtime, precision[0], device,
+                    _reference_batch(bundle, names), "parity", options, args)
+    if parity is None:
+        return 130
+    bench = _sweep(out_dir, run_id, subjects, bundle, names, runtime, precision[0], device,
+                   profile.targets.batch_size, "bench", options, args)
+    if bench is None:
+        return 130
+    opsets = {name: bundle.models[name].manifest["files"][classes[0].onnx_precision(precision[0])]["opset"]
+              for name in names}
+    checks = on_device_checks(profile, opsets, as_records(bench), as_records(parity),
+                              PRIMARY_MEMORY_SOURCE[profile.kind])
+    return _report(profile, checks, args.json, [out_dir / run_id, out_dir / f"{run_id}-verify"])
+
+
+def _reference_batch(bundle: Bundle, names: list[str]) -> int:
+    """Batch 1 where every model has a reference there (a board's usual case), else their largest common one."""
+    common = sorted(set.intersection(*(set(bundle.models[n].reference_batch_sizes) for n in names)))
+    return 1 if 1 in common else common[-1]
+
+
+def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bundle, names: list[str], runtime: str,
+           precision: str, device: str, batch_size: int, mode: str, options: dict[str, Any],
+           args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    seed = bundle.models[names[0]].seed
+    settings = BenchSettings(policy=QUICK, timeout_s=args.timeout, seed=seed, mode=mode, max_cv=MAX_CV["quick"],
+                             runtime_options=options, strict_retries=STRICT_RETRIES)
+    cells = plan_cells(names, [runtime], [precision], [batch_size], device)
+    return run_sweep(Sweep(out_dir, run_id, subjects, settings), cells,
+                     "checking numerics" if mode == "parity" else "timing")
+
+
+def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any]) -> int:
+    ready = sum(c.passed for c in checks)
+    if as_json:
+        print_json({"profile": profile.name, "mode": "on-device", "ready": ready, "models": len(checks),
+                    "runs": [str(r) for r in runs],
+                    "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
+                               for c in checks]})
+        return 0 if ready == len(checks) else 1
+    table = Table(title=f"On-device check: {profile.name}", caption="measured now on this device; UNKNOWN counts as "
+                                                                    "not ready")
+    for column in ("model", "criterion", "verdict", "figure", "limit"):
+        table.add_column(column)
+    for check in checks:
+        for index, criterion in enumerate(check.criteria):
+            style = VERDICT_STYLE[criterion.verdict]
+            table.add_row(check.model if index == 0 else "", criterion.name,
+                          f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
+    console.print(table)
+    console.print(f"{ready}/{len(checks)} models ready for {profile.name}; records: {', '.join(map(str, runs))}")
+    return 0 if ready == len(checks) else 1

@@ -1,0 +1,84 @@
+"""`check --on-device` end to end on a fixture board (tests/fixtures/jetson) with the TensorRT double and no
+torch (tests/no_torch), from a bundle made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_bundles import WITH_TRT
+from tests.test_cli import ROOT, _one_error_line, harness
+
+BOARDS = ROOT / "tests" / "fixtures" / "jetson"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bundles") / "b"
+    result = harness("export", "--bundle", str(folder), "--models", "squeezenet1_1", "--precision", "fp32",
+                     "--profile", "jetson-orin-nano")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder
+
+
+def _profile(tmp_path: Path, **changes) -> Path:
+    """The shipped Orin Nano profile without a speed target (a shared CI machine's timing would make the verdict
+    flaky), with `changes`."""
+    profile = yaml.safe_load((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text())
+    profile["targets"] = {"batch_size": 1}
+    profile.update(changes)
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+def _on_board(board: str) -> dict[str, str]:
+    return {**WITH_TRT, "HARNESS_JETSON_ROOT": str(BOARDS / board)}
+
+
+def test_on_device_passes_and_writes_ordinary_runs(bundle, tmp_path):
+    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
+                     "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=_on_board("orin-nano"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["mode"] == "on-device" and answer["ready"] == 1
+    verdicts = {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]}
+    assert verdicts == {"memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}
+    bench = [json.loads(line) for line in (tmp_path / "runs" / "od" / "records.jsonl").read_text().splitlines()]
+    assert bench[0]["cell"]["runtime"] == "trt" and bench[0]["cell"]["precision"] == "fp16"
+    assert bench[0]["jetson"]["after"]["module"] == "NVIDIA Jetson Orin Nano Developer Kit"
+    report = harness("report", str(tmp_path / "runs" / "od"), "--out", str(tmp_path / "report"), "--quiet")
+    assert report.returncode == 0, report.stderr  # the records serve report like any run's
+
+
+def test_on_device_fails_a_budget_and_warns_about_the_power_mode(bundle, tmp_path):
+    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile",
+                     str(_profile(tmp_path, memory_budget="100MB", power_mode="MODE_20W_6CORE")),
+                     "--out", str(tmp_path / "runs"), env=_on_board("xavier-nx"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the board's power mode is MODE_15W_6CORE, the profile assumes MODE_20W_6CORE" in result.stderr
+    assert "0/1 models ready" in result.stdout and "FAIL" in result.stdout
+
+
+def test_on_device_refuses_off_a_jetson_unless_the_profile_is_not_one(bundle, tmp_path):
+    line = _one_error_line(harness("check", "--on-device", "--bundle", str(bundle), "--profile", "jetson-orin-nano",
+                                   env=WITH_TRT))
+    assert "this machine is not a Jetson" in line and "kind cuda or cpu" in line
+    workstation = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation",
+                          "--out", str(tmp_path / "runs"), env=WITH_TRT)
+    assert "memory" in workstation.stdout and "numerics" in workstation.stdout, workstation.stderr
+    assert "--on-device measures a bundle" in _one_error_line(harness("check", "--on-device", "--profile",
+                                                                      "workstation"))
+    assert "add --on-device" in _one_error_line(harness("check", "--profile", "workstation", "--bundle",
+                                                        str(bundle)))
+
+
+def test_estimate_mode_says_so(tmp_path):
+    from tests.report_fixtures import cpu_records, write_run
+
+    run = write_run(tmp_path / "run", cpu_records())
+    result = harness("check", "--profile", "workstation", "--models", "squeezenet1_1", str(run))
+    assert "mode: estimate" in result.stdout, result.stderr
