@@ -366,7 +366,7 @@ def test_catalogue_model_bench_verify_and_export_engine(trt_cli, tmp_path):
     code, out, err = trt_cli("export", "--engine", "--models", "squeezenet1_1", "--precision", "fp32,fp16",
                              "--batch-sizes", "1,2")
     assert code == 0, out + err
-    assert "Engines" in out and out.count("new") == 4
+    assert "Engines" in out and out.count("new") + out.count("hit") == 4  # other tests may have built some
     code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "fp32,fp16",
                              "--batch-sizes", "1,2", "--device", "cuda", "--out", out_dir, "--run-id", "b")
     assert code == 0, out + err
