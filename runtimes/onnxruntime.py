@@ -76,8 +76,8 @@ class OnnxRuntime(Runtime):
         self._feed: dict[str, np.ndarray] = {}
         self._result: list[np.ndarray] = []
         self._on_device = options.device.startswith("cuda")
-        if options.precision not in ("fp32", "fp16"):
-            raise UnsupportedConfiguration(f"ort runs fp32 or fp16 graphs, not {options.precision}")
+        if options.precision not in ("fp32", "fp16", "int8"):
+            raise UnsupportedConfiguration(f"ort runs fp32, fp16 or int8 (Q/DQ) graphs, not {options.precision}")
         if self._on_device and self.accelerator_provider not in self._ort.get_available_providers():
             raise UnsupportedConfiguration(
                 f"this onnxruntime build has no {self.accelerator_provider} "

@@ -75,6 +75,9 @@ class TorchEagerRuntime(Runtime):
         super().__init__(options)
         if not (options.device == "cpu" or options.device.startswith("cuda")):
             raise UnsupportedConfiguration(f"torch eager runs on cpu or cuda, not {options.device}")
+        if options.precision == "int8":
+            raise UnsupportedConfiguration("int8 runs from the quantized (Q/DQ) ONNX file on ort or trt; torch eager "
+                                           "runs the float module")
         if options.precision not in PRECISIONS:
             raise UnsupportedConfiguration(f"torch eager supports {', '.join(PRECISIONS)}, not {options.precision}")
         if options.precision == "fp16" and not options.device.startswith("cuda"):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
+from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, quantize
 from exporters.store import Entry, Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
@@ -47,7 +48,7 @@ from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, 
 NUM_CLASSES = 1000
 ENGINE_FILE = "model.engine"
 EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed,
-                     UnknownBuilder)
+                     UnknownBuilder, QuantizationFailed)
 
 
 class CellContext:
@@ -139,7 +140,12 @@ class CellContext:
                                         f"{weights.get('library')}"
 
     def export_onnx(self, precision: str) -> None:
-        """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`."""
+        """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`; int8
+        is the fp32 file quantized on the calibration images of the request."""
+        if precision == "int8":
+            self.export_onnx("fp32")
+            self.quantize_onnx()
+            return
         options, model = self.request.export, self.catalogue_model
         name = model.name
         spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=model.input_size,
@@ -158,6 +164,38 @@ class CellContext:
             "fallback_reason": meta["fallback_reason"], "opset": meta["opset"], "export_s": meta["export_s"],
             "file_bytes": meta["file_bytes"], "sha256": meta["sha256"], "precision": precision,
             "simplified": spec.simplify}
+
+    def quantize_onnx(self) -> None:
+        """The fp32 file just prepared, quantized to int8 Q/DQ on the model's calibration crops (cached)."""
+        from harness.accuracy.crop_cache import open_crops
+        from harness.accuracy.preprocess import Normalization, normalize
+
+        calibration = self.request.export.get("calibration")
+        if not calibration:
+            raise UnsupportedConfiguration("int8 needs calibration images: pass --calibration DATA")
+        crop_set = calibration["sets"][self.model.name]
+        crops, _, valid = open_crops(Path(self.in_cache(crop_set["folder"])))
+        normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in crop_set["normalization"].items()})
+        fp32 = dict(self.prepared["artifact"])
+        identity = {k: calibration[k] for k in ("images", "files_sha256", "seed", "layout")}
+        spec = QuantizeSpec(model=self.model.name, fp32_sha256=fp32["sha256"], method=calibration["method"],
+                            calibration={**identity, "preprocessing": {"geometry": crop_set["geometry"],
+                                                                       "normalization": crop_set["normalization"]}})
+        feed = CalibrationFeed(crops, np.flatnonzero(valid), lambda batch: normalize(batch, normalization))
+        start = time.perf_counter()
+        entry, hit = quantize(spec, Path(self.in_cache(fp32["path"])), "input", lambda: feed, self.store)
+        meta = entry.meta
+        self.prepared["artifact"] = {
+            "kind": "onnx", "path": str(entry.path.relative_to(self.cache_dir)), "cache_hit": hit,
+            "lookup_s": time.perf_counter() - start, "exporter": f"{fp32['exporter']}, then {meta['quantizer']}",
+            "fallback_reason": fp32["fallback_reason"], "opset": fp32["opset"], "export_s": fp32["export_s"],
+            "quantize_s": meta["quantize_s"], "file_bytes": meta["file_bytes"], "sha256": meta["sha256"],
+            "precision": "int8", "simplified": fp32["simplified"], "fp32_sha256": fp32["sha256"],
+            "quantization": {"method": calibration["method"], "images": meta["calibration_images_read"],
+                             "files_sha256": calibration["files_sha256"], "seed": calibration["seed"],
+                             "data": calibration.get("data"), "per_channel": True, "symmetric": True,
+                             "left_in_float": meta["left_in_float"], "preprocess_note": meta["preprocess_note"]}}
 
     def measure_complexity(self) -> None:
         """Params and MACs from the cache, or counted on the module (built now if the export did not)."""

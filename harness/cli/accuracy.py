@@ -93,7 +93,7 @@ def check_trained_weights(weights: str) -> str:
     return check_weights_file(weights, "--weights pretrained or a state-dict path")
 
 
-def _crop_sets(specs: list[ModelSpec], images: LabelledImages, crop_pct: float | None,
+def crop_sets(specs: list[ModelSpec], images: LabelledImages, crop_pct: float | None,
                workers: int) -> dict[str, dict[str, Any]]:
     """Per model: its cached crops (decoded now where missing) and the normalization that finishes them."""
     cache = CropCache(cache_dir())
@@ -144,7 +144,7 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     out_dir = check_out_dir(args.out)
     images = open_images(Path(args.data), Path(args.labels) if args.labels else None).limited(args.limit, args.seed)
     console.print(f"[bold]data[/bold]: {escape(images.describe())}")
-    sets = _crop_sets(specs, images, args.crop_pct, args.workers)
+    sets = crop_sets(specs, images, args.crop_pct, args.workers)
 
     cells = plan_with_reference([s.name for s in specs], runtime_names, precisions, args.batch_size, args.device)
     data = {"path": str(Path(args.data).expanduser().resolve()), "layout": images.layout,

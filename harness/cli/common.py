@@ -27,7 +27,7 @@ from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 UNWRAPPED_WIDTH = 400  # outside a terminal (a pipe, a CI log, tee): tables at their full width, never cut
 
@@ -99,6 +99,9 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simplify", action="store_true", help="simplify exported graphs with onnxslim")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="artifact cache (default $HARNESS_CACHE_DIR or ~/.cache/dnn-harness)")
+    from harness.cli.calibration import add_calibration_options
+
+    add_calibration_options(parser)
 
 
 def check_device(device: str) -> None:

@@ -21,6 +21,7 @@ from harness.catalogue.recipes import complexity_key_for, recipe_for
 from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
+from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import reports as report_commands
 from harness.cli.common import (add_export_options, add_runtime_options, check_cache_dir, check_common, check_device,
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
@@ -284,12 +285,13 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         _check_bundle_precisions(subject, precisions, classes)
     weights = check_weights(args.weights)
     out_dir = check_out_dir(args.out)
+    export = _export_with_calibration(args, precisions, subjects)
 
     cells = plan_cells(list(subjects), runtime_names, precisions, batch_sizes, args.device, args.order, args.seed)
     preset = "thorough" if args.thorough else "quick"
     settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
-                             export=export_settings(args), max_memory_bytes=max_memory,
+                             export=export, max_memory_bytes=max_memory,
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
                              order=args.order, process_start=args.process_start,
                              runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed)
@@ -356,11 +358,12 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if args.engine:
         cells = plan_cells(list(subjects), engine_runtimes, precisions, batch_sizes, args.device)
         settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="build",
-                                 export=export_settings(args), runtime_options=runtime_options(args, engine_runtimes))
+                                 export=_export_with_calibration(args, precisions, subjects),
+                                 runtime_options=runtime_options(args, engine_runtimes))
     else:
         cells = plan_cells(list(subjects), [EXPORT], precisions, [1], "cpu")
         settings = BenchSettings(policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
-                                 export=export_settings(args))
+                                 export=_export_with_calibration(args, precisions, subjects))
     sweep = Sweep(check_out_dir(str(Path(cache_dir()) / "export-logs"), "pass --cache-dir DIR"), new_run_id(),
                   subjects, settings)
     records = run_sweep(sweep, cells, "building engines" if args.engine else "exporting")
@@ -412,7 +415,7 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4, args.device,
                                     reference_device="cpu")
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
-                             seed=seed, mode="parity", export=export_settings(args),
+                             seed=seed, mode="parity", export=_export_with_calibration(args, precisions, subjects),
                              runtime_options=runtime_options(args, runtime_names))
     sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
     records = run_sweep(sweep, cells, "verifying")
@@ -421,6 +424,17 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         return 130
     console.print(parity_table(as_records(records)))
     return finish(as_records(records), sweep.records_path)
+
+
+def _export_with_calibration(args: argparse.Namespace, precisions: list[str],
+                             subjects: dict[str, Subject]) -> dict[str, Any]:
+    """The export settings, with the calibration set of int8 (crops decoded now) when int8 is asked for."""
+    settings = export_settings(args)
+    images = calibration_images(args, precisions)
+    specs = [s.spec for s in subjects.values() if s.spec is not None]
+    if images is not None and specs:
+        settings["calibration"] = calibration_settings(args, images, specs, accuracy_command.crop_sets)
+    return settings
 
 
 def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject]) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tolerance:
-    max_rel_err: float  # max |candidate - reference| / max |reference|
+    max_rel_err: float | None  # max |candidate - reference| / max |reference|; None: not judged (int8)
     min_cosine: float  # worst row
     min_top1_agreement: float  # share of rows with the same arg-max
 
@@ -23,6 +23,9 @@ class Tolerance:
 TOLERANCES = {
     "fp32": Tolerance(max_rel_err=2e-3, min_cosine=0.99999, min_top1_agreement=1.0),
     "fp16": Tolerance(max_rel_err=5e-2, min_cosine=0.999, min_top1_agreement=0.75),
+    # int8: errors of a few quantization steps are expected anywhere in the logits, so the largest error says
+    # little; the verdict is how the answers and their direction agree
+    "int8": Tolerance(max_rel_err=None, min_cosine=0.98, min_top1_agreement=0.75),
 }
 
 
@@ -69,7 +72,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
 def violations(parity: Parity, tolerance: Tolerance) -> list[str]:
     """Empty when within tolerance; else one line per figure out of bounds."""
     problems = []
-    if not parity.max_rel_err <= tolerance.max_rel_err:
+    if tolerance.max_rel_err is not None and not parity.max_rel_err <= tolerance.max_rel_err:
         problems.append(f"max relative error {parity.max_rel_err:.3g} > {tolerance.max_rel_err:g}")
     if not parity.min_cosine >= tolerance.min_cosine:
         problems.append(f"cosine {parity.min_cosine:.6f} < {tolerance.min_cosine}")

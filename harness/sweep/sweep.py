@@ -33,6 +33,7 @@ from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
 
 log = logging.getLogger(__name__)
+ONNX_PRECISIONS = (*EXPORT_PRECISIONS, "int8")  # int8: the fp32 file quantized with the run's calibration set
 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
@@ -291,7 +292,7 @@ class Sweep:
             return Preparation(cell.model, None)
         if runtime.consumes == ONNX_FILE:
             precision = runtime.onnx_precision(cell.precision)
-            return Preparation(cell.model, precision if precision in EXPORT_PRECISIONS else "fp32")
+            return Preparation(cell.model, precision if precision in ONNX_PRECISIONS else "fp32")
         return None
 
     def prerequisites(self, cell: Cell) -> list[Prerequisite]:

@@ -8,6 +8,7 @@ asks this class for the rest:
 |---|---|---|---|
 | network flags | `EXPLICIT_BATCH` bit | none (the flag is deprecated) | none (removed) |
 | fp16 | `BuilderFlag.FP16` on the fp32 graph (weakly typed) | same | the fp16 ONNX graph's own types (always strongly typed; the flag is removed) |
+| int8 | `BuilderFlag.INT8` with the Q/DQ graph (explicit quantization) | same | the Q/DQ graph alone (the flag is removed) |
 | engine device memory | `device_memory_size` | `device_memory_size_v2` from 10.1 | `device_memory_size_v2` |
 | parser error's node | `node()` index (8.5); `node_name()`, `node_operator()` from 8.6 | same | same |
 
@@ -24,6 +25,8 @@ from runtimes.base import UnsupportedConfiguration
 OLDEST = (8, 5)
 WEAKLY_TYPED_FP16 = "BuilderFlag.FP16 on the fp32 ONNX graph (weakly typed: TensorRT may pick fp16 kernels)"
 STRONGLY_TYPED_FP16 = "the fp16 ONNX graph's own types (strongly typed network)"
+EXPLICIT_INT8 = "BuilderFlag.INT8 with the Q/DQ ONNX graph (explicit quantization: scales from its Q/DQ nodes)"
+STRONGLY_TYPED_INT8 = "the Q/DQ ONNX graph (explicit quantization, strongly typed network)"
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -51,7 +54,10 @@ class TensorRTApi:
         return self.major >= 11
 
     def onnx_precision(self, precision: str) -> str:
-        """The ONNX file's precision for an engine at `precision`: the fp16 graph on 11.x, fp32 before."""
+        """The ONNX file's precision for an engine at `precision`: the fp16 graph on 11.x, fp32 before; int8
+        is always the quantized (Q/DQ) graph (explicit quantization)."""
+        if precision == "int8":
+            return "int8"
         return precision if self.strongly_typed else "fp32"
 
     def network_flags(self) -> int:
@@ -63,8 +69,13 @@ class TensorRTApi:
         """Set the builder up for `precision`; returns how the precision reaches the engine (recorded)."""
         if precision == "fp32":
             return "fp32 ONNX graph"
+        if precision == "int8":
+            if self.strongly_typed:
+                return STRONGLY_TYPED_INT8
+            config.set_flag(self.trt.BuilderFlag.INT8)  # explicit quantization: scales from the Q/DQ nodes
+            return EXPLICIT_INT8
         if precision != "fp16":
-            raise UnsupportedConfiguration(f"trt builds fp32 or fp16 engines, not {precision}")
+            raise UnsupportedConfiguration(f"trt builds fp32, fp16 or int8 engines, not {precision}")
         if self.strongly_typed:
             return STRONGLY_TYPED_FP16
         config.set_flag(self.trt.BuilderFlag.FP16)

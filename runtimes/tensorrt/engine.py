@@ -41,6 +41,8 @@ class BuildSettings:
 def _precision_from(api: TensorRTApi, precision: str) -> str:
     if precision == "fp32":
         return "fp32 ONNX graph"
+    if precision == "int8":
+        return "Q/DQ ONNX graph (strongly typed)" if api.strongly_typed else "BuilderFlag.INT8 with the Q/DQ graph"
     return "fp16 ONNX graph (strongly typed)" if api.strongly_typed else "BuilderFlag.FP16 on the fp32 graph"
 
 

@@ -24,7 +24,7 @@ from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engin
 INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt]' on x86-64 "
                 "(TensorRT and cuda-python), or on a Jetson JetPack's python3-libnvinfer in a venv made with "
                 "--system-site-packages")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 MB = 1 << 20
 
 
@@ -83,8 +83,7 @@ class TensorRTRuntime(Runtime):
         super().__init__(options)
         self.device_index, self.dla_core = parse_device(options.device)
         if options.precision not in PRECISIONS:
-            raise UnsupportedConfiguration(f"trt builds {', '.join(PRECISIONS)} engines, not {options.precision} "
-                                           "(INT8 comes with quantized ONNX files)")
+            raise UnsupportedConfiguration(f"trt builds {', '.join(PRECISIONS)} engines, not {options.precision}")
         if self.dla_core is not None and options.precision == "fp32":
             raise UnsupportedConfiguration("the DLA runs fp16 or int8, not fp32: use --precision fp16")
         self.api = _import_tensorrt()

@@ -1,0 +1,138 @@
+"""fp32 ONNX file -> int8 Q/DQ ONNX file: static post-training quantization with ONNX Runtime's tooling.
+
+One quantized file serves every runtime: ONNX Runtime runs Q/DQ graphs on CPU and CUDA, and TensorRT 11
+takes INT8 only as explicit Q/DQ nodes. So the format is QDQ with *symmetric* signed int8 activations and
+weights (TensorRT's explicit quantization needs zero points of 0), weights per output channel, and
+activations calibrated on real images (MinMax, Entropy or Percentile). The file is cached by content: the
+fp32 file's hash, the calibration set (method, image count, a hash of the file list, the seed, the
+preprocessing), the options and ONNX Runtime's version.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from exporters.store import Entry, Store
+
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+MODEL_FILE = "model.onnx"
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+class QuantizationFailed(Exception):
+    """The quantization tooling could not quantize the file; the message says why."""
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """Everything that determines the quantized file's content."""
+
+    model: str
+    fp32_sha256: str
+    method: str  # minmax, entropy or percentile
+    calibration: dict[str, Any]  # images, files_sha256, seed, preprocessing (no paths of one machine)
+    exclude_nodes: tuple[str, ...] = ()
+    per_channel: bool = True
+    symmetric_activations: bool = True
+
+    def key_fields(self) -> dict[str, Any]:
+        return {**asdict(self), "format": "QDQ", "activations": "int8", "weights": "int8",
+                "onnxruntime": importlib.metadata.version("onnxruntime")}
+
+
+class _Batches:
+    """The calibration images, as ONNX Runtime's CalibrationDataReader asks for them (one feed at a time)."""
+
+    def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
+        self._input_name = input_name
+        self._batches: Iterator[np.ndarray] = iter(batches)
+        self.images = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        self.images += len(batch)
+        return {self._input_name: batch}
+
+    def rewind(self) -> None:  # the Entropy and Percentile calibrators read the data once, as MinMax does
+        raise QuantizationFailed("the calibration data can be read only once")
+
+
+def left_in_float(path: Path) -> list[str]:
+    """Compute nodes (Conv, MatMul, Gemm) whose inputs do not come through a DequantizeLinear: they run in
+    float in the quantized graph, whether the tooling or the user left them so."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
+    return [f"{node.name or '(unnamed)'} ({node.op_type})" for node in graph.node
+            if node.op_type in COMPUTE_OPS and node.input and node.input[0] not in dequantized]
+
+
+def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Callable[[], Iterable[np.ndarray]],
+             store: Store) -> tuple[Entry, bool]:
+    """The cached int8 file for `spec`, quantized now on a miss. Returns (entry, cache_hit)."""
+    if spec.method not in METHODS:
+        raise QuantizationFailed(f"calibration method must be one of {', '.join(METHODS)}, not {spec.method}")
+    folder = store.folder("onnx-int8", spec.model, spec.key_fields())
+    cached = store.lookup(folder, MODEL_FILE)
+    if cached is not None:
+        return cached, True
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    start = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        prepared, built = Path(scratch) / "prepared.onnx", Path(scratch) / MODEL_FILE
+        preprocess_note = None
+        try:
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        except Exception as exc:  # noqa: BLE001 - optional clean-up; quantize the file as it is
+            prepared, preprocess_note = fp32_path, f"quant_pre_process skipped: {type(exc).__name__}: {exc}"[:300]
+        reader = _Batches(input_name, batches())
+        try:
+            quantize_static(str(prepared), str(built), reader, quant_format=QuantFormat.QDQ,
+                            per_channel=spec.per_channel, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod,
+                                                                                  METHODS[spec.method]),
+                            nodes_to_exclude=list(spec.exclude_nodes),
+                            extra_options={"ActivationSymmetric": spec.symmetric_activations,
+                                           "WeightSymmetric": True})
+        except QuantizationFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the tooling's errors have no common base
+            raise QuantizationFailed(f"{spec.model}: onnxruntime.quantization failed: {type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}"[:400]) from None
+        if reader.images == 0:
+            raise QuantizationFailed(f"{spec.model}: no calibration image could be read")
+        meta = {"spec": spec.key_fields(), "quantizer": "onnxruntime.quantization.quantize_static (QDQ)",
+                "calibration_images_read": reader.images, "left_in_float": left_in_float(built),
+                "preprocess_note": preprocess_note, "quantize_s": time.perf_counter() - start}
+        entry = store.commit(folder, MODEL_FILE, built, meta)
+    return entry, False
+
+
+@dataclass
+class CalibrationFeed:
+    """Normalized NCHW float32 batches from a crop set (what the accuracy command caches), `batch` at a time."""
+
+    crops: np.ndarray
+    indices: np.ndarray
+    normalize: Callable[[np.ndarray], np.ndarray]
+    batch: int = 16
+    used: list[int] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for first in range(0, len(self.indices), self.batch):
+            chosen = self.indices[first:first + self.batch]
+            self.used += [int(i) for i in chosen]
+            yield self.normalize(self.crops[chosen])
