@@ -67,14 +67,14 @@ class _Batches:
 
 
 def left_in_float(path: Path) -> list[str]:
-    """Compute nodes (Conv, MatMul, Gemm) whose inputs do not come through a DequantizeLinear: they run in
-    float in the quantized graph, whether the tooling or the user left them so."""
+    """Compute nodes (Conv, MatMul, Gemm) whose input or weights do not come through a DequantizeLinear: they
+    run in float in the quantized graph, whether the tooling or the user left them so."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
     return [f"{node.name or '(unnamed)'} ({node.op_type})" for node in graph.node
-            if node.op_type in COMPUTE_OPS and node.input and node.input[0] not in dequantized]
+            if node.op_type in COMPUTE_OPS and any(name not in dequantized for name in node.input[:2])]
 
 
 def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Callable[[], Iterable[np.ndarray]],

@@ -54,8 +54,9 @@ class LabelledImages:
         if limit is None or limit >= len(self):
             return self
         chosen = np.sort(np.random.default_rng(seed).permutation(len(self))[:limit])
+        chose = f"{limit} of {len(self)} images (a seeded shuffle, seed {seed})"
         return replace(self, paths=tuple(self.paths[i] for i in chosen), labels=tuple(self.labels[i] for i in chosen),
-                       selection=f"{limit} of {len(self)} images (a seeded shuffle, seed {seed})")
+                       selection=f"{self.selection}; then {chose}" if self.selection else chose)
 
     def describe(self) -> str:
         chosen = self.selection or f"all {len(self)} images"

