@@ -15,6 +15,7 @@ from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec
 from exporters.store import Store
 from tests import onnx_graphs
 from tests.test_cli import _one_error_line, harness
+from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
 
 METHOD = "minmax"
 CALIBRATION = {"images": 8, "files_sha256": "a" * 64, "seed": 0, "layout": "class-folders", "preprocessing": {}}
@@ -173,3 +174,15 @@ def _lite0_weights(tmp_path: Path) -> Path:
     path = tmp_path / "tf_efficientnet_lite0.pth"
     torch.save(dict(zip(ours, theirs.values())), path)
     return path
+
+
+@pytest.mark.parametrize("version, how", [("10.3.0", "BuilderFlag.INT8 with the Q/DQ ONNX graph"),
+                                          ("11.4.0.106", "Q/DQ ONNX graph (explicit quantization, strongly typed")])
+def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_path, version, how):
+    code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "int8",
+                             "--batch-sizes", "1", "--device", "cuda", "--calibration", str(photos_folder),
+                             "--calibration-images", "8", "--out", str(tmp_path), "--run-id", "t", version=version)
+    assert code == 0, out + err
+    (record,) = [json.loads(line) for line in (tmp_path / "t" / "records.jsonl").read_text().splitlines()]
+    assert record["prepared"]["artifact"]["precision"] == "int8"  # the one quantized file, on every version
+    assert how in record["prepared"]["engine"]["build"]["precision_from"]
