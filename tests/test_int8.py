@@ -186,3 +186,54 @@ def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_pat
     (record,) = [json.loads(line) for line in (tmp_path / "t" / "records.jsonl").read_text().splitlines()]
     assert record["prepared"]["artifact"]["precision"] == "int8"  # the one quantized file, on every version
     assert how in record["prepared"]["engine"]["build"]["precision_from"]
+
+
+# ---------------------------------------------------------------- reports
+
+def _accuracy_record(model: str, runtime: str, precision: str, top1: float) -> dict:
+    from tests.report_fixtures import record
+
+    base = record(model, runtime, 1, 1.0, 1, status="ok", precision=precision)
+    for key in ("timing", "memory", "validity"):
+        base.pop(key, None)
+    return {**base, "kind": "accuracy", "cell_id": base["cell_id"],
+            "accuracy": {"top1": top1, "top5": top1 + 15, "images": 500}}
+
+
+def test_int8_records_flow_into_reports_and_best(tmp_path):
+    from harness.reports import data
+    from harness.reports.best import Constraints, ranked
+    from harness.reports.report import write_report
+    from tests.report_fixtures import record, write_run
+
+    rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("mobilenet_v2", "ort", 1, 50.0, 800_000_000)]
+    rows += [record("resnet50", "ort", 1, 75.0, 700_000_000, precision="int8"),
+             record("mobilenet_v2", "ort", 1, 100.0, 600_000_000, precision="int8")]
+    rows += [_accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5),
+             _accuracy_record("mobilenet_v2", "ort", "fp32", 71.8), _accuracy_record("mobilenet_v2", "ort", "int8",
+                                                                                      69.0)]
+    dataset = data.load([write_run(tmp_path / "run", rows)])
+    report = write_report(dataset, tmp_path / "out", "int8")
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "## Precision trade-off" in tables
+    resnet = next(line for line in tables.splitlines() if line.startswith("| Resnet50 ") and "int8" in line)
+    assert "x3.00" in resnet and "-0.50" in resnet
+    assert any(p.name.startswith("precision-tradeoff") for p in report.files)
+    assert "Precision trade-off" in report.html_path.read_text()
+    strict = {(p.model, p.precision) for p in ranked(dataset.points, Constraints(max_accuracy_drop=1.0))}
+    assert ("resnet50", "int8") in strict and ("mobilenet_v2", "int8") not in strict  # 2.8 points lost
+    assert ("mobilenet_v2", "fp32") in strict
+
+
+def test_best_max_accuracy_drop_on_the_command_line(tmp_path):
+    from tests.report_fixtures import record, write_run
+
+    rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("resnet50", "ort", 1, 75.0, 700_000_000,
+                                                                       precision="int8"),
+            _accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5)]
+    run = write_run(tmp_path / "run", rows)
+    result = harness("best", str(run), "--max-accuracy-drop", "1.0", "--min-fps", "50", "--json")
+    assert result.returncode == 0, result.stderr
+    pick = json.loads(result.stdout)["best"]
+    assert (pick["model"], pick["precision"]) == ("resnet50", "int8")
+    assert "bad --max-accuracy-drop" in _one_error_line(harness("best", str(run), "--max-accuracy-drop", "-1"))

@@ -41,6 +41,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     best_parser.add_argument("--latency-stat", choices=LATENCY_STATS, default="median",
                              help="which latency --max-latency limits (p90 needs >= 50 samples)")
     best_parser.add_argument("--min-top1", type=float, metavar="PCT", help="minimum top-1 accuracy in %%")
+    best_parser.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
+                             help="at most this many points of measured top-1 below the model's fp32 on the same "
+                                  "runtime (fp16 and int8 cells need accuracy runs at both precisions)")
     best_parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="default 1")
     best_parser.add_argument("--runtime", help="only this runtime")
     best_parser.add_argument("--device", help="only devices whose name contains this, e.g. H200 or EPYC")
@@ -115,7 +118,8 @@ def _constraints(args: argparse.Namespace) -> Constraints:
     return Constraints(max_memory_bytes=parse_size(args.max_memory) if args.max_memory else None,
                        min_fps=check_positive(args.min_fps, "--min-fps"),
                        max_latency_ms=check_positive(args.max_latency, "--max-latency"),
-                       latency_stat=args.latency_stat, min_top1=check_positive(args.min_top1, "--min-top1"), batch_size=args.batch_size, runtime=args.runtime, device=args.device,
+                       latency_stat=args.latency_stat, min_top1=check_positive(args.min_top1, "--min-top1"),
+                       max_accuracy_drop=_check_drop(args.max_accuracy_drop), batch_size=args.batch_size, runtime=args.runtime, device=args.device,
                        precision=args.precision)
 
 
@@ -158,6 +162,12 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(_points_table("Pareto front: top-1 vs images/s vs memory (in scope, before the limits)",
                                 pareto_front(scope)))
     return 0 if pick is not None else 1
+
+
+def _check_drop(value: float | None) -> float | None:
+    if value is not None and not 0 <= value < 100:
+        raise UserError(f"bad --max-accuracy-drop {value:g}: give points of top-1 from 0 to 100, e.g. 1.0")
+    return value
 
 
 def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:

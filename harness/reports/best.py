@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.reports.data import Point
+from harness.reports.tradeoff import accuracy_drop
 
 LATENCY_STATS = ("median", "p90")
 
@@ -18,6 +19,7 @@ class Constraints:
     max_latency_ms: float | None = None
     latency_stat: str = "median"  # or p90: the tail a deadline cares about (needs >= 50 samples)
     min_top1: float | None = None
+    max_accuracy_drop: float | None = None  # points of measured top-1 below the model's fp32 on the same runtime
     batch_size: int = 1
     runtime: str | None = None
     device: str | None = None  # a part of the device's name, e.g. "H200" or "EPYC"
@@ -33,6 +35,8 @@ class Constraints:
             parts.append(f"{self.latency_stat} batch latency <= {self.max_latency_ms:g} ms")
         if self.min_top1 is not None:
             parts.append(f"top-1 >= {self.min_top1:g} %")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"top-1 drop from fp32 <= {self.max_accuracy_drop:g} points (measured)")
         parts += [f"{name} {value}" for name, value in
                   (("runtime", self.runtime), ("device", self.device), ("precision", self.precision)) if value]
         return ", ".join(parts)
@@ -51,9 +55,16 @@ def in_scope(point: Point, constraints: Constraints) -> bool:
             and (constraints.precision is None or point.precision == constraints.precision))
 
 
-def violations(point: Point, constraints: Constraints) -> list[str]:
-    """Why the point does not meet the limits (empty when it does); a figure not measured fails its limit."""
+def violations(point: Point, constraints: Constraints, population: list[Point] | None = None) -> list[str]:
+    """Why the point does not meet the limits (empty when it does); a figure not measured fails its limit.
+    `population`: the points an fp32 counterpart is looked for in (for --max-accuracy-drop)."""
     problems = []
+    if constraints.max_accuracy_drop is not None:
+        drop = accuracy_drop(point, population or [])
+        if drop is None:
+            problems.append(f"no measured top-1 for {point.precision} and fp32 on {point.runtime}: the drop is unknown")
+        elif drop > constraints.max_accuracy_drop:
+            problems.append(f"top-1 {drop:.2f} points below fp32 > {constraints.max_accuracy_drop:g}")
     if constraints.max_memory_bytes is not None:
         memory = point.memory_bytes
         if memory is None:
@@ -75,7 +86,7 @@ def violations(point: Point, constraints: Constraints) -> list[str]:
 
 def ranked(points: list[Point], constraints: Constraints) -> list[Point]:
     """Every in-scope point that meets the limits, most accurate first (ties: faster first)."""
-    fitting = [p for p in points if in_scope(p, constraints) and not violations(p, constraints)]
+    fitting = [p for p in points if in_scope(p, constraints) and not violations(p, constraints, points)]
     return sorted(fitting, key=lambda p: (-p.accuracy.top1, -(p.images_per_s or 0.0), p.model))  # type: ignore[union-attr]
 
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
+from harness.reports.tradeoff import tradeoffs
 from harness.sweep.planning import REFERENCE
 
 FORMATS = ("png", "svg")
@@ -202,6 +203,31 @@ def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | Non
     return figure
 
 
+def tradeoff_chart(dataset: Dataset, batch_size: int = 1) -> Figure | None:
+    """Speed-up over fp32 (x) against Δ top-1 (y) for each fp16 and int8 cell whose accuracy was measured at
+    both precisions: up and right is better."""
+    rows = [r for r in tradeoffs(dataset, batch_size) if r.speedup is not None and r.delta_top1 is not None]
+    if not rows:
+        return None
+    figure = Figure(figsize=(7, 5))
+    axes = figure.add_subplot(1, 1, 1)
+    for precision, marker in (("fp16", "o"), ("int8", "s")):
+        chosen = [r for r in rows if r.precision == precision]
+        if chosen:
+            xs, ys = [r.speedup for r in chosen], [r.delta_top1 for r in chosen]
+            axes.scatter(xs, ys, marker=marker, label=precision)
+            for row, x, y in zip(chosen, xs, ys):
+                axes.annotate(f"{row.display_name} ({row.runtime})", (x, y), fontsize=6, xytext=(3, 3),
+                              textcoords="offset points")
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xlabel(f"Speed-up over fp32 on the same runtime and device at batch {batch_size} (x)")
+    axes.set_ylabel("Δ top-1 vs fp32 (points, measured on real images)")
+    axes.legend(fontsize=7)
+    figure.suptitle("How much faster, for how much accuracy", fontsize=10)
+    return figure
+
+
 def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
     drawn = FigureSet()
     for series in dataset.series():
@@ -222,4 +248,7 @@ def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
                              ("speedup-over-torch", speedup_chart(dataset, device, precision))):
             if figure is not None:
                 _save(figure, out_dir, f"{kind}-{slug(precision + ' ' + device)}", drawn.files)
+    tradeoff = tradeoff_chart(dataset)
+    if tradeoff is not None:
+        _save(tradeoff, out_dir, "precision-tradeoff", drawn.files)
     return drawn

@@ -114,7 +114,8 @@ def _json_script(element_id: str, value: object) -> str:
 
 
 def render(dataset: Dataset, tables: dict[tuple[str, str, str], list[ReportTable]],
-           upper_bounds: dict[str, Line], fit_lines: list[str], title: str) -> str:
+           upper_bounds: dict[str, Line], fit_lines: list[str], title: str,
+           overall: list[ReportTable] | None = None) -> str:
     points = [_point_json(p) for p in dataset.points]
     filters = "".join(_checkboxes(name, sorted({getattr(p, name) for p in dataset.points}))
                       for name in ("runtime", "device", "family"))
@@ -143,6 +144,7 @@ timing verdict is invalid.</p>
 <div id="chart-speed" class="chart"></div><div id="chart-memory" class="chart"></div>
 <div id="chart-flops" class="chart"></div>
 <h2>Fitted lines</h2><ul>{fits}</ul>
+{''.join(f"<section><h2>{html.escape(t.title)}</h2>{to_html(t)}</section>" for t in overall or [])}
 {''.join(sections)}
 {_json_script('points', points)}{_json_script('bounds', bounds)}
 <script>{SCRIPT}</script></body></html>

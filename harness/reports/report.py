@@ -10,7 +10,7 @@ from harness.reports import html
 from harness.reports.data import Dataset, series_label
 from harness.reports.figures import FigureSet, draw_all, slug
 from harness.reports.tables import ReportTable, best_table, memory_sources, memory_table, time_table, to_csv, \
-    to_markdown
+    to_markdown, tradeoff_table
 
 
 @dataclass
@@ -57,10 +57,17 @@ def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(csv_path, to_csv(table))
             report.files.append(csv_path)
+    tradeoff = tradeoff_table(dataset)
+    if tradeoff is not None:
+        markdown += ["## Precision trade-off", "", to_markdown(tradeoff)]
+        csv_path = out_dir / "tables" / "precision-tradeoff.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(csv_path, to_csv(tradeoff))
+        report.files.append(csv_path)
     markdown += ["## Fitted lines", ""] + [f"- {line}" for line in report.fit_lines]
     for path, text in ((out_dir / "tables.md", "\n".join(markdown) + "\n"),
                        (report.html_path, html.render(dataset, tables, figures.upper_bounds, report.fit_lines,
-                                                      title))):
+                                                      title, [tradeoff] if tradeoff else []))):
         write_atomically(path, text)
         report.files.append(path)
     return report

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from harness.reports.best import Constraints, best
 from harness.reports.data import Dataset, Point, series_label
+from harness.reports.tradeoff import tradeoffs
 
 # (name, lowest frames per second, rich style, HTML colour): the paper colour-codes Table 1 this way.
 FPS_BANDS = (("super real-time", 60.0, "green", "#b7e1a1"), ("real-time", 30.0, "chartreuse3", "#e3f1a6"),
@@ -197,3 +198,25 @@ def to_html(table: ReportTable) -> str:
     note = f'<p class="caption">{html.escape(table.caption)}</p>' if table.caption else ""
     return (f'<table class="report">{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             f"{note}")
+
+
+def tradeoff_table(dataset: Dataset, batch_size: int = 1) -> ReportTable | None:
+    """fp16 and int8 against fp32 of the same model, runtime and device: speed-up beside Δ top-1 (measured)."""
+    rows = tradeoffs(dataset, batch_size)
+    if not rows:
+        return None
+    table = ReportTable(title=f"Precision trade-off — speed-up over fp32 at batch {batch_size} and Δ top-1",
+                        columns=["model", "runtime", "device", "precision", "speed-up", "top-1 fp32", "top-1",
+                                 "Δ top-1"],
+                        caption="speed-up: fp32 batch median / this precision's, same runtime and device; top-1 "
+                                "measured on real images (accuracy runs), — where not measured")
+    for row in rows:
+        def figure(value: float | None, text: str) -> Entry:
+            return Entry(text if value is not None else "—", None if value is not None else "missing", row.note)
+
+        table.rows.append([Entry(row.display_name), Entry(row.runtime), Entry(row.device), Entry(row.precision),
+                           figure(row.speedup, f"x{row.speedup:.2f}" if row.speedup else ""),
+                           figure(row.top1_fp32, f"{row.top1_fp32:.2f}" if row.top1_fp32 is not None else ""),
+                           figure(row.top1, f"{row.top1:.2f}" if row.top1 is not None else ""),
+                           figure(row.delta_top1, f"{row.delta_top1:+.2f}" if row.delta_top1 is not None else "")])
+    return table
