@@ -237,3 +237,15 @@ def test_best_max_accuracy_drop_on_the_command_line(tmp_path):
     pick = json.loads(result.stdout)["best"]
     assert (pick["model"], pick["precision"]) == ("resnet50", "int8")
     assert "bad --max-accuracy-drop" in _one_error_line(harness("best", str(run), "--max-accuracy-drop", "-1"))
+
+
+def test_env_says_what_the_cpu_offers_for_int8(tmp_path):
+    from harness.measure.environment import cpu_low_precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16\n")
+    facts = cpu_low_precision(cpuinfo)
+    assert set(facts["offered"]) == {"avx512_vnni", "avx512_bf16"} and facts["int8_dot_product"]
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # an older Arm core (a Jetson Nano's A57)
+    assert cpu_low_precision(cpuinfo) == {"readable": True, "offered": {}, "int8_dot_product": False,
+                                          "source": str(cpuinfo)}

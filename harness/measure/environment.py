@@ -38,6 +38,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+LOW_PRECISION_FLAGS = {  # /proc/cpuinfo flag -> what it speeds up
+    "avx512_vnni": "int8 dot products (AVX-512 VNNI)", "avx_vnni": "int8 dot products (AVX-VNNI, 256-bit)",
+    "amx_int8": "int8 matrix tiles (AMX)", "avx512_bf16": "bf16 dot products (AVX-512 BF16)",
+    "amx_bf16": "bf16 matrix tiles (AMX)", "asimddp": "int8 dot products (Arm SDOT/UDOT)",
+    "i8mm": "int8 matrix multiply (Arm I8MM)", "bf16": "bf16 (Arm)"}
+
+
+def cpu_low_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """Which int8 and bf16 instructions this CPU offers (what INT8 and bf16 speed-ups on it depend on)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError as exc:
+        return {"readable": False, "reason": f"cannot read {cpuinfo}: {exc.strerror}"}
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    offered = {flag: what for flag, what in LOW_PRECISION_FLAGS.items() if flag in flags}
+    return {"readable": True, "offered": offered, "int8_dot_product": any("int8" in w for w in offered.values()),
+            "source": str(cpuinfo)}
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -129,6 +151,7 @@ def collect() -> dict[str, Any]:
         "packages": package_versions(),
         "thread_environment": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "cpu_frequency": cpu_frequency_facts(),
+        "cpu_low_precision": cpu_low_precision(),
         "torch": _torch_facts(),
         "nvml": _nvml_facts(),
         "jetson": jetson.facts(),
