@@ -1,11 +1,13 @@
 """fp32 ONNX file -> int8 Q/DQ ONNX file: static post-training quantization with ONNX Runtime's tooling.
 
-One quantized file serves every runtime: ONNX Runtime runs Q/DQ graphs on CPU and CUDA, and TensorRT 11
-takes INT8 only as explicit Q/DQ nodes. So the format is QDQ with *symmetric* signed int8 activations and
-weights (TensorRT's explicit quantization needs zero points of 0), weights per output channel, and
-activations calibrated on real images (MinMax, Entropy or Percentile). The file is cached by content: the
-fp32 file's hash, the calibration set (method, image count, a hash of the file list, the seed, the
-preprocessing), the options and ONNX Runtime's version.
+The format is QDQ — ONNX Runtime runs Q/DQ graphs on CPU and CUDA, and TensorRT 11 takes INT8 only as explicit
+Q/DQ nodes — with weights in signed int8 per output channel and activations calibrated on real images
+(MinMax, Entropy or Percentile), in one of two flavors (see FLAVORS): ONNX Runtime's CPU kernels are fast
+with unsigned, asymmetric activations (U8S8) and slower than fp32 with signed symmetric ones on the measured
+CPU, while TensorRT's explicit quantization needs zero points of 0 (S8S8 symmetric). A runtime asks for its
+flavor (`Runtime.onnx_precision`). The file is cached by content: the fp32 file's hash, the flavor, the
+calibration set (method, image count, a hash of the file list, the seed, the preprocessing), the options and
+ONNX Runtime's version.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import numpy as np
 from exporters.store import Entry, Store
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# ONNX precision -> (activation type, symmetric activations, what it is for)
+FLAVORS = {"int8": ("QUInt8", False, "asymmetric uint8 activations (ONNX Runtime's fast CPU kernels, U8S8)"),
+           "int8-sym": ("QInt8", True, "symmetric int8 activations (TensorRT explicit quantization, S8S8)")}
 MODEL_FILE = "model.onnx"
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -38,12 +43,12 @@ class QuantizeSpec:
     fp32_sha256: str
     method: str  # minmax, entropy or percentile
     calibration: dict[str, Any]  # images, files_sha256, seed, preprocessing (no paths of one machine)
+    flavor: str = "int8"  # a key of FLAVORS
     exclude_nodes: tuple[str, ...] = ()
     per_channel: bool = True
-    symmetric_activations: bool = True
 
     def key_fields(self) -> dict[str, Any]:
-        return {**asdict(self), "format": "QDQ", "activations": "int8", "weights": "int8",
+        return {**asdict(self), "format": "QDQ", "activations": FLAVORS[self.flavor][0], "weights": "QInt8",
                 "onnxruntime": importlib.metadata.version("onnxruntime")}
 
 
@@ -82,6 +87,9 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
     """The cached int8 file for `spec`, quantized now on a miss. Returns (entry, cache_hit)."""
     if spec.method not in METHODS:
         raise QuantizationFailed(f"calibration method must be one of {', '.join(METHODS)}, not {spec.method}")
+    if spec.flavor not in FLAVORS:
+        raise QuantizationFailed(f"int8 flavor must be one of {', '.join(FLAVORS)}, not {spec.flavor}")
+    activations, symmetric, _ = FLAVORS[spec.flavor]
     folder = store.folder("onnx-int8", spec.model, spec.key_fields())
     cached = store.lookup(folder, MODEL_FILE)
     if cached is not None:
@@ -101,12 +109,11 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
         reader = _Batches(input_name, batches())
         try:
             quantize_static(str(prepared), str(built), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=spec.per_channel, activation_type=QuantType.QInt8,
+                            per_channel=spec.per_channel, activation_type=getattr(QuantType, activations),
                             weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod,
                                                                                   METHODS[spec.method]),
                             nodes_to_exclude=list(spec.exclude_nodes),
-                            extra_options={"ActivationSymmetric": spec.symmetric_activations,
-                                           "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
         except QuantizationFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - the tooling's errors have no common base

@@ -75,8 +75,11 @@ def test_the_key_follows_the_calibration_set_and_the_method(tmp_path):
     other_files = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax",
                                calibration={**CALIBRATION, "files_sha256": "b" * 64})
     other_method = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="percentile", calibration=CALIBRATION)
-    paths = {quantize(spec, fp32, "image", _feed, store)[0].path for spec in (base, other_files, other_method)}
-    assert len(paths) == 3
+    symmetric = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION,
+                             flavor="int8-sym")
+    paths = {quantize(spec, fp32, "image", _feed, store)[0].path
+             for spec in (base, other_files, other_method, symmetric)}
+    assert len(paths) == 4
 
 
 def test_excluded_nodes_stay_in_float_and_are_named(tmp_path):
@@ -184,7 +187,7 @@ def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_pat
                              "--calibration-images", "8", "--out", str(tmp_path), "--run-id", "t", version=version)
     assert code == 0, out + err
     (record,) = [json.loads(line) for line in (tmp_path / "t" / "records.jsonl").read_text().splitlines()]
-    assert record["prepared"]["artifact"]["precision"] == "int8"  # the one quantized file, on every version
+    assert record["prepared"]["artifact"]["precision"] == "int8-sym"  # the symmetric file, on every version
     assert how in record["prepared"]["engine"]["build"]["precision_from"]
 
 
@@ -249,3 +252,31 @@ def test_env_says_what_the_cpu_offers_for_int8(tmp_path):
     cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd\n")  # an older Arm core (a Jetson Nano's A57)
     assert cpu_low_precision(cpuinfo) == {"readable": True, "offered": {}, "int8_dot_product": False,
                                           "source": str(cpuinfo)}
+
+
+def test_verify_int8_is_judged_by_cosine_and_top1(photos_folder, tmp_path):
+    result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+                     "--calibration", str(photos_folder), "--calibration-images", "8", "--out", str(tmp_path),
+                     "--run-id", "v")
+    records = [json.loads(line) for line in (tmp_path / "v" / "records.jsonl").read_text().splitlines()]
+    int8 = next(r for r in records if r["cell"]["precision"] == "int8")
+    assert int8["parity"]["tolerance"]["max_rel_err"] is None  # not judged for int8
+    assert int8["parity"]["tolerance"]["min_cosine"] == 0.98
+    assert int8["status"] == "ok" and int8["parity"]["min_cosine"] >= 0.98 and result.returncode == 0, int8["error"]
+
+
+def test_trt_refuses_an_asymmetric_file_as_the_real_parser_does(doubles, tmp_path):
+    """Only the symmetric flavor suits TensorRT: the ONNX Runtime CPU flavor's zero points are refused."""
+    from runtimes.base import EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx")
+    store = Store(tmp_path / "cache")
+    files = {flavor: quantize(QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax",
+                                           calibration=CALIBRATION, flavor=flavor), fp32, "image", _feed, store)[0].path
+             for flavor in ("int8", "int8-sym")}
+    runtime = TensorRTRuntime(RuntimeOptions(device="cuda", precision="int8"))
+    runtime.init_device()
+    runtime.build_engine(OnnxFileArtifact("tiny", str(files["int8-sym"])), EngineShapes.static(1), str(tmp_path))
+    with pytest.raises(UnsupportedConfiguration, match="only supports symmetric quantization"):
+        runtime.build_engine(OnnxFileArtifact("tiny", str(files["int8"])), EngineShapes.static(1), str(tmp_path))

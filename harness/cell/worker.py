@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
-from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, quantize
+from exporters.quantize import FLAVORS, CalibrationFeed, QuantizationFailed, QuantizeSpec, quantize
 from exporters.store import Entry, Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
@@ -142,9 +142,9 @@ class CellContext:
     def export_onnx(self, precision: str) -> None:
         """The cached ONNX file for the prepared weights (exported now on a miss), noted in `prepared`; int8
         is the fp32 file quantized on the calibration images of the request."""
-        if precision == "int8":
+        if precision in FLAVORS:
             self.export_onnx("fp32")
-            self.quantize_onnx()
+            self.quantize_onnx(precision)
             return
         options, model = self.request.export, self.catalogue_model
         name = model.name
@@ -165,8 +165,9 @@ class CellContext:
             "file_bytes": meta["file_bytes"], "sha256": meta["sha256"], "precision": precision,
             "simplified": spec.simplify}
 
-    def quantize_onnx(self) -> None:
-        """The fp32 file just prepared, quantized to int8 Q/DQ on the model's calibration crops (cached)."""
+    def quantize_onnx(self, flavor: str) -> None:
+        """The fp32 file just prepared, quantized to int8 Q/DQ (`flavor`: exporters.quantize.FLAVORS) on the
+        model's calibration crops (cached)."""
         from harness.accuracy.crop_cache import open_crops
         from harness.accuracy.preprocess import Normalization, normalize
 
@@ -180,7 +181,7 @@ class CellContext:
         fp32 = dict(self.prepared["artifact"])
         identity = {k: calibration[k] for k in ("images", "files_sha256", "seed", "layout")}
         spec = QuantizeSpec(model=self.model.name, fp32_sha256=fp32["sha256"], method=calibration["method"],
-                            calibration={**identity, "preprocessing": {"geometry": crop_set["geometry"],
+                            flavor=flavor, calibration={**identity, "preprocessing": {"geometry": crop_set["geometry"],
                                                                        "normalization": crop_set["normalization"]}})
         feed = CalibrationFeed(crops, np.flatnonzero(valid), lambda batch: normalize(batch, normalization))
         start = time.perf_counter()
@@ -191,10 +192,10 @@ class CellContext:
             "lookup_s": time.perf_counter() - start, "exporter": f"{fp32['exporter']}, then {meta['quantizer']}",
             "fallback_reason": fp32["fallback_reason"], "opset": fp32["opset"], "export_s": fp32["export_s"],
             "quantize_s": meta["quantize_s"], "file_bytes": meta["file_bytes"], "sha256": meta["sha256"],
-            "precision": "int8", "simplified": fp32["simplified"], "fp32_sha256": fp32["sha256"],
+            "precision": flavor, "simplified": fp32["simplified"], "fp32_sha256": fp32["sha256"],
             "quantization": {"method": calibration["method"], "images": meta["calibration_images_read"],
                              "files_sha256": calibration["files_sha256"], "seed": calibration["seed"],
-                             "data": calibration.get("data"), "per_channel": True, "symmetric": True,
+                             "data": calibration.get("data"), "per_channel": True, "flavor": FLAVORS[flavor][2],
                              "left_in_float": meta["left_in_float"], "preprocess_note": meta["preprocess_note"]}}
 
     def measure_complexity(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
+from exporters.quantize import FLAVORS
 from exporters.torch_models import WeightsUnavailable
 from harness.catalogue.bundles import BundleModel
 from harness.catalogue.onnx_files import OnnxFile
@@ -33,7 +34,7 @@ from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
 
 log = logging.getLogger(__name__)
-ONNX_PRECISIONS = (*EXPORT_PRECISIONS, "int8")  # int8: the fp32 file quantized with the run's calibration set
+ONNX_PRECISIONS = (*EXPORT_PRECISIONS, *FLAVORS)  # int8 flavors: the fp32 file quantized on the calibration set
 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 

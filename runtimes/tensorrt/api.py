@@ -55,9 +55,9 @@ class TensorRTApi:
 
     def onnx_precision(self, precision: str) -> str:
         """The ONNX file's precision for an engine at `precision`: the fp16 graph on 11.x, fp32 before; int8
-        is always the quantized (Q/DQ) graph (explicit quantization)."""
+        is always the symmetric quantized (Q/DQ) graph (explicit quantization)."""
         if precision == "int8":
-            return "int8"
+            return "int8-sym"  # explicit quantization needs zero points of 0 (exporters.quantize.FLAVORS)
         return precision if self.strongly_typed else "fp32"
 
     def network_flags(self) -> int:

@@ -163,6 +163,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
 
         def parse_from_file(self, model: str) -> bool:
             import onnx
+            import onnx.numpy_helper
 
             network = self._network
             if network.has_implicit_batch_dimension:
@@ -174,10 +175,18 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             except Exception as exc:  # noqa: BLE001
                 self._errors.append(ParserError(f"Failed to parse ONNX model: {exc}", -1))
                 return False
+            zero_points = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
             for index, node in enumerate(proto.graph.node):
                 if (node.domain or "") not in STANDARD_DOMAINS or not onnx.defs.has(node.op_type):
                     self._errors.append(ParserError(f"No importer registered for op: {node.op_type}", index,
                                                     node.name, node.op_type))
+                elif node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 \
+                        and np.any(zero_points.get(node.input[2], np.zeros(1)) != 0):
+                    # onnx-tensorrt's importer asserts this (TensorRT's Q/DQ are symmetric)
+                    self._errors.append(ParserError("Assertion failed: shiftIsAllZeros(zeroPoint) && \"TensorRT only "
+                                                    "supports symmetric quantization. The zero point for the "
+                                                    "QuantizeLinear/DequantizeLinear operator must be all zeros.\"",
+                                                    index, node.name, node.op_type))
             if self._errors:
                 return False
             initializers = {t.name for t in proto.graph.initializer}
