@@ -186,6 +186,11 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     accelerator_provider = "TensorrtExecutionProvider"
     install_hint = "runtime 'ort-trt' needs onnxruntime-gpu built with TensorRT: pip install onnxruntime-gpu"
 
+    @classmethod
+    def onnx_precision(cls, precision: str) -> str:
+        """TensorRT underneath needs the symmetric int8 flavor (zero points of 0)."""
+        return "int8-sym" if precision == "int8" else precision
+
     def __init__(self, options: RuntimeOptions) -> None:
         if not options.device.startswith("cuda"):
             raise UnsupportedConfiguration("ort-trt needs --device cuda")
