@@ -170,24 +170,6 @@ def write_meta(bundle_dir: Path, meta: dict[str, Any]) -> None:
                        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
-def check_bundle_dir(path_text: str) -> Path:
-    """A folder a bundle can be written to: new, empty, or a bundle already (models are added to it)."""
-    folder = Path(path_text).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--bundle '{path_text}' is a file; pass a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / BUNDLE_FILE).is_file():
-        raise UserError(f"--bundle '{path_text}' is a folder that holds other files; pass a new or empty folder "
-                        "(or an existing bundle, to add models to it)")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to --bundle '{path_text}': {exc.strerror or exc}") from None
-    return folder.resolve()
-
-
 def _write_json(path: Path, value: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(value, indent=2, default=str))

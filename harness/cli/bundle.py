@@ -18,7 +18,7 @@ from harness import __version__
 from harness.catalogue import bundles
 from harness.catalogue.registry import Catalogue
 from harness.cli.common import (check_common, check_precisions, check_sources, check_weights, console, err_console,
-                                export_settings, finish, parse_batch_sizes, run_sweep)
+                                export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
 from harness.cli.tables import export_table
 from harness.cell.worker import reference_outputs_path
 from harness.errors import UserError
@@ -50,7 +50,7 @@ def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int
     batch_sizes = parse_batch_sizes(args.batch_sizes or "1")
     args.opset, note = bundle_opset(args)
     check_common(args)
-    bundle_dir = bundles.check_bundle_dir(args.bundle)
+    bundle_dir = check_bundle_dir(args.bundle)
     specs = catalogue.select(args.models)
     check_sources(specs)
     weights = check_weights(args.weights)
@@ -90,6 +90,20 @@ def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int
     console.print(f"bundle {bundle_dir}: {len(written)} of {len(subjects)} models "
                   f"({', '.join(written) or 'none'}); copy the folder to the board as it is (rsync -a, scp -r)")
     return finish(records, sweep.records_path)
+
+
+def check_bundle_dir(path_text: str) -> Path:
+    """A folder a bundle can be written to: new, empty, or a bundle already (models are added to it)."""
+    folder = Path(path_text).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--bundle '{path_text}' is a file; pass a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / bundles.BUNDLE_FILE).is_file():
+        raise UserError(f"--bundle '{path_text}' is a folder that holds other files; pass a new or empty folder "
+                        "(or an existing bundle, to add models to it)")
+    problem = writable_dir(folder)
+    if problem:
+        raise UserError(f"cannot write to --bundle '{path_text}': {problem}")
+    return folder.resolve()
 
 
 def _run(sweep: Sweep, cells: list[Cell], verb: str) -> list[dict[str, Any]] | None:

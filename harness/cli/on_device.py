@@ -13,12 +13,10 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
 from harness.catalogue.bundles import Bundle, read_bundle
 from harness.cli.common import (check_common, check_device, check_out_dir, check_precisions, check_runtimes,
                                 comma_list, console, err_console, print_json, run_sweep, runtime_options)
+from harness.cli.reports import checks_table
 from harness.errors import UserError
 from harness.measure import jetson
 from harness.measure.timing import QUICK
@@ -32,7 +30,6 @@ from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
 DEVICE_OF_KIND = {"jetson": "cuda", "cuda": "cuda", "cpu": "cpu"}
 RUNTIME_OF_KIND = {"jetson": "trt", "cuda": "trt", "cpu": "ort"}
 PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
-VERDICT_STYLE = {"PASS": "green", "FAIL": "red", "UNKNOWN": "yellow"}
 STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
 
 
@@ -126,15 +123,7 @@ def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, run
                     "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
                                for c in checks]})
         return 0 if ready == len(checks) else 1
-    table = Table(title=f"On-device check: {profile.name}", caption="measured now on this device; UNKNOWN counts as "
-                                                                    "not ready")
-    for column in ("model", "criterion", "verdict", "figure", "limit"):
-        table.add_column(column)
-    for check in checks:
-        for index, criterion in enumerate(check.criteria):
-            style = VERDICT_STYLE[criterion.verdict]
-            table.add_row(check.model if index == 0 else "", criterion.name,
-                          f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
-    console.print(table)
+    console.print(checks_table(f"On-device check: {profile.name}",
+                               "measured now on this device; UNKNOWN counts as not ready", checks))
     console.print(f"{ready}/{len(checks)} models ready for {profile.name}; records: {', '.join(map(str, runs))}")
     return 0 if ready == len(checks) else 1

@@ -17,7 +17,7 @@ from harness.cli.common import make_console, print_json, writable_dir
 from harness.errors import UserError
 from harness.reports import data
 from harness.reports.best import LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked
-from harness.reports.check import FAIL, PASS, UNKNOWN, available_profiles, check_models, load_profile
+from harness.reports.check import FAIL, PASS, UNKNOWN, ModelCheck, available_profiles, check_models, load_profile
 from harness.reports.tables import to_rich
 from harness.units import check_positive, parse_size
 
@@ -195,8 +195,15 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
         return 0 if ready == len(checks) else 1
     console.print("mode: estimate — figures from recorded runs on this profile's device where they exist, a Fig. 4 "
                   "fit otherwise (check --on-device --bundle DIR measures on the board)")
-    table = Table(title=f"Deployment check: {profile.name}",
-                  caption="ESTIMATE = not measured on this device; UNKNOWN counts as not ready")
+    console.print(checks_table(f"Deployment check: {profile.name}",
+                               "ESTIMATE = not measured on this device; UNKNOWN counts as not ready", checks))
+    console.print(f"{ready}/{len(checks)} models ready for {profile.name}")
+    return 0 if ready == len(checks) else 1
+
+
+def checks_table(title: str, caption: str, checks: list[ModelCheck]) -> Table:
+    """One row per criterion of each model: verdict, figure, limit (estimate and on-device checks alike)."""
+    table = Table(title=title, caption=caption)
     for column in ("model", "criterion", "verdict", "figure", "limit"):
         table.add_column(column)
     for check in checks:
@@ -204,9 +211,7 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
             style = VERDICT_STYLE[criterion.verdict]
             table.add_row(check.model if index == 0 else "", criterion.name,
                           f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
-    console.print(table)
-    console.print(f"{ready}/{len(checks)} models ready for {profile.name}")
-    return 0 if ready == len(checks) else 1
+    return table
 
 
 def _cached_params(spec: ModelSpec) -> int | None:
