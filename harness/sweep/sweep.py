@@ -249,6 +249,7 @@ class Sweep:
         self._blamed: set[str] = set()  # failed preparations already recorded on their first cell
         self._earlier_invalid: dict[str, list[list[str]]] = {}
         self._planned_batches: dict[tuple[str, str, str, str], list[int]] = {}
+        self._runtime_classes: dict[str, type[Runtime] | None] = {}
 
     def _local_executor(self, run_dir: Path) -> Executor:
         return LocalExecutor(default_placement(run_dir), self.settings.process_start)
@@ -283,10 +284,17 @@ class Sweep:
 
     # ---------------------------------------------------------------- what a cell needs first
 
+    def runtime_of(self, cell: Cell) -> type[Runtime] | None:
+        """The cell's runtime class, looked up once per sweep (the scheduler asks for every pending cell on
+        every pass)."""
+        if cell.runtime not in self._runtime_classes:
+            self._runtime_classes[cell.runtime] = _runtime_or_none(cell.runtime)
+        return self._runtime_classes[cell.runtime]
+
     def preparation(self, cell: Cell) -> Preparation | None:
         """The artifacts the cell's runtime consumes, for a catalogue model; None where it needs none."""
         subject = self.subjects[cell.model]
-        runtime = _runtime_or_none(cell.runtime)
+        runtime = self.runtime_of(cell)
         if subject.spec is None or self.settings.mode == "export" or runtime is None:
             return None
         if runtime.consumes == TORCH_MODULE:
@@ -301,7 +309,7 @@ class Sweep:
         runtime) the engine. In a build run the cell itself is the build."""
         preparation = self.preparation(cell)
         steps: list[Prerequisite] = [preparation] if preparation else []
-        runtime = _runtime_or_none(cell.runtime)
+        runtime = self.runtime_of(cell)
         if runtime is not None and runtime.builds_engine and self.settings.mode != "build":
             if preparation is None and self.subjects[cell.model].spec is not None:
                 return steps  # the runtime cannot be had: the cell will say why
@@ -364,7 +372,7 @@ class Sweep:
         prepared = self._prepared[steps[-1].key] if steps else {}
         extra: dict[str, Any] = {}
         if self.settings.mode == "build":
-            runtime = _runtime_or_none(cell.runtime)
+            runtime = self.runtime_of(cell)
             shapes = self.engine_shapes(cell, runtime) if runtime else EngineShapes.static(cell.batch_size)
             extra["shapes"] = asdict(shapes)
         return Job(cell.cell_id, build_request(cell, subject, self.settings, prepared=prepared, **extra), stem,
