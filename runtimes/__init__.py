@@ -14,6 +14,8 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "ort": ("runtimes.onnxruntime", "OnnxRuntime", "onnxruntime (pip install 'dnn-harness[ort]')"),
     "ort-trt": ("runtimes.onnxruntime", "OnnxRuntimeTensorRT", "onnxruntime-gpu with TensorRT"),
     "trt": ("runtimes.tensorrt.runtime", "TensorRTRuntime", "TensorRT's Python bindings"),
+    "ov": ("runtimes.openvino", "OpenVinoRuntime", "OpenVINO (pip install 'dnn-harness[ov]')"),
+    "torch-compile": ("runtimes.torch_compile", "TorchCompileRuntime", "torch"),
     "null": ("runtimes.null", "NullRuntime", "numpy"),
 }
 

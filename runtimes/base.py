@@ -63,11 +63,14 @@ class OptionSpec:
 class RuntimeOptions:
     """Every knob that changes a number; all are recorded with each result."""
 
-    device: str = "cpu"  # "cpu" or "cuda" / "cuda:N"
-    precision: str = "fp32"  # "fp32" or "fp16"
+    device: str = "cpu"  # "cpu", "cuda" / "cuda:N", "dla:N", "intel-gpu[:N]" or "npu"
+    precision: str = "fp32"  # "fp32", "fp16", "bf16" or "int8"
     threads: int | None = None  # intra-op CPU threads; None keeps the library default (recorded)
     channels_last: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # the runtime's own options, validated by it
+    # The shape the cell will feed, for runtimes that specialize a graph to it before compiling (OpenVINO);
+    # None where unknown. prepare() may still be given another shape (an accuracy run's last batch).
+    input_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""PyTorch eager mode: CPU and CUDA, fp32 (and fp16 on CUDA), optional channels_last, under inference_mode."""
+"""PyTorch eager mode: CPU and CUDA, fp32, fp16 (CUDA), bf16 (autocast, where the hardware computes bf16),
+optional channels_last, under inference_mode."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 from runtimes.base import (COMMON_SOURCES, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime, RuntimeOptions,
                            TorchModuleArtifact, UnsupportedConfiguration)
 
-PRECISIONS = ("fp32", "fp16")
+from runtimes.cpu_features import native_bf16
+
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class CudaEventClock:
@@ -74,14 +77,17 @@ class TorchEagerRuntime(Runtime):
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
         if not (options.device == "cpu" or options.device.startswith("cuda")):
-            raise UnsupportedConfiguration(f"torch eager runs on cpu or cuda, not {options.device}")
+            raise UnsupportedConfiguration(f"{self.name} runs on cpu or cuda, not {options.device}")
         if options.precision == "int8":
-            raise UnsupportedConfiguration("int8 runs from the quantized (Q/DQ) ONNX file on ort or trt; torch eager "
+            raise UnsupportedConfiguration(f"int8 runs from the quantized (Q/DQ) ONNX file on ort, ov or trt; {self.name} "
                                            "runs the float module")
         if options.precision not in PRECISIONS:
-            raise UnsupportedConfiguration(f"torch eager supports {', '.join(PRECISIONS)}, not {options.precision}")
+            raise UnsupportedConfiguration(f"{self.name} supports {', '.join(PRECISIONS)}, not {options.precision}")
         if options.precision == "fp16" and not options.device.startswith("cuda"):
-            raise UnsupportedConfiguration("fp16 in torch eager needs CUDA (CPU half kernels are slow or missing)")
+            raise UnsupportedConfiguration(f"fp16 in {self.name} needs CUDA (CPU half kernels are slow or missing)")
+        if options.precision == "bf16" and options.device == "cpu" and native_bf16() is None:
+            raise UnsupportedConfiguration("bf16 needs a CPU that computes it in hardware (AVX-512 BF16, AMX or Arm "
+                                           "BF16); this one would emulate it, slower than fp32")
         self._module: Any = None
         self._inputs: Any = None
         self._result: Any = None
@@ -90,7 +96,7 @@ class TorchEagerRuntime(Runtime):
         import torch
 
         if not isinstance(artifact, TorchModuleArtifact):
-            raise UnsupportedConfiguration(f"torch eager runs torch modules, not {type(artifact).__name__}")
+            raise UnsupportedConfiguration(f"{self.name} runs torch modules, not {type(artifact).__name__}")
         self._torch = torch
         if self.options.threads is not None:
             torch.set_num_threads(self.options.threads)
@@ -99,6 +105,9 @@ class TorchEagerRuntime(Runtime):
             raise UnsupportedConfiguration("CUDA was asked for but torch sees no CUDA device")
         if self._device.type == "cuda":
             torch.backends.cudnn.benchmark = self.options.extra.get("cudnn_benchmark", "on") == "on"
+            if self.options.precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+                raise UnsupportedConfiguration(f"bf16 needs a GPU that computes it (Ampere or newer); "
+                                               f"{torch.cuda.get_device_name(self._device)} does not")
         module = artifact.build().eval().to(self._device)
         if self.options.precision == "fp16":
             module = module.half()
@@ -116,8 +125,15 @@ class TorchEagerRuntime(Runtime):
         self._inputs = tensor
 
     def run(self) -> None:
-        with self._torch.inference_mode():
+        """The module's forward under inference_mode (and bf16 autocast at bf16)."""
+        with self._torch.inference_mode(), self._autocast():
             self._result = self._module(self._inputs)
+
+    def _autocast(self) -> Any:
+        """bf16 autocast on the cell's device (matmuls and convolutions in bf16, reductions in fp32);
+        disabled at the other precisions."""
+        return self._torch.autocast(self._device.type, dtype=self._torch.bfloat16,
+                                    enabled=self.options.precision == "bf16")
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":
@@ -149,6 +165,8 @@ class TorchEagerRuntime(Runtime):
                 "interop_threads": torch.get_num_interop_threads(),
                 "channels_last": self.options.channels_last,
                 "inference_mode": True,
+                "autocast": "bf16" if self.options.precision == "bf16" else None,
+                "cpu_bf16_instructions": native_bf16() if self.options.precision == "bf16" and not cuda else None,
                 "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
                 "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
                 "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32) if cuda else None,

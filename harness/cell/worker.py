@@ -88,7 +88,8 @@ class CellContext:
     def options(self, runtime: str | None = None, precision: str | None = None) -> RuntimeOptions:
         return RuntimeOptions(device=self.cell.device, precision=precision or self.cell.precision,
                               threads=self.request.threads, channels_last=self.request.channels_last,
-                              extra=self.request.runtime_extra(runtime or self.cell.runtime))
+                              extra=self.request.runtime_extra(runtime or self.cell.runtime),
+                              input_shape=tuple(self.input_shape()))
 
     def input_shape(self) -> list[int]:
         if isinstance(self.model, OnnxModel):

@@ -27,7 +27,12 @@ from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+OPENVINO_DEVICES = ("intel-gpu", "npu")  # OpenVINO's GPU and NPU plugins (runtimes.openvino.DEVICE_FAMILIES)
+DEVICE_HELP = ("cpu (default), cuda, cuda:N, dla:N (a Jetson's DLA core; trt), intel-gpu[:N] or npu (OpenVINO's "
+               "plugins; ov)")
+PRECISION_HELP = ("fp32, fp16, bf16 (ov, and torch/torch-compile on hardware with bf16) and/or int8 (ort, ov, trt), "
+                  "comma-separated")
 
 UNWRAPPED_WIDTH = 400  # outside a terminal (a pipe, a CI log, tee): tables at their full width, never cut
 
@@ -110,10 +115,14 @@ def check_device(device: str) -> None:
     torch cannot."""
     if device == "cpu":
         return
+    family, _, index = device.partition(":")
+    if family in OPENVINO_DEVICES and (not index or index.isdigit()):
+        return  # OpenVINO's plugins find these (ov only); a cell says `unsupported` where none is found
     if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
         device = "cuda:0"
     if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N or dla:N (a Jetson's DLA core, trt)")
+        raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N, dla:N (a Jetson's DLA core, trt), "
+                        "intel-gpu[:N] or npu (OpenVINO's GPU and NPU plugins, ov)")
     count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
     if count == 0:
         raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")

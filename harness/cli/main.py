@@ -23,9 +23,9 @@ from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import reports as report_commands
-from harness.cli.common import (add_export_options, add_runtime_options, check_cache_dir, check_common, check_device,
-                                check_out_dir, check_precisions, check_runtimes, check_sources, check_weights,
-                                comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
+from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options, check_cache_dir, check_common,
+                                check_device, check_out_dir, check_precisions, check_runtimes, check_sources,
+                                check_weights, comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, engine_table, export_table, largest_batches,
                                 memory_table, parity_table, run_table)
@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
     bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
                        help="default: the paper's 1,2,4,8,16,32,64")
-    bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
-    bench.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    bench.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    bench.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
     bench.add_argument("--weights", default="random",
                        help="random (default), pretrained, or a path to a state dict (loaded with weights_only)")
     bench.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads (default: library default)")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--profile", metavar="NAME",
                         help="with --bundle: a device profile (e.g. jetson-orin-nano) whose TensorRT's newest opset "
                              "caps --opset")
-    export.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    export.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     export.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per model (default 1800)")
@@ -147,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     checked.add_argument("--bundle", metavar="DIR",
                          help="a bundle's models, against the reference outputs it carries (no torch needed)")
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
-    verify.add_argument("--precision", default="fp32", metavar="P", help="fp32 and/or fp16, comma-separated")
+    verify.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
     verify.add_argument("--batch-size", type=int, metavar="N",
                         help="images compared (default 4; with --bundle the largest batch of its references)")
-    verify.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or dla:N (a Jetson DLA core; trt) (default cpu)")
+    verify.add_argument("--device", default="cpu", help=DEVICE_HELP)
     verify.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
     verify.add_argument("--seed", type=int, default=0, help="seed of the inputs and random weights (default 0)")
@@ -347,6 +347,9 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if args.profile:
         raise UserError("--profile applies to --bundle: add --bundle DIR")
     precisions = check_precisions(args.precision)
+    if "bf16" in precisions and not args.engine:
+        raise UserError("bf16 has no ONNX file of its own: ov reads the fp32 file with a bf16 hint, torch autocasts; "
+                        "export --precision fp32")
     engine_runtimes, batch_sizes = _check_engine_options(args)
     check_common(args)
     if args.engine:

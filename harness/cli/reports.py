@@ -47,7 +47,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     best_parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="default 1")
     best_parser.add_argument("--runtime", help="only this runtime")
     best_parser.add_argument("--device", help="only devices whose name contains this, e.g. H200 or EPYC")
-    best_parser.add_argument("--precision", help="fp32 or fp16")
+    best_parser.add_argument("--precision", help="fp32, fp16, bf16 or int8 (default: every precision measured)")
     best_parser.add_argument("--json", action="store_true", help="print the pick, the next five and the Pareto front "
                                                                  "as JSON (for scripts)")
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.measure import jetson
+from runtimes.cpu_features import parse_flags
 
 PACKAGES = ("torch", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings", "pycuda",
+            "onnxruntime-gpu", "openvino", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings", "pycuda",
             "nvidia-ml-py", "rich", "pydantic")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
                     "CUDA_VISIBLE_DEVICES")
@@ -51,10 +52,7 @@ def cpu_low_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
         text = cpuinfo.read_text()
     except OSError as exc:
         return {"readable": False, "reason": f"cannot read {cpuinfo}: {exc.strerror}"}
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
+    flags = parse_flags(text)
     offered = {flag: what for flag, what in LOW_PRECISION_FLAGS.items() if flag in flags}
     return {"readable": True, "offered": offered, "int8_dot_product": any("int8" in w for w in offered.values()),
             "source": str(cpuinfo)}

@@ -204,14 +204,14 @@ def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | Non
 
 
 def tradeoff_chart(dataset: Dataset, batch_size: int = 1) -> Figure | None:
-    """Speed-up over fp32 (x) against Δ top-1 (y) for each fp16 and int8 cell whose accuracy was measured at
+    """Speed-up over fp32 (x) against Δ top-1 (y) for each fp16, bf16 and int8 cell whose accuracy was measured at
     both precisions: up and right is better."""
     rows = [r for r in tradeoffs(dataset, batch_size) if r.speedup is not None and r.delta_top1 is not None]
     if not rows:
         return None
     figure = Figure(figsize=(7, 5))
     axes = figure.add_subplot(1, 1, 1)
-    for precision, marker in (("fp16", "o"), ("int8", "s")):
+    for precision, marker in (("fp16", "o"), ("bf16", "^"), ("int8", "s")):
         chosen = [r for r in rows if r.precision == precision]
         if chosen:
             xs, ys = [r.speedup for r in chosen], [r.delta_top1 for r in chosen]

@@ -201,7 +201,7 @@ def to_html(table: ReportTable) -> str:
 
 
 def tradeoff_table(dataset: Dataset, batch_size: int = 1) -> ReportTable | None:
-    """fp16 and int8 against fp32 of the same model, runtime and device: speed-up beside Δ top-1 (measured)."""
+    """fp16, bf16 and int8 against fp32 of the same model, runtime and device: speed-up beside Δ top-1 (measured)."""
     rows = tradeoffs(dataset, batch_size)
     if not rows:
         return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from harness.reports.data import Dataset, Point
 
 BASE_PRECISION = "fp32"
-LOWER_PRECISIONS = ("fp16", "int8")
+LOWER_PRECISIONS = ("fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,180 @@
+"""OpenVINO: the harness's cached ONNX file, compiled for a CPU (or an Intel GPU or NPU its plugins find).
+
+Precision is always explicit, never OpenVINO's silent default (bf16 on a CPU that has it): fp32 sets
+INFERENCE_PRECISION_HINT=f32, bf16 sets bf16 and is `unsupported` where the device does not list BF16
+among its optimization capabilities, fp16 likewise with FP16; int8 reads the quantized (Q/DQ) ONNX file
+and keeps the layers left in float at f32. The performance hint is LATENCY unless `ov.hint` says
+otherwise; streams and threads are recorded as OpenVINO settled them.
+
+Where the cell's input shape is known (`RuntimeOptions.input_shape`), a dynamic batch axis is fixed to it
+before compiling, as `benchmark_app -shape` does: a static graph is what a deployment compiles. `run()`
+is `start_async()` on one infer request whose input tensor `prepare()` set once (sharing the numpy
+buffer); `synchronize()` is `wait()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from runtimes.base import (ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration)
+
+# harness precision -> (INFERENCE_PRECISION_HINT, the optimization capability the device must list)
+PRECISION_HINTS = {"fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16"),
+                   "int8": ("f32", "INT8")}
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+# harness device -> OpenVINO device name
+DEVICE_FAMILIES = {"cpu": "CPU", "intel-gpu": "GPU", "npu": "NPU"}
+# openvino._pyopenvino's own exception types that mean the graph needs what this OpenVINO lacks
+UNSUPPORTED_ERRORS = ("OpConversionFailure", "NotImplementedFailure", "OpValidationFailure")
+
+
+def openvino_device(device: str) -> str | None:
+    """'cpu' -> CPU, 'intel-gpu' -> GPU, 'intel-gpu:1' -> GPU.1, 'npu' -> NPU; None for any other device."""
+    family, _, index = device.partition(":")
+    name = DEVICE_FAMILIES.get(family)
+    if name is None or (index and not index.isdigit()):
+        return None
+    return f"{name}.{index}" if index else name
+
+
+class OpenVinoRuntime(Runtime):
+    name = "ov"
+    consumes = ONNX_FILE
+    preload_modules = ("openvino",)
+    required_modules = ("openvino",)
+    install_hint = "runtime 'ov' needs OpenVINO: pip install 'dnn-harness[ov]'"
+    load_includes = "reading the ONNX file into an OpenVINO model, fixing its batch axis, and compiling it for the device"
+    option_prefix = "ov"
+    option_specs = {
+        "hint": OptionSpec("performance hint: latency (one stream, the default) or throughput", tuple(HINTS),
+                           "latency"),
+        "streams": OptionSpec("NUM_STREAMS, overriding what the hint chose"),
+    }
+
+    @classmethod
+    def classify_failure(cls, exc: BaseException) -> str | None:
+        if type(exc).__name__ in UNSUPPORTED_ERRORS:
+            return "unsupported"
+        if "bad_alloc" in str(exc):
+            return "oom"
+        return None
+
+    @classmethod
+    def onnx_precision(cls, precision: str) -> str:
+        """Float precisions are hints on the fp32 file; int8 reads the asymmetric Q/DQ file (U8S8, as on ort)."""
+        return "int8" if precision == "int8" else "fp32"
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        super().__init__(options)
+        if options.precision not in PRECISION_HINTS:
+            raise UnsupportedConfiguration(f"ov runs {', '.join(PRECISION_HINTS)}, not {options.precision}")
+        device = openvino_device(options.device)
+        if device is None:
+            raise UnsupportedConfiguration(f"ov runs on cpu, intel-gpu[:N] or npu, not {options.device}")
+        self._ov = importlib.import_module("openvino")
+        self._core = self._ov.Core()
+        self._device = device
+        self._check_device_offers_precision()
+        self._model: Any = None
+        self._compiled: Any = None
+        self._request: Any = None
+        self._inputs: np.ndarray | None = None
+        self._compiles = 0
+
+    def _check_device_offers_precision(self) -> None:
+        family = self._device.split(".")[0]
+        if not any(d.split(".")[0] == family for d in self._core.available_devices):
+            raise UnsupportedConfiguration(f"OpenVINO finds no {family} device here (it finds "
+                                           f"{', '.join(self._core.available_devices) or 'none'})")
+        capabilities = self._core.get_property(self._device, "OPTIMIZATION_CAPABILITIES")
+        needed = PRECISION_HINTS[self.options.precision][1]
+        if needed not in capabilities:
+            raise UnsupportedConfiguration(f"OpenVINO's {self._device} plugin does not offer {needed} on this "
+                                           f"hardware (it offers {', '.join(capabilities)})")
+
+    def _config(self) -> dict[str, Any]:
+        extra = self.options.extra
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.options.precision][0],
+                                  "PERFORMANCE_HINT": HINTS[extra.get("hint", "latency")]}
+        if "streams" in extra:
+            config["NUM_STREAMS"] = extra["streams"]
+        if self.options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.options.threads
+        return config
+
+    def load(self, artifact: Artifact) -> None:
+        if not isinstance(artifact, OnnxFileArtifact):
+            raise UnsupportedConfiguration(f"ov runs ONNX files, not {type(artifact).__name__}")
+        model = self._core.read_model(artifact.path)
+        if len(model.inputs) != 1:
+            raise UnsupportedConfiguration(f"the graph has {len(model.inputs)} inputs; the harness feeds one image "
+                                           "tensor")
+        self._model = model
+        if self.options.input_shape is not None:
+            self._fix_shape(self.options.input_shape)
+        self._compile()
+
+    def _fix_shape(self, shape: tuple[int, ...]) -> None:
+        """Make a dynamic input static at `shape` (what `benchmark_app -shape` does); a static one is left."""
+        if self._model.inputs[0].get_partial_shape().is_dynamic:
+            self._model.reshape({self._model.inputs[0].get_any_name(): list(shape)})
+
+    def _compile(self) -> None:
+        self._compiled = self._core.compile_model(self._model, self._device, self._config())
+        self._request = self._compiled.create_infer_request()
+        self._compiles += 1
+
+    def prepare(self, inputs: np.ndarray) -> None:
+        """One input tensor, set once, sharing `inputs`' memory. A static graph compiled for another shape
+        (an accuracy run's last, smaller batch) is recompiled for this one, outside any timed region."""
+        compiled_shape = self._compiled.inputs[0].get_partial_shape()
+        if not compiled_shape.is_dynamic and tuple(compiled_shape.to_shape()) != inputs.shape:
+            self._model.reshape({self._model.inputs[0].get_any_name(): list(inputs.shape)})
+            self._compile()
+        element = self._compiled.inputs[0].get_element_type().to_dtype()
+        self._inputs = np.ascontiguousarray(inputs.astype(element, copy=False))
+        self._request.set_input_tensor(self._ov.Tensor(self._inputs, shared_memory=True))
+
+    def run(self) -> None:
+        self._request.start_async()
+
+    def synchronize(self) -> None:
+        self._request.wait()
+
+    def outputs(self) -> list[np.ndarray]:
+        return [np.array(self._request.get_output_tensor(i).data, copy=True)
+                for i in range(len(self._compiled.outputs))]
+
+    def _compiled_property(self, name: str) -> Any:
+        value = self._compiled.get_property(name)
+        if hasattr(value, "get_type_name"):  # an element type: 'f32', 'bf16'
+            return value.get_type_name()
+        return value if isinstance(value, (int, float, bool, str)) else str(value)
+
+    def info(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"openvino_device": self._device, "threads_requested": self.options.threads,
+                                   "requested": {k: str(v) for k, v in self._config().items()},
+                                   "runtime_options": dict(self.options.extra)}
+        if self._compiled is not None:
+            for name in ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+                         "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "EXECUTION_MODE_HINT", "ENABLE_CPU_PINNING",
+                         "ENABLE_HYPER_THREADING"):
+                try:
+                    options[name.lower()] = self._compiled_property(name)
+                except RuntimeError:  # a property this device's plugin does not have
+                    options[name.lower()] = None
+            shape = self._compiled.inputs[0].get_partial_shape()
+            options["input_shape"] = str(shape)
+            options["static_shape"] = not shape.is_dynamic
+            options["compiles"] = self._compiles
+        return {"name": self.name, "version": self._ov.get_version(), "device": self.options.device,
+                "device_name": self._core.get_property(self._device, "FULL_DEVICE_NAME"),
+                "precision": self.options.precision, "options": options}
+
+    def _release(self) -> None:
+        self._request = self._compiled = self._model = None
+        self._inputs = None
