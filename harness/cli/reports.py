@@ -16,7 +16,8 @@ from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.common import make_console, print_json, writable_dir
 from harness.errors import UserError
 from harness.reports import data
-from harness.reports.best import LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked
+from harness.reports.best import (LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked,
+                                  unmeasured_lower_precision)
 from harness.reports.check import FAIL, PASS, UNKNOWN, ModelCheck, available_profiles, check_models, load_profile
 from harness.reports.tables import to_rich
 from harness.units import check_positive, parse_size
@@ -103,6 +104,8 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
         for series_tables in report.tables.values():
             for table in series_tables:
                 console.print(to_rich(table))
+        for table in report.overall:
+            console.print(to_rich(table))
         for line in report.fit_lines:
             console.print(escape(line))
     for note in dataset.notes:
@@ -145,13 +148,16 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
         raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
                         f"--device, --precision and --batch-size against the records")
     pick = best(scope, constraints)
+    left_out = _unmeasured_note(dataset.points, constraints)
     if args.json:
         print_json({"constraints": constraints.describe(), "cells_in_scope": len(scope),
                     "best": asdict(pick) if pick else None,
                     "next": [asdict(p) for p in (ranked(scope, constraints)[1:6] if pick else [])],
-                    "pareto_front": [asdict(p) for p in pareto_front(scope)]})
+                    "pareto_front": [asdict(p) for p in pareto_front(scope)], "left_out": left_out})
         return 0 if pick is not None else 1
     console.print(f"Constraints: {constraints.describe()} ({len(scope)} cells in scope)")
+    if left_out:
+        console.print(f"[yellow]{escape(left_out)}[/yellow]")
     if pick is None:
         console.print("[red]No model meets these constraints.[/red]")
     else:
@@ -162,6 +168,18 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(_points_table("Pareto front: top-1 vs images/s vs memory (in scope, before the limits)",
                                 pareto_front(scope)))
     return 0 if pick is not None else 1
+
+
+def _unmeasured_note(points: list[data.Point], constraints: Constraints) -> str:
+    """One line on the lower-precision cells left out of a ranking across precisions, and how to bring them in."""
+    left_out = [p for p in points if p.ok and p.batch_size == constraints.batch_size
+                and unmeasured_lower_precision(p, constraints)]
+    if not left_out:
+        return ""
+    precisions = sorted({p.precision for p in left_out})
+    return (f"{len(left_out)} {'/'.join(precisions)} cells left out: their top-1 is not measured (published figures "
+            f"are fp32's); run `harness accuracy --precision {precisions[0]} ...` on them, or pass --precision "
+            f"{precisions[0]} to rank that precision alone by the published figures")
 
 
 def _check_drop(value: float | None) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.reports.data import Point
-from harness.reports.tradeoff import accuracy_drop
+from harness.reports.tradeoff import BASE_PRECISION, accuracy_drop
 
 LATENCY_STATS = ("median", "p90")
 
@@ -46,10 +46,20 @@ def _latency_ms(point: Point, stat: str) -> float | None:
     return point.batch_median_ms if stat == "median" else point.batch_p90_ms
 
 
+def unmeasured_lower_precision(point: Point, constraints: Constraints) -> bool:
+    """Ranking across precisions needs each fp16/bf16/int8 cell's own measured top-1: a published figure is
+    fp32's, and would let a faster lower precision win a tie it has not earned. With --precision given, every
+    candidate shares the precision, and published figures rank them as before."""
+    return (constraints.precision is None and point.precision != BASE_PRECISION
+            and (point.accuracy is None or point.accuracy.kind != "measured"))
+
+
 def in_scope(point: Point, constraints: Constraints) -> bool:
-    """Measured at the batch size, on the runtime/device/precision asked for, with an accuracy to rank by."""
+    """Measured at the batch size, on the runtime/device/precision asked for, with an accuracy to rank by (a
+    measured one for a lower precision ranked against others)."""
     return (point.ok and point.batch_size == constraints.batch_size
             and point.accuracy is not None and point.accuracy.top1 is not None
+            and not unmeasured_lower_precision(point, constraints)
             and (constraints.runtime is None or point.runtime == constraints.runtime)
             and (constraints.device is None or constraints.device.lower() in point.device.lower())
             and (constraints.precision is None or point.precision == constraints.precision))

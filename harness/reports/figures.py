@@ -1,5 +1,6 @@
 """The paper's figures (matplotlib, PNG and SVG), one set per runtime/device/precision series, plus what
-the paper could not draw: the runtimes side by side, and each runtime's speed-up over PyTorch eager.
+the paper could not draw: the runtimes side by side, each runtime's speed-up over PyTorch eager, the
+precision trade-off, and the fastest runtime per model on each device.
 
 Each figure names its series and whether its accuracy is measured or published. Operations are FLOPs
 as the paper counts them: a multiply-add is two FLOPs (FLOPs = 2 x the catalogue's MACs).
@@ -15,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from harness.reports.data import Dataset, Point, series_label
+from harness.reports.fastest import ModelSpeeds, model_speeds
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
 from harness.reports.tradeoff import tradeoffs
 from harness.sweep.planning import REFERENCE
@@ -203,6 +205,42 @@ def speedup_chart(dataset: Dataset, device: str, precision: str) -> Figure | Non
     return figure
 
 
+PRECISION_MARKERS = {"fp32": "o", "fp16": "D", "bf16": "^", "int8": "s"}
+SPEEDUP_TICKS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def fastest_chart(device: str, rows: list[ModelSpeeds]) -> Figure | None:
+    """Each model's speed-up over PyTorch eager fp32 for every runtime·precision pair (colour: runtime,
+    marker: precision), the fastest ringed; models ordered by their fastest speed-up."""
+    rows = [r for r in rows if r.reference_ms is not None]
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda r: r.fastest.speedup or 0.0)
+    runtimes = sorted({c.runtime for row in rows for c in row.contenders})
+    colours = {runtime: f"C{index % 10}" for index, runtime in enumerate(runtimes)}
+    figure = Figure(figsize=(8, max(4.0, 0.2 * len(rows) + 1.5)))
+    axes = figure.add_subplot(1, 1, 1)
+    shown: set[str] = set()
+    for y, row in enumerate(rows):
+        for contender in row.contenders:
+            label = contender.label if contender.label not in shown else None
+            shown.add(contender.label)
+            axes.scatter(contender.speedup, y, color=colours[contender.runtime], s=22, label=label,
+                         marker=PRECISION_MARKERS.get(contender.precision, "x"))
+        axes.scatter(row.fastest.speedup, y, facecolors="none", edgecolors="black", s=90, linewidths=0.8)
+    axes.set_xscale("log")
+    speedups = [c.speedup for row in rows for c in row.contenders if c.speedup]
+    ticks = [t for t in SPEEDUP_TICKS if min(speedups) / 1.5 <= t <= max(speedups) * 1.5]
+    axes.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    axes.minorticks_off()
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(rows)), [r.display_name for r in rows], fontsize=6)
+    axes.set_xlabel(f"Speed-up over PyTorch eager fp32 at batch {rows[0].batch_size} (x, log scale; ringed: fastest)")
+    axes.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.suptitle(f"Fastest runtime per model on {device}", fontsize=10)
+    return figure
+
+
 def tradeoff_chart(dataset: Dataset, batch_size: int = 1) -> Figure | None:
     """Speed-up over fp32 (x) against Δ top-1 (y) for each fp16, bf16 and int8 cell whose accuracy was measured at
     both precisions: up and right is better."""
@@ -251,4 +289,8 @@ def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
     tradeoff = tradeoff_chart(dataset)
     if tradeoff is not None:
         _save(tradeoff, out_dir, "precision-tradeoff", drawn.files)
+    for device, rows in model_speeds(dataset).items():
+        figure = fastest_chart(device, rows)
+        if figure is not None:
+            _save(figure, out_dir, f"fastest-runtime-{slug(device)}", drawn.files)
     return drawn

@@ -9,8 +9,9 @@ from harness.paths import write_atomically
 from harness.reports import html
 from harness.reports.data import Dataset, series_label
 from harness.reports.figures import FigureSet, draw_all, slug
-from harness.reports.tables import ReportTable, best_table, memory_sources, memory_table, time_table, to_csv, \
-    to_markdown, tradeoff_table
+from harness.reports.fastest import model_speeds
+from harness.reports.tables import (ReportTable, best_table, family_wins_table, fastest_table, memory_sources,
+                                    memory_table, time_table, to_csv, to_markdown, tradeoff_table)
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Report:
     figures: FigureSet
     fit_lines: list[str]
     files: list[Path] = field(default_factory=list)
+    overall: list[ReportTable] = field(default_factory=list)  # tables across series (trade-off, fastest runtime)
 
     @property
     def html_path(self) -> Path:
@@ -31,6 +33,19 @@ def build_tables(dataset: Dataset) -> dict[tuple[str, str, str], list[ReportTabl
                      *(memory_table(dataset, series, source) for source in memory_sources(dataset, series)),
                      best_table(dataset, series)]
             for series in dataset.series()}
+
+
+def overall_tables(dataset: Dataset) -> dict[str, ReportTable]:
+    """Tables across series, by file name: the precision trade-off, and per device the fastest runtime per model
+    and which runtime wins in each family."""
+    tables: dict[str, ReportTable] = {}
+    tradeoff = tradeoff_table(dataset)
+    if tradeoff is not None:
+        tables["precision-tradeoff"] = tradeoff
+    for device, rows in model_speeds(dataset).items():
+        tables[f"fastest-runtime-{slug(device)}"] = fastest_table(device, rows)
+        tables[f"fastest-runtime-by-family-{slug(device)}"] = family_wins_table(device, rows)
+    return tables
 
 
 def describe_fits(figures: FigureSet) -> list[str]:
@@ -57,17 +72,18 @@ def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(csv_path, to_csv(table))
             report.files.append(csv_path)
-    tradeoff = tradeoff_table(dataset)
-    if tradeoff is not None:
-        markdown += ["## Precision trade-off", "", to_markdown(tradeoff)]
-        csv_path = out_dir / "tables" / "precision-tradeoff.csv"
+    overall = overall_tables(dataset)
+    for name, table in overall.items():
+        markdown += [f"## {table.title}", "", to_markdown(table)]
+        csv_path = out_dir / "tables" / f"{name}.csv"
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(csv_path, to_csv(tradeoff))
+        write_atomically(csv_path, to_csv(table))
         report.files.append(csv_path)
+    report.overall = list(overall.values())
     markdown += ["## Fitted lines", ""] + [f"- {line}" for line in report.fit_lines]
     for path, text in ((out_dir / "tables.md", "\n".join(markdown) + "\n"),
                        (report.html_path, html.render(dataset, tables, figures.upper_bounds, report.fit_lines,
-                                                      title, [tradeoff] if tradeoff else []))):
+                                                      title, report.overall))):
         write_atomically(path, text)
         report.files.append(path)
     return report

@@ -1,7 +1,8 @@
 """The paper's tables as data (`ReportTable`), rendered for the terminal (rich), Markdown, CSV and HTML.
 
 Table 1: per-image time at each batch size, banded by frames per second. Table 2: peak memory at each
-batch size, per memory source. Table 3: the most accurate model under memory x speed limits.
+batch size, per memory source. Table 3: the most accurate model under memory x speed limits. Beyond the
+paper: the precision trade-off, and the fastest runtime per model on each device.
 Every empty cell says why: the run's status (oom, skipped, error, ...) or "not run".
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.table import Table
 
 from harness.reports.best import Constraints, best
 from harness.reports.data import Dataset, Point, series_label
-from harness.reports.tradeoff import tradeoffs
+from harness.reports.fastest import Contender, ModelSpeeds, contender_labels, wins_by_family
+from harness.reports.tradeoff import BASE_PRECISION, tradeoffs
 
 # (name, lowest frames per second, rich style, HTML colour): the paper colour-codes Table 1 this way.
 FPS_BANDS = (("super real-time", 60.0, "green", "#b7e1a1"), ("real-time", 30.0, "chartreuse3", "#e3f1a6"),
@@ -219,4 +222,59 @@ def tradeoff_table(dataset: Dataset, batch_size: int = 1) -> ReportTable | None:
                            figure(row.top1_fp32, f"{row.top1_fp32:.2f}" if row.top1_fp32 is not None else ""),
                            figure(row.top1, f"{row.top1:.2f}" if row.top1 is not None else ""),
                            figure(row.delta_top1, f"{row.delta_top1:+.2f}" if row.delta_top1 is not None else "")])
+    return table
+
+
+def _speedup_entry(contender: Contender | None, row: ModelSpeeds) -> Entry:
+    if contender is None:
+        return Entry("—", "missing", "not run, or not ok")
+    text = f"x{contender.speedup:.2f}" if contender.speedup is not None else f"{contender.batch_median_ms:.2f} ms"
+    note = f"{contender.batch_median_ms:.2f} ms a batch" + ("" if contender.valid else "; timing flagged invalid")
+    return Entry(text + ("" if contender.valid else " *"), None, note)
+
+
+def _winner_entry(contender: Contender | None, row: ModelSpeeds, with_drop: bool) -> Entry:
+    if contender is None:
+        return Entry("—", "missing")
+    speedup = f" x{contender.speedup:.2f}" if contender.speedup is not None else ""
+    text = f"{contender.label}{speedup}"
+    if with_drop and contender.precision != BASE_PRECISION:
+        drop = row.accuracy_drops.get(contender.label)
+        text += f", Δ top-1 {-drop:+.2f}" if drop is not None else ", Δ top-1 not measured"
+    return Entry(text, None, f"{contender.batch_median_ms:.2f} ms a batch")
+
+
+def fastest_table(device: str, rows: list[ModelSpeeds]) -> ReportTable:
+    """The fastest runtime per model on one device: at fp32, at any precision, and every pair's speed-up."""
+    labels = contender_labels(rows)
+    batch_size = rows[0].batch_size if rows else 1
+    table = ReportTable(
+        title=f"Fastest runtime per model on {device}, batch {batch_size}",
+        columns=["model", "torch · fp32 ms", "fastest at fp32", "fastest at any precision", *labels],
+        caption="x: speed-up over PyTorch eager fp32 on this device (ratio of batch medians); Δ top-1: measured "
+                "on real images against fp32 on the same runtime (accuracy runs); * timing flagged invalid "
+                "(noisy or throttled); — not run or not ok")
+    for row in sorted(rows, key=lambda r: r.display_name.lower()):
+        reference = f"{row.reference_ms:.2f}" if row.reference_ms is not None else "—"
+        table.rows.append([Entry(row.display_name), Entry(reference),
+                           _winner_entry(row.fastest_fp32, row, with_drop=False),
+                           _winner_entry(row.fastest, row, with_drop=True),
+                           *(_speedup_entry(row.of(label), row) for label in labels)])
+    return table
+
+
+def family_wins_table(device: str, rows: list[ModelSpeeds]) -> ReportTable:
+    """How many models of each family each runtime·precision pair is the fastest for, at fp32 and at any."""
+    at_fp32, at_any = wins_by_family(rows, fp32_only=True), wins_by_family(rows)
+    table = ReportTable(title=f"Which runtime wins, by family, on {device}",
+                        columns=["family", "models", "fastest at fp32", "fastest at any precision"],
+                        caption="runtime · precision (number of the family's models it is fastest for)")
+
+    def tally(counter: Counter[str]) -> str:
+        return ", ".join(f"{label} ({count})" for label, count in counter.most_common())
+
+    for family in sorted(at_any):
+        models = sum(at_any[family].values())
+        table.rows.append([Entry(family), Entry(str(models)), Entry(tally(at_fp32.get(family, Counter()))),
+                           Entry(tally(at_any[family]))])
     return table
