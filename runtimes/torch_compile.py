@@ -49,8 +49,8 @@ class TorchCompileRuntime(TorchEagerRuntime):
     def classify_failure(cls, exc: BaseException) -> str | None:
         """A backend that cannot work here (no C++ compiler for Inductor's CPU code) is unsupported; any
         other compile failure is an error with its message."""
-        inner = getattr(exc, "inner_exception", None)
-        if type(exc).__name__ == "BackendCompilerFailed" and type(inner).__name__ == "InvalidCxxCompiler":
+        inner = getattr(exc, "inner_exception", None)  # BackendCompilerFailed and its subclass InductorError
+        if type(inner).__name__ == "InvalidCxxCompiler":
             return "unsupported"
         return super().classify_failure(exc)
 

@@ -73,8 +73,10 @@ def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
             write_atomically(csv_path, to_csv(table))
             report.files.append(csv_path)
     overall = overall_tables(dataset)
+    if overall:
+        markdown += ["## Across runtimes and precisions", ""]
     for name, table in overall.items():
-        markdown += [f"## {table.title}", "", to_markdown(table)]
+        markdown.append(to_markdown(table))
         csv_path = out_dir / "tables" / f"{name}.csv"
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(csv_path, to_csv(table))
