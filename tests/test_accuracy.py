@@ -437,3 +437,32 @@ def test_real_photos_in_the_flat_and_csv_layouts(tmp_path, lite0_weights, photos
     assert code == 0 and records[0]["accuracy"]["data"]["layout"] == "csv"
     assert records[0]["accuracy"]["preprocessing"]["from"] == "--crop-pct 0.875"
     assert records[0]["accuracy"]["top1"] == 50.0 * (1 + (int(coffee) == 967))
+
+
+def test_real_photos_on_openvino_and_torch_compile_at_fp32_and_bf16(tmp_path, lite0_weights, photos, shared_cache):
+    """Both new runtimes answer like PyTorch eager fp32 on real photographs at fp32; at bf16 (where the CPU
+    computes it; elsewhere its cells are `unsupported`, recorded) the answer stays a cat and a coffee, though
+    bf16's rounding may move the cat between its close classes (ov bf16 said Egyptian for tiger cat here)."""
+    pytest.importorskip("openvino")
+    from runtimes.cpu_features import native_bf16
+
+    val = tmp_path / "val"
+    for wnid, name in ((TIGER_CAT, "chelsea"), (ESPRESSO, "coffee")):
+        (val / wnid).mkdir(parents=True)
+        (val / wnid / f"{name}.JPEG").write_bytes(photos[name].read_bytes())
+    runs = tmp_path / "runs"
+    records, code = _accuracy(runs, val, "ov,torch-compile", lite0_weights, "--precision", "fp32,bf16")
+    by_cell = {(r["cell"]["runtime"], r["cell"]["precision"]): r for r in records}
+    expected = {("torch", "fp32"), ("ov", "fp32"), ("torch-compile", "fp32")}
+    if native_bf16() is not None:
+        expected |= {("ov", "bf16"), ("torch-compile", "bf16")}
+    assert set(by_cell) == expected and code == (0 if native_bf16() else 1)
+    reference = _predicted(by_cell[("torch", "fp32")])
+    assert int(reference[0, 0]) in CAT_CLASSES and int(reference[1, 0]) in COFFEE_CLASSES
+    for key in expected - {("torch", "fp32")}:
+        predicted = _predicted(by_cell[key])[:, 0]
+        if key[1] == "fp32":
+            assert np.array_equal(predicted, reference[:, 0]), key
+            assert by_cell[key]["accuracy"]["agreement_top1"] == 1.0, key
+        else:
+            assert int(predicted[0]) in CAT_CLASSES and int(predicted[1]) in COFFEE_CLASSES, key
