@@ -28,7 +28,8 @@ PRECISION_HINTS = {"fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 # harness device -> OpenVINO device name
 DEVICE_FAMILIES = {"cpu": "CPU", "intel-gpu": "GPU", "npu": "NPU"}
-# openvino._pyopenvino's own exception types that mean the graph needs what this OpenVINO lacks
+# openvino._pyopenvino's own failure kinds that mean the graph needs what this OpenVINO lacks; its frontends
+# raise them wrapped in a RuntimeError whose message names the kind ("FrontEnd API failed with ...")
 UNSUPPORTED_ERRORS = ("OpConversionFailure", "NotImplementedFailure", "OpValidationFailure")
 
 
@@ -57,7 +58,7 @@ class OpenVinoRuntime(Runtime):
 
     @classmethod
     def classify_failure(cls, exc: BaseException) -> str | None:
-        if type(exc).__name__ in UNSUPPORTED_ERRORS:
+        if type(exc).__name__ in UNSUPPORTED_ERRORS or any(kind in str(exc) for kind in UNSUPPORTED_ERRORS):
             return "unsupported"
         if "bad_alloc" in str(exc):
             return "oom"
@@ -109,7 +110,14 @@ class OpenVinoRuntime(Runtime):
     def load(self, artifact: Artifact) -> None:
         if not isinstance(artifact, OnnxFileArtifact):
             raise UnsupportedConfiguration(f"ov runs ONNX files, not {type(artifact).__name__}")
-        model = self._core.read_model(artifact.path)
+        try:
+            model = self._core.read_model(artifact.path)
+        except RuntimeError as exc:
+            if self.classify_failure(exc) != "unsupported":
+                raise
+            summary = [line.strip() for line in str(exc).splitlines() if "operations" in line or "rule" in line]
+            raise UnsupportedConfiguration(f"OpenVINO cannot read {artifact.path}: "
+                                           f"{' '.join(summary) or str(exc).splitlines()[-1]}") from None
         if len(model.inputs) != 1:
             raise UnsupportedConfiguration(f"the graph has {len(model.inputs)} inputs; the harness feeds one image "
                                            "tensor")

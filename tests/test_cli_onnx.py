@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from harness.records import read_records
@@ -65,9 +67,11 @@ def test_outside_file_with_fixed_batch(tmp_path):
     assert ok.returncode == 0, ok.stderr + ok.stdout
 
 
-def test_outside_file_with_an_unsupported_op(tmp_path):
+@pytest.mark.parametrize("runtime", ["ort", pytest.param("ov", marks=pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="openvino not installed"))])
+def test_outside_file_with_an_unsupported_op(tmp_path, runtime):
     path = onnx_graphs.unsupported_op(tmp_path / "custom.onnx")
-    result = harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1",
+    result = harness("bench", "--runtime", runtime, "--onnx", str(path), "--batch-sizes", "1",
                      "--out", str(tmp_path), "--run-id", "u")
     assert result.returncode == 1
     [record] = read_records(tmp_path / "u" / "records.jsonl").records

@@ -260,3 +260,11 @@ def test_mistakes_with_the_new_runtimes_get_one_line():
     assert "bad value 'fast' for ov.hint" in line
     line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--device", "tpu"))
     assert "unknown device 'tpu'" in line and "intel-gpu" in line
+
+
+def test_without_openvino_the_runtime_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an import of a missing package finds
+    with pytest.raises(RuntimeUnavailable, match=r"pip install 'dnn-harness\[ov\]'"):
+        runtime_class("ov")
