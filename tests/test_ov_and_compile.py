@@ -244,8 +244,9 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
         else:
             assert bf16["status"] == "ok" and bf16["parity"]["top1_agreement"] == 1.0, bf16
     result = harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--batch-sizes", "3", "--runtime-option",
-                     "ov.hint=throughput", "--out", str(tmp_path), "--run-id", "b")
+                     "ov.hint=throughput", "--out", str(tmp_path), "--run-id", "b", "--show", "time,cold")
     assert result.returncode == 0, result.stderr + result.stdout
+    assert "cold start" in result.stdout and "1 compile(s), input [3,3,224,224]" in result.stdout
     [record] = read_records(tmp_path / "b" / "records.jsonl").records
     options = record["runtime"]["options"]
     assert options["input_shape"] == "[3,3,224,224]" and options["performance_hint"] == "THROUGHPUT"
@@ -258,6 +259,7 @@ def test_mistakes_with_the_new_runtimes_get_one_line():
     line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
                                    "ov.hint=fast"))
     assert "bad value 'fast' for ov.hint" in line
+    assert "choose from time, memory, cold" in _one_error_line(harness("show", "results", "--show", "warm"))
     line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--device", "tpu"))
     assert "unknown device 'tpu'" in line and "intel-gpu" in line
 

@@ -27,8 +27,8 @@ from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options,
                                 check_device, check_out_dir, check_precisions, check_runtimes, check_sources,
                                 check_weights, comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
-from harness.cli.tables import (catalogue_table, cell_summary, engine_table, export_table, largest_batches,
-                                memory_table, parity_table, run_table)
+from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, engine_table, export_table,
+                                largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
@@ -45,7 +45,7 @@ from runtimes.base import NOTHING, TORCH_MODULE
 EXIT_USER_ERROR = 2
 MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
 STRICT_RETRIES = 2
-TABLES = ("time", "memory")
+TABLES = ("time", "memory", "cold")
 WEIGHTS_NOTE = {
     "random": "random-init weights (seeded, BatchNorm statistics re-estimated; speed, memory and MACs do not "
               "depend on weight values)",
@@ -108,13 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--retry-failed", action="store_true",
                        help="with --resume: run again the cells recorded as error, crashed or timeout")
     bench.add_argument("--show", default="time,memory", metavar="TABLES",
-                       help="tables to print at the end: time, memory (default both)")
+                       help="tables to print at the end: time, memory, cold (cold start and compilation; "
+                            "default time,memory)")
     add_runtime_options(bench)
     add_export_options(bench)
 
     show = commands.add_parser("show", help="print the tables of recorded runs again")
     show.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. results/<run-id>")
-    show.add_argument("--show", default="time,memory", metavar="TABLES", help="time, memory (default both)")
+    show.add_argument("--show", default="time,memory", metavar="TABLES",
+                      help="time, memory, cold (default time,memory)")
     show.add_argument("--json", action="store_true", help="print one JSON object per cell (for scripts)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content); build engines; "
@@ -260,6 +262,8 @@ def _print_tables(records: list[Record], tables: list[str], title: str) -> None:
         console.print(run_table(records, title=title))
     if "memory" in tables:
         console.print(memory_table(records, title=f"{title}: memory"))
+    if "cold" in tables:
+        console.print(cold_start_table(records, title=f"{title}: cold start"))
     for line in largest_batches(records):
         console.print(line)
 

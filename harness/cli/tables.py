@@ -120,6 +120,35 @@ def _memory_text(record: Record | None, source: str) -> str:
     return "[dim]—[/dim]" if peak is None else f"{peak / 1e6:,.0f}"
 
 
+def _compile_notes(options: dict[str, Any]) -> str:
+    """What a compiling runtime did in its cold start: torch.compile's graphs, breaks and recompiles, OpenVINO's
+    compiles and shape."""
+    if options.get("compiled"):
+        notes = f"{options['graphs']} graph(s), {options['graph_breaks']} break(s), {options['recompiles']} recompile(s)"
+        reasons = options.get("graph_break_reasons") or []
+        return notes + (f"; first break: {reasons[0][:60]}" if reasons else "")
+    if "compiles" in options:
+        return f"{options['compiles']} compile(s), input {options.get('input_shape')}"
+    return ""
+
+
+def cold_start_table(records: list[Record], title: str) -> Table:
+    """Per cell: building the runtime (load) and the first run, which holds torch.compile's compilation."""
+    table = Table(title=title, caption="load: what the runtime's load() holds (records say what: "
+                                       "cold_start.load_includes); first run: the cell's first inference, "
+                                       "compilation included for torch-compile")
+    for column in ("model", "runtime", "precision", "bs", "load s", "first run ms", "compile"):
+        table.add_column(column, justify="right" if column in ("bs", "load s", "first run ms") else "left")
+    for record in records:
+        cold = getattr(record, "cold_start", None) or {}
+        if not record.ok or not cold:
+            continue
+        options = (getattr(record, "runtime", None) or {}).get("options") or {}
+        table.add_row(record.cell.model, record.cell.runtime, record.cell.precision, str(record.cell.batch_size),
+                      f"{cold['load_s']:.2f}", f"{cold['first_run_ms']:,.1f}", _compile_notes(options))
+    return table
+
+
 def largest_batches(records: list[Record]) -> list[str]:
     """Where some batch size ran out of memory: the largest that fit."""
     lines = []
