@@ -12,18 +12,11 @@ from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import BadOption, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 from runtimes.cpu_features import native_bf16, parse_flags
 from tests.test_cli import _one_error_line, harness
-from tests.test_runtime_contract import INPUTS, TORCH_ARTIFACT, _tiny_model, onnx_artifact  # noqa: F401 - fixture
+from tests.test_runtime_contract import (INPUTS, TORCH_ARTIFACT, _importable, _tiny_model,  # noqa: F401 - fixture
+                                         onnx_artifact)
 
 
-def _have(name: str) -> bool:
-    try:
-        runtime_class(name)
-        return True
-    except RuntimeUnavailable:
-        return False
-
-
-needs_ov = pytest.mark.skipif(not _have("ov"), reason="openvino not installed")
+needs_ov = pytest.mark.skipif(not _importable("ov"), reason="openvino not installed")
 CPU_BF16 = native_bf16()
 needs_bf16 = pytest.mark.skipif(CPU_BF16 is None, reason="this CPU does not compute bf16 in hardware")
 
