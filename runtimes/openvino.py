@@ -48,7 +48,8 @@ class OpenVinoRuntime(Runtime):
     preload_modules = ("openvino",)
     required_modules = ("openvino",)
     install_hint = "runtime 'ov' needs OpenVINO: pip install 'dnn-harness[ov]'"
-    load_includes = "reading the ONNX file into an OpenVINO model, fixing its batch axis, and compiling it for the device"
+    load_includes = ("reading the ONNX file into an OpenVINO model, fixing its batch axis, and compiling it for the "
+                     "device")
     option_prefix = "ov"
     option_specs = {
         "hint": OptionSpec("performance hint: latency (one stream, the default) or throughput", tuple(HINTS),

@@ -79,8 +79,8 @@ class TorchEagerRuntime(Runtime):
         if not (options.device == "cpu" or options.device.startswith("cuda")):
             raise UnsupportedConfiguration(f"{self.name} runs on cpu or cuda, not {options.device}")
         if options.precision == "int8":
-            raise UnsupportedConfiguration(f"int8 runs from the quantized (Q/DQ) ONNX file on ort, ov or trt; {self.name} "
-                                           "runs the float module")
+            raise UnsupportedConfiguration(f"int8 runs from the quantized (Q/DQ) ONNX file on ort, ov or trt; "
+                                           f"{self.name} runs the float module")
         if options.precision not in PRECISIONS:
             raise UnsupportedConfiguration(f"{self.name} supports {', '.join(PRECISIONS)}, not {options.precision}")
         if options.precision == "fp16" and not options.device.startswith("cuda"):

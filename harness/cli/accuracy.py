@@ -17,8 +17,8 @@ from harness.accuracy.table import accuracy_table, data_lines
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.calibration import calibration_images, calibration_settings, split_halves
 from harness.cli.common import (DEVICE_HELP, add_export_options, add_runtime_options, check_common, check_device,
-                                check_out_dir, check_precisions, check_runtimes, check_sources, check_weights_file, comma_list,
-                                console, err_console, export_settings, finish, progress_bar, resume_hint,
+                                check_out_dir, check_precisions, check_runtimes, check_sources, check_weights_file,
+                                comma_list, console, err_console, export_settings, finish, progress_bar, resume_hint,
                                 resume_run_id, run_sweep, runtime_options)
 from harness.errors import UserError
 from harness.measure.timing import QUICK
@@ -48,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     accuracy.add_argument("--runtime", default="torch", metavar="NAMES",
                           help="comma-separated runtimes (default torch)")
     accuracy.add_argument("--precision", default="fp32", metavar="P",
-                          help="fp32, fp16, bf16 and/or int8 (int8 needs --calibration DATA or --split), comma-separated")
+                          help="fp32, fp16, bf16 and/or int8 (int8 needs --calibration DATA or --split), "
+                               "comma-separated")
     accuracy.add_argument("--weights", default="pretrained",
                           help="pretrained (default: the library's weights, from its cache or downloaded) or a "
                                "state-dict path; random weights are refused")

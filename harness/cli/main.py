@@ -23,10 +23,10 @@ from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import reports as report_commands
-from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options, check_cache_dir, check_common,
-                                check_device, check_out_dir, check_precisions, check_runtimes, check_sources,
-                                check_weights, comma_list, console, err_console, export_settings, finish, parse_batch_sizes,
-                                print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
+from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
+                                check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
+                                check_runtimes, check_sources, check_weights, comma_list, console, err_console,
+                                export_settings, finish, parse_batch_sizes, print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, engine_table, export_table,
                                 largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError

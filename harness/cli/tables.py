@@ -124,7 +124,8 @@ def _compile_notes(options: dict[str, Any]) -> str:
     """What a compiling runtime did in its cold start: torch.compile's graphs, breaks and recompiles, OpenVINO's
     compiles and shape."""
     if options.get("compiled"):
-        notes = f"{options['graphs']} graph(s), {options['graph_breaks']} break(s), {options['recompiles']} recompile(s)"
+        notes = (f"{options['graphs']} graph(s), {options['graph_breaks']} break(s), "
+                 f"{options['recompiles']} recompile(s)")
         reasons = options.get("graph_break_reasons") or []
         return notes + (f"; first break: {reasons[0][:60]}" if reasons else "")
     if "compiles" in options:
