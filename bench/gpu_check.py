@@ -1,6 +1,7 @@
-"""GPU check: every CUDA runtime installed here, at fp32 and fp16, on ResNet-50 and MobileNet-v2 at batch 1
-and 8 — times, memory, parity with PyTorch eager fp32, and (where `trtexec` is on PATH) the ratio of our
-median GPU time to trtexec's GPU compute median on the very same engine file.
+"""GPU check: every CUDA runtime installed here, at fp32 and fp16 (and bf16 on torch and torch-compile), on
+ResNet-50 and MobileNet-v2 at batch 1 and 8 — times, memory, parity with PyTorch eager fp32, and (where
+`trtexec` is on PATH) the ratio of our median GPU time to trtexec's GPU compute median on the very same
+engine file.
 
     python bench/gpu_check.py [--out results/] [--models resnet50,mobilenet_v2] [--batch-sizes 1,8]
     make gpu-check
@@ -30,6 +31,7 @@ from harness.paths import cache_dir  # noqa: E402
 from runtimes import RuntimeUnavailable, cuda_driver, runtime_class  # noqa: E402
 
 GOAL_RATIO = 1.03
+BF16_RUNTIMES = ("torch", "torch-compile")  # autocast; the others have no bf16 path here
 GPU_COMPUTE = re.compile(r"GPU Compute Time: min = ([\d.]+) ms, max = ([\d.]+) ms, mean = ([\d.]+) ms, "
                          r"median = ([\d.]+) ms")
 
@@ -61,7 +63,7 @@ def _probe_trt() -> str | None:
     return None
 
 
-PROBES = {"torch": _probe_torch, "ort": lambda: _probe_ort("CUDAExecutionProvider"),
+PROBES = {"torch": _probe_torch, "torch-compile": _probe_torch, "ort": lambda: _probe_ort("CUDAExecutionProvider"),
           "ort-trt": lambda: _probe_ort("TensorrtExecutionProvider"), "trt": _probe_trt}
 
 
@@ -116,14 +118,21 @@ def main() -> int:
         print("no CUDA runtime is installed: see the README (TensorRT, onnxruntime-gpu, torch with CUDA)")
         return 1
     out = Path(args.out)
-    common = ("--models", args.models, "--precision", "fp32,fp16", "--device", args.device, "--out", str(out))
-    bench_exit = harness("bench", "--runtime", ",".join(runtimes), "--batch-sizes", args.batch_sizes, *common,
-                         "--run-id", f"{run_id}-bench")
-    verify_exit = harness("verify", "--runtime", ",".join(runtimes), "--batch-size", args.batch_sizes.split(",")[-1],
-                          *common, "--run-id", f"{run_id}-verify")
-    bench = read_records(out / f"{run_id}-bench")
-    parity = {(r["cell"]["model"], r["cell"]["runtime"], r["cell"]["precision"]): r
-              for r in read_records(out / f"{run_id}-verify")}
+    bench: list[dict[str, Any]] = []
+    parity: dict[tuple[str, str, str], dict[str, Any]] = {}
+    bench_exit = verify_exit = 0
+    passes = [("fp32,fp16", runtimes, ""), ("bf16", [r for r in runtimes if r in BF16_RUNTIMES], "-bf16")]
+    for precisions, chosen, suffix in passes:
+        if not chosen:
+            continue
+        common = ("--models", args.models, "--precision", precisions, "--device", args.device, "--out", str(out))
+        bench_exit |= harness("bench", "--runtime", ",".join(chosen), "--batch-sizes", args.batch_sizes, *common,
+                              "--run-id", f"{run_id}-bench{suffix}")
+        verify_exit |= harness("verify", "--runtime", ",".join(chosen), "--batch-size",
+                               args.batch_sizes.split(",")[-1], *common, "--run-id", f"{run_id}-verify{suffix}")
+        bench += read_records(out / f"{run_id}-bench{suffix}")
+        parity.update({(r["cell"]["model"], r["cell"]["runtime"], r["cell"]["precision"]): r
+                       for r in read_records(out / f"{run_id}-verify{suffix}")})
     trtexec = shutil.which("trtexec")
     if "trt" in runtimes and not trtexec:
         print("skipped the trtexec comparison: trtexec is not on PATH")
