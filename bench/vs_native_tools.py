@@ -114,15 +114,16 @@ def benchmark_app(record: dict, cell: Cell, seconds: int, work: Path) -> tuple[f
     result = subprocess.run([tool, "-m", onnx_path(record), "-d", "CPU", "-hint", options["performance_hint"].lower(),
                              "-load_config", str(config_path), "-shape", shape, "-api", "sync", "-t", str(seconds)],
                             check=True, capture_output=True, text=True)
-    median = re.search(r"Median:\s+([\d.]+) ms", result.stdout)
+    median = re.search(r"Median:\s+([\d.]+) (ms|us)", result.stdout)  # it switches to us below 1 ms
     if median is None:
         raise SystemExit(f"benchmark_app printed no median latency:\n{result.stdout[-2000:]}")
+    median_ms = float(median.group(1)) / (1000.0 if median.group(2) == "us" else 1.0)
     printed = dict(re.findall(r"\[ INFO \]\s+([A-Z_]+): (.+)", result.stdout))
     mismatches = [f"{name}: benchmark_app {printed.get(name)} vs harness {options[key]}"
                   for name, key in CHECKED_PROPERTIES.items() if str(printed.get(name)) != str(options[key])]
     if cell.precision == "bf16" and "bfloat16" not in printed.get("INFERENCE_PRECISION_HINT", ""):
         mismatches.append(f"INFERENCE_PRECISION_HINT: {printed.get('INFERENCE_PRECISION_HINT')}")
-    return float(median.group(1)), mismatches
+    return median_ms, mismatches
 
 
 def hand_loop(record: dict, cell: Cell, threads: int, seconds: int) -> float:
