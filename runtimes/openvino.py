@@ -80,14 +80,15 @@ class OpenVinoRuntime(Runtime):
         self._ov = importlib.import_module("openvino")
         self._core = self._ov.Core()
         self._device = device
-        self._check_device_offers_precision()
+        self._check_device()
         self._model: Any = None
         self._compiled: Any = None
         self._request: Any = None
         self._inputs: np.ndarray | None = None
         self._compiles = 0
 
-    def _check_device_offers_precision(self) -> None:
+    def _check_device(self) -> None:
+        """OpenVINO finds the device, and its plugin offers the precision."""
         family = self._device.split(".")[0]
         if not any(d.split(".")[0] == family for d in self._core.available_devices):
             raise UnsupportedConfiguration(f"OpenVINO finds no {family} device here (it finds "
@@ -130,7 +131,10 @@ class OpenVinoRuntime(Runtime):
     def _fix_shape(self, shape: tuple[int, ...]) -> None:
         """Make a dynamic input static at `shape` (what `benchmark_app -shape` does); a static one is left."""
         if self._model.inputs[0].get_partial_shape().is_dynamic:
-            self._model.reshape({self._model.inputs[0].get_any_name(): list(shape)})
+            self._reshape(shape)
+
+    def _reshape(self, shape: tuple[int, ...]) -> None:
+        self._model.reshape({self._model.inputs[0].get_any_name(): list(shape)})
 
     def _compile(self) -> None:
         self._compiled = self._core.compile_model(self._model, self._device, self._config())
@@ -142,7 +146,7 @@ class OpenVinoRuntime(Runtime):
         (an accuracy run's last, smaller batch) is recompiled for this one, outside any timed region."""
         compiled_shape = self._compiled.inputs[0].get_partial_shape()
         if not compiled_shape.is_dynamic and tuple(compiled_shape.to_shape()) != inputs.shape:
-            self._model.reshape({self._model.inputs[0].get_any_name(): list(inputs.shape)})
+            self._reshape(inputs.shape)
             self._compile()
         element = self._compiled.inputs[0].get_element_type().to_dtype()
         self._inputs = np.ascontiguousarray(inputs.astype(element, copy=False))

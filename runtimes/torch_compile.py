@@ -56,7 +56,6 @@ class TorchCompileRuntime(TorchEagerRuntime):
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
-        self._runs = 0
         self._after_first_run: dict[str, Any] | None = None
 
     def load(self, artifact: Artifact) -> None:
@@ -77,8 +76,7 @@ class TorchCompileRuntime(TorchEagerRuntime):
 
     def synchronize(self) -> None:
         super().synchronize()
-        self._runs += 1
-        if self._runs == 1:
+        if self._after_first_run is None:  # the first run: what Dynamo compiled for it
             self._after_first_run = _dynamo_counts(self._counters)
 
     def _compile_record(self) -> dict[str, Any]:

@@ -85,7 +85,8 @@ class TorchEagerRuntime(Runtime):
             raise UnsupportedConfiguration(f"{self.name} supports {', '.join(PRECISIONS)}, not {options.precision}")
         if options.precision == "fp16" and not options.device.startswith("cuda"):
             raise UnsupportedConfiguration(f"fp16 in {self.name} needs CUDA (CPU half kernels are slow or missing)")
-        if options.precision == "bf16" and options.device == "cpu" and native_bf16() is None:
+        self._cpu_bf16 = native_bf16() if options.precision == "bf16" and options.device == "cpu" else None
+        if options.precision == "bf16" and options.device == "cpu" and self._cpu_bf16 is None:
             raise UnsupportedConfiguration("bf16 needs a CPU that computes it in hardware (AVX-512 BF16, AMX or Arm "
                                            "BF16); this one would emulate it, slower than fp32")
         self._module: Any = None
@@ -125,15 +126,14 @@ class TorchEagerRuntime(Runtime):
         self._inputs = tensor
 
     def run(self) -> None:
-        """The module's forward under inference_mode (and bf16 autocast at bf16)."""
-        with self._torch.inference_mode(), self._autocast():
-            self._result = self._module(self._inputs)
-
-    def _autocast(self) -> Any:
-        """bf16 autocast on the cell's device (matmuls and convolutions in bf16, reductions in fp32);
-        disabled at the other precisions."""
-        return self._torch.autocast(self._device.type, dtype=self._torch.bfloat16,
-                                    enabled=self.options.precision == "bf16")
+        """The module's forward under inference_mode; at bf16 also under autocast (matmuls and convolutions in
+        bf16, reductions in fp32). Other precisions enter no autocast context at all."""
+        with self._torch.inference_mode():
+            if self.options.precision != "bf16":
+                self._result = self._module(self._inputs)
+                return
+            with self._torch.autocast(self._device.type, dtype=self._torch.bfloat16):
+                self._result = self._module(self._inputs)
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":
@@ -166,7 +166,7 @@ class TorchEagerRuntime(Runtime):
                 "channels_last": self.options.channels_last,
                 "inference_mode": True,
                 "autocast": "bf16" if self.options.precision == "bf16" else None,
-                "cpu_bf16_instructions": native_bf16() if self.options.precision == "bf16" and not cuda else None,
+                "cpu_bf16_instructions": self._cpu_bf16,
                 "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
                 "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
                 "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32) if cuda else None,

@@ -26,9 +26,9 @@ from harness.sweep.sweep import Sweep
 from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
 from runtimes.base import BadOption
+from runtimes.openvino import openvino_device
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-OPENVINO_DEVICES = ("intel-gpu", "npu")  # OpenVINO's GPU and NPU plugins (runtimes.openvino.DEVICE_FAMILIES)
 DEVICE_HELP = ("cpu (default), cuda, cuda:N, dla:N (a Jetson's DLA core; trt), intel-gpu[:N] or npu (OpenVINO's "
                "plugins; ov)")
 PRECISION_HELP = ("fp32, fp16, bf16 (ov, and torch/torch-compile on hardware with bf16) and/or int8 (ort, ov, trt), "
@@ -115,9 +115,8 @@ def check_device(device: str) -> None:
     torch cannot."""
     if device == "cpu":
         return
-    family, _, index = device.partition(":")
-    if family in OPENVINO_DEVICES and (not index or index.isdigit()):
-        return  # OpenVINO's plugins find these (ov only); a cell says `unsupported` where none is found
+    if openvino_device(device) is not None:
+        return  # OpenVINO's GPU/NPU plugins (ov only); a cell says `unsupported` where OpenVINO finds none
     if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
         device = "cuda:0"
     if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
