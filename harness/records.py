@@ -61,7 +61,8 @@ class Statistics(_Part):
 
 class Timing(_Part):
     host: Statistics
-    device: Statistics | None = None
+    device: Statistics | None = None  # by the runtime library's own clock, where it has one
+    device_clock: str | None = None  # which clock that is (CUDA events, OpenVINO's request latency)
 
 
 class Validity(_Part):

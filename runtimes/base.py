@@ -143,7 +143,10 @@ class BuiltEngine:
 
 
 class DeviceClock(Protocol):
-    """Device-side timestamps around one `run()`, read after `synchronize()`."""
+    """Device-side timestamps around one `run()`, read after `synchronize()`; `source` says which clock it is
+    and what its interval spans (recorded beside the samples)."""
+
+    source: str
 
     def mark_start(self) -> None: ...
 
@@ -267,7 +270,8 @@ class Runtime(ABC):
         """Name, version, device, precision and every option that changes a number."""
 
     def device_clock(self) -> DeviceClock | None:
-        """A device-side clock on the runtime's stream, or None where the host clock is the device clock."""
+        """The runtime library's own clock for one run (CUDA events on its stream, OpenVINO's request latency),
+        or None where the host clock is the only one."""
         return None
 
     def _release(self) -> None:

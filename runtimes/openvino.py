@@ -9,17 +9,18 @@ otherwise; streams and threads are recorded as OpenVINO settled them.
 Where the cell's input shape is known (`RuntimeOptions.input_shape`), a dynamic batch axis is fixed to it
 before compiling, as `benchmark_app -shape` does: a static graph is what a deployment compiles. `run()`
 is `start_async()` on one infer request whose input tensor `prepare()` set once (sharing the numpy
-buffer); `synchronize()` is `wait()`.
+buffer); `synchronize()` is `wait()`. The runtime's device clock is OpenVINO's own `InferRequest.latency`
+(what benchmark_app reports), kept beside the harness's host samples.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from runtimes.base import (ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+from runtimes.base import (ONNX_FILE, Artifact, DeviceClock, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
                            UnsupportedConfiguration)
 
 # harness precision -> (INFERENCE_PRECISION_HINT, the optimization capability the device must list)
@@ -40,6 +41,27 @@ def openvino_device(device: str) -> str | None:
     if name is None or (index and not index.isdigit()):
         return None
     return f"{name}.{index}" if index else name
+
+
+class RequestLatencyClock:
+    """OpenVINO's own clock for one inference: `InferRequest.latency`, which its Python binding measures in C++
+    from the start of `start_async()` to the request's completion callback, the figure benchmark_app
+    reports. It needs no marks; the harness's host clock around `run()` + `synchronize()` also holds the
+    Python calls and the wake-up from `wait()`."""
+
+    source = "OpenVINO InferRequest.latency (C++ side: start_async() to the completion callback)"
+
+    def __init__(self, latency_ms: Callable[[], float]) -> None:
+        self._latency_ms = latency_ms
+
+    def mark_start(self) -> None:
+        """Nothing to mark: the request stamps its own start."""
+
+    def mark_end(self) -> None:
+        """Nothing to mark: the request stamps its own end."""
+
+    def elapsed_ms(self) -> float:
+        return self._latency_ms()
 
 
 class OpenVinoRuntime(Runtime):
@@ -157,6 +179,13 @@ class OpenVinoRuntime(Runtime):
 
     def synchronize(self) -> None:
         self._request.wait()
+
+    def device_clock(self) -> DeviceClock | None:
+        return RequestLatencyClock(self._last_latency_ms)
+
+    def _last_latency_ms(self) -> float:
+        """The last inference's latency on the current request (a recompile in `prepare()` makes a new one)."""
+        return float(self._request.latency)
 
     def outputs(self) -> list[np.ndarray]:
         return [np.array(self._request.get_output_tensor(i).data, copy=True)

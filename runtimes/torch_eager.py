@@ -18,6 +18,8 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 class CudaEventClock:
     """CUDA events recorded on the current stream around one run."""
 
+    source = "CUDA events on the current stream around run()"
+
     def __init__(self, torch: Any) -> None:
         self._start = torch.cuda.Event(enable_timing=True)
         self._end = torch.cuda.Event(enable_timing=True)

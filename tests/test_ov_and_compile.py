@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from harness.measure.parity import TOLERANCES, compare
+from harness.measure.timing import Policy, sample
 from harness.records import read_records
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import BadOption, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
@@ -73,6 +74,20 @@ def test_ov_options_reach_openvino(onnx_artifact):  # noqa: F811
         cls.parse_options({"hint": "fast"})
     with pytest.raises(BadOption, match="has no option 'ov.nireq'"):
         cls.parse_options({"nireq": "4"})
+
+
+@needs_ov
+def test_ov_keeps_openvinos_own_latency_beside_the_host_clock(onnx_artifact):  # noqa: F811
+    """The real InferRequest.latency, read per sample: positive, and inside the host interval around the
+    same run(), since the binding stamps it between the Python calls."""
+    with create_runtime("ov", RuntimeOptions(threads=1, input_shape=INPUTS.shape)) as runtime:
+        runtime.load(onnx_artifact)
+        runtime.prepare(INPUTS)
+        measurement = sample(runtime, Policy(warmup_min_s=0.0, min_samples=20, min_duration_s=0.0))
+    assert measurement.device_clock.startswith("OpenVINO InferRequest.latency")
+    assert len(measurement.device_ms) == len(measurement.host_ms) == 20
+    for device_ms, host_ms in zip(measurement.device_ms, measurement.host_ms):
+        assert 0.0 < device_ms <= host_ms
 
 
 @needs_ov
@@ -244,6 +259,10 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
     options = record["runtime"]["options"]
     assert options["input_shape"] == "[3,3,224,224]" and options["performance_hint"] == "THROUGHPUT"
     assert record["cold_start"]["load_includes"].startswith("reading the ONNX file")
+    timing = record["timing"]
+    assert timing["device_clock"].startswith("OpenVINO")
+    assert len(record["samples_ms"]["device"]) == timing["host"]["samples"]
+    assert 0.0 < timing["device"]["median_ms"] <= timing["host"]["median_ms"]
 
 
 def test_mistakes_with_the_new_runtimes_get_one_line():

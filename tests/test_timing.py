@@ -167,6 +167,8 @@ class FakeDeviceClock:
     """A device clock whose every reading is the fake host clock's time between its marks, less 0.25 ms of
     launch overhead: what CUDA events on the runtime's stream report, without a GPU."""
 
+    source = "fake CUDA events"
+
     def __init__(self, clock: FakeClock, events: list[str]) -> None:
         self.clock, self.events = clock, events
 
@@ -208,3 +210,4 @@ def test_the_device_clock_is_read_around_run_inside_the_host_clock():
     assert measurement.host_ms == [2.0, 4.0, 2.0, 4.0]
     assert measurement.device_ms == [1.75, 3.75, 1.75, 3.75]
     assert runtime.events[:4] == ["start", "run", "end", "sync"]
+    assert measurement.device_clock == "fake CUDA events"

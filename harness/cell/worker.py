@@ -332,6 +332,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "stop_reason": measurement.stop_reason, "loop_s": measurement.loop_s,
         "host": host_stats,
         "device": summarize(measurement.device_ms, cell.batch_size).__dict__ if measurement.device_ms else None,
+        "device_clock": measurement.device_clock,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     torch_memory = device_memory  # on a CPU: missing, with that reason

@@ -33,6 +33,9 @@ def _cell_text(record: Record, baseline: Record | None) -> str:
     host = record.host_timing
     fps = host.images_per_s
     text = f"{host.per_image_median_ms:.2f} ms\n[dim]{fps:,.0f} img/s[/dim]" if fps else "—"
+    device = record.timing.device if record.timing else None
+    if device is not None:
+        text += f"\n[dim]{device.per_image_median_ms:.2f} ms own clock[/dim]"
     if baseline is not None and baseline.ok and record is not baseline:
         speedup = baseline.host_timing.median_ms / host.median_ms
         style = "green" if speedup >= 1 else "red"
@@ -48,8 +51,12 @@ def run_table(records: list[Record], title: str) -> Table:
     batch_sizes = sorted({r.cell.batch_size for r in records})
     rows = _grouped(records)
     baselines = {(r.cell.model, r.cell.batch_size): r for r in records if _is_reference(r)}
-    table = Table(title=title, caption="median per-image time (batch time / batch size), images per second, "
-                                       "and speed-up over PyTorch eager fp32 (batch median ratio)")
+    caption = ("median per-image time (batch time / batch size), images per second, and speed-up over PyTorch "
+               "eager fp32 (batch median ratio)")
+    if any(r.timing and r.timing.device for r in records):
+        caption += ("; 'own clock': the median by the runtime library's clock (CUDA events, OpenVINO's request "
+                    "latency)")
+    table = Table(title=title, caption=caption)
     for column in ("model", "runtime", "precision"):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
@@ -69,6 +76,9 @@ def cell_summary(record: Record) -> dict[str, Any]:
             "batch_median_ms": host.median_ms if host else None,
             "per_image_median_ms": host.per_image_median_ms if host else None,
             "images_per_s": host.images_per_s if host else None, "samples": host.samples if host else None,
+            "own_clock_per_image_median_ms": record.timing.device.per_image_median_ms
+            if record.timing and record.timing.device else None,
+            "own_clock": record.timing.device_clock if record.timing else None,
             "valid": record.validity.valid if record.validity else None,
             "invalid_reasons": record.validity.reasons if record.validity else None,
             "memory_peak_bytes": {source: record.peak_bytes(source) for source in record.readable_sources()},

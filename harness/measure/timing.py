@@ -2,8 +2,9 @@
 
 A timed sample is exactly `runtime.run(); runtime.synchronize()` between two host readings of
 `time.perf_counter_ns()`. Inputs were placed by `prepare()` beforehand and outputs are not copied
-back inside it. Where the runtime has a device clock (CUDA events), its start/end marks are recorded
-just inside the host readings and read after the sample, outside the timed region.
+back inside it. Where the runtime has a clock of its own (CUDA events; OpenVINO's request latency), its
+start/end marks are made just inside the host readings and it is read after the sample, outside the timed
+region; those samples are kept beside the host ones, which stay the headline figure for every runtime.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Measurement:
     device_ms: list[float] | None
     stop_reason: str
     loop_s: float
+    device_clock: str | None = None  # the device clock's `source`, where the runtime has one
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns
         elapsed_s = (clock() - loop_start) / 1e9
         reason = _stop_reason(len(host_ms), elapsed_s, policy)
         if reason:
-            return Measurement(warmup.iters, warmup.seconds, warmup.stop, host_ms, device_ms, reason, elapsed_s)
+            return Measurement(warmup.iters, warmup.seconds, warmup.stop, host_ms, device_ms, reason, elapsed_s,
+                               device_clock.source if device_clock is not None else None)
 
 
 def _stop_reason(n: int, elapsed_s: float, policy: Policy) -> str | None:

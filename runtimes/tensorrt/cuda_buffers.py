@@ -76,6 +76,8 @@ class CudaBackend(ABC):
 class EventPair(ABC):
     """Two CUDA events on the runtime's stream, around one run."""
 
+    source = "CUDA events on the runtime's stream around run()"
+
     @abstractmethod
     def mark_start(self) -> None: ...
 
