@@ -12,7 +12,7 @@ from harness.records import Record
 from harness.sweep.planning import REFERENCE
 
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
-                "skipped": "magenta", "parity_failed": "red"}
+                "skipped": "magenta", "parity_failed": "red", "lost": "yellow"}
 MEMORY_SOURCES = {"host_rss": "host peak RSS", "cuda_nvml": "GPU memory of the process (NVML, context included)",
                   "torch_allocator": "PyTorch CUDA allocator peak reserved",
                   "jetson_unified": "Jetson NvMapMemUsed (system-wide)"}
