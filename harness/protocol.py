@@ -17,7 +17,8 @@ from typing import Any
 from harness.sweep.planning import Cell
 
 MODES = ("prepare", "build", "bench", "parity", "accuracy")
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped")
+# lost: the machine running the cell went away (a fleet node died); the cell runs again on --resume
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost")
 
 
 def _build(cls: type, data: dict[str, Any], what: str) -> Any:

@@ -31,7 +31,7 @@ READABLE_SCHEMAS = (1, 2)
 RECORDS_FILE = "records.jsonl"
 ENV_FILE = "env.json"  # schema 1: one environment per run
 ENV_PREFIX = "env-"  # schema 2: env-<host>.json, one per host
-Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped"]
+Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost"]
 
 
 class CellKey(BaseModel):

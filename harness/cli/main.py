@@ -21,6 +21,7 @@ from harness.catalogue.recipes import complexity_key_for, recipe_for
 from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
 from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
+from harness.cli import fleet as fleet_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import reports as report_commands
 from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tables to print at the end: time, memory, cold (cold start and compilation; "
                             "default time,memory)")
     add_runtime_options(bench)
+    fleet_command.add_executor_options(bench)
     add_export_options(bench)
 
     show = commands.add_parser("show", help="print the tables of recorded runs again")
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_options(verify)
     accuracy_command.add_parser(commands)
     report_commands.add_parsers(commands)
+    fleet_command.add_node_parser(commands)
     return parser
 
 
@@ -277,7 +280,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     tables = _check_tables(args.show)
     check_common(args)
-    check_device(args.device)
+    devices, executor = fleet_command.plan_devices(args)
     max_memory = parse_size(args.max_memory) if args.max_memory else None
     subjects = _subjects(args, catalogue, classes)
     if args.retry_failed and not args.resume:
@@ -291,7 +294,8 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     out_dir = check_out_dir(args.out)
     export = _export_with_calibration(args, precisions, subjects)
 
-    cells = plan_cells(list(subjects), runtime_names, precisions, batch_sizes, args.device, args.order, args.seed)
+    cells = [cell for device in devices
+             for cell in plan_cells(list(subjects), runtime_names, precisions, batch_sizes, device, args.order, args.seed)]
     preset = "thorough" if args.thorough else "quick"
     settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
@@ -299,12 +303,12 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
                              order=args.order, process_start=args.process_start,
                              runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed)
-    sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
+    sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings, executor)
     if args.resume:
-        sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings)
+        sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings, executor)
     pending = sweep.pending(cells)
     console.print(f"[bold]{len(cells)} cells[/bold] ({len(subjects)} models x {len(runtime_names)} runtimes x "
-                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {args.device}"
+                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {', '.join(devices)}"
                   + (f", {len(cells) - len(pending)} already recorded in {sweep.run_id}" if args.resume else "")
                   + f"; weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; policy: {preset}"
                   + (f"; memory cap {max_memory:,} bytes per cell" if max_memory else ""))
@@ -313,7 +317,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         err_console.print(f"resume with: {escape(resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
     everything = latest_records(read_records(sweep.records_path).typed)
-    _print_tables(everything, tables, f"run {sweep.run_id} ({args.device})")
+    _print_tables(everything, tables, f"run {sweep.run_id} ({', '.join(devices)})")
     return finish(everything, sweep.records_path, planned=cells)
 
 
@@ -462,7 +466,8 @@ def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject
 # ---------------------------------------------------------------- entry point
 
 COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify,
-            "show": command_show, "accuracy": accuracy_command.command_accuracy, **report_commands.COMMANDS}
+            "show": command_show, "accuracy": accuracy_command.command_accuracy, "node": fleet_command.command_node,
+            **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,21 +50,21 @@ def run_table(records: list[Record], title: str) -> Table:
     runtime's speed-up over the reference, PyTorch eager fp32 (same model and batch size), where both ran."""
     batch_sizes = sorted({r.cell.batch_size for r in records})
     rows = _grouped(records)
-    baselines = {(r.cell.model, r.cell.batch_size): r for r in records if _is_reference(r)}
+    baselines = {(r.cell.model, r.cell.batch_size, r.cell.device): r for r in records if _is_reference(r)}
     caption = ("median per-image time (batch time / batch size), images per second, and speed-up over PyTorch "
                "eager fp32 (batch median ratio)")
     if any(r.timing and r.timing.device for r in records):
         caption += ("; 'own clock': the median by the runtime library's clock (CUDA events, OpenVINO's request "
                     "latency)")
     table = Table(title=title, caption=caption)
-    for column in ("model", "runtime", "precision"):
+    for column in _row_columns(records):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
         table.add_column(f"bs {batch_size}", justify="right")
-    for (model, runtime, precision), by_batch in rows.items():
-        cells = [_cell_text(by_batch[b], baselines.get((model, b))) if b in by_batch else "[dim]not run[/dim]"
-                 for b in batch_sizes]
-        table.add_row(model, runtime, precision, *cells)
+    for key, by_batch in rows.items():
+        cells = [_cell_text(by_batch[b], baselines.get((key[0], b, by_batch[b].cell.device)))
+                 if b in by_batch else "[dim]not run[/dim]" for b in batch_sizes]
+        table.add_row(*key, *cells)
     return table
 
 
@@ -94,12 +94,20 @@ def failures(records: list[Record]) -> list[str]:
     return lines
 
 
-def _grouped(records: list[Record]) -> dict[tuple[str, str, str], dict[int, Record]]:
-    rows: dict[tuple[str, str, str], dict[int, Record]] = defaultdict(dict)
+def _grouped(records: list[Record]) -> dict[tuple[str, ...], dict[int, Record]]:
+    """Rows by (model, runtime, precision), and device where the records span several (a fleet's run)."""
+    several = len({r.cell.device for r in records}) > 1
+    rows: dict[tuple[str, ...], dict[int, Record]] = defaultdict(dict)
     for record in records:
         cell = record.cell
-        rows[(cell.model, cell.runtime, cell.precision)][cell.batch_size] = record
+        key = (cell.model, cell.runtime, cell.precision) + ((cell.device,) if several else ())
+        rows[key][cell.batch_size] = record
     return rows
+
+
+def _row_columns(records: list[Record]) -> tuple[str, ...]:
+    several = len({r.cell.device for r in records}) > 1
+    return ("model", "runtime", "precision") + (("device",) if several else ())
 
 
 def memory_table(records: list[Record], title: str) -> Table | str:
@@ -110,14 +118,13 @@ def memory_table(records: list[Record], title: str) -> Table | str:
         return "no memory readings in these records"
     batch_sizes = sorted({r.cell.batch_size for r in records})
     table = Table(title=title, caption="MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}" for s in present))
-    for column in ("model", "runtime", "precision", "source"):
+    for column in (*_row_columns(records), "source"):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
         table.add_column(f"bs {batch_size}", justify="right")
-    for (model, runtime, precision), by_batch in _grouped(records).items():
+    for key, by_batch in _grouped(records).items():
         for source in present:
-            table.add_row(model, runtime, precision, source,
-                          *[_memory_text(by_batch.get(b), source) for b in batch_sizes])
+            table.add_row(*key, source, *[_memory_text(by_batch.get(b), source) for b in batch_sizes])
     return table
 
 
@@ -163,11 +170,11 @@ def cold_start_table(records: list[Record], title: str) -> Table:
 def largest_batches(records: list[Record]) -> list[str]:
     """Where some batch size ran out of memory: the largest that fit."""
     lines = []
-    for (model, runtime, precision), by_batch in _grouped(records).items():
+    for key, by_batch in _grouped(records).items():
         oom = [b for b, r in by_batch.items() if r.status in ("oom", "skipped")]
         if oom:
             fit = [b for b, r in by_batch.items() if r.ok and b < min(oom)]
-            lines.append(f"{model} {runtime} {precision}: largest batch that fit {max(fit) if fit else 'none'}, "
+            lines.append(f"{' '.join(key)}: largest batch that fit {max(fit) if fit else 'none'}, "
                          f"out of memory from {min(oom)}")
     return lines
 

@@ -57,6 +57,11 @@ class Executor(ABC):
 
     capacity: int = 1
 
+    def slots(self, device: str | None) -> int:
+        """How many jobs of `device` may be in flight at once (an executor of several machines may run one per
+        machine that offers it); never more than `capacity` in all."""
+        return self.capacity
+
     @abstractmethod
     def submit(self, job: Job) -> None:
         """Start (or queue) a job; at most `capacity` are unfinished at once."""

@@ -12,9 +12,9 @@ from typing import Any
 from harness.measure import jetson
 from runtimes.cpu_features import parse_flags
 
-PACKAGES = ("torch", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "onnxruntime",
+PACKAGES = ("dnn-harness", "torch", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "onnxruntime",
             "onnxruntime-gpu", "openvino", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings",
-            "pycuda", "nvidia-ml-py", "rich", "pydantic")
+            "pycuda", "nvidia-ml-py", "rich", "pydantic", "ray")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
                     "CUDA_VISIBLE_DEVICES")
 

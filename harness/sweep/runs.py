@@ -71,18 +71,19 @@ def read_plan(run_dir: Path) -> dict[str, Any]:
 
 
 RETRIED_STATUSES = ("error", "crashed", "timeout")  # what --retry-failed runs again
+UNFINISHED_STATUSES = ("lost",)  # no fault of the cell's: every resume runs it again
 
 
 def finished_cell_ids(run_dir: Path, retry_failed: bool = False,
                       records: list[Record] | None = None) -> set[str]:
-    """Cells with a record (their latest); with `retry_failed`, those whose latest record failed are
-    not finished."""
+    """Cells with a record (their latest) that need not run again: not a lost one (its machine went away) and,
+    with `retry_failed`, not a failed one."""
     if records is None:
         path = run_dir / RECORDS_FILE
         records = read_records(path).typed if path.exists() else []
     latest = {record.cell_id: record.status for record in records}
     return {cell_id for cell_id, status in latest.items()  # type: ignore[misc]
-            if cell_id and not (retry_failed and status in RETRIED_STATUSES)}
+            if cell_id and status not in UNFINISHED_STATUSES and not (retry_failed and status in RETRIED_STATUSES)}
 
 
 def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:

@@ -493,6 +493,8 @@ class _Schedule:
                 return
             if any(d not in self.recorded for d in self.after[cell.cell_id]):
                 continue
+            if self._busy(cell.device) >= self.executor.slots(cell.device):
+                continue
             reason = self.sweep._skip_reason(cell)
             if reason:
                 self._done(cell, self.sweep.record(cell, CellResult(status="skipped", error=reason), _now(), 0.0))
@@ -503,6 +505,9 @@ class _Schedule:
             if self.on_start:
                 self.on_start(cell)
             self._submit(self.sweep._job(cell, self.index[cell.cell_id]), cell)
+
+    def _busy(self, device: str) -> int:
+        return sum(1 for cell, _ in self.in_flight.values() if cell.device == device)
 
     def _prerequisites_waiting(self, cell: Cell) -> bool:
         """True while something the cell needs is not made yet: the first missing step is started (once).

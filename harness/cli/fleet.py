@@ -1,0 +1,176 @@
+"""`python -m harness node`: join this machine to a fleet (or start its head, or list it), and the
+`--executor ray` options the measuring commands share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.table import Table
+
+from harness.cli.common import check_device, comma_list, console, print_json
+from harness.errors import UserError
+from harness.execution.executor import Executor, Placement
+from harness.fleet import devices as fleet_devices
+from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, read_nodes,
+                                 resolve_devices)
+from harness.paths import cache_dir
+
+EXECUTORS = ("local", "ray")
+DEFAULT_PORT = 6379
+PROBE_TIMEOUT_S = 60.0
+LISTED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "openvino", "tensorrt", "ray")
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: every cell on this machine (default); ray: cells as Ray tasks on the fleet's "
+                             "nodes (see `node`), each on a node offering its --device")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="with --executor ray: the cluster's head, HOST:PORT (default: the cluster this "
+                             "machine's node belongs to)")
+
+
+def plan_devices(args: argparse.Namespace) -> tuple[list[str], Callable[[Path], Executor] | None]:
+    """The devices the plan's cells run on, and the executor factory (None: the sweep's local default).
+
+    Local: one device of this machine. Ray: a comma list of DEVICE (any node offering it), DEVICE@NODE or
+    DEVICE@* (each node offering it), refused up front where the fleet offers none."""
+    specs = comma_list(args.device)
+    if not specs:
+        raise UserError("no device given: e.g. --device cpu")
+    if args.executor == "local":
+        if args.ray_address:
+            raise UserError("--ray-address is for --executor ray; add --executor ray, or drop --ray-address")
+        if len(specs) > 1 or "@" in args.device:
+            raise UserError(f"--device {args.device}: several devices, or DEVICE@NODE, need --executor ray (a fleet); "
+                            "here one device of this machine is measured")
+        check_device(specs[0])
+        return specs, None
+    for spec in specs:
+        local, _, _ = spec.partition("@")
+        try:
+            fleet_devices.check_device_name(local)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    ray = connect(args.ray_address)
+    devices = resolve_devices(specs, read_nodes(ray))
+
+    def executor(run_dir: Path) -> Executor:
+        from harness.execution.ray_executor import RayExecutor
+
+        return RayExecutor(Placement(cache_dir=cache_dir(), run_dir=run_dir), ray, run_dir.name)
+
+    return devices, executor
+
+
+# ---------------------------------------------------------------- the node command
+
+def add_node_parser(commands: Any) -> None:
+    node = commands.add_parser(
+        "node", help="join this machine to a fleet (Ray), start its head, or list it",
+        description="Start a Ray node that advertises this machine's devices to the fleet (or the head, with "
+                    "--head), or print the fleet (--list). Leave the fleet with `ray stop`.")
+    action = node.add_mutually_exclusive_group()
+    action.add_argument("--head", action="store_true", help="start the fleet's head on this machine (a node too)")
+    action.add_argument("--list", action="store_true", help="print the fleet: nodes, devices, versions")
+    node.add_argument("--ray-address", metavar="ADDRESS", help="the head, HOST:PORT, to join (or to list)")
+    node.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"with --head: its port (default {DEFAULT_PORT})")
+    node.add_argument("--name", help="this node's name in the fleet (default: the host name)")
+    node.add_argument("--devices", metavar="LIST",
+                      help="the devices to offer, e.g. cpu,cuda:0 (default: every device found here)")
+    node.add_argument("--per-device", action="store_true",
+                      help="measure one cell per device at once (default: one cell at a time on this machine)")
+    node.add_argument("--dry-run", action="store_true", help="print the `ray start` command and do not run it")
+    node.add_argument("--json", action="store_true", help="with --list: one JSON object per node")
+
+
+def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
+    if args.list:
+        return _list_fleet(args)
+    if not args.head and not args.ray_address:
+        raise UserError("say where the fleet is: --ray-address HEAD:PORT to join it, or --head to start it here")
+    resources = _resources(args)
+    argv = [_ray_cli(), "start", f"--resources={json.dumps(resources.as_ray(), sort_keys=True)}"]
+    argv += ["--head", f"--port={args.port}"] if args.head else [f"--address={args.ray_address}"]
+    console.print(f"node [bold]{resources.name}[/bold] offers {', '.join(resources.devices)} "
+                  f"({'one cell per device' if resources.per_device else 'one cell at a time'})", highlight=False)
+    console.print(" ".join(argv), highlight=False, soft_wrap=True)
+    if args.dry_run:
+        return 0
+    completed = subprocess.run(argv, check=False)
+    if completed.returncode != 0:
+        raise UserError(f"`ray start` failed (exit code {completed.returncode}); its output is above")
+    joined = f"--ray-address {args.ray_address}" if args.ray_address else f"--ray-address <this host>:{args.port}"
+    console.print(f"joined. On the driver: python -m harness node --list {joined}; leave with: ray stop",
+                  highlight=False)
+    return 0
+
+
+def _resources(args: argparse.Namespace) -> fleet_devices.NodeResources:
+    try:
+        name = fleet_devices.check_node_name(args.name or fleet_devices.default_node_name())
+        found = comma_list(args.devices) if args.devices else fleet_devices.discover()
+        for device in found:
+            fleet_devices.check_device_name(device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if ANY_NODE in name:
+        raise UserError("a node name cannot hold '*'")
+    return fleet_devices.NodeResources(name, tuple(dict.fromkeys(found)), args.per_device)
+
+
+def _ray_cli() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    found = str(beside) if beside.exists() else shutil.which("ray")
+    if found is None:
+        import_ray()  # says how to install Ray when it is missing
+        raise UserError(f"Ray is installed but its `ray` command is not on PATH: {INSTALL_HINT}")
+    return found
+
+
+def _list_fleet(args: argparse.Namespace) -> int:
+    ray = connect(args.ray_address)
+    nodes = read_nodes(ray)
+    described = _describe(ray, nodes)
+    if args.json:
+        print_json([{"name": n.name, "node_id": n.node_id, "address": n.address, "devices": list(n.devices),
+                     "slots": n.slots, "versions": described.get(n.node_id)} for n in nodes])
+        return 0
+    if not nodes:
+        console.print(fleet_summary(nodes))
+        return 1
+    table = Table(title=f"fleet: {len(nodes)} node(s)")
+    for column in ("node", "address", "devices", "cells at once", *LISTED_PACKAGES):
+        table.add_column(column)
+    for node in nodes:
+        versions = described.get(node.node_id) or {}
+        table.add_row(node.name, node.address, ", ".join(node.devices), str(node.slots),
+                      *[versions.get(p) or ("?" if node.node_id not in described else "—") for p in LISTED_PACKAGES])
+    console.print(table)
+    differing = [p for p in LISTED_PACKAGES if len({(described.get(n.node_id) or {}).get(p) for n in nodes}) > 1]
+    if differing:
+        console.print(f"[yellow]versions differ between nodes: {', '.join(differing)}[/yellow]")
+    return 0
+
+
+def _describe(ray: Any, nodes: list[Node]) -> dict[str, dict[str, str | None]]:
+    """Each node's package versions, read by a task on it (a node that does not answer is left out)."""
+    from harness.fleet import tasks
+
+    probe = ray.remote(tasks.versions)
+    strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
+    refs = {n.node_id: probe.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote()
+            for n in nodes}
+    described = {}
+    for node_id, ref in refs.items():
+        try:
+            described[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT_S)
+        except Exception:  # a busy or dying node: shown with '?'
+            continue
+    return described

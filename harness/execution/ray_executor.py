@@ -1,0 +1,259 @@
+"""The Ray executor: each job a Ray task on a fleet node that offers the job's device; inside the task the
+job runs as the local executor runs it, in a fresh process with its timeout and memory cap.
+
+Where jobs run:
+- a cell (and an engine build) asks for one unit of its device's resource and one cell slot, so one cell
+  at a time runs on each device (and, by default, on each machine); `DEVICE@NODE` adds that node's own
+  resource, pinning it there. A cell of an engine runtime runs on the node that built its engine
+  (engines are not portable).
+- a prepare job (weights, ONNX export, quantization) runs on the driver's node, in the driver's cache,
+  taking that node's cell slot where it has one so that an export never runs beside a measurement.
+  Other nodes receive the files through Ray's object store, checked by hash (harness.fleet.files).
+
+Faults: a task whose node (or worker) dies is `lost`; it is submitted once more where another live node
+offers the device, else recorded `lost` with the node it was on. `close()` cancels what is in flight
+(Ctrl-C): finished records are already appended, the rest run again on --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.execution.executor import Executor, Job, Outcome, Placement
+from harness.execution.local import _result, cap_log
+from harness.fleet import tasks
+from harness.fleet.devices import SLOT, device_resource, node_resource
+from harness.fleet.fleet import Node, offering, read_nodes, split_device
+from harness.fleet.files import needed_files
+from harness.measure.environment import package_versions
+from harness.paths import write_atomically
+from harness.protocol import CellResult
+from harness.records import env_file_for
+from runtimes import RuntimeUnavailable, runtime_class
+from runtimes.base import TORCH_MODULE
+
+log = logging.getLogger(__name__)
+
+NODE_ID_IN_ERROR = re.compile(r"node ID: ([0-9a-f]{16,})")
+PINNED_SHARE = 0.001  # of a node's own resource: enough to pin a task there, never enough to block another
+KEPT_OBJECTS = 16  # files kept in the object store at once, most recently used first
+PROBE_TIMEOUT_S = 120.0
+# the packages whose versions must agree across the fleet for its numbers to be compared
+COMPARED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "ray")
+
+
+@dataclass
+class _Flight:
+    job: Job
+    device: str  # as planned: 'cpu', 'cuda:0@ws1'
+    attempt: int = 1
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    pinned_node_id: str | None = None
+
+
+class RayExecutor(Executor):
+    """Jobs as Ray tasks across the fleet; results come back in whatever order they finish."""
+
+    capacity = 1_000_000  # Ray queues what the fleet cannot run yet; `slots` keeps each device's queue short
+
+    def __init__(self, placement: Placement, ray: Any, run_id: str) -> None:
+        self.placement, self.ray, self.run_id = placement, ray, run_id
+        self._run_job = ray.remote(tasks.run_job)
+        self._probe = ray.remote(tasks.probe)
+        self._flights: dict[Any, _Flight] = {}
+        self._objects: OrderedDict[str, Any] = OrderedDict()
+        self._engine_nodes: dict[str, str] = {}  # engine sha256 -> the node id that built it (and holds it)
+        self._versions: dict[str, dict[str, str | None]] = {}
+        self.driver_node_id = ray.get_runtime_context().get_node_id()
+        self.nodes: list[Node] = []
+        self._names: dict[str, str] = {}  # node id -> name, dead nodes included
+        self.refresh_nodes()
+        self.warnings = self._probe_nodes()
+        for warning in self.warnings:
+            log.warning(warning)
+
+    # ---------------------------------------------------------------- the fleet
+
+    def refresh_nodes(self) -> None:
+        every = read_nodes(self.ray, alive_only=False)
+        self._names.update({n.node_id: n.name for n in every})
+        self.nodes = [n for n in every if n.alive]
+
+    def _probe_nodes(self) -> list[str]:
+        """Each node's environment into env-<node>.json of the run folder; warnings for versions that differ
+        from the driver's."""
+        strategy = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
+        refs = {self._probe.options(num_cpus=0, scheduling_strategy=strategy(node.node_id, soft=False)).remote(): node
+                for node in self.nodes}
+        driver = package_versions()
+        warnings = []
+        for ref, node in refs.items():
+            try:
+                answer = self.ray.get(ref, timeout=PROBE_TIMEOUT_S)
+            except Exception as exc:  # a node that cannot answer now: its cells will say so if it cannot run them
+                warnings.append(f"node {node.name} did not describe itself ({type(exc).__name__}); its env file is "
+                                "missing")
+                continue
+            environment = answer["environment"]
+            write_atomically(self.placement.run_dir / env_file_for(node.name),
+                             json.dumps({**environment, "fleet_node": node.name}, indent=2, default=str))
+            versions = {name: environment["packages"].get(name) for name in COMPARED_PACKAGES}
+            self._versions[node.name] = versions
+            differ = [f"{name} {versions[name]} (driver {driver.get(name)})" for name in COMPARED_PACKAGES
+                      if versions[name] != driver.get(name) and versions[name] is not None]
+            if differ:
+                warnings.append(f"warning: node {node.name} runs other versions than the driver: {', '.join(differ)}; "
+                                "its records hold its versions")
+        return warnings
+
+    def slots(self, device: str | None) -> int:
+        """How many of the device's jobs may be in flight: one per node that offers it."""
+        if device is None:
+            return 1
+        return max(1, len(offering(self.nodes, device)))
+
+    # ---------------------------------------------------------------- submitting
+
+    def submit(self, job: Job) -> None:
+        self._start(_Flight(job, job.request.cell.device))
+
+    def _start(self, flight: _Flight) -> None:
+        request = flight.job.request.to_json()
+        local, _ = split_device(flight.device)
+        request["cell"]["device"] = local
+        prepare = flight.job.key.startswith("prepare|")
+        files = [] if prepare else [(needed, self._object(path, needed.sha256)) for needed, path in
+                                    needed_files(request, self.placement.cache_dir, _builds_module(request))]
+        options = self._options(flight, request, prepare)
+        ref = self._run_job.options(**options).remote(
+            {"request": request}, files, self.run_id, flight.job.log_name, flight.job.timeout_s,
+            flight.job.max_memory_bytes, str(self.placement.cache_dir) if prepare else None)
+        self._flights[ref] = flight
+
+    def _options(self, flight: _Flight, request: dict[str, Any], prepare: bool) -> dict[str, Any]:
+        strategy = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
+        options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0}
+        if prepare:
+            driver_node = next((n for n in self.nodes if n.node_id == self.driver_node_id), None)
+            options["resources"] = {SLOT: 1} if driver_node is not None and driver_node.slots else {}
+            options["scheduling_strategy"] = strategy(self.driver_node_id, soft=False)
+            return options
+        local, name = split_device(flight.device)
+        resources = {device_resource(local): 1, SLOT: 1}
+        if name:
+            resources[node_resource(name)] = PINNED_SHARE
+        options["resources"] = resources
+        engine = (request.get("prepared") or {}).get("engine") or {}
+        node_id = self._engine_nodes.get(engine.get("sha256", ""))
+        if node_id:
+            flight.pinned_node_id = node_id
+            options["scheduling_strategy"] = strategy(node_id, soft=False)
+        return options
+
+    def _object(self, path: Path, sha256: str) -> Any:
+        """The file in the object store (put once, kept while recently used)."""
+        if sha256 in self._objects:
+            self._objects.move_to_end(sha256)
+            return self._objects[sha256]
+        ref = self.ray.put(path.read_bytes())
+        self._objects[sha256] = ref
+        while len(self._objects) > KEPT_OBJECTS:
+            self._objects.popitem(last=False)
+        return ref
+
+    # ---------------------------------------------------------------- results
+
+    def wait(self) -> tuple[Job, Outcome]:
+        while True:
+            [ref], _ = self.ray.wait(list(self._flights), num_returns=1)
+            flight = self._flights.pop(ref)
+            try:
+                answer = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as exc:  # the harness's own task code failed on the node
+                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                result = CellResult(status="crashed", error=f"the harness's task failed on its node: {first}")
+                return flight.job, Outcome(result, 0.0, {"executor": "ray"})
+            except self.ray.exceptions.RayError as exc:  # the node or the task's worker died
+                outcome = self._lost(flight, exc)
+                if outcome is None:
+                    continue
+                return flight.job, outcome
+            return flight.job, self._outcome(flight, answer)
+
+    def _outcome(self, flight: _Flight, answer: dict[str, Any]) -> Outcome:
+        name = self._node_name(answer["node_id"])
+        result = replace(_result(answer["result"]), host=name)
+        if answer.get("log"):
+            path = self.placement.run_dir / "cells" / f"{flight.job.log_name}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(answer["log"])
+            cap_log(path)
+        engine = result.prepared.get("engine") if flight.job.key.startswith("build|") else None
+        if engine and result.status == "ok":
+            self._engine_nodes[engine["sha256"]] = answer["node_id"]
+        process: dict[str, Any] = {"start": "exec", "executor": "ray", "node": name,
+                                   "started_unix": answer["started_unix"], "ended_unix": answer["ended_unix"],
+                                   "fetched_files": answer.get("fetched", []), "versions": self._versions.get(name)}
+        if flight.lost:
+            process["lost_attempts"] = flight.lost
+        return Outcome(result, answer["wall_s"], process)
+
+    def _node_name(self, node_id: str) -> str:
+        if node_id not in self._names:
+            self.refresh_nodes()
+        return self._names.get(node_id, node_id[:12])
+
+    def _lost(self, flight: _Flight, exc: BaseException) -> Outcome | None:
+        """A node or worker died under the job: once more on another live node offering the device, if any."""
+        alive_before = {n.node_id for n in self.nodes}
+        self.refresh_nodes()
+        named = NODE_ID_IN_ERROR.search(str(exc))  # Ray's NodeDiedError names the node it was running on
+        if named and named.group(1) in self._names:
+            where = self._names[named.group(1)]
+        else:  # a worker crash: the nodes that went away since, and offer the device
+            gone = [self._names[i] for i in alive_before - {n.node_id for n in self.nodes}]
+            offer = {o.name for o in offering(read_nodes(self.ray, alive_only=False), flight.device)}
+            where = ", ".join(n for n in gone if n in offer) or "unknown"
+        flight.lost.append({"node": where, "error": f"{type(exc).__name__}: {_first_line(exc)}",
+                            "at_unix": time.time()})
+        others = offering(self.nodes, flight.device)
+        if flight.attempt == 1 and others and flight.pinned_node_id is None:
+            flight.attempt += 1
+            self._start(flight)
+            return None
+        retry = "no other live node offers it" if not others else "it was lost twice" if flight.attempt > 1 \
+            else "its engine lives on that node"
+        result = CellResult(status="lost", host=where,
+                            error=f"the node running it ({where}) was lost mid-cell ({type(exc).__name__}); not "
+                                  f"retried: {retry}")
+        return Outcome(result, 0.0, {"executor": "ray", "node": where, "lost_attempts": flight.lost})
+
+    def close(self) -> None:
+        """Cancel what is in flight (Ctrl-C, or a storage failure): their cells run again on --resume."""
+        for ref in list(self._flights):
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception as exc:  # a task already gone: nothing to cancel
+                log.debug("cancel: %s", exc)
+        self._flights.clear()
+        self._objects.clear()
+
+
+def _builds_module(request: dict[str, Any]) -> bool:
+    """Whether the job's runtime builds the PyTorch module (and so needs the weights file)."""
+    try:
+        return runtime_class(request["cell"]["runtime"]).consumes == TORCH_MODULE
+    except (KeyError, RuntimeUnavailable):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

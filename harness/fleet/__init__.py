@@ -1,0 +1,1 @@
+"""Sweeps across machines: a fleet of Ray nodes, each offering its devices."""

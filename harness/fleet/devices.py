@@ -1,0 +1,116 @@
+"""What one machine offers a fleet: its devices, found by reading, never by running work on them, and the
+Ray resources that stand for them.
+
+A node advertises, as Ray custom resources:
+- `harness-device:<device>` = 1 for each device (`cpu`, `cuda:0`, `dla:1`, `intel-gpu`, ...): a cell asks
+  for one unit of its device, so one cell at a time runs on each device of each node;
+- `harness-cell-slot` = 1 (or one per device with `--per-device`): every cell also takes a slot, so by
+  default a machine measures one cell at a time, whatever the device — a CPU cell beside a GPU cell would
+  take the cores the GPU's launches need;
+- `harness-node:<name>` = 1: the node's name, so a plan can pin a device to a machine (`cuda:0@ws1`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from dataclasses import dataclass
+
+from harness.measure import jetson
+from runtimes import cuda_driver
+
+log = logging.getLogger(__name__)
+
+DEVICE_PREFIX = "harness-device:"
+NODE_PREFIX = "harness-node:"
+SLOT = "harness-cell-slot"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|dla:\d+|intel-gpu(:\d+)?|npu)$")
+
+
+def device_resource(device: str) -> str:
+    return f"{DEVICE_PREFIX}{device}"
+
+
+def node_resource(name: str) -> str:
+    return f"{NODE_PREFIX}{name}"
+
+
+def default_node_name() -> str:
+    """The host name, cut to what a node name may hold."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].strip("-.") or "node"
+    return name
+
+
+def check_node_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"node name '{name}' must be 1-63 letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit")
+    return name
+
+
+def check_device_name(device: str) -> str:
+    if not DEVICE_PATTERN.match(device):
+        raise ValueError(f"unknown device '{device}': use cpu, cuda:N, dla:N, intel-gpu[:N] or npu")
+    return device
+
+
+def cuda_devices() -> list[str]:
+    """cuda:0 .. cuda:N-1 as the CUDA driver counts them (none where there is no driver)."""
+    try:
+        count = cuda_driver.device_count()
+    except cuda_driver.CudaDriverUnavailable as exc:  # a driver that cannot start: no CUDA devices on this node
+        log.info("no CUDA devices: %s", exc)
+        return []
+    return [f"cuda:{index}" for index in range(count)]
+
+
+def dla_devices() -> list[str]:
+    """dla:0 .. on a Jetson whose module matches a device profile that lists DLA cores."""
+    facts = jetson.facts()
+    if not facts.get("is_jetson"):
+        return []
+    from harness.reports.check import available_profiles, load_profile
+
+    module = (facts.get("module") or "").lower()
+    for name in available_profiles():
+        profile = load_profile(name)
+        if profile.kind == "jetson" and any(part.lower() in module for part in profile.device_match):
+            return [f"dla:{core}" for core in range(profile.dla_cores)]
+    log.info("Jetson module %r matches no profile: no DLA cores advertised (name them with --devices)", module)
+    return []
+
+
+def openvino_devices() -> list[str]:
+    """OpenVINO's Intel GPUs and NPU, where openvino is installed and its plugins find them."""
+    try:
+        import openvino
+    except ImportError:
+        return []
+    found = []
+    for name in openvino.Core().available_devices:
+        family, _, index = name.partition(".")
+        if family == "GPU":
+            found.append(f"intel-gpu:{index or 0}")
+        elif family == "NPU":
+            found.append("npu")
+    return found
+
+
+def discover() -> list[str]:
+    """Every device this machine offers: the CPU, each CUDA GPU, a Jetson's DLA cores, OpenVINO's GPUs/NPU."""
+    return ["cpu", *cuda_devices(), *dla_devices(), *openvino_devices()]
+
+
+@dataclass(frozen=True)
+class NodeResources:
+    name: str
+    devices: tuple[str, ...]
+    per_device: bool = False
+
+    def as_ray(self) -> dict[str, float]:
+        resources = {device_resource(device): 1.0 for device in self.devices}
+        resources[SLOT] = float(len(self.devices) if self.per_device else 1)
+        resources[node_resource(self.name)] = 1.0
+        return resources

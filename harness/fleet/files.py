@@ -1,0 +1,96 @@
+"""The files a job needs on the node that runs it: named by the job's request, made once on the driver's
+machine, carried by Ray's object store, and checked by SHA-256 on arrival.
+
+The driver side (`needed_files`) reads what a request names: the prepared weights and ONNX file in the
+driver's artifact cache, and an outside ONNX file the user named (a bundle's, or `--onnx`). The node side
+(`place_files`) puts each under the node's own cache at the same relative path (outside files under
+`fleet-files/<sha256>/`), fetching only what is missing or differs, and refuses a file whose bytes do not
+hash to what the driver recorded. An engine is never carried: it is built on its device's node and stays
+there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from exporters.store import sha256_of as file_sha256
+
+OUTSIDE_FOLDER = "fleet-files"
+CACHE = "cache"  # a file of the artifact cache, at the same relative path on every node
+MODEL = "model"  # the request's outside ONNX file: the node's copy replaces the request's path
+
+
+class FileArrivedDamaged(RuntimeError):
+    """The bytes a node received do not hash to what the driver recorded."""
+
+
+@dataclass(frozen=True)
+class NeededFile:
+    relative_path: str  # under the node's artifact cache
+    sha256: str
+    role: str = CACHE  # CACHE or MODEL
+
+
+_known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: a file is hashed once per process
+
+
+def sha256_of(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _known:
+        _known[key] = file_sha256(path)
+    return _known[key]
+
+
+def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool) -> list[tuple[NeededFile, Path]]:
+    """What the request (as JSON) names that a node must hold, each with where the driver reads it; the
+    weights file only `with_weights` (a runtime that builds the PyTorch module)."""
+    needed: list[tuple[NeededFile, Path]] = []
+    prepared = request.get("prepared") or {}
+    weights = prepared.get("weights") or {}
+    if with_weights and weights.get("kind") == "random" and weights.get("path"):
+        needed.append((NeededFile(weights["path"], weights["sha256"]), driver_cache / weights["path"]))
+    artifact = prepared.get("artifact") or {}
+    if artifact.get("kind") == "onnx" and not artifact.get("external") and artifact.get("path"):
+        needed.append((NeededFile(artifact["path"], artifact["sha256"]), driver_cache / artifact["path"]))
+    outside = (request.get("model") or {}).get("onnx_path")
+    if outside:
+        source = Path(outside)
+        sha = sha256_of(source)
+        needed.append((NeededFile(f"{OUTSIDE_FOLDER}/{sha}/{source.name}", sha, MODEL), source))
+    return needed
+
+
+def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[NeededFile, Any]],
+                fetch: Callable[[Any], bytes]) -> list[str]:
+    """Make every needed file present in `cache_dir`, fetching (`fetch(handle)`) only those missing or
+    different; point the request at the node's copy of an outside file. Returns the paths fetched."""
+    fetched = []
+    for needed, handle in files:
+        path = cache_dir / needed.relative_path
+        if not (path.is_file() and sha256_of(path) == needed.sha256):
+            _write_checked(path, fetch(handle), needed.sha256)
+            fetched.append(needed.relative_path)
+        if needed.role == MODEL:
+            request["model"]["onnx_path"] = str(path)
+    return fetched
+
+
+def _write_checked(path: Path, data: bytes, sha256: str) -> None:
+    """Write beside `path`, check the hash of what was written, then rename over it."""
+    arrived = hashlib.sha256(data).hexdigest()
+    if arrived != sha256:
+        raise FileArrivedDamaged(f"{path.name} arrived with SHA-256 {arrived[:12]}..., the driver recorded "
+                                 f"{sha256[:12]}...; it was not used")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,312 @@
+"""Sweeps across machines on Ray. Without a cluster: device names, resources, file carrying and the plan's
+devices. With one: `ray.cluster_utils.Cluster` on this machine, a head and worker nodes with their own
+resources and their own artifact caches, running null-runtime and ort cells through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.fleet.devices import SLOT, NodeResources, check_device_name, check_node_name
+from harness.fleet.fleet import Node, resolve_devices
+from harness.fleet.files import FileArrivedDamaged, NeededFile, needed_files, place_files
+from harness.records import read_records
+from harness.sweep.runs import finished_cell_ids
+from tests.test_cli import _one_error_line, harness
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = [Node("ws1", "id1", "10.0.0.1", True, ("cpu", "cuda:0"), 1),
+         Node("orin", "id2", "10.0.0.2", True, ("cpu", "cuda:0", "dla:0", "dla:1"), 1)]
+
+
+# ---------------------------------------------------------------- without a cluster
+
+def test_a_node_advertises_each_device_once_a_slot_and_its_name():
+    assert NodeResources("ws1", ("cpu", "cuda:0")).as_ray() == {
+        "harness-device:cpu": 1.0, "harness-device:cuda:0": 1.0, SLOT: 1.0, "harness-node:ws1": 1.0}
+    assert NodeResources("ws1", ("cpu", "cuda:0", "cuda:1"), per_device=True).as_ray()[SLOT] == 3.0
+    with pytest.raises(ValueError, match="node name"):
+        check_node_name("my node")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        check_device_name("gpu")
+
+
+def test_the_plans_devices_map_onto_the_fleet_or_are_refused_with_what_it_has():
+    assert resolve_devices(["cuda:0"], NODES) == ["cuda:0"]
+    assert resolve_devices(["cuda:0@*", "dla:1@orin"], NODES) == ["cuda:0@ws1", "cuda:0@orin", "dla:1@orin"]
+    with pytest.raises(UserError, match=r"no node of the fleet offers cuda:1; the fleet: ws1 \(cpu, cuda:0\); orin"):
+        resolve_devices(["cuda:1"], NODES)
+    with pytest.raises(UserError, match="node 'ws1' does not offer dla:0"):
+        resolve_devices(["dla:0@ws1"], NODES)
+    with pytest.raises(UserError, match="the fleet has no node named 'nano'"):
+        resolve_devices(["cpu@nano"], NODES)
+    with pytest.raises(UserError, match="no node of the fleet offers npu"):
+        resolve_devices(["npu@*"], NODES)
+
+
+def _request(tmp_path: Path) -> tuple[dict, Path]:
+    cache = tmp_path / "driver-cache"
+    (cache / "onnx" / "m").mkdir(parents=True)
+    (cache / "weights" / "m").mkdir(parents=True)
+    onnx, weights = cache / "onnx" / "m" / "model.onnx", cache / "weights" / "m" / "weights.pt"
+    onnx.write_bytes(b"onnx bytes")
+    weights.write_bytes(b"weights bytes")
+    from exporters.store import sha256_of
+
+    prepared = {"weights": {"kind": "random", "path": "weights/m/weights.pt", "sha256": sha256_of(weights)},
+                "artifact": {"kind": "onnx", "path": "onnx/m/model.onnx", "sha256": sha256_of(onnx)}}
+    return {"prepared": prepared, "model": {"name": "m"}}, cache
+
+
+def test_files_arrive_once_checked_by_hash_and_damaged_ones_are_refused(tmp_path):
+    request, driver_cache = _request(tmp_path)
+    assert [n.relative_path for n, _ in needed_files(request, driver_cache, with_weights=False)] == \
+        ["onnx/m/model.onnx"]
+    needed = needed_files(request, driver_cache, with_weights=True)
+    node_cache = tmp_path / "node-cache"
+    handles = [(n, path) for n, path in needed]
+    fetched = place_files(request, node_cache, handles, fetch=lambda path: path.read_bytes())
+    assert fetched == ["weights/m/weights.pt", "onnx/m/model.onnx"]
+    assert (node_cache / "onnx/m/model.onnx").read_bytes() == b"onnx bytes"
+    assert place_files(request, node_cache, handles, fetch=lambda path: path.read_bytes()) == []  # already there
+    (node_cache / "onnx/m/model.onnx").write_bytes(b"stale")  # a different file at the path: fetched again
+    assert place_files(request, node_cache, handles, fetch=lambda path: path.read_bytes()) == ["onnx/m/model.onnx"]
+    (node_cache / "onnx/m/model.onnx").unlink()
+    with pytest.raises(FileArrivedDamaged, match="arrived with SHA-256"):
+        place_files(request, node_cache, handles, fetch=lambda path: b"damaged in transit")
+    assert not (node_cache / "onnx/m/model.onnx").exists()  # nothing damaged is left where a cell would read it
+
+
+def test_an_outside_onnx_file_is_carried_and_the_request_points_at_the_nodes_copy(tmp_path):
+    outside = tmp_path / "mine.onnx"
+    outside.write_bytes(b"user's graph")
+    request = {"prepared": {}, "model": {"name": "mine", "onnx_path": str(outside)}}
+    [(needed, source)] = needed_files(request, tmp_path / "cache", with_weights=False)
+    assert needed == NeededFile(needed.relative_path, needed.sha256, "model") and source == outside
+    place_files(request, tmp_path / "node", [(needed, source)], fetch=lambda path: path.read_bytes())
+    assert request["model"]["onnx_path"] == str(tmp_path / "node" / needed.relative_path)
+    assert Path(request["model"]["onnx_path"]).read_bytes() == b"user's graph"
+
+
+def test_a_lost_cell_runs_again_on_resume(tmp_path):
+    records = tmp_path / "records.jsonl"
+    base = {"schema_version": 2, "run_id": "r", "host": "h", "kind": "bench", "error": None, "started_at": "t",
+            "wall_s": 0.0, "model": {"name": "m"}, "runtime": None, "policy": None}
+    for status, batch in (("lost", 1), ("error", 2)):
+        cell = {"model": "m", "runtime": "null", "precision": "fp32", "batch_size": batch, "device": "cpu@a"}
+        records.open("a").write(json.dumps({**base, "cell": cell, "status": status,
+                                            "cell_id": f"m|null|fp32|bs{batch}|cpu@a"}) + "\n")
+    assert finished_cell_ids(tmp_path) == {"m|null|fp32|bs2|cpu@a"}
+
+
+def test_fleet_mistakes_get_one_line():
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu,cuda:0"))
+    assert "need --executor ray" in line
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-address", "x:1"))
+    assert "--ray-address is for --executor ray" in line
+    line = _one_error_line(harness("node"))
+    assert "--ray-address HEAD:PORT to join it, or --head" in line
+    line = _one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
+    assert "unknown device 'gpu'" in line
+
+
+def test_node_dry_run_prints_the_ray_start_command_it_would_run():
+    result = harness("node", "--ray-address", "10.0.0.1:6379", "--name", "orin", "--devices", "cpu,cuda:0,dla:0",
+                     "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "node orin offers cpu, cuda:0, dla:0 (one cell at a time)" in result.stdout
+    command = result.stdout.split("\n", 1)[1]
+    assert " start --resources=" in command and "--address=10.0.0.1:6379" in command
+    resources = json.loads(command.split("--resources=", 1)[1].split(" --address")[0])
+    assert resources == {"harness-cell-slot": 1.0, "harness-device:cpu": 1.0, "harness-device:cuda:0": 1.0,
+                         "harness-device:dla:0": 1.0, "harness-node:orin": 1.0}
+
+
+# ---------------------------------------------------------------- on a local cluster
+
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'dnn-harness[ray]')")
+
+
+class LocalFleet:
+    """A head (the driver's node: no devices) and worker nodes, each with its own artifact cache."""
+
+    def __init__(self, root: Path, names: tuple[str, ...]) -> None:
+        from ray.cluster_utils import Cluster
+
+        self.root = root
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        self.nodes = {name: self.cluster.add_node(num_cpus=1, resources=NodeResources(name, ("cpu",)).as_ray(),
+                                                  env_vars={"HARNESS_CACHE_DIR": str(root / f"cache-{name}")})
+                      for name in names}
+        self.cluster.wait_for_nodes()
+
+    @property
+    def address(self) -> str:
+        return self.cluster.address
+
+    def bench(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "harness", "bench", "--executor", "ray", "--ray-address", self.address,
+                "--out", str(self.root / "runs"), *args]
+
+    def running_on(self, name: str, run_id: str) -> bool:
+        cells = self.root / f"cache-{name}" / "fleet-runs" / run_id / "cells"
+        return cells.exists() and any(p.name.endswith(".request.json") for p in cells.iterdir())
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
+
+
+def _records(fleet: LocalFleet, run_id: str) -> list[dict]:
+    return read_records(fleet.root / "runs" / run_id / "records.jsonl").records
+
+
+def _overlap(records: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of cells that ran on the same node at the same time."""
+    spans = [(r["process"]["node"], r["process"]["started_unix"], r["process"]["ended_unix"], r["cell_id"])
+             for r in records if "started_unix" in r.get("process", {})]
+    return [(a[3], b[3]) for i, a in enumerate(spans) for b in spans[i + 1:]
+            if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    local = LocalFleet(tmp_path_factory.mktemp("fleet"), ("a", "b"))
+    yield local
+    local.shutdown()
+
+
+def _env(fleet: LocalFleet) -> dict[str, str]:
+    return {**os.environ, "HARNESS_CACHE_DIR": str(fleet.root / "cache-driver")}
+
+
+@pytest.mark.slow
+@needs_ray
+def test_cells_run_on_nodes_offering_their_device_one_at_a_time_with_files_carried(fleet):
+    result = subprocess.run(fleet.bench("--device", "cpu@*", "--runtime", "null,ort", "--models", "squeezenet1_1",
+                                        "--batch-sizes", "1,2", "--run-id", "f"),
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr + result.stdout  # 1: cells sharing 2 cores may be invalid
+    records = _records(fleet, "f")
+    assert sorted(r["cell_id"] for r in records) == sorted(
+        f"squeezenet1_1|{rt}|fp32|bs{b}|cpu@{n}" for rt in ("null", "ort") for b in (1, 2) for n in ("a", "b"))
+    for record in records:
+        assert record["status"] == "ok", record
+        node = record["cell"]["device"].split("@")[1]
+        assert record["host"] == record["process"]["node"] == node
+        assert record["process"]["versions"]["dnn-harness"]
+    assert _overlap(records) == []
+    ort_first = [r for r in records if r["cell"]["runtime"] == "ort" and r["cell"]["batch_size"] == 1]
+    for record in ort_first:  # each node received the ONNX file once (not the weights: ort does not build torch)
+        assert record["process"]["fetched_files"] == [record["prepared"]["artifact"]["path"]]
+        node = record["process"]["node"]
+        assert (fleet.root / f"cache-{node}" / record["prepared"]["artifact"]["path"]).is_file()
+    assert not list((fleet.root / "cache-a").glob("weights/*"))
+    run = fleet.root / "runs" / "f"
+    assert {"env-a.json", "env-b.json"} <= {p.name for p in run.glob("env-*.json")}
+    assert json.loads((run / "env-a.json").read_text())["fleet_node"] == "a"
+    listed = subprocess.run([sys.executable, "-m", "harness", "node", "--list", "--ray-address", fleet.address,
+                             "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    nodes = json.loads(listed.stdout)
+    assert [(n["name"], n["devices"], n["slots"]) for n in nodes] == [("a", ["cpu"], 1), ("b", ["cpu"], 1)]
+    assert all(n["versions"]["ray"] == ray.__version__ for n in nodes)
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_device_no_node_offers_is_refused_up_front(fleet):
+    result = subprocess.run(fleet.bench("--device", "cuda:0", "--runtime", "null", "--models", "squeezenet1_1"),
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no node of the fleet offers cuda:0; the fleet: a (cpu); b (cpu)" in result.stderr
+
+
+@pytest.mark.slow
+@needs_ray
+def test_the_driver_killed_mid_sweep_resumes_and_finishes(fleet):
+    args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18,mobilenet_v2",
+                       "--batch-sizes", "1", "--thorough", "--run-id", "k")
+    driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (fleet.running_on("a", "k") or fleet.running_on("b", "k")) and time.time() < deadline:
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = _records(fleet, "k") if (fleet.root / "runs" / "k" / "records.jsonl").exists() else []
+    result = subprocess.run([*args, "--resume", "k"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode in (0, 1), result.stderr + result.stdout
+    records = _records(fleet, "k")
+    assert len(records) == 3 and len({r["cell_id"] for r in records}) == 3  # each cell once
+    assert all(r["status"] == "ok" for r in records)
+    assert [r["cell_id"] for r in records[:len(before)]] == [r["cell_id"] for r in before]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
+    fleet = LocalFleet(tmp_path, ("a", "b", "c"))
+    try:
+        # any cpu node: the cell on b, lost with b, runs again on a or c
+        args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18,mobilenet_v2",
+                           "--batch-sizes", "1", "--thorough", "--run-id", "any")
+        driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        deadline = time.time() + 120
+        while not fleet.running_on("b", "any") and time.time() < deadline:
+            time.sleep(0.2)
+        assert fleet.running_on("b", "any"), "no cell started on node b"
+        fleet.cluster.remove_node(fleet.nodes.pop("b"))
+        out, err = driver.communicate(timeout=600)
+        records = _records(fleet, "any")
+        assert len(records) == 3 and all(r["status"] == "ok" for r in records), err + out
+        [retried] = [r for r in records if r["process"].get("lost_attempts")]
+        assert retried["process"]["lost_attempts"][0]["node"] == "b" and retried["process"]["node"] in ("a", "c")
+        # pinned to c: nowhere else to go, so it is recorded lost, with its node
+        args = fleet.bench("--device", "cpu@c", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes",
+                           "1", "--thorough", "--run-id", "pinned")
+        driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        deadline = time.time() + 120
+        while not fleet.running_on("c", "pinned") and time.time() < deadline:
+            time.sleep(0.2)
+        fleet.cluster.remove_node(fleet.nodes.pop("c"))
+        out, err = driver.communicate(timeout=300)
+        assert driver.returncode == 1, err + out
+        [record] = _records(fleet, "pinned")
+        assert record["status"] == "lost" and record["host"] == "c"
+        assert "no other live node offers it" in record["error"]
+    finally:
+        fleet.shutdown()
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ctrl_c_cancels_the_fleets_cells_and_keeps_finished_records(fleet):
+    args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18",
+                       "--batch-sizes", "1", "--thorough", "--run-id", "c")
+    driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.time() + 120
+    while not (fleet.running_on("a", "c") or fleet.running_on("b", "c")) and time.time() < deadline:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err + out
+    assert "interrupted" in err and "resume with" in err
+    result = subprocess.run([*args, "--resume", "c"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode in (0, 1), result.stderr + result.stdout
+    records = _records(fleet, "c")
+    assert sorted(r["cell_id"] for r in records) == ["resnet18|null|fp32|bs1|cpu", "squeezenet1_1|null|fp32|bs1|cpu"]
