@@ -1,4 +1,4 @@
-"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check.
+"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check, node.
 
 User mistakes: one line, exit code 2."""
 
