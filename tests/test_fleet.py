@@ -255,6 +255,27 @@ def test_the_driver_killed_mid_sweep_resumes_and_finishes(fleet):
 
 @pytest.mark.slow
 @needs_ray
+def test_ctrl_c_cancels_the_fleets_cells_and_keeps_finished_records(fleet):
+    args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18",
+                       "--batch-sizes", "1", "--thorough", "--run-id", "c")
+    driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.time() + 120
+    while not (fleet.running_on("a", "c") or fleet.running_on("b", "c")) and time.time() < deadline:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err + out
+    assert "interrupted" in err and "resume with" in err
+    result = subprocess.run([*args, "--resume", "c"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode in (0, 1), result.stderr + result.stdout
+    records = _records(fleet, "c")
+    assert sorted(r["cell_id"] for r in records) == ["resnet18|null|fp32|bs1|cpu", "squeezenet1_1|null|fp32|bs1|cpu"]
+
+
+@pytest.mark.slow
+@needs_ray
 def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
     fleet = LocalFleet(tmp_path, ("a", "b", "c"))
     try:
@@ -289,24 +310,3 @@ def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
         assert "no other live node offers it" in record["error"]
     finally:
         fleet.shutdown()
-
-
-@pytest.mark.slow
-@needs_ray
-def test_ctrl_c_cancels_the_fleets_cells_and_keeps_finished_records(fleet):
-    args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18",
-                       "--batch-sizes", "1", "--thorough", "--run-id", "c")
-    driver = subprocess.Popen(args, cwd=ROOT, env=_env(fleet), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    deadline = time.time() + 120
-    while not (fleet.running_on("a", "c") or fleet.running_on("b", "c")) and time.time() < deadline:
-        time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)
-    out, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130, err + out
-    assert "interrupted" in err and "resume with" in err
-    result = subprocess.run([*args, "--resume", "c"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode in (0, 1), result.stderr + result.stdout
-    records = _records(fleet, "c")
-    assert sorted(r["cell_id"] for r in records) == ["resnet18|null|fp32|bs1|cpu", "squeezenet1_1|null|fp32|bs1|cpu"]
