@@ -32,6 +32,11 @@ def _build(cls: type, data: dict[str, Any], what: str) -> Any:
         raise ValueError(f"{what}: {exc}") from None
 
 
+def reference_outputs_file(model: str, batch_size: int) -> str:
+    """Where, in a run folder, a verify run's reference cell leaves its outputs for the cells compared with it."""
+    return f"outputs/{model}-bs{batch_size}-reference.npy"
+
+
 @dataclass(frozen=True)
 class CatalogueModel:
     """A catalogue entry as the child builds it."""

@@ -225,6 +225,55 @@ def test_cells_run_on_nodes_offering_their_device_one_at_a_time_with_files_carri
 
 @pytest.mark.slow
 @needs_ray
+def test_the_same_plan_gives_the_same_records_on_the_local_executor(fleet):
+    """What a record holds does not depend on where it ran: same cells, statuses, keys, model summary and
+    artifacts; only where and when differ (process, host, times)."""
+    plan = ["--device", "cpu", "--runtime", "null,ort", "--models", "squeezenet1_1", "--batch-sizes", "1"]
+    on_fleet = subprocess.run(fleet.bench(*plan, "--run-id", "same"), cwd=ROOT, env=_env(fleet),
+                              capture_output=True, text=True, timeout=600)
+    local = subprocess.run([sys.executable, "-m", "harness", "bench", *plan, "--out", str(fleet.root / "runs"),
+                            "--run-id", "same-local"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
+                           timeout=600)
+    assert on_fleet.returncode in (0, 1) and local.returncode in (0, 1), on_fleet.stderr + local.stderr
+    fleet_records = {r["cell_id"]: r for r in _records(fleet, "same")}
+    local_records = {r["cell_id"]: r for r in _records(fleet, "same-local")}
+    assert sorted(fleet_records) == sorted(local_records) == ["squeezenet1_1|null|fp32|bs1|cpu",
+                                                              "squeezenet1_1|ort|fp32|bs1|cpu"]
+    where_and_when = {"process", "host", "wall_s", "started_at", "run_id"}
+    for cell_id, record in fleet_records.items():
+        other = local_records[cell_id]
+        assert record["status"] == other["status"] == "ok"
+        assert set(record) - where_and_when == set(other) - where_and_when
+        assert record["model"] == other["model"] and record["cell"] == other["cell"]
+        assert set(record["timing"]) == set(other["timing"])
+        assert (record.get("prepared") or {}).get("artifact", {}).get("sha256") == \
+            (other.get("prepared") or {}).get("artifact", {}).get("sha256")
+
+
+@pytest.mark.slow
+@needs_ray
+def test_verify_on_a_fleet_carries_the_reference_outputs_to_the_compared_cells(fleet):
+    result = subprocess.run([sys.executable, "-m", "harness", "verify", "--models", "squeezenet1_1", "--runtime",
+                             "ort", "--executor", "ray", "--ray-address", fleet.address, "--device", "cpu@*",
+                             "--out", str(fleet.root / "runs"), "--run-id", "v"],
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = {r["cell_id"]: r for r in _records(fleet, "v")}
+    assert sorted(records) == ["squeezenet1_1|ort|fp32|bs4|cpu@a", "squeezenet1_1|ort|fp32|bs4|cpu@b",
+                               "squeezenet1_1|torch|fp32|bs4|cpu"]
+    reference = records["squeezenet1_1|torch|fp32|bs4|cpu"]
+    assert reference["parity"]["is_reference"]
+    assert (fleet.root / "runs" / "v" / reference["parity"]["outputs_file"]).is_file()
+    assert any(path.startswith("weights/") for path in reference["process"]["fetched_files"])  # torch builds the module
+    for node in ("a", "b"):
+        compared = records[f"squeezenet1_1|ort|fp32|bs4|cpu@{node}"]
+        assert compared["status"] == "ok" and compared["parity"]["max_rel_err"] < 1e-4
+        if reference["process"]["node"] != node:  # the reference ran elsewhere: its outputs travelled here
+            assert reference["parity"]["outputs_file"] in compared["process"]["fetched_files"]
+
+
+@pytest.mark.slow
+@needs_ray
 def test_a_device_no_node_offers_is_refused_up_front(fleet):
     result = subprocess.run(fleet.bench("--device", "cuda:0", "--runtime", "null", "--models", "squeezenet1_1"),
                             cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=120)

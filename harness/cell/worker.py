@@ -39,7 +39,7 @@ from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - mak
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
 from harness.paths import write_atomically
-from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel
+from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, reference_outputs_file
 from harness.sweep.planning import Cell
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
@@ -360,7 +360,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
 
 def reference_outputs_path(run_dir: Path, cell: Cell) -> Path:
     """Where the reference cell of a model and batch size keeps its outputs for the cells compared with it."""
-    return run_dir / "outputs" / f"{cell.model}-bs{cell.batch_size}-reference.npy"
+    return run_dir / reference_outputs_file(cell.model, cell.batch_size)
 
 
 def run_parity(context: CellContext) -> dict[str, Any]:

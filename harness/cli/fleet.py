@@ -36,11 +36,13 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                              "machine's node belongs to)")
 
 
-def plan_devices(args: argparse.Namespace) -> tuple[list[str], Callable[[Path], Executor] | None]:
+def plan_devices(args: argparse.Namespace,
+                 also: tuple[str, ...] = ()) -> tuple[list[str], Callable[[Path], Executor] | None]:
     """The devices the plan's cells run on, and the executor factory (None: the sweep's local default).
 
     Local: one device of this machine. Ray: a comma list of DEVICE (any node offering it), DEVICE@NODE or
-    DEVICE@* (each node offering it), refused up front where the fleet offers none."""
+    DEVICE@* (each node offering it), refused up front where the fleet offers none, as are the devices `also`
+    names (a command's own cells, such as verify's reference on a CPU)."""
     specs = comma_list(args.device)
     if not specs:
         raise UserError("no device given: e.g. --device cpu")
@@ -59,7 +61,9 @@ def plan_devices(args: argparse.Namespace) -> tuple[list[str], Callable[[Path], 
         except ValueError as exc:
             raise UserError(str(exc)) from None
     ray = connect(args.ray_address)
-    devices = resolve_devices(specs, read_nodes(ray))
+    nodes = read_nodes(ray)
+    devices = resolve_devices(specs, nodes)
+    resolve_devices(list(also), nodes)  # devices the command adds (verify's CPU reference) must be offered too
 
     def executor(run_dir: Path) -> Executor:
         from harness.execution.ray_executor import RayExecutor

@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
     add_runtime_options(verify)
     add_export_options(verify)
+    fleet_command.add_executor_options(verify)
     accuracy_command.add_parser(commands)
     report_commands.add_parsers(commands)
     fleet_command.add_node_parser(commands)
@@ -413,7 +414,9 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"bad --batch-size {args.batch_size}: give a positive number of images")
     check_common(args)
-    check_device(args.device)
+    if args.bundle and args.executor == "ray":
+        raise UserError("verify --bundle runs on the board itself; on a fleet, verify catalogue models (--models)")
+    devices, executor = fleet_command.plan_devices(args, also=("cpu",) if not args.bundle else ())
     subjects = _subjects(args, catalogue, classes)
     weights = check_weights(args.weights)
     seed = args.seed
@@ -421,14 +424,16 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         batch_size, seed = _bundle_batch_and_seed(args, subjects)
         for subject in subjects.values():
             _check_bundle_precisions(subject, precisions, classes)
-        cells = plan_cells(list(subjects), runtime_names, precisions, [batch_size], args.device)
-    else:
-        cells = plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4, args.device,
-                                    reference_device="cpu")
+        cells = plan_cells(list(subjects), runtime_names, precisions, [batch_size], devices[0])
+    else:  # the reference on a CPU (on a fleet: any node's), once per model for every device
+        planned = [cell for device in devices
+                   for cell in plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4,
+                                                   device, reference_device="cpu")]
+        cells = list({cell.cell_id: cell for cell in planned}.values())
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
                              seed=seed, mode="parity", export=_export_with_calibration(args, precisions, subjects),
                              runtime_options=runtime_options(args, runtime_names))
-    sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings)
+    sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings, executor)
     records = run_sweep(sweep, cells, "verifying")
     if records is None:
         err_console.print("run the same verify command again to check the remaining cells")

@@ -130,7 +130,8 @@ class RayExecutor(Executor):
         request["cell"]["device"] = local
         prepare = flight.job.key.startswith("prepare|")
         files = [] if prepare else [(needed, self._object(path, needed.sha256)) for needed, path in
-                                    needed_files(request, self.placement.cache_dir, _builds_module(request))]
+                                    needed_files(request, self.placement.cache_dir, _builds_module(request),
+                                                 self.placement.run_dir)]
         options = self._options(flight, request, prepare)
         ref = self._run_job.options(**options).remote(
             {"request": request}, files, self.run_id, flight.job.log_name, flight.job.timeout_s,
@@ -195,6 +196,12 @@ class RayExecutor(Executor):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(answer["log"])
             cap_log(path)
+        for relative, data in (answer.get("run_files") or {}).items():  # a verify reference's outputs
+            target = self.placement.run_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
         engine = result.prepared.get("engine") if flight.job.key.startswith("build|") else None
         if engine and result.status == "ok":
             self._engine_nodes[engine["sha256"]] = answer["node_id"]

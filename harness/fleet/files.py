@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from exporters.store import sha256_of as file_sha256
+from harness.protocol import reference_outputs_file
 
 OUTSIDE_FOLDER = "fleet-files"
 CACHE = "cache"  # a file of the artifact cache, at the same relative path on every node
 MODEL = "model"  # the request's outside ONNX file: the node's copy replaces the request's path
+RUN = "run"  # a file of the run folder another cell made (a verify run's reference outputs)
 
 
 class FileArrivedDamaged(RuntimeError):
@@ -30,9 +32,9 @@ class FileArrivedDamaged(RuntimeError):
 
 @dataclass(frozen=True)
 class NeededFile:
-    relative_path: str  # under the node's artifact cache
+    relative_path: str  # under the node's artifact cache (CACHE, MODEL) or the run's folder there (RUN)
     sha256: str
-    role: str = CACHE  # CACHE or MODEL
+    role: str = CACHE  # CACHE, MODEL or RUN
 
 
 _known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: a file is hashed once per process
@@ -46,9 +48,11 @@ def sha256_of(path: Path) -> str:
     return _known[key]
 
 
-def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool) -> list[tuple[NeededFile, Path]]:
+def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool,
+                 driver_run_dir: Path | None = None) -> list[tuple[NeededFile, Path]]:
     """What the request (as JSON) names that a node must hold, each with where the driver reads it; the
-    weights file only `with_weights` (a runtime that builds the PyTorch module)."""
+    weights file only `with_weights` (a runtime that builds the PyTorch module); in a verify run, the
+    reference outputs its cell is compared with."""
     needed: list[tuple[NeededFile, Path]] = []
     prepared = request.get("prepared") or {}
     weights = prepared.get("weights") or {}
@@ -62,16 +66,23 @@ def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool
         source = Path(outside)
         sha = sha256_of(source)
         needed.append((NeededFile(f"{OUTSIDE_FOLDER}/{sha}/{source.name}", sha, MODEL), source))
+    if request.get("mode") == "parity" and driver_run_dir is not None:
+        cell, reference = request["cell"], request["reference"]
+        compared = (cell["runtime"], cell["precision"]) != (reference["runtime"], reference["precision"])
+        source = driver_run_dir / reference_outputs_file(cell["model"], cell["batch_size"])
+        if compared and source.is_file():
+            needed.append((NeededFile(reference_outputs_file(cell["model"], cell["batch_size"]),
+                                      sha256_of(source), RUN), source))
     return needed
 
 
 def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[NeededFile, Any]],
-                fetch: Callable[[Any], bytes]) -> list[str]:
-    """Make every needed file present in `cache_dir`, fetching (`fetch(handle)`) only those missing or
-    different; point the request at the node's copy of an outside file. Returns the paths fetched."""
+                fetch: Callable[[Any], bytes], run_dir: Path | None = None) -> list[str]:
+    """Make every needed file present in `cache_dir` (or `run_dir`), fetching (`fetch(handle)`) only those
+    missing or different; point the request at the node's copy of an outside file. Returns the paths fetched."""
     fetched = []
     for needed, handle in files:
-        path = cache_dir / needed.relative_path
+        path = ((run_dir if needed.role == RUN and run_dir is not None else cache_dir) / needed.relative_path)
         if not (path.is_file() and sha256_of(path) == needed.sha256):
             _write_checked(path, fetch(handle), needed.sha256)
             fetched.append(needed.relative_path)

@@ -20,6 +20,7 @@ from harness.paths import cache_dir
 
 RUNS_FOLDER = "fleet-runs"  # under the node's cache: each run's request, result and log files while a job runs
 LOG_KEEP_CHARS = 64 * 1024
+OUTPUTS_FOLDER = "outputs"  # what a job leaves in the run folder for other cells (verify's reference outputs)
 
 
 def node_id() -> str:
@@ -40,7 +41,7 @@ def run_job(envelope: dict[str, Any], files: list[tuple[NeededFile, Any]], run_i
     request = envelope["request"]
     answer: dict[str, Any] = {"node_id": node_id(), "started_unix": started_unix, "fetched": [], "log": ""}
     try:
-        answer["fetched"] = place_files(request, cache_path, files, fetch=ray.get)
+        answer["fetched"] = place_files(request, cache_path, files, fetch=ray.get, run_dir=run_dir)
     except (FileArrivedDamaged, OSError) as exc:
         return {**answer, "result": {"status": "error", "error": f"the job's files could not be placed on this node: "
                                                                    f"{exc}"},
@@ -49,8 +50,19 @@ def run_job(envelope: dict[str, Any], files: list[tuple[NeededFile, Any]], run_i
     outcome = run_isolated({"request": request, "placement": placement.as_dict()}, run_dir / "cells", stem,
                            timeout_s, max_memory_bytes)
     answer["log"] = _take_log(run_dir / "cells", stem)
+    answer["run_files"] = {path: data for path, data in _written_since(run_dir / OUTPUTS_FOLDER, run_dir,
+                                                                       started_unix).items()
+                           if path not in answer["fetched"]}
     return {**answer, "result": outcome.result, "wall_s": outcome.wall_s, "exit_code": outcome.exit_code,
             "ended_unix": time.time()}
+
+
+def _written_since(folder: Path, run_dir: Path, since_unix: float) -> dict[str, bytes]:
+    """Files the job wrote into the run's folder (a verify reference's outputs), for the driver's run folder."""
+    if not folder.is_dir():
+        return {}
+    return {str(path.relative_to(run_dir)): path.read_bytes() for path in folder.iterdir()
+            if path.is_file() and path.stat().st_mtime >= since_unix}
 
 
 def _take_log(log_dir: Path, stem: str) -> str:
@@ -64,7 +76,8 @@ def _take_log(log_dir: Path, stem: str) -> str:
     log.unlink()
     if len(text) > 2 * LOG_KEEP_CHARS:
         dropped = len(text) - 2 * LOG_KEEP_CHARS
-        text = f"{text[:LOG_KEEP_CHARS]}\n[... {dropped:,} characters dropped on the node ...]\n{text[-LOG_KEEP_CHARS:]}"
+        marker = f"\n[... {dropped:,} characters dropped on the node ...]\n"
+        text = f"{text[:LOG_KEEP_CHARS]}{marker}{text[-LOG_KEEP_CHARS:]}"
     return text
 
 
