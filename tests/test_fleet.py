@@ -20,6 +20,7 @@ from harness.fleet.fleet import Node, resolve_devices
 from harness.fleet.files import FileArrivedDamaged, NeededFile, needed_files, place_files
 from harness.records import read_records
 from harness.sweep.runs import finished_cell_ids
+from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
 from tests.test_cli import _one_error_line, harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,11 +230,14 @@ def test_the_same_plan_gives_the_same_records_on_the_local_executor(fleet):
     """What a record holds does not depend on where it ran: same cells, statuses, keys, model summary and
     artifacts; only where and when differ (process, host, times)."""
     plan = ["--device", "cpu", "--runtime", "null,ort", "--models", "squeezenet1_1", "--batch-sizes", "1"]
+    local_run = [sys.executable, "-m", "harness", "bench", *plan, "--out", str(fleet.root / "runs")]
+    # first a run that fills the driver's cache (params and MACs are counted by the first export), so that
+    # neither compared run depends on which of its cells happened to finish first
+    subprocess.run([*local_run, "--run-id", "same-warm"], cwd=ROOT, env=_env(fleet), capture_output=True, timeout=600)
     on_fleet = subprocess.run(fleet.bench(*plan, "--run-id", "same"), cwd=ROOT, env=_env(fleet),
                               capture_output=True, text=True, timeout=600)
-    local = subprocess.run([sys.executable, "-m", "harness", "bench", *plan, "--out", str(fleet.root / "runs"),
-                            "--run-id", "same-local"], cwd=ROOT, env=_env(fleet), capture_output=True, text=True,
-                           timeout=600)
+    local = subprocess.run([*local_run, "--run-id", "same-local"], cwd=ROOT, env=_env(fleet), capture_output=True,
+                           text=True, timeout=600)
     assert on_fleet.returncode in (0, 1) and local.returncode in (0, 1), on_fleet.stderr + local.stderr
     fleet_records = {r["cell_id"]: r for r in _records(fleet, "same")}
     local_records = {r["cell_id"]: r for r in _records(fleet, "same-local")}
@@ -270,6 +274,34 @@ def test_verify_on_a_fleet_carries_the_reference_outputs_to_the_compared_cells(f
         assert compared["status"] == "ok" and compared["parity"]["max_rel_err"] < 1e-4
         if reference["process"]["node"] != node:  # the reference ran elsewhere: its outputs travelled here
             assert reference["parity"]["outputs_file"] in compared["process"]["fetched_files"]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_accuracy_on_a_fleet_carries_the_crops_and_the_weights_file(fleet, lite0_weights, photos):  # noqa: F811
+    """Real ImageNet weights and photographs: each node's cells read the crops decoded on the driver and the
+    user's weights file, both carried and checked by hash; the figures match across nodes."""
+    data = fleet.root / "val"
+    for wnid, name in ((TIGER_CAT, "chelsea"), (ESPRESSO, "coffee")):
+        (data / wnid).mkdir(parents=True, exist_ok=True)
+        (data / wnid / f"{name}.JPEG").write_bytes(photos[name].read_bytes())
+    result = subprocess.run([sys.executable, "-m", "harness", "accuracy", "--data", str(data), "--models",
+                             "tf_efficientnet_lite0", "--runtime", "ort", "--weights", str(lite0_weights),
+                             "--workers", "1", "--executor", "ray", "--ray-address", fleet.address, "--device",
+                             "cpu@*", "--out", str(fleet.root / "runs"), "--run-id", "acc"],
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = _records(fleet, "acc")
+    assert sorted((r["cell"]["runtime"], r["cell"]["device"]) for r in records) == [
+        ("ort", "cpu@a"), ("ort", "cpu@b"), ("torch", "cpu@a"), ("torch", "cpu@b")]
+    assert {r["accuracy"]["images"] for r in records} == {2}
+    assert len({(r["accuracy"]["top1"], r["accuracy"]["top5"]) for r in records}) == 1
+    for record in records:
+        fetched = record["process"]["fetched_files"]
+        if record["cell"]["runtime"] == "torch":  # each node's first cell: the weights and the crops arrive
+            assert any(path.endswith(lite0_weights.name) for path in fetched)
+            assert any(path.startswith("crops/") for path in fetched), fetched
+    assert "on cpu@a" in result.stdout and "on cpu@b" in result.stdout
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ def accuracy_table(records: list[Record], title: str) -> tuple[Table, list[str]]
     for column in ("top-1", "top-5", "images", "agree", "Δ top-1", "published", "img/s"):
         table.add_column(column, justify="right", no_wrap=True)
     sources: dict[str, int] = {}
+    several_devices = len({r.cell.device for r in records}) > 1
     for record in records:
         cell, figures, published = record.cell, record.accuracy or {}, record.model.published
         source = published.accuracy_source
@@ -48,7 +49,7 @@ def accuracy_table(records: list[Record], title: str) -> tuple[Table, list[str]]
         if published.top1 is not None and source:
             note = f" [{sources.setdefault(source, len(sources) + 1)}]"
         published_text = _pct(published.top1) + note
-        runtime = f"{cell.runtime} {cell.precision}"
+        runtime = f"{cell.runtime} {cell.precision}" + (f" on {cell.device}" if several_devices else "")
         if not record.ok:
             style = STATUS_STYLE.get(record.status, "red")
             table.add_row(cell.model, runtime, f"[{style}]{record.status}[/{style}]", "", "", "", "",

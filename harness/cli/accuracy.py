@@ -16,10 +16,11 @@ from harness.accuracy.preprocess import recipe_parts
 from harness.accuracy.table import accuracy_table, data_lines
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.calibration import calibration_images, calibration_settings, split_halves
-from harness.cli.common import (DEVICE_HELP, add_export_options, add_runtime_options, check_common, check_device,
+from harness.cli.common import (DEVICE_HELP, add_export_options, add_runtime_options, check_common,
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights_file,
                                 comma_list, console, err_console, export_settings, finish, progress_bar, resume_hint,
                                 resume_run_id, run_sweep, runtime_options)
+from harness.cli.fleet import add_executor_options, plan_devices
 from harness.errors import UserError
 from harness.measure.timing import QUICK
 from harness.paths import cache_dir
@@ -76,6 +77,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     accuracy.add_argument("--process-start", choices=PROCESS_STARTS, default=DEFAULT_PROCESS_START,
                           help="fork (default) or exec: how each cell's fresh process starts")
     add_runtime_options(accuracy)
+    add_executor_options(accuracy)
     add_export_options(accuracy)
 
 
@@ -143,7 +145,7 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     precisions = check_precisions(args.precision)
     _check_numbers(args)
     check_common(args)
-    check_device(args.device)
+    devices, executor = plan_devices(args)
     weights = check_trained_weights(args.weights)
     specs = catalogue.select(args.models)
     check_sources(specs)
@@ -158,7 +160,9 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
         export["calibration"] = calibration_settings(args, calibration, specs, crop_sets)
         console.print(f"[bold]calibration[/bold]: {escape(calibration.describe())}")
 
-    cells = plan_with_reference([s.name for s in specs], runtime_names, precisions, args.batch_size, args.device)
+    cells = [cell for device in devices  # each device's cells against the reference on that device
+             for cell in plan_with_reference([s.name for s in specs], runtime_names, precisions, args.batch_size,
+                                             device)]
     data = {"path": str(Path(args.data).expanduser().resolve()), "layout": images.layout,
             "label_source": images.label_source, "selection": images.selection or f"all {len(images)} images"}
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
@@ -168,18 +172,18 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              accuracy={"sets": sets, "data": data,
                                        "reference": {"runtime": REFERENCE[0], "precision": REFERENCE[1]}})
     subjects = catalogue_subjects(specs)
-    sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings)
+    sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings, executor)
     if args.resume:
-        sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings)
+        sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings, executor)
     console.print(f"[bold]{len(cells)} cells[/bold] ({len(specs)} model(s), each with PyTorch eager fp32 first as "
                   f"the reference) on "
-                  f"{args.device}, batch size {args.batch_size}; weights: {weights}")
+                  f"{', '.join(devices)}, batch size {args.batch_size}; weights: {weights}")
     records = run_sweep(sweep, cells, "evaluating")
     if records is None:
         err_console.print(f"resume with: {escape(resume_hint(sweep.run_id))}", highlight=False, soft_wrap=True)
         return 130
     everything = [r for r in read_records(sweep.records_path).typed if r.kind == "accuracy"]
-    print_accuracy(everything, f"accuracy, run {sweep.run_id} ({args.device})")
+    print_accuracy(everything, f"accuracy, run {sweep.run_id} ({', '.join(devices)})")
     return finish(everything, sweep.records_path)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.catalogue.complexity import ComplexityCache
 from harness.execution.executor import Executor, Job, Outcome, Placement
 from harness.execution.local import _result, cap_log
 from harness.fleet import tasks
@@ -129,6 +130,8 @@ class RayExecutor(Executor):
         local, _ = split_device(flight.device)
         request["cell"]["device"] = local
         prepare = flight.job.key.startswith("prepare|")
+        if not prepare:
+            self._add_cached_complexity(request)
         files = [] if prepare else [(needed, self._object(path, needed.sha256)) for needed, path in
                                     needed_files(request, self.placement.cache_dir, _builds_module(request),
                                                  self.placement.run_dir)]
@@ -137,6 +140,17 @@ class RayExecutor(Executor):
             {"request": request}, files, self.run_id, flight.job.log_name, flight.job.timeout_s,
             flight.job.max_memory_bytes, str(self.placement.cache_dir) if prepare else None)
         self._flights[ref] = flight
+
+    def _add_cached_complexity(self, request: dict[str, Any]) -> None:
+        """A cell that needs no preparation (the null runtime) reads params and MACs from the cache; a node's
+        cache may lack them, so the driver's cached figure travels in the request."""
+        prepared = request.setdefault("prepared", {})
+        key = request.get("complexity_key")
+        if "complexity" in prepared or not key:
+            return
+        cached = ComplexityCache(self.placement.cache_dir / "complexity.json").get(key)
+        if cached is not None:
+            prepared["complexity"] = cached.as_dict()
 
     def _options(self, flight: _Flight, request: dict[str, Any], prepare: bool) -> dict[str, Any]:
         strategy = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy

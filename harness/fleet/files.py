@@ -24,6 +24,7 @@ OUTSIDE_FOLDER = "fleet-files"
 CACHE = "cache"  # a file of the artifact cache, at the same relative path on every node
 MODEL = "model"  # the request's outside ONNX file: the node's copy replaces the request's path
 RUN = "run"  # a file of the run folder another cell made (a verify run's reference outputs)
+WEIGHTS = "weights"  # a state-dict file the user named: the node's copy replaces the request's path
 
 
 class FileArrivedDamaged(RuntimeError):
@@ -61,6 +62,15 @@ def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool
     artifact = prepared.get("artifact") or {}
     if artifact.get("kind") == "onnx" and not artifact.get("external") and artifact.get("path"):
         needed.append((NeededFile(artifact["path"], artifact["sha256"]), driver_cache / artifact["path"]))
+    if with_weights and weights.get("path") and weights.get("kind") != "random":  # a state-dict file the user named
+        source = Path(weights["path"])
+        needed.append((NeededFile(f"{OUTSIDE_FOLDER}/{weights['sha256']}/{source.name}", weights["sha256"], WEIGHTS),
+                       source))
+    crop_set = ((request.get("accuracy") or {}).get("sets") or {}).get((request.get("model") or {}).get("name"))
+    if crop_set:  # an accuracy cell's decoded crops: every file of their folder in the cache
+        folder = driver_cache / crop_set["folder"]
+        needed += [(NeededFile(str(path.relative_to(driver_cache)), sha256_of(path)), path)
+                   for path in sorted(folder.rglob("*")) if path.is_file()]
     outside = (request.get("model") or {}).get("onnx_path")
     if outside:
         source = Path(outside)
@@ -88,6 +98,9 @@ def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[Need
             fetched.append(needed.relative_path)
         if needed.role == MODEL:
             request["model"]["onnx_path"] = str(path)
+        elif needed.role == WEIGHTS:
+            request["weights"] = str(path)
+            request["prepared"]["weights"]["path"] = str(path)
     return fetched
 
 
