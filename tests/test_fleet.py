@@ -119,6 +119,14 @@ def test_fleet_mistakes_get_one_line():
     assert "unknown device 'gpu'" in line
 
 
+def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch):
+    from harness.fleet import fleet as fleet_module
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    with pytest.raises(UserError, match=r"--executor ray needs Ray: pip install 'dnn-harness\[ray\]'"):
+        fleet_module.connect("10.0.0.1:6379")
+
+
 def test_node_dry_run_prints_the_ray_start_command_it_would_run():
     result = harness("node", "--ray-address", "10.0.0.1:6379", "--name", "orin", "--devices", "cpu,cuda:0,dla:0",
                      "--dry-run")
