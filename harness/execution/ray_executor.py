@@ -110,7 +110,7 @@ class RayExecutor(Executor):
             differ = [f"{name} {versions[name]} (driver {driver.get(name)})" for name in COMPARED_PACKAGES
                       if versions[name] != driver.get(name) and versions[name] is not None]
             if differ:
-                warnings.append(f"warning: node {node.name} runs other versions than the driver: {', '.join(differ)}; "
+                warnings.append(f"node {node.name} runs other versions than the driver: {', '.join(differ)}; "
                                 "its records hold its versions")
         return warnings
 
