@@ -17,8 +17,8 @@ from harness.cli.common import check_device, comma_list, console, print_json
 from harness.errors import UserError
 from harness.execution.executor import Executor, Placement
 from harness.fleet import devices as fleet_devices
-from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, read_nodes,
-                                 resolve_devices)
+from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, on_each_node,
+                                 read_nodes, resolve_devices)
 from harness.paths import cache_dir
 
 EXECUTORS = ("local", "ray")
@@ -164,17 +164,8 @@ def _list_fleet(args: argparse.Namespace) -> int:
 
 
 def _describe(ray: Any, nodes: list[Node]) -> dict[str, dict[str, str | None]]:
-    """Each node's package versions, read by a task on it (a node that does not answer is left out)."""
+    """Each node's package versions, read by a task on it (a node that does not answer is left out: '?')."""
     from harness.fleet import tasks
 
-    probe = ray.remote(tasks.versions)
-    strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
-    refs = {n.node_id: probe.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote()
-            for n in nodes}
-    described = {}
-    for node_id, ref in refs.items():
-        try:
-            described[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT_S)
-        except Exception:  # a busy or dying node: shown with '?'
-            continue
-    return described
+    answers = on_each_node(ray, nodes, tasks.versions, PROBE_TIMEOUT_S)
+    return {node_id: answer for node_id, answer in answers.items() if not isinstance(answer, Exception)}

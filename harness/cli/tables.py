@@ -94,9 +94,13 @@ def failures(records: list[Record]) -> list[str]:
     return lines
 
 
+def _spans_devices(records: list[Record]) -> bool:
+    return len({r.cell.device for r in records}) > 1
+
+
 def _grouped(records: list[Record]) -> dict[tuple[str, ...], dict[int, Record]]:
     """Rows by (model, runtime, precision), and device where the records span several (a fleet's run)."""
-    several = len({r.cell.device for r in records}) > 1
+    several = _spans_devices(records)
     rows: dict[tuple[str, ...], dict[int, Record]] = defaultdict(dict)
     for record in records:
         cell = record.cell
@@ -106,8 +110,7 @@ def _grouped(records: list[Record]) -> dict[tuple[str, ...], dict[int, Record]]:
 
 
 def _row_columns(records: list[Record]) -> tuple[str, ...]:
-    several = len({r.cell.device for r in records}) > 1
-    return ("model", "runtime", "precision") + (("device",) if several else ())
+    return ("model", "runtime", "precision") + (("device",) if _spans_devices(records) else ())
 
 
 def memory_table(records: list[Record], title: str) -> Table | str:

@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.catalogue.complexity import ComplexityCache
-from harness.execution.executor import Executor, Job, Outcome, Placement
-from harness.execution.local import _result, cap_log
+from harness.execution.executor import Executor, Job, Outcome, Placement, StorageFailed
+from harness.execution.local import _result
 from harness.fleet import tasks
 from harness.fleet.devices import SLOT, device_resource, node_resource
-from harness.fleet.fleet import Node, offering, read_nodes, split_device
+from harness.fleet.fleet import Node, offering, on_each_node, read_nodes, split_device
 from harness.fleet.files import needed_files
 from harness.measure.environment import package_versions
-from harness.paths import write_atomically
+from harness.paths import write_atomically, write_bytes_atomically
 from harness.protocol import CellResult
 from harness.records import env_file_for
 from runtimes import RuntimeUnavailable, runtime_class
@@ -67,13 +67,13 @@ class RayExecutor(Executor):
     def __init__(self, placement: Placement, ray: Any, run_id: str) -> None:
         self.placement, self.ray, self.run_id = placement, ray, run_id
         self._run_job = ray.remote(tasks.run_job)
-        self._probe = ray.remote(tasks.probe)
         self._flights: dict[Any, _Flight] = {}
         self._objects: OrderedDict[str, Any] = OrderedDict()
         self._engine_nodes: dict[str, str] = {}  # engine sha256 -> the node id that built it (and holds it)
         self._versions: dict[str, dict[str, str | None]] = {}
         self.driver_node_id = ray.get_runtime_context().get_node_id()
-        self.nodes: list[Node] = []
+        self.nodes: list[Node] = []  # alive
+        self._every: list[Node] = []  # dead ones included
         self._names: dict[str, str] = {}  # node id -> name, dead nodes included
         self.refresh_nodes()
         self.warnings = self._probe_nodes()
@@ -83,24 +83,21 @@ class RayExecutor(Executor):
     # ---------------------------------------------------------------- the fleet
 
     def refresh_nodes(self) -> None:
-        every = read_nodes(self.ray, alive_only=False)
-        self._names.update({n.node_id: n.name for n in every})
-        self.nodes = [n for n in every if n.alive]
+        self._every = read_nodes(self.ray, alive_only=False)
+        self._names.update({n.node_id: n.name for n in self._every})
+        self.nodes = [n for n in self._every if n.alive]
 
     def _probe_nodes(self) -> list[str]:
         """Each node's environment into env-<node>.json of the run folder; warnings for versions that differ
         from the driver's."""
-        strategy = self.ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
-        refs = {self._probe.options(num_cpus=0, scheduling_strategy=strategy(node.node_id, soft=False)).remote(): node
-                for node in self.nodes}
+        answers = on_each_node(self.ray, self.nodes, tasks.probe, PROBE_TIMEOUT_S)
         driver = package_versions()
         warnings = []
-        for ref, node in refs.items():
-            try:
-                answer = self.ray.get(ref, timeout=PROBE_TIMEOUT_S)
-            except Exception as exc:  # a node that cannot answer now: its cells will say so if it cannot run them
-                warnings.append(f"node {node.name} did not describe itself ({type(exc).__name__}); its env file is "
-                                "missing")
+        for node in self.nodes:
+            answer = answers[node.node_id]
+            if isinstance(answer, Exception):  # a node that cannot answer now: its cells will say so if they fail
+                warnings.append(f"node {node.name} did not describe itself ({type(answer).__name__}); its env file "
+                                "is missing")
                 continue
             environment = answer["environment"]
             write_atomically(self.placement.run_dir / env_file_for(node.name),
@@ -205,17 +202,14 @@ class RayExecutor(Executor):
     def _outcome(self, flight: _Flight, answer: dict[str, Any]) -> Outcome:
         name = self._node_name(answer["node_id"])
         result = replace(_result(answer["result"]), host=name)
-        if answer.get("log"):
-            path = self.placement.run_dir / "cells" / f"{flight.job.log_name}.log"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(answer["log"])
-            cap_log(path)
-        for relative, data in (answer.get("run_files") or {}).items():  # a verify reference's outputs
-            target = self.placement.run_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+        returned = dict(answer.get("run_files") or {})  # a verify reference's outputs
+        if answer.get("log"):  # already cut to its head and tail on the node
+            returned[f"cells/{flight.job.log_name}.log"] = answer["log"].encode()
+        for relative, data in returned.items():
+            try:
+                write_bytes_atomically(self.placement.run_dir / relative, data)
+            except OSError as exc:
+                raise StorageFailed(f"cannot write in {self.placement.run_dir}: {exc.strerror or exc}") from None
         engine = result.prepared.get("engine") if flight.job.key.startswith("build|") else None
         if engine and result.status == "ok":
             self._engine_nodes[engine["sha256"]] = answer["node_id"]
@@ -240,7 +234,7 @@ class RayExecutor(Executor):
             where = self._names[named.group(1)]
         else:  # a worker crash: the nodes that went away since, and offer the device
             gone = [self._names[i] for i in alive_before - {n.node_id for n in self.nodes}]
-            offer = {o.name for o in offering(read_nodes(self.ray, alive_only=False), flight.device)}
+            offer = {o.name for o in offering(self._every, flight.device)}
             where = ", ".join(n for n in gone if n in offer) or "unknown"
         flight.lost.append({"node": where, "error": f"{type(exc).__name__}: {_first_line(exc)}",
                             "at_unix": time.time()})

@@ -12,12 +12,12 @@ there.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from exporters.store import sha256_of as file_sha256
+from harness.paths import write_bytes_atomically
 from harness.protocol import reference_outputs_file
 
 OUTSIDE_FOLDER = "fleet-files"
@@ -105,16 +105,9 @@ def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[Need
 
 
 def _write_checked(path: Path, data: bytes, sha256: str) -> None:
-    """Write beside `path`, check the hash of what was written, then rename over it."""
+    """Check the hash of what arrived, then write it atomically: a damaged file never lands where a cell reads."""
     arrived = hashlib.sha256(data).hexdigest()
     if arrived != sha256:
         raise FileArrivedDamaged(f"{path.name} arrived with SHA-256 {arrived[:12]}..., the driver recorded "
                                  f"{sha256[:12]}...; it was not used")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomically(path, data)

@@ -63,6 +63,22 @@ def read_nodes(ray: Any, alive_only: bool = True) -> list[Node]:
     return sorted(nodes, key=lambda n: n.name)
 
 
+def on_each_node(ray: Any, nodes: list[Node], function: Any, timeout_s: float) -> dict[str, Any]:
+    """`function()` run by a task pinned to each node; node id -> its answer, or the exception that came back
+    instead (a busy or dying node)."""
+    remote = ray.remote(function)
+    strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
+    refs = {n.node_id: remote.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote()
+            for n in nodes}
+    answers: dict[str, Any] = {}
+    for node_id, ref in refs.items():
+        try:
+            answers[node_id] = ray.get(ref, timeout=timeout_s)
+        except Exception as exc:  # kept for the caller to say which node did not answer
+            answers[node_id] = exc
+    return answers
+
+
 def split_device(device: str) -> tuple[str, str | None]:
     """'cuda:0@ws1' -> ('cuda:0', 'ws1'); 'cpu' -> ('cpu', None)."""
     local, _, node = device.partition("@")

@@ -15,11 +15,11 @@ from typing import Any
 
 from harness.execution.executor import Placement
 from harness.execution.isolation import run_isolated
+from harness.execution.local import cap_log
 from harness.fleet.files import FileArrivedDamaged, NeededFile, place_files
 from harness.paths import cache_dir
 
 RUNS_FOLDER = "fleet-runs"  # under the node's cache: each run's request, result and log files while a job runs
-LOG_KEEP_CHARS = 64 * 1024
 OUTPUTS_FOLDER = "outputs"  # what a job leaves in the run folder for other cells (verify's reference outputs)
 
 
@@ -72,12 +72,9 @@ def _take_log(log_dir: Path, stem: str) -> str:
     log = log_dir / f"{stem}.log"
     if not log.exists():
         return ""
+    cap_log(log)  # cut on the node, as the local executor cuts it, before it travels
     text = log.read_text(errors="replace")
     log.unlink()
-    if len(text) > 2 * LOG_KEEP_CHARS:
-        dropped = len(text) - 2 * LOG_KEEP_CHARS
-        marker = f"\n[... {dropped:,} characters dropped on the node ...]\n"
-        text = f"{text[:LOG_KEEP_CHARS]}{marker}{text[-LOG_KEEP_CHARS:]}"
     return text
 
 
