@@ -24,10 +24,11 @@ class RuntimeUnavailable(Exception):
     """The runtime's library cannot be imported here."""
 
 
-def runtime_class(name: str) -> type[Runtime]:
+def runtime_class(name: str, installed_here: bool = True) -> type[Runtime]:
     """The class for a registered name, or for a plug-in given as 'package.module:ClassName'.
 
-    Imports that runtime's module and only it.
+    Imports that runtime's module and only it; `installed_here`: its library must be installed on this
+    machine too (a fleet's driver plans cells for libraries its nodes have, and need not have them itself).
     """
     if name in RUNTIMES:
         module_name, class_name, requirement = RUNTIMES[name]
@@ -44,7 +45,7 @@ def runtime_class(name: str) -> type[Runtime]:
     if not (isinstance(runtime, type) and issubclass(runtime, Runtime)):
         raise RuntimeUnavailable(f"runtime '{name}': {module_name} has no Runtime subclass {class_name}")
     missing = [m for m in runtime.required_modules if not _installed(m)]
-    if missing:
+    if missing and installed_here:
         raise RuntimeUnavailable(runtime.install_hint or f"runtime '{name}' needs {', '.join(missing)}")
     return runtime
 

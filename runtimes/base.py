@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import numpy as np
 
@@ -205,8 +205,10 @@ class Runtime(ABC):
         return None
 
     @classmethod
-    def onnx_precision(cls, precision: str) -> str:
-        """The precision of the ONNX file a cell at `precision` reads: its own, by default."""
+    def onnx_precision(cls, precision: str, versions: Mapping[str, str | None] | None = None) -> str:
+        """The precision of the ONNX file a cell at `precision` reads: its own, by default. `versions`: the
+        package versions of the machine the cell runs on (None: this one), for runtimes whose choice
+        depends on their library's version."""
         return precision
 
     @classmethod

@@ -9,7 +9,7 @@ no host<->device copy is inside a timed sample; the CUDA arena grows only as req
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     install_hint = "runtime 'ort-trt' needs onnxruntime-gpu built with TensorRT: pip install onnxruntime-gpu"
 
     @classmethod
-    def onnx_precision(cls, precision: str) -> str:
+    def onnx_precision(cls, precision: str, versions: Mapping[str, str | None] | None = None) -> str:
         """TensorRT underneath needs the symmetric int8 flavor (zero points of 0)."""
         return "int8-sym" if precision == "int8" else precision
 

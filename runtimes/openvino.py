@@ -16,7 +16,7 @@ buffer); `synchronize()` is `wait()`. The runtime's device clock is OpenVINO's o
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class OpenVinoRuntime(Runtime):
         return None
 
     @classmethod
-    def onnx_precision(cls, precision: str) -> str:
+    def onnx_precision(cls, precision: str, versions: Mapping[str, str | None] | None = None) -> str:
         """Float precisions are hints on the fp32 file; int8 reads the asymmetric Q/DQ file (U8S8, as on ort)."""
         return "int8" if precision == "int8" else "fp32"
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.errors import UserError
 from harness.fleet.devices import SLOT, NodeResources, check_device_name, check_node_name
@@ -20,7 +21,10 @@ from harness.fleet.fleet import Node, resolve_devices
 from harness.fleet.files import FileArrivedDamaged, NeededFile, needed_files, place_files
 from harness.records import read_records
 from harness.sweep.runs import finished_cell_ids
+from tests import onnx_graphs
 from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
+from tests.test_bundles import WITH_TRT
+from tests.test_on_device import BOARDS
 from tests.test_cli import _one_error_line, harness
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +46,7 @@ def test_a_node_advertises_each_device_once_a_slot_and_its_name():
 
 def test_the_plans_devices_map_onto_the_fleet_or_are_refused_with_what_it_has():
     assert resolve_devices(["cuda:0"], NODES) == ["cuda:0"]
+    assert resolve_devices(["cuda", "cuda@orin"], NODES) == ["cuda:0", "cuda:0@orin"]  # a fleet names the first GPU
     assert resolve_devices(["cuda:0@*", "dla:1@orin"], NODES) == ["cuda:0@ws1", "cuda:0@orin", "dla:1@orin"]
     with pytest.raises(UserError, match=r"no node of the fleet offers cuda:1; the fleet: ws1 \(cpu, cuda:0\); orin"):
         resolve_devices(["cuda:1"], NODES)
@@ -119,6 +124,23 @@ def test_fleet_mistakes_get_one_line():
     assert "unknown device 'gpu'" in line
 
 
+def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
+    """The driver needs a runtime's class (what it consumes, whether it builds engines), not its library: a
+    laptop without TensorRT drives a Jetson's trt cells; each node's cells say if the library is missing."""
+    from runtimes import RuntimeUnavailable, runtime_class
+
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeUnavailable, match="TensorRT"):
+        runtime_class("trt")
+    assert runtime_class("trt", installed_here=False).builds_engine
+    line = _one_error_line(harness("bench", "--runtime", "trt", "--models", "squeezenet1_1", "--device", "cuda"))
+    assert "needs TensorRT" in line  # on this machine (the local executor) it must be installed
+
+
 def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch):
     from harness.fleet import fleet as fleet_module
 
@@ -156,9 +178,15 @@ class LocalFleet:
 
         self.root = root
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-        self.nodes = {name: self.cluster.add_node(num_cpus=1, resources=NodeResources(name, ("cpu",)).as_ray(),
-                                                  env_vars={"HARNESS_CACHE_DIR": str(root / f"cache-{name}")})
-                      for name in names}
+        self.nodes: dict[str, object] = {}
+        for name in names:
+            self.add(name, ("cpu",))
+
+    def add(self, name: str, devices: tuple[str, ...], env: dict[str, str] | None = None) -> None:
+        """A node offering `devices`, with its own cache and `env` in its workers (a board's doubles)."""
+        self.nodes[name] = self.cluster.add_node(num_cpus=1, resources=NodeResources(name, devices).as_ray(),
+                                                 env_vars={"HARNESS_CACHE_DIR": str(self.root / f"cache-{name}"),
+                                                           **(env or {})})
         self.cluster.wait_for_nodes()
 
     @property
@@ -222,12 +250,13 @@ def test_cells_run_on_nodes_offering_their_device_one_at_a_time_with_files_carri
         node = record["process"]["node"]
         assert (fleet.root / f"cache-{node}" / record["prepared"]["artifact"]["path"]).is_file()
     assert not list((fleet.root / "cache-a").glob("weights/*"))
+    assert not (fleet.root / "cache-a" / "fleet-runs" / "f").exists()  # the nodes forgot the finished run
     run = fleet.root / "runs" / "f"
     assert {"env-a.json", "env-b.json"} <= {p.name for p in run.glob("env-*.json")}
     assert json.loads((run / "env-a.json").read_text())["fleet_node"] == "a"
     listed = subprocess.run([sys.executable, "-m", "harness", "node", "--list", "--ray-address", fleet.address,
                              "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    nodes = json.loads(listed.stdout)
+    nodes = [n for n in json.loads(listed.stdout) if n["name"] in ("a", "b")]  # (GPU-like nodes join later)
     assert [(n["name"], n["devices"], n["slots"]) for n in nodes] == [("a", ["cpu"], 1), ("b", ["cpu"], 1)]
     assert all(n["versions"]["ray"] == ray.__version__ for n in nodes)
 
@@ -315,10 +344,10 @@ def test_accuracy_on_a_fleet_carries_the_crops_and_the_weights_file(fleet, lite0
 @pytest.mark.slow
 @needs_ray
 def test_a_device_no_node_offers_is_refused_up_front(fleet):
-    result = subprocess.run(fleet.bench("--device", "cuda:0", "--runtime", "null", "--models", "squeezenet1_1"),
+    result = subprocess.run(fleet.bench("--device", "npu", "--runtime", "null", "--models", "squeezenet1_1"),
                             cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "no node of the fleet offers cuda:0; the fleet: a (cpu); b (cpu)" in result.stderr
+    assert "no node of the fleet offers npu; the fleet: a (cpu); b (cpu)" in result.stderr
 
 
 @pytest.mark.slow
@@ -365,6 +394,103 @@ def test_ctrl_c_cancels_the_fleets_cells_and_keeps_finished_records(fleet):
     records = _records(fleet, "c")
     assert sorted(r["cell_id"] for r in records) == [f"{m}|null|fp32|bs1|cpu" for m in
                                                      ("mobilenet_v2", "resnet18", "resnet50", "squeezenet1_1")]
+
+
+# ---------------------------------------------------------------- bundles, boards and engines on a fleet
+# Two GPU-like nodes join the module's fleet here: `orin` (the Orin Nano fixture tree, TensorRT's double and no
+# torch, as a board's venv) and `ws` (TensorRT's double, not a Jetson), each offering cuda:0.
+
+
+@pytest.fixture(scope="module")
+def board_bundle(fleet) -> Path:
+    folder = fleet.root / "bundle"
+    result = subprocess.run([sys.executable, "-m", "harness", "export", "--bundle", str(folder), "--models",
+                             "squeezenet1_1", "--precision", "fp32", "--profile", "jetson-orin-nano"],
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gpu_nodes(fleet) -> LocalFleet:
+    fleet.add("orin", ("cuda:0",), {**WITH_TRT, "HARNESS_JETSON_ROOT": str(BOARDS / "orin-nano")})
+    fleet.add("ws", ("cuda:0",), WITH_TRT)
+    return fleet
+
+
+@pytest.mark.slow
+@needs_ray
+def test_verify_bundle_on_a_fleet_carries_the_bundles_reference_outputs(fleet, board_bundle):
+    result = subprocess.run([sys.executable, "-m", "harness", "verify", "--bundle", str(board_bundle), "--runtime",
+                             "ort", "--executor", "ray", "--ray-address", fleet.address, "--device", "cpu@*",
+                             "--out", str(fleet.root / "runs"), "--run-id", "vb"],
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    records = {r["cell"]["device"]: r for r in _records(fleet, "vb")}
+    assert sorted(records) == ["cpu@a", "cpu@b"]
+    for node, record in (("a", records["cpu@a"]), ("b", records["cpu@b"])):
+        assert record["status"] == "ok" and record["process"]["node"] == node
+        assert record["parity"]["reference"].endswith("from the bundle") and record["parity"]["max_rel_err"] < 1e-4
+        fetched = record["process"]["fetched_files"]
+        assert any(path.startswith("fleet-files/") and path.endswith(".npz") for path in fetched), fetched
+        assert any(path.startswith("fleet-files/") and path.endswith(".onnx") for path in fetched), fetched
+
+
+@pytest.mark.slow
+@needs_ray
+def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes, board_bundle, tmp_path):
+    fleet = gpu_nodes
+    profile = yaml.safe_load((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text())
+    profile["targets"] = {"batch_size": 1}  # no speed target: the verdict must not hang on a shared machine's timing
+    (tmp_path / "orin.yaml").write_text(yaml.safe_dump(profile))
+    check = [sys.executable, "-m", "harness", "check", "--on-device", "--bundle", str(board_bundle), "--profile",
+             str(tmp_path / "orin.yaml"), "--executor", "ray", "--ray-address", fleet.address,
+             "--out", str(fleet.root / "runs")]
+    result = subprocess.run([*check, "--device", "cuda@orin", "--run-id", "od", "--json"], cwd=ROOT, env=_env(fleet),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["measured_on"] == "node orin" and answer["ready"] == 1
+    assert {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]} == {
+        "memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}
+    [timed] = _records(fleet, "od")
+    [checked] = _records(fleet, "od-verify")
+    for record in (timed, checked):
+        assert record["process"]["node"] == "orin" and record["cell"]["device"] == "cuda:0@orin"
+        assert record["cell"]["runtime"] == "trt" and record["cell"]["precision"] == "fp16"
+    assert timed["jetson"]["after"]["module"] == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert (fleet.root / "runs" / "od" / "env-orin.json").is_file()
+    not_a_board = _one_error_line(subprocess.run([*check, "--device", "cuda@ws"], cwd=ROOT, env=_env(fleet),
+                                                 capture_output=True, text=True, timeout=300))
+    assert "node ws is not a Jetson" in not_a_board
+    which = _one_error_line(subprocess.run([*check, "--device", "cuda"], cwd=ROOT, env=_env(fleet),
+                                           capture_output=True, text=True, timeout=300))
+    assert "2 nodes offer it (orin, ws)" in which and "--device cuda:0@orin" in which
+    cpu = _one_error_line(subprocess.run([*check, "--device", "cpu@a"], cwd=ROOT, env=_env(fleet),
+                                         capture_output=True, text=True, timeout=300))
+    assert "is a jetson profile, checked on cuda, cuda:N or dla:N" in cpu
+
+
+@pytest.mark.slow
+@needs_ray
+def test_an_engines_cells_run_on_the_node_that_built_it(gpu_nodes, tmp_path):
+    """Engines are not portable: each batch size's engine is built on whichever node offering cuda:0 is free,
+    and its cells follow it there (elsewhere the engine is missing and the cell would fail)."""
+    fleet = gpu_nodes
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    result = subprocess.run(fleet.bench("--onnx", str(onnx_path), "--runtime", "trt", "--device", "cuda:0",
+                                        "--batch-sizes", "1,2,4,8", "--run-id", "engines"),
+                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr + result.stdout  # 1: CV on a shared machine
+    records = _records(fleet, "engines")
+    assert len(records) == 4
+    for record in records:
+        assert record["status"] == "ok", record
+        node, engine = record["process"]["node"], record["prepared"]["engine"]
+        assert node in ("orin", "ws")
+        assert (fleet.root / f"cache-{node}" / engine["folder"]).is_dir()  # built here ...
+        other = "ws" if node == "orin" else "orin"
+        assert not (fleet.root / f"cache-{other}" / engine["folder"]).exists()  # ... and only here
 
 
 @pytest.mark.slow

@@ -592,3 +592,24 @@ def test_accuracy_on_trt_with_a_smaller_last_batch(trt_cli, tmp_path, lite0_weig
     assert trt["prepared"]["engine"]["shapes"]["label"] == "dynamic-1-2-2"
     top1 = [int(row[0]) for row in _predicted(trt)]
     assert top1[0] in CAT_CLASSES and top1[1] in CAT_CLASSES and top1[2] in COFFEE_CLASSES
+
+
+def test_the_onnx_file_follows_the_tensorrt_where_the_cell_runs(doubles):
+    """A fleet's driver (maybe without TensorRT) picks a trt cell's ONNX file by the node's TensorRT: the fp16
+    graph from 11.x, the fp32 one before; a node given the other file refuses it instead of mislabelling it."""
+    from harness.cell.worker import CellContext
+    from harness.sweep.planning import Cell
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    doubles("10.3.0")
+    assert TensorRTRuntime.onnx_precision("fp16") == "fp32"  # this machine's TensorRT
+    assert TensorRTRuntime.onnx_precision("fp16", {"tensorrt": "11.4.0.106"}) == "fp16"  # a node's
+    assert TensorRTRuntime.onnx_precision("fp16", {"tensorrt": "8.6.2"}) == "fp32"
+    assert TensorRTRuntime.onnx_precision("int8", {"tensorrt": "11.4.0.106"}) == "int8-sym"
+    context = object.__new__(CellContext)  # only what the check reads
+    context.cell = Cell("m", "trt", "fp16", 1, "cuda")
+    context.prepared = {"artifact": {"kind": "onnx", "precision": "fp16"}}
+    with pytest.raises(RuntimeError, match="trt fp16 here reads the fp32 ONNX file, but the fp16 one was prepared"):
+        context._check_onnx_precision(_runtime(precision="fp16"))
+    context.prepared = {"artifact": {"kind": "onnx", "precision": "fp32"}}
+    context._check_onnx_precision(_runtime(precision="fp16"))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.onnx_export import ExportFailed, ExportSpec, export, metadata_for
+from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS, ExportFailed, ExportSpec, export, metadata_for
 from exporters.quantize import FLAVORS, CalibrationFeed, QuantizationFailed, QuantizeSpec, quantize
 from exporters.store import Entry, Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
@@ -222,7 +222,18 @@ class CellContext:
             return TorchModuleArtifact(name=name, build=lambda: None)
         if runtime.builds_engine and self.request.mode != "build":
             return self.engine_artifact()
+        self._check_onnx_precision(runtime)
         return self.onnx_artifact()
+
+    def _check_onnx_precision(self, runtime: Runtime) -> None:
+        """The prepared ONNX file is the one this machine's runtime reads at the cell's precision (a fleet's
+        driver chose it from the nodes' library versions; TensorRT's choice changes at 11.x)."""
+        made = (self.prepared.get("artifact") or {}).get("precision")
+        wanted = type(runtime).onnx_precision(self.cell.precision)
+        if made and made != wanted and wanted in (*EXPORT_PRECISIONS, *FLAVORS):
+            raise RuntimeError(f"{runtime.name} {self.cell.precision} here reads the {wanted} ONNX file, but the "
+                               f"{made} one was prepared (planned for another version of its library: nodes offering "
+                               "this device differ); pin the device to one node, DEVICE@NODE")
 
     def onnx_artifact(self) -> OnnxFileArtifact:
         name = self.model.name

@@ -141,7 +141,7 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     runtime_names = comma_list(args.runtime)
     if not runtime_names:
         raise UserError("no runtime given: e.g. --runtime torch,ort")
-    check_runtimes(sorted(set(runtime_names) | {REFERENCE[0]}))
+    check_runtimes(sorted(set(runtime_names) | {REFERENCE[0]}), installed_here=args.executor == "local")
     precisions = check_precisions(args.precision)
     _check_numbers(args)
     check_common(args)

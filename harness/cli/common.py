@@ -78,7 +78,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 def runtime_options(args: argparse.Namespace, runtime_names: list[str]) -> dict[str, dict[str, Any]]:
     """--runtime-option PREFIX.NAME=VALUE, validated by each requested runtime whose prefix it names:
     {runtime: {name: value}}. An option no requested runtime takes is one clear line."""
-    classes = {name: runtime_class(name) for name in runtime_names}
+    classes = {name: runtime_class(name, installed_here=False) for name in runtime_names}  # checked before
     raw: dict[str, dict[str, str]] = {name: {} for name in runtime_names}
     for text in getattr(args, "runtime_option", None) or []:
         key, sep, value = text.partition("=")
@@ -130,11 +130,13 @@ def check_device(device: str) -> None:
                         f"cuda:{count - 1}")
 
 
-def check_runtimes(names: list[str]) -> list[type]:
+def check_runtimes(names: list[str], installed_here: bool = True) -> list[type]:
+    """The runtimes' classes; `installed_here=False` on a fleet's driver: each node's cells find out whether
+    the library is installed where they run (their records say so), and the driver need not have it."""
     classes = []
     for name in names:
         try:
-            classes.append(runtime_class(name))
+            classes.append(runtime_class(name, installed_here))
         except KeyError:
             raise UserError(f"unknown runtime '{name}': choose from {', '.join(RUNTIMES)} "
                             "(or a plug-in 'module:Class')") from None

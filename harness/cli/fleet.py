@@ -17,8 +17,8 @@ from harness.cli.common import check_device, comma_list, console, print_json
 from harness.errors import UserError
 from harness.execution.executor import Executor, Placement
 from harness.fleet import devices as fleet_devices
-from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, on_each_node,
-                                 read_nodes, resolve_devices)
+from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, offering,
+                                 on_each_node, read_nodes, resolve_devices, split_device)
 from harness.paths import cache_dir
 
 EXECUTORS = ("local", "ray")
@@ -73,6 +73,30 @@ def plan_devices(args: argparse.Namespace,
     return devices, executor
 
 
+def one_board(args: argparse.Namespace) -> tuple[str, dict[str, Any], Callable[[Path], Executor] | None]:
+    """`check --on-device` on a fleet: the one node `args.device` names (a check answers for one board), as
+    DEVICE@NODE, its environment (read by a task on it: a Jetson's power mode and clocks) and the executor."""
+    from harness.fleet import tasks
+
+    if ANY_NODE in args.device or "," in args.device:
+        raise UserError(f"--device {args.device}: a check answers for one board; name one device of one node, "
+                        "e.g. --device cuda@orin1")
+    [device], executor = plan_devices(args)
+    ray = connect(args.ray_address)
+    boards = offering(read_nodes(ray), device)
+    local, _ = split_device(device)
+    if len(boards) > 1:
+        raise UserError(f"--device {args.device}: {len(boards)} nodes offer it ({', '.join(n.name for n in boards)}) "
+                        f"and a check answers for one board: name it, e.g. --device {local}@{boards[0].name}")
+    board = boards[0]
+    answer = on_each_node(ray, [board], tasks.probe, PROBE_TIMEOUT_S)[board.node_id]
+    if isinstance(answer, Exception):
+        raise UserError(f"node {board.name} did not describe itself ({type(answer).__name__}: "
+                        f"{str(answer).strip().splitlines()[-1][:200] if str(answer).strip() else ''}); is it busy "
+                        "or leaving the fleet? (python -m harness node --list)")
+    return f"{local}@{board.name}", answer["environment"], executor
+
+
 # ---------------------------------------------------------------- the node command
 
 def add_node_parser(commands: Any) -> None:
@@ -120,8 +144,7 @@ def _resources(args: argparse.Namespace) -> fleet_devices.NodeResources:
     try:
         name = fleet_devices.check_node_name(args.name or fleet_devices.default_node_name())
         found = comma_list(args.devices) if args.devices else fleet_devices.discover()
-        for device in found:
-            fleet_devices.check_device_name(device)
+        found = [fleet_devices.canonical_device(fleet_devices.check_device_name(d)) for d in found]
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if ANY_NODE in name:

@@ -276,7 +276,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     runtime_names = comma_list(args.runtime)
     if not runtime_names:
         raise UserError("no runtime given: e.g. --runtime torch")
-    classes = check_runtimes(runtime_names)
+    classes = check_runtimes(runtime_names, installed_here=args.executor == "local")
     precisions = check_precisions(args.precision)
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     tables = _check_tables(args.show)
@@ -409,13 +409,11 @@ def _check_engine_options(args: argparse.Namespace) -> tuple[list[str], list[int
 
 def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     runtime_names = comma_list(args.runtime)
-    classes = check_runtimes(runtime_names)
+    classes = check_runtimes(runtime_names, installed_here=args.executor == "local")
     precisions = check_precisions(args.precision)
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"bad --batch-size {args.batch_size}: give a positive number of images")
     check_common(args)
-    if args.bundle and args.executor == "ray":
-        raise UserError("verify --bundle runs on the board itself; on a fleet, verify catalogue models (--models)")
     devices, executor = fleet_command.plan_devices(args, also=("cpu",) if not args.bundle else ())
     subjects = _subjects(args, catalogue, classes)
     weights = check_weights(args.weights)
@@ -424,7 +422,8 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         batch_size, seed = _bundle_batch_and_seed(args, subjects)
         for subject in subjects.values():
             _check_bundle_precisions(subject, precisions, classes)
-        cells = plan_cells(list(subjects), runtime_names, precisions, [batch_size], devices[0])
+        cells = [cell for device in devices
+                 for cell in plan_cells(list(subjects), runtime_names, precisions, [batch_size], device)]
     else:  # the reference on a CPU (on a fleet: any node's), once per model for every device
         planned = [cell for device in devices
                    for cell in plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4,

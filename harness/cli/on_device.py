@@ -1,5 +1,8 @@
 """`check --on-device --bundle DIR --profile P`: on the board, measure each bundle model and say PASS or FAIL.
 
+On a fleet (`--executor ray --device cuda@BOARD`) the board is a node: its facts (is it a Jetson, its power
+mode and clocks) are read by a task on it, and both runs' cells run there.
+
 For each model of the bundle: the engine is built (or reused) and its outputs are checked against the
 bundle's reference (`verify --bundle`, at batch 1 where the bundle has it), then it is timed at the
 profile's batch size with memory read from the device's primary source (`bench --bundle`). Both are
@@ -10,11 +13,12 @@ those records: memory within the profile's budget, speed at its target, numerics
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.catalogue.bundles import Bundle, read_bundle
-from harness.cli.common import (check_common, check_device, check_out_dir, check_precisions, check_runtimes,
+from harness.cli import fleet as fleet_command
+from harness.cli.common import (check_common, check_out_dir, check_precisions, check_runtimes,
                                 comma_list, console, err_console, print_json, run_sweep, runtime_options)
 from harness.cli.reports import checks_table
 from harness.errors import UserError
@@ -33,40 +37,78 @@ PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
 STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
 
 
-def check_board(profile: DeviceProfile) -> list[str]:
-    """Refuse a Jetson profile off a Jetson; warnings (not errors) about how the board is set up."""
-    if profile.kind == "jetson" and not jetson.is_jetson():
-        raise UserError(f"this machine is not a Jetson (no /etc/nv_tegra_release), so it cannot answer for "
-                        f"{profile.name}: run check --on-device on the board, or pass a --profile of this machine "
-                        "(kind cuda or cpu)")
+def refuse_off_board(profile: DeviceProfile, board: dict[str, Any], where: str) -> None:
+    """A Jetson profile is answered on a Jetson. `board`: the Jetson facts of the machine measured
+    (`jetson.facts()`, read there), `where`: how to name it."""
+    if profile.kind == "jetson" and not board.get("is_jetson"):
+        raise UserError(f"{where} is not a Jetson (no /etc/nv_tegra_release), so it cannot answer for "
+                        f"{profile.name}: run check --on-device on the board (or, on a fleet, --device cuda@BOARD), "
+                        "or pass a --profile of this machine (kind cuda or cpu)")
+
+
+def board_warnings(profile: DeviceProfile, board: dict[str, Any]) -> list[str]:
+    """Warnings (not errors) about how the board is set up: its power mode, unpinned clocks."""
     if profile.kind != "jetson":
         return []
     warnings = []
-    mode = jetson.power_mode()
+    mode = board.get("power_mode") or {}
     if profile.power_mode and mode.get("name") != profile.power_mode:
         warnings.append(f"warning: the board's power mode is {mode.get('name') or mode.get('missing')}, the profile "
                         f"assumes {profile.power_mode} (sudo nvpmodel -m <id> to match it); verdicts are for the "
                         "board as it is")
-    if not jetson.clocks().get("pinned"):
+    if not (board.get("clocks") or {}).get("pinned"):
         warnings.append("note: clocks are not pinned (sudo jetson_clocks pins them); figures may vary between runs")
     return warnings
+
+
+def _device_for(profile: DeviceProfile, asked: str | None) -> str:
+    """The device measured: --device, or the profile's kind's (cuda, cpu); a CPU profile is checked on a CPU and
+    a GPU or Jetson profile on a GPU or DLA."""
+    device = asked or DEVICE_OF_KIND[profile.kind]
+    local = device.split("@", 1)[0]
+    if (local == "cpu") != (profile.kind == "cpu"):
+        wanted = "cpu" if profile.kind == "cpu" else "cuda, cuda:N or dla:N"
+        raise UserError(f"--device {device}: {profile.name} is a {profile.kind} profile, checked on {wanted}")
+    return device
+
+
+@dataclass(frozen=True)
+class Board:
+    """The machine a check measures: this one, or a fleet's node."""
+
+    device: str  # the cells' device ('cuda', or 'cuda:0@orin1' on a fleet)
+    where: str  # how to name it: 'this machine', 'node orin1'
+    jetson: dict[str, Any]  # its Jetson facts, read there
+    versions: dict[str, str | None] | None  # its package versions (None: this machine's)
+    executor: Any  # the sweeps' executor factory (None: this machine)
+
+
+def _board(args: argparse.Namespace, profile: DeviceProfile) -> Board:
+    args.device = _device_for(profile, args.device)
+    if args.executor == "ray":
+        device, environment, executor = fleet_command.one_board(args)
+        board = Board(device, f"node {device.split('@', 1)[1]}", environment.get("jetson") or {},
+                      environment.get("packages"), executor)
+        refuse_off_board(profile, board.jetson, board.where)
+        return board
+    facts = jetson.facts()
+    refuse_off_board(profile, facts, "this machine")  # before the device check: the reason that matters more
+    [device], executor = fleet_command.plan_devices(args)
+    return Board(device, "this machine", facts, None, executor)
 
 
 def command_check_on_device(args: argparse.Namespace) -> int:
     if not args.bundle:
         raise UserError("--on-device measures a bundle's models: add --bundle DIR (made by export --bundle)")
     profile = load_profile(args.profile)
-    warnings = check_board(profile)
     runtime = args.runtime or RUNTIME_OF_KIND[profile.kind]
-    classes = check_runtimes(comma_list(runtime))
+    classes = check_runtimes(comma_list(runtime), installed_here=args.executor == "local")
     if len(classes) != 1:
         raise UserError("--on-device checks one runtime at a time: e.g. --runtime trt")
     precision = check_precisions(args.precision or PRECISION_OF_KIND[profile.kind])
     if len(precision) != 1:
         raise UserError("--on-device checks one precision at a time: e.g. --precision fp16")
-    device = DEVICE_OF_KIND[profile.kind]
     check_common(args)
-    check_device(device)
     bundle = read_bundle(args.bundle)
     if args.models:
         unknown = sorted(set(comma_list(args.models)) - set(bundle.models))
@@ -74,28 +116,30 @@ def command_check_on_device(args: argparse.Namespace) -> int:
             raise UserError(f"not in the bundle: {', '.join(unknown)} (it holds {', '.join(bundle.models)})")
     names = comma_list(args.models) if args.models else list(bundle.models)
     subjects = {name: Subject(bundle_model=bundle.models[name]) for name in names}
+    board = _board(args, profile)
+    onnx_precision = classes[0].onnx_precision(precision[0], board.versions)  # the board's TensorRT decides
     for subject in subjects.values():
-        subject.bundle_model.request_model(classes[0].onnx_precision(precision[0]))  # type: ignore[union-attr]
-    for line in warnings:
+        subject.bundle_model.request_model(onnx_precision)  # type: ignore[union-attr]
+    for line in board_warnings(profile, board.jetson):
         err_console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"mode: measured on this device now ({runtime} {precision[0]} on {device}, batch "
+    device, executor = board.device, board.executor
+    console.print(f"mode: measured now on {board.where} ({runtime} {precision[0]} on {device.split('@', 1)[0]}, batch "
                   f"{profile.targets.batch_size}; references from {bundle.folder})")
     out_dir = check_out_dir(args.out)
     run_id = args.run_id or new_run_id()
     options = runtime_options(args, [runtime])
     parity = _sweep(out_dir, f"{run_id}-verify", subjects, bundle, names, runtime, precision[0], device,
-                    _reference_batch(bundle, names), "parity", options, args)
+                    _reference_batch(bundle, names), "parity", options, args, executor)
     if parity is None:
         return 130
     bench = _sweep(out_dir, run_id, subjects, bundle, names, runtime, precision[0], device,
-                   profile.targets.batch_size, "bench", options, args)
+                   profile.targets.batch_size, "bench", options, args, executor)
     if bench is None:
         return 130
-    opsets = {name: bundle.models[name].manifest["files"][classes[0].onnx_precision(precision[0])]["opset"]
-              for name in names}
+    opsets = {name: bundle.models[name].manifest["files"][onnx_precision]["opset"] for name in names}
     checks = on_device_checks(profile, opsets, as_records(bench), as_records(parity),
                               PRIMARY_MEMORY_SOURCE[profile.kind])
-    return _report(profile, checks, args.json, [out_dir / run_id, out_dir / f"{run_id}-verify"])
+    return _report(profile, checks, args.json, [out_dir / run_id, out_dir / f"{run_id}-verify"], board.where)
 
 
 def _reference_batch(bundle: Bundle, names: list[str]) -> int:
@@ -106,24 +150,25 @@ def _reference_batch(bundle: Bundle, names: list[str]) -> int:
 
 def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bundle, names: list[str], runtime: str,
            precision: str, device: str, batch_size: int, mode: str, options: dict[str, Any],
-           args: argparse.Namespace) -> list[dict[str, Any]] | None:
+           args: argparse.Namespace, executor: Any) -> list[dict[str, Any]] | None:
     seed = bundle.models[names[0]].seed
     settings = BenchSettings(policy=QUICK, timeout_s=args.timeout, seed=seed, mode=mode, max_cv=MAX_CV["quick"],
                              runtime_options=options, strict_retries=STRICT_RETRIES)
     cells = plan_cells(names, [runtime], [precision], [batch_size], device)
-    return run_sweep(Sweep(out_dir, run_id, subjects, settings), cells,
+    return run_sweep(Sweep(out_dir, run_id, subjects, settings, executor), cells,
                      "checking numerics" if mode == "parity" else "timing")
 
 
-def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any]) -> int:
+def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any], where: str) -> int:
     ready = sum(c.passed for c in checks)
     if as_json:
-        print_json({"profile": profile.name, "mode": "on-device", "ready": ready, "models": len(checks),
+        print_json({"profile": profile.name, "mode": "on-device", "measured_on": where, "ready": ready,
+                    "models": len(checks),
                     "runs": [str(r) for r in runs],
                     "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
                                for c in checks]})
         return 0 if ready == len(checks) else 1
     console.print(checks_table(f"On-device check: {profile.name}",
-                               "measured now on this device; UNKNOWN counts as not ready", checks))
+                               f"measured now on {where}; UNKNOWN counts as not ready", checks))
     console.print(f"{ready}/{len(checks)} models ready for {profile.name}; records: {', '.join(map(str, runs))}")
     return 0 if ready == len(checks) else 1

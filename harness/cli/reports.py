@@ -13,6 +13,7 @@ from rich.table import Table
 from harness.catalogue.complexity import ComplexityCache
 from harness.catalogue.recipes import complexity_key_for
 from harness.catalogue.registry import Catalogue, ModelSpec
+from harness.cli import fleet as fleet_command
 from harness.cli.common import make_console, print_json, writable_dir
 from harness.errors import UserError
 from harness.reports import data
@@ -73,6 +74,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--cache-dir", metavar="DIR", help="with --on-device: the artifact cache (engines)")
     check.add_argument("--runtime-option", action="append", default=[], metavar="NAME=VALUE",
                        help="with --on-device: a runtime's own option, e.g. trt.cuda_graph=on")
+    check.add_argument("--device", metavar="DEVICE",
+                       help="with --on-device: the device measured (default: cuda for Jetson and GPU profiles, cpu "
+                            "for CPU ones; dla:N for a Jetson's DLA); on a fleet DEVICE@NODE names the board")
+    fleet_command.add_executor_options(check)
 
 
 def _dataset(runs: list[str], required: bool = True) -> data.Dataset | None:
@@ -194,10 +199,12 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
         return command_check_on_device(args)
     measuring_only = [flag for flag, value in (("--bundle", args.bundle), ("--runtime", args.runtime),
-                                               ("--precision", args.precision), ("--run-id", args.run_id))
-                      if value is not None]
+                                               ("--precision", args.precision), ("--run-id", args.run_id),
+                                               ("--device", args.device), ("--ray-address", args.ray_address))
+                      if value is not None] + (["--executor ray"] if args.executor == "ray" else [])
     if measuring_only:
-        raise UserError(f"{', '.join(measuring_only)} apply to measuring: add --on-device")
+        verb = "apply" if len(measuring_only) > 1 else "applies"
+        raise UserError(f"{', '.join(measuring_only)} {verb} to measuring: add --on-device")
     if not args.models:
         raise UserError("which models? pass --models NAMES (or --on-device --bundle DIR to measure a bundle's)")
     profile = load_profile(args.profile)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness.protocol import CellRequest, CellResult
 
@@ -61,6 +61,11 @@ class Executor(ABC):
         """How many jobs of `device` may be in flight at once (an executor of several machines may run one per
         machine that offers it); never more than `capacity` in all."""
         return self.capacity
+
+    def versions_for(self, device: str) -> Mapping[str, str | None] | None:
+        """The package versions of the machine(s) `device`'s jobs run on, where they are not this machine's
+        (None: this machine). Some runtimes pick their input by their library's version (TensorRT's ONNX file)."""
+        return None
 
     @abstractmethod
     def submit(self, job: Job) -> None:

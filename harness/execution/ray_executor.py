@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ NODE_ID_IN_ERROR = re.compile(r"node ID: ([0-9a-f]{16,})")
 PINNED_SHARE = 0.001  # of a node's own resource: enough to pin a task there, never enough to block another
 KEPT_OBJECTS = 16  # files kept in the object store at once, most recently used first
 PROBE_TIMEOUT_S = 120.0
+FORGET_TIMEOUT_S = 30.0
 # the packages whose versions must agree across the fleet for its numbers to be compared
 COMPARED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "ray")
 
@@ -71,6 +73,7 @@ class RayExecutor(Executor):
         self._objects: OrderedDict[str, Any] = OrderedDict()
         self._engine_nodes: dict[str, str] = {}  # engine sha256 -> the node id that built it (and holds it)
         self._versions: dict[str, dict[str, str | None]] = {}
+        self._closed = False
         self.driver_node_id = ray.get_runtime_context().get_node_id()
         self.nodes: list[Node] = []  # alive
         self._every: list[Node] = []  # dead ones included
@@ -110,6 +113,15 @@ class RayExecutor(Executor):
                 warnings.append(f"node {node.name} runs other versions than the driver: {', '.join(differ)}; "
                                 "its records hold its versions")
         return warnings
+
+    def versions_for(self, device: str) -> dict[str, str | None] | None:
+        """The versions the nodes offering `device` agree on (a package they differ on is left out: its
+        runtime decides on the node, and the warning above says they differ)."""
+        described = [self._versions[n.name] for n in offering(self.nodes, device) if n.name in self._versions]
+        if not described:
+            return None
+        return {name: version for name, version in described[0].items()
+                if all(other.get(name) == version for other in described[1:])}
 
     def slots(self, device: str | None) -> int:
         """How many of the device's jobs may be in flight: one per node that offers it."""
@@ -251,7 +263,8 @@ class RayExecutor(Executor):
         return Outcome(result, 0.0, {"executor": "ray", "node": where, "lost_attempts": flight.lost})
 
     def close(self) -> None:
-        """Cancel what is in flight (Ctrl-C, or a storage failure): their cells run again on --resume."""
+        """Cancel what is in flight (Ctrl-C, or a storage failure): their cells run again on --resume. Then
+        each node forgets the run's folder (what the run needs is in the driver's run folder)."""
         for ref in list(self._flights):
             try:
                 self.ray.cancel(ref, force=True)
@@ -259,12 +272,20 @@ class RayExecutor(Executor):
                 log.debug("cancel: %s", exc)
         self._flights.clear()
         self._objects.clear()
+        if self._closed:
+            return
+        self._closed = True
+        shutil.rmtree(self.placement.cache_dir / tasks.RUNS_FOLDER / self.run_id, ignore_errors=True)  # prepare jobs'
+        try:
+            on_each_node(self.ray, self.nodes, tasks.forget_run, FORGET_TIMEOUT_S, self.run_id)
+        except Exception as exc:  # a fleet going away under us: the folders stay until the next run of that id
+            log.debug("forget_run: %s", exc)
 
 
 def _builds_module(request: dict[str, Any]) -> bool:
     """Whether the job's runtime builds the PyTorch module (and so needs the weights file)."""
     try:
-        return runtime_class(request["cell"]["runtime"]).consumes == TORCH_MODULE
+        return runtime_class(request["cell"]["runtime"], installed_here=False).consumes == TORCH_MODULE
     except (KeyError, RuntimeUnavailable):
         return False
 

@@ -56,6 +56,11 @@ def check_device_name(device: str) -> str:
     return device
 
 
+def canonical_device(device: str) -> str:
+    """A device as a fleet names it: `cuda` is `cuda:0` and `intel-gpu` is `intel-gpu:0` (the first one)."""
+    return f"{device}:0" if device in ("cuda", "intel-gpu") else device
+
+
 def cuda_devices() -> list[str]:
     """cuda:0 .. cuda:N-1 as the CUDA driver counts them (none where there is no driver)."""
     try:

@@ -2,10 +2,11 @@
 machine, carried by Ray's object store, and checked by SHA-256 on arrival.
 
 The driver side (`needed_files`) reads what a request names: the prepared weights and ONNX file in the
-driver's artifact cache, and an outside ONNX file the user named (a bundle's, or `--onnx`). The node side
-(`place_files`) puts each under the node's own cache at the same relative path (outside files under
-`fleet-files/<sha256>/`), fetching only what is missing or differs, and refuses a file whose bytes do not
-hash to what the driver recorded. An engine is never carried: it is built on its device's node and stays
+driver's artifact cache, an outside ONNX file the user named (a bundle's, or `--onnx`), a bundle's reference
+outputs, a weights file the user named, an accuracy run's decoded crops, and a verify run's reference
+outputs. The node side (`place_files`) puts each under the node's own cache at the same relative path
+(outside files under `fleet-files/<sha256>/`), fetching only what is missing or differs, and refuses a file
+whose bytes do not hash to what the driver recorded. An engine is never carried: it is built on its device's node and stays
 there.
 """
 
@@ -24,6 +25,7 @@ OUTSIDE_FOLDER = "fleet-files"
 CACHE = "cache"  # a file of the artifact cache, at the same relative path on every node
 MODEL = "model"  # the request's outside ONNX file: the node's copy replaces the request's path
 RUN = "run"  # a file of the run folder another cell made (a verify run's reference outputs)
+BUNDLED = "bundled"  # a bundle's reference outputs (verify --bundle): the node's copy replaces the request's path
 WEIGHTS = "weights"  # a state-dict file the user named: the node's copy replaces the request's path
 
 
@@ -35,7 +37,7 @@ class FileArrivedDamaged(RuntimeError):
 class NeededFile:
     relative_path: str  # under the node's artifact cache (CACHE, MODEL) or the run's folder there (RUN)
     sha256: str
-    role: str = CACHE  # CACHE, MODEL or RUN
+    role: str = CACHE  # CACHE, MODEL, RUN, WEIGHTS or BUNDLED
 
 
 _known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: a file is hashed once per process
@@ -73,9 +75,10 @@ def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool
                    for path in sorted(folder.rglob("*")) if path.is_file()]
     outside = (request.get("model") or {}).get("onnx_path")
     if outside:
-        source = Path(outside)
-        sha = sha256_of(source)
-        needed.append((NeededFile(f"{OUTSIDE_FOLDER}/{sha}/{source.name}", sha, MODEL), source))
+        needed.append(_outside(Path(outside), MODEL))
+    bundled = request.get("reference_outputs")
+    if bundled:  # a bundle model's reference outputs, made on the workstation
+        needed.append(_outside(Path(bundled["file"]), BUNDLED))
     if request.get("mode") == "parity" and driver_run_dir is not None:
         cell, reference = request["cell"], request["reference"]
         compared = (cell["runtime"], cell["precision"]) != (reference["runtime"], reference["precision"])
@@ -84,6 +87,12 @@ def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool
             needed.append((NeededFile(reference_outputs_file(cell["model"], cell["batch_size"]),
                                       sha256_of(source), RUN), source))
     return needed
+
+
+def _outside(source: Path, role: str) -> tuple[NeededFile, Path]:
+    """A file outside the cache (a bundle's, or one the user named), kept on a node under its hash."""
+    sha = sha256_of(source)
+    return NeededFile(f"{OUTSIDE_FOLDER}/{sha}/{source.name}", sha, role), source
 
 
 def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[NeededFile, Any]],
@@ -98,6 +107,8 @@ def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[Need
             fetched.append(needed.relative_path)
         if needed.role == MODEL:
             request["model"]["onnx_path"] = str(path)
+        elif needed.role == BUNDLED:
+            request["reference_outputs"]["file"] = str(path)
         elif needed.role == WEIGHTS:
             request["weights"] = str(path)
             request["prepared"]["weights"]["path"] = str(path)

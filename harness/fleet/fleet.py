@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
-from harness.fleet.devices import DEVICE_PREFIX, NODE_PREFIX, SLOT
+from harness.fleet.devices import DEVICE_PREFIX, NODE_PREFIX, SLOT, canonical_device
 
 INSTALL_HINT = "pip install 'dnn-harness[ray]'"
 NAMESPACE = "dnn-harness"
@@ -63,12 +63,12 @@ def read_nodes(ray: Any, alive_only: bool = True) -> list[Node]:
     return sorted(nodes, key=lambda n: n.name)
 
 
-def on_each_node(ray: Any, nodes: list[Node], function: Any, timeout_s: float) -> dict[str, Any]:
-    """`function()` run by a task pinned to each node; node id -> its answer, or the exception that came back
-    instead (a busy or dying node)."""
+def on_each_node(ray: Any, nodes: list[Node], function: Any, timeout_s: float, *args: Any) -> dict[str, Any]:
+    """`function(*args)` run by a task pinned to each node; node id -> its answer, or the exception that came
+    back instead (a busy or dying node)."""
     remote = ray.remote(function)
     strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
-    refs = {n.node_id: remote.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote()
+    refs = {n.node_id: remote.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote(*args)
             for n in nodes}
     answers: dict[str, Any] = {}
     for node_id, ref in refs.items():
@@ -97,10 +97,13 @@ def fleet_summary(nodes: list[Node]) -> str:
 
 def resolve_devices(specs: list[str], nodes: list[Node]) -> list[str]:
     """The plan's devices: DEVICE (any node offering it), DEVICE@NODE (that node), DEVICE@* (each node offering
-    it, as separate devices). Refused up front, with what the fleet has, when no node offers one."""
+    it, as separate devices); `cuda` is `cuda:0`. Refused up front, with what the fleet has, when no node
+    offers one."""
     devices: list[str] = []
     for spec in specs:
         local, name = split_device(spec)
+        local = canonical_device(local)
+        spec = f"{local}@{name}" if name else local
         if name == ANY_NODE:
             expanded = [f"{local}@{n.name}" for n in nodes if local in n.devices]
             if not expanded:

@@ -78,15 +78,42 @@ def _take_log(log_dir: Path, stem: str) -> str:
     return text
 
 
+def forget_run(run_id: str) -> bool:
+    """Remove what this node kept of a run (its jobs' folders under fleet-runs/): everything a cell made
+    that the run needs went back to the driver's run folder. True when there was something to remove."""
+    import shutil
+
+    folder = cache_dir() / RUNS_FOLDER / run_id
+    if not folder.is_dir():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
 def probe() -> dict[str, Any]:
     """This node's environment (what env-<host>.json holds) and its Ray node id."""
     from harness.measure import environment
 
-    return {"node_id": node_id(), "environment": environment.collect()}
+    facts = environment.collect()
+    facts["packages"] = _with_module_versions(facts["packages"])
+    return {"node_id": node_id(), "environment": facts}
 
 
 def versions() -> dict[str, str | None]:
     """This node's package versions (what `node --list` shows)."""
     from harness.measure.environment import package_versions
 
-    return package_versions()
+    return _with_module_versions(package_versions())
+
+
+def _with_module_versions(packages: dict[str, str | None]) -> dict[str, str | None]:
+    """TensorRT's version from the module where pip does not know it (JetPack installs it as a Debian package):
+    the driver picks a TensorRT cell's ONNX file by it."""
+    if packages.get("tensorrt") is None:
+        try:
+            import tensorrt
+
+            packages = {**packages, "tensorrt": str(tensorrt.__version__)}
+        except Exception:  # not installed, or a library that cannot load here: no version to report
+            pass
+    return packages

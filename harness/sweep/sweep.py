@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS
 from exporters.quantize import FLAVORS
@@ -83,10 +83,13 @@ class Subject:
                 return subject.name
         raise AssertionError("unreachable")
 
-    def request_model(self, cell: Cell) -> CatalogueModel | OnnxModel:
+    def request_model(self, cell: Cell,
+                      versions: Mapping[str, str | None] | None = None) -> CatalogueModel | OnnxModel:
+        """What the cell's process loads; `versions`: those of the machine it runs on (a bundle's file
+        can depend on the runtime library's version there)."""
         if self.bundle_model:
             runtime = _runtime_or_none(cell.runtime)
-            return self.bundle_model.request_model(runtime.onnx_precision(cell.precision) if runtime
+            return self.bundle_model.request_model(runtime.onnx_precision(cell.precision, versions) if runtime
                                                    else cell.precision)
         if self.onnx_file:
             return self.onnx_file.request_model()
@@ -117,12 +120,13 @@ def _now() -> str:
 
 
 def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: str | None = None,
-                  **extra: Any) -> CellRequest:
-    """What a job's process reads: no paths of the parent's machine (the executor places the job)."""
+                  versions: Mapping[str, str | None] | None = None, **extra: Any) -> CellRequest:
+    """What a job's process reads: no paths of the parent's machine (the executor places the job);
+    `versions`: the package versions where it runs (None: this machine's)."""
     mode = mode or settings.mode
     if mode == "parity" and subject.bundle_model is not None:
         extra.setdefault("reference_outputs", subject.bundle_model.reference_outputs(cell.batch_size))
-    return CellRequest(mode=mode, cell=cell, model=subject.request_model(cell),
+    return CellRequest(mode=mode, cell=cell, model=subject.request_model(cell, versions),
                        reference=Reference(*REFERENCE), weights=settings.weights, seed=settings.seed,
                        threads=settings.threads, channels_last=settings.channels_last,
                        runtime_options=settings.runtime_options, policy=settings.policy.as_dict(),
@@ -154,9 +158,11 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
 
 
 def _runtime_or_none(runtime: str) -> type[Runtime] | None:
-    """The cell's runtime class, or None where it cannot be had (the cell will say why)."""
+    """The cell's runtime class, or None where it cannot be had (the cell will say why). Its library need
+    not be installed here: a plan needs what the class declares, the process that runs the cell needs the
+    library (on a fleet, that is another machine)."""
     try:
-        return runtime_class(runtime)
+        return runtime_class(runtime, installed_here=False)
     except (KeyError, RuntimeUnavailable):
         return None
 
@@ -250,6 +256,8 @@ class Sweep:
         self._earlier_invalid: dict[str, list[list[str]]] = {}
         self._planned_batches: dict[tuple[str, str, str, str], list[int]] = {}
         self._runtime_classes: dict[str, type[Runtime] | None] = {}
+        # the package versions of the machine a device's cells run on (None: this one); the executor's, in run()
+        self.versions_for: Callable[[str], Mapping[str, str | None] | None] = lambda device: None
 
     def _local_executor(self, run_dir: Path) -> Executor:
         return LocalExecutor(default_placement(run_dir), self.settings.process_start)
@@ -300,7 +308,7 @@ class Sweep:
         if runtime.consumes == TORCH_MODULE:
             return Preparation(cell.model, None)
         if runtime.consumes == ONNX_FILE:
-            precision = runtime.onnx_precision(cell.precision)
+            precision = runtime.onnx_precision(cell.precision, self.versions_for(cell.device))
             return Preparation(cell.model, precision if precision in ONNX_PRECISIONS else "fp32")
         return None
 
@@ -365,7 +373,8 @@ class Sweep:
         subject = self.subjects[cell.model]
         stem = f"{index:04d}-{cell.model}-{cell.runtime.replace(':', '_')}-{cell.precision}-bs{cell.batch_size}"
         if self.settings.mode == "export":
-            request = build_request(cell, subject, self.settings, mode="prepare", onnx_precision=cell.precision)
+            request = build_request(cell, subject, self.settings, mode="prepare", onnx_precision=cell.precision,
+                                    versions=self.versions_for(cell.device))
             return Job(cell.cell_id, request, stem, self.settings.timeout_s,
                        preload=(PREPARE_MODULES, self._sources(subject)))
         steps = self.prerequisites(cell)
@@ -375,7 +384,9 @@ class Sweep:
             runtime = self.runtime_of(cell)
             shapes = self.engine_shapes(cell, runtime) if runtime else EngineShapes.static(cell.batch_size)
             extra["shapes"] = asdict(shapes)
-        return Job(cell.cell_id, build_request(cell, subject, self.settings, prepared=prepared, **extra), stem,
+        request = build_request(cell, subject, self.settings, prepared=prepared,
+                                versions=self.versions_for(cell.device), **extra)
+        return Job(cell.cell_id, request, stem,
                    self.settings.timeout_s, self.settings.max_memory_bytes,
                    preload_for(cell, subject, self.settings.weights))
 
@@ -385,6 +396,7 @@ class Sweep:
         subject = self.subjects[cell.model]
         prepared = self._prepared.get(step.preparation.key, {})
         request = build_request(cell, subject, self.settings, mode="build", prepared=prepared,
+                                versions=self.versions_for(cell.device),
                                 shapes=asdict(step.shapes))
         stem = f"build-{cell.model}-{cell.runtime}-{cell.precision}-{cell.device.replace(':', '_')}-{step.shapes.label}"
         # like a prepare job, a build is not measured: the --max-memory cap is for measuring cells
@@ -394,7 +406,7 @@ class Sweep:
     def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
         subject = self.subjects[preparation.model]
         request = build_request(cell, subject, self.settings, mode="prepare",
-                                onnx_precision=preparation.onnx_precision)
+                                onnx_precision=preparation.onnx_precision, versions=self.versions_for(cell.device))
         stem = f"prepare-{preparation.model}-{preparation.onnx_precision or 'weights'}"
         return Job(preparation.key, request, stem, self.settings.timeout_s,
                    preload=(PREPARE_MODULES, self._sources(subject)))
@@ -417,6 +429,7 @@ class Sweep:
         with RunLock(self.run_dir):
             self.start(cells)
             with self.executor_factory(self.run_dir) as executor:
+                self.versions_for = executor.versions_for
                 return _Schedule(self, cells, executor, on_done, on_start).run()
 
     def record(self, cell: Cell, result: CellResult, started_at: str, wall_s: float,

@@ -37,6 +37,14 @@ def parse_version(text: str) -> tuple[int, int]:
         raise UnsupportedConfiguration(f"cannot read the TensorRT version '{text}'") from None
 
 
+def onnx_precision_for(version: tuple[int, int], precision: str) -> str:
+    """The ONNX file's precision for an engine at `precision` on TensorRT `version`: the fp16 graph on 11.x
+    (strongly typed), fp32 before; int8 is always the symmetric quantized (Q/DQ) graph (explicit quantization)."""
+    if precision == "int8":
+        return "int8-sym"  # explicit quantization needs zero points of 0 (exporters.quantize.FLAVORS)
+    return precision if version[0] >= 11 else "fp32"
+
+
 class TensorRTApi:
     """The `tensorrt` module, and the version-dependent calls the runtime makes through it."""
 
@@ -54,11 +62,7 @@ class TensorRTApi:
         return self.major >= 11
 
     def onnx_precision(self, precision: str) -> str:
-        """The ONNX file's precision for an engine at `precision`: the fp16 graph on 11.x, fp32 before; int8
-        is always the symmetric quantized (Q/DQ) graph (explicit quantization)."""
-        if precision == "int8":
-            return "int8-sym"  # explicit quantization needs zero points of 0 (exporters.quantize.FLAVORS)
-        return precision if self.strongly_typed else "fp32"
+        return onnx_precision_for((self.major, self.minor), precision)
 
     def network_flags(self) -> int:
         if self.major < 10:

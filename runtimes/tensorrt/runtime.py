@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact, EngineShapes,
                            OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration)
-from runtimes.tensorrt.api import TensorRTApi
+from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
 from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
 
@@ -68,8 +68,15 @@ class TensorRTRuntime(Runtime):
     }
 
     @classmethod
-    def onnx_precision(cls, precision: str) -> str:
-        """fp16 engines come from the fp16 ONNX file on 11.x and from the fp32 one before (builder flag)."""
+    def onnx_precision(cls, precision: str, versions: Mapping[str, str | None] | None = None) -> str:
+        """fp16 engines come from the fp16 ONNX file on 11.x and from the fp32 one before (builder flag): the
+        TensorRT of `versions` (the machine the cell runs on, such as a fleet's node), else this machine's."""
+        version = (versions or {}).get("tensorrt")
+        if version:
+            try:
+                return onnx_precision_for(parse_version(version), precision)
+            except UnsupportedConfiguration:
+                return precision  # the cell will say what is wrong with that TensorRT
         try:
             return _import_tensorrt().onnx_precision(precision)
         except (ImportError, UnsupportedConfiguration):
