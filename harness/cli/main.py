@@ -23,6 +23,7 @@ from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
 from harness.cli import fleet as fleet_command
 from harness.cli.calibration import calibration_images, calibration_settings
+from harness.cli import compare as compare_command
 from harness.cli import reports as report_commands
 from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
                                 check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_command.add_executor_options(verify)
     accuracy_command.add_parser(commands)
     report_commands.add_parsers(commands)
+    compare_command.add_parser(commands)
     fleet_command.add_node_parser(commands)
     return parser
 
@@ -471,6 +473,7 @@ def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject
 
 COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify,
             "show": command_show, "accuracy": accuracy_command.command_accuracy, "node": fleet_command.command_node,
+            "compare": compare_command.command_compare,
             **report_commands.COMMANDS}
 
 

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -34,6 +35,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                         help="run folders (results/<run-id>) or folders of runs; several merge")
     report.add_argument("--out", metavar="DIR", help="where to write (default reports/<run-id> or reports/merged-<time>)")
     report.add_argument("--quiet", action="store_true", help="do not print the tables, only where the files are")
+    report.add_argument("--baseline", metavar="RUN_DIR",
+                        help="add a section comparing each run with this one (as `compare` does, default threshold)")
 
     best_parser = commands.add_parser("best", help="the most accurate model under memory/speed limits, from records")
     best_parser.add_argument("runs", nargs="*", metavar="RUN_DIR", help=f"run folders (default: all of {DEFAULT_RESULTS}/)")
@@ -104,7 +107,7 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if problem:
         raise UserError(f"cannot write the report to '{out}': {problem}; pass --out DIR")
     title = "Benchmark report: " + ", ".join(names)
-    report = write_report(dataset, out, title)
+    report = write_report(dataset, out, title, _compared(args.baseline, dataset.runs))
     if not args.quiet:
         for series_tables in report.tables.values():
             for table in series_tables:
@@ -118,6 +121,23 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(f"{len(report.files)} files in {out}/ (figures/, tables/, tables.md)")
     console.print(f"HTML report: {report.html_path.resolve()}")
     return 0
+
+
+def _compared(baseline: str | None, runs: list[str]) -> list[tuple[str, list[Any]]]:
+    """Each run against the baseline: (heading, tables), for the report's comparison section."""
+    if baseline is None:
+        return []
+    from harness.cli.compare import summary
+    from harness.reports.compare import compare, comparison_tables, read_run
+
+    base = read_run(Path(baseline))
+    sections = []
+    for run in runs:
+        if Path(run).resolve() == base.path.resolve():
+            continue
+        comparison = compare(base, read_run(Path(run)))
+        sections.append((f"Compared with {base.path.name}: {summary(comparison)}", comparison_tables(comparison)))
+    return sections
 
 
 def _constraints(args: argparse.Namespace) -> Constraints:

@@ -22,6 +22,7 @@ class Report:
     fit_lines: list[str]
     files: list[Path] = field(default_factory=list)
     overall: list[ReportTable] = field(default_factory=list)  # tables across series (trade-off, fastest runtime)
+    compared: list[ReportTable] = field(default_factory=list)  # against a baseline run (report --baseline)
 
     @property
     def html_path(self) -> Path:
@@ -58,7 +59,10 @@ def describe_fits(figures: FigureSet) -> list[str]:
     return lines
 
 
-def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
+def write_report(dataset: Dataset, out_dir: Path, title: str,
+                 compared: list[tuple[str, list[ReportTable]]] | None = None) -> Report:
+    """Figures, tables, tables.md and report.html; `compared`: (heading, tables) of comparisons with a
+    baseline run (harness.reports.compare), a section of their own."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = draw_all(dataset, out_dir / "figures")
     tables = build_tables(dataset)
@@ -82,10 +86,13 @@ def write_report(dataset: Dataset, out_dir: Path, title: str) -> Report:
         write_atomically(csv_path, to_csv(table))
         report.files.append(csv_path)
     report.overall = list(overall.values())
+    for heading, comparison_tables in compared or []:
+        markdown += [f"## {heading}", ""] + [to_markdown(table) for table in comparison_tables]
+        report.compared += comparison_tables
     markdown += ["## Fitted lines", ""] + [f"- {line}" for line in report.fit_lines]
     for path, text in ((out_dir / "tables.md", "\n".join(markdown) + "\n"),
                        (report.html_path, html.render(dataset, tables, figures.upper_bounds, report.fit_lines,
-                                                      title, report.overall))):
+                                                      title, report.overall + report.compared))):
         write_atomically(path, text)
         report.files.append(path)
     return report

@@ -27,6 +27,9 @@ FPS_BANDS = (("super real-time", 60.0, "green", "#b7e1a1"), ("real-time", 30.0, 
 MEMORY_LIMITS_GB = (0.7, 1.0, 1.4, None)
 FPS_TARGETS = (15.0, 30.0, 60.0)
 MISSING_STYLE = {"oom": "magenta", "skipped": "magenta", "not run": "dim"}
+# a comparison's verdicts (harness.reports.compare): band -> (rich style, HTML colour)
+VERDICT_BANDS = {"regression": ("bold red", "#f5b7b1"), "better": ("green", "#b7e1a1"),
+                 "not judged": ("yellow", "#fbe8a6")}
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def _rich_style(entry: Entry) -> str | None:
     for name, _, style, _ in FPS_BANDS:
         if entry.band == name:
             return style
+    if entry.band in VERDICT_BANDS:
+        return VERDICT_BANDS[entry.band][0]
     return MISSING_STYLE.get(entry.text, "red") if entry.band == "missing" else None
 
 
@@ -185,7 +190,7 @@ def to_csv(table: ReportTable) -> str:
 
 
 def to_html(table: ReportTable) -> str:
-    colours = {name: colour for name, _, _, colour in FPS_BANDS}
+    colours = {name: colour for name, _, _, colour in FPS_BANDS} | {band: c for band, (_, c) in VERDICT_BANDS.items()}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = []
     for row in table.rows:
