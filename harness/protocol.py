@@ -91,6 +91,7 @@ class CellRequest:
     prepared: dict[str, Any] = field(default_factory=dict)  # what the prepare (and build) jobs made
     shapes: dict[str, Any] | None = None  # build mode: runtimes.base.EngineShapes, as a dict
     reference_outputs: dict[str, Any] | None = None  # parity mode on a bundle: its reference file, key, input hash
+    energy: bool = True  # bench mode: the energy pass (harness.measure.energy) where a source is readable
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -135,6 +136,7 @@ class CellResult:
     parity: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
+    energy: dict[str, Any] | None = None  # harness.measure.energy: per source, or why it is missing
     validity: dict[str, Any] | None = None
     complexity: dict[str, Any] | None = None
     jetson: dict[str, Any] | None = None  # a Jetson's facts before and after the timed loop

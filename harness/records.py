@@ -112,6 +112,7 @@ class Record(_Part):
     prepared: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None
+    energy: dict[str, Any] | None = None  # harness.measure.energy: {"sources": {name: figures or missing}, "pass"}
 
     @model_validator(mode="after")
     def _timed_when_ok(self) -> "Record":
@@ -146,6 +147,14 @@ class Record(_Part):
 
     def readable_sources(self) -> list[str]:
         return [source for source in self.memory if self.peak_bytes(source) is not None]
+
+    def energy_figures(self, source: str) -> dict[str, Any] | None:
+        """One energy source's figures (joules per image, watts); None where it was missing or not measured."""
+        reading = ((self.energy or {}).get("sources") or {}).get(source)
+        return reading if isinstance(reading, dict) and "missing" not in reading else None
+
+    def measured_energy_sources(self) -> list[str]:
+        return [s for s in ((self.energy or {}).get("sources") or {}) if self.energy_figures(s) is not None]
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ from exporters.weights import random_weights
 from harness import __version__
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
-from harness.measure import jetson as board, memory, validity
+from harness.measure import energy, jetson as board, memory, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
@@ -282,8 +282,21 @@ def _run_once(runtime: Runtime) -> float:
 MEMORY_PASS_RUNS = 3
 
 
+def _energy_pass(context: CellContext, runtime: Runtime) -> dict[str, Any]:
+    """Energy per image from every readable source, in a pass of its own after the timed loop."""
+    if not context.request.energy:
+        return {"sources": {}, "pass": None, "skipped": "--energy off"}
+
+    def run_once() -> None:
+        runtime.run()
+        runtime.synchronize()
+
+    busy_s = max(energy.MIN_BUSY_S, Policy(**context.request.policy).min_duration_s / 2)
+    return energy.measure(energy.sources_for(context.cell.device), run_once, context.cell.batch_size, busy_s)
+
+
 def run_bench(context: CellContext) -> dict[str, Any]:
-    """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass.
+    """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass -> energy pass.
 
     Memory samplers (NVML, Jetson meminfo) run only through load and first run and through a
     separate memory pass, never during the timed loop; host peak RSS needs no sampler (VmHWM), so
@@ -327,6 +340,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
             runtime.synchronize()
         for sampler in sampled:
             sampler.stop()
+        result["energy"] = _energy_pass(context, runtime)
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
         device_memory = runtime.device_memory()

@@ -29,8 +29,8 @@ from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options,
                                 check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, check_weights, comma_list, console, err_console,
                                 export_settings, finish, parse_batch_sizes, print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
-from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, engine_table, export_table,
-                                largest_batches, memory_table, parity_table, run_table)
+from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
+                                export_table, largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
@@ -47,7 +47,7 @@ from runtimes.base import NOTHING, TORCH_MODULE
 EXIT_USER_ERROR = 2
 MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
 STRICT_RETRIES = 2
-TABLES = ("time", "memory", "cold")
+TABLES = ("time", "memory", "energy", "cold")
 WEIGHTS_NOTE = {
     "random": "random-init weights (seeded, BatchNorm statistics re-estimated; speed, memory and MACs do not "
               "depend on weight values)",
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="seed of the random input and weights (default 0)")
     bench.add_argument("--max-memory", metavar="SIZE",
                        help="cap each cell's private memory (e.g. 4GB); a cell over it is recorded as oom")
+    bench.add_argument("--energy", choices=("on", "off"), default="on",
+                       help="on (default): after the timed loop, an energy pass where RAPL, NVML or a Jetson's "
+                            "power rails can be read (about 3 s per cell; nothing where none can); off: none")
     bench.add_argument("--strict", action="store_true",
                        help=f"re-run a cell whose timing verdict is invalid (up to {STRICT_RETRIES} more times)")
     bench.add_argument("--order", choices=ORDERS, default="model",
@@ -109,17 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "the same plan")
     bench.add_argument("--retry-failed", action="store_true",
                        help="with --resume: run again the cells recorded as error, crashed or timeout")
-    bench.add_argument("--show", default="time,memory", metavar="TABLES",
-                       help="tables to print at the end: time, memory, cold (cold start and compilation; "
-                            "default time,memory)")
+    bench.add_argument("--show", default="time,memory,energy", metavar="TABLES",
+                       help="tables to print at the end: time, memory, energy, cold (cold start and compilation; "
+                            "default time,memory,energy)")
     add_runtime_options(bench)
     fleet_command.add_executor_options(bench)
     add_export_options(bench)
 
     show = commands.add_parser("show", help="print the tables of recorded runs again")
     show.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. results/<run-id>")
-    show.add_argument("--show", default="time,memory", metavar="TABLES",
-                      help="time, memory, cold (default time,memory)")
+    show.add_argument("--show", default="time,memory,energy", metavar="TABLES",
+                      help="time, memory, energy, cold (default time,memory,energy)")
     show.add_argument("--json", action="store_true", help="print one JSON object per cell (for scripts)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content); build engines; "
@@ -268,6 +271,9 @@ def _print_tables(records: list[Record], tables: list[str], title: str) -> None:
         console.print(run_table(records, title=title))
     if "memory" in tables:
         console.print(memory_table(records, title=f"{title}: memory"))
+    energy = energy_table(records, title=f"{title}: energy") if "energy" in tables else None
+    if energy is not None:
+        console.print(energy)
     if "cold" in tables:
         console.print(cold_start_table(records, title=f"{title}: cold start"))
     for line in largest_batches(records):
@@ -305,7 +311,8 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              export=export, max_memory_bytes=max_memory,
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
                              order=args.order, process_start=args.process_start,
-                             runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed)
+                             runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed,
+                             energy=args.energy == "on")
     sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings, executor)
     if args.resume:
         sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings, executor)

@@ -43,6 +43,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     best_parser.add_argument("--max-memory", metavar="SIZE", help="e.g. 700MB, 1.4GB (the device's primary memory source)")
     best_parser.add_argument("--min-fps", type=float, metavar="N", help="images per second at the batch size")
     best_parser.add_argument("--max-latency", type=float, metavar="MS", help="batch latency limit in ms")
+    best_parser.add_argument("--max-watts", type=float, metavar="W",
+                             help="average power while running, from the device's energy source (NVML on a GPU, "
+                                  "the module's input rail on a Jetson, RAPL on a CPU): records without it do not fit")
     best_parser.add_argument("--latency-stat", choices=LATENCY_STATS, default="median",
                              help="which latency --max-latency limits (p90 needs >= 50 samples)")
     best_parser.add_argument("--min-top1", type=float, metavar="PCT", help="minimum top-1 accuracy in %%")
@@ -147,20 +150,25 @@ def _constraints(args: argparse.Namespace) -> Constraints:
                        min_fps=check_positive(args.min_fps, "--min-fps"),
                        max_latency_ms=check_positive(args.max_latency, "--max-latency"),
                        latency_stat=args.latency_stat, min_top1=check_positive(args.min_top1, "--min-top1"),
-                       max_accuracy_drop=_check_drop(args.max_accuracy_drop), batch_size=args.batch_size, runtime=args.runtime, device=args.device,
-                       precision=args.precision)
+                       max_accuracy_drop=_check_drop(args.max_accuracy_drop), batch_size=args.batch_size,
+                       runtime=args.runtime, device=args.device, precision=args.precision,
+                       max_watts=check_positive(args.max_watts, "--max-watts"))
 
 
 def _points_table(title: str, points: list[data.Point]) -> Table:
     table = Table(title=title)
-    for column in ("model", "runtime", "precision", "device", "top-1 %", "images/s", "median ms", "memory"):
+    powered = any(p.average_watts is not None for p in points)  # records with an energy pass
+    for column in ("model", "runtime", "precision", "device", "top-1 %", "images/s", "median ms", "memory",
+                   *(("images/J", "W") if powered else ())):
         table.add_column(column, justify="left" if column in ("model", "runtime", "precision", "device") else "right")
     for p in points:
         memory = f"{p.memory_bytes / 1e9:.2f} GB ({p.memory_source})" if p.memory_bytes is not None else "—"
+        energy = (f"{p.images_per_joule:.1f}" if p.images_per_joule else "—",
+                  f"{p.average_watts:.1f}" if p.average_watts is not None else "—") if powered else ()
         table.add_row(p.display_name, p.runtime, p.precision, p.device,
                       f"{p.accuracy.top1:.2f}{'' if p.accuracy.kind == 'measured' else ' (pub.)'}",  # type: ignore[union-attr]
                       f"{p.images_per_s:.1f}" if p.images_per_s else "—",
-                      f"{p.batch_median_ms:.2f}" if p.batch_median_ms else "—", memory)
+                      f"{p.batch_median_ms:.2f}" if p.batch_median_ms else "—", memory, *energy)
     return table
 
 

@@ -82,6 +82,9 @@ def cell_summary(record: Record) -> dict[str, Any]:
             "valid": record.validity.valid if record.validity else None,
             "invalid_reasons": record.validity.reasons if record.validity else None,
             "memory_peak_bytes": {source: record.peak_bytes(source) for source in record.readable_sources()},
+            "energy": {source: {k: record.energy_figures(source).get(k)  # type: ignore[union-attr]
+                                for k in ("joules_per_image", "average_watts", "idle_watts")}
+                       for source in record.measured_energy_sources()},
             "accuracy": {k: (record.accuracy or {}).get(k) for k in ("top1", "top5", "images")}
             if record.kind == "accuracy" else None,
             "parity": record.parity, "run_id": record.run_id}
@@ -129,6 +132,45 @@ def memory_table(records: list[Record], title: str) -> Table | str:
         for source in present:
             table.add_row(*key, source, *[_memory_text(by_batch.get(b), source) for b in batch_sizes])
     return table
+
+
+def energy_table(records: list[Record], title: str) -> Table | str | None:
+    """Images per joule (net of idle) and average watts per model/runtime/precision and batch size, one row per
+    measured source; None for records made before energy was measured; a line naming why where none could be."""
+    with_pass = [r for r in records if r.energy is not None]
+    if not with_pass:
+        return None
+    present = sorted({s for r in with_pass for s in r.measured_energy_sources()})
+    if not present:
+        reasons = {name: reading.get("missing") for r in with_pass
+                   for name, reading in ((r.energy or {}).get("sources") or {}).items() if isinstance(reading, dict)}
+        skipped = next((r.energy.get("skipped") for r in with_pass if (r.energy or {}).get("skipped")), None)
+        why = skipped or "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()) if reason)
+        return f"no energy readings ({why})"
+    batch_sizes = sorted({r.cell.batch_size for r in records})
+    table = Table(title=title, caption="images per joule of the inference itself (idle power subtracted), and in "
+                                       "brackets the average watts drawn while it ran (idle included)")
+    for column in (*_row_columns(records), "source"):
+        table.add_column(column, no_wrap=True)
+    for batch_size in batch_sizes:
+        table.add_column(f"bs {batch_size}", justify="right")
+    for key, by_batch in _grouped(records).items():
+        for source in present:
+            table.add_row(*key, source, *[_energy_text(by_batch.get(b), source) for b in batch_sizes])
+    return table
+
+
+def _energy_text(record: Record | None, source: str) -> str:
+    if record is None:
+        return "[dim]not run[/dim]"
+    if not record.ok:
+        return _status_text(record)
+    figures = record.energy_figures(source)
+    if figures is None:
+        return "[dim]—[/dim]"
+    per_image = figures.get("joules_per_image")
+    images = f"{1 / per_image:,.1f} img/J" if per_image else "≈ idle"
+    return f"{images} ({figures['average_watts']:.1f} W)"
 
 
 def _memory_text(record: Record | None, source: str) -> str:

@@ -24,6 +24,7 @@ class Constraints:
     runtime: str | None = None
     device: str | None = None  # a part of the device's name, e.g. "H200" or "EPYC"
     precision: str | None = None
+    max_watts: float | None = None  # average power while running, from the device's primary energy source
 
     def describe(self) -> str:
         parts = [f"batch {self.batch_size}"]
@@ -37,6 +38,8 @@ class Constraints:
             parts.append(f"top-1 >= {self.min_top1:g} %")
         if self.max_accuracy_drop is not None:
             parts.append(f"top-1 drop from fp32 <= {self.max_accuracy_drop:g} points (measured)")
+        if self.max_watts is not None:
+            parts.append(f"<= {self.max_watts:g} W while running")
         parts += [f"{name} {value}" for name, value in
                   (("runtime", self.runtime), ("device", self.device), ("precision", self.precision)) if value]
         return ", ".join(parts)
@@ -81,6 +84,11 @@ def violations(point: Point, constraints: Constraints, population: list[Point] |
             problems.append(f"no {point.memory_source} memory reading")
         elif memory > constraints.max_memory_bytes:
             problems.append(f"memory {memory / 1e9:.2f} GB > {constraints.max_memory_bytes / 1e9:g} GB")
+    if constraints.max_watts is not None:
+        if point.average_watts is None:
+            problems.append(f"no {point.energy_source} power reading (an energy pass where it can be read)")
+        elif point.average_watts > constraints.max_watts:
+            problems.append(f"{point.average_watts:.1f} W > {constraints.max_watts:g} W")
     if constraints.min_fps is not None and (point.images_per_s or 0.0) < constraints.min_fps:
         problems.append(f"{point.images_per_s or 0:.1f} images/s < {constraints.min_fps:g}")
     if constraints.max_latency_ms is not None:

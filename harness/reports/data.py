@@ -18,6 +18,9 @@ from harness.records import RECORDS_FILE, Published, Record, read_environments, 
 # The memory reading that stands for "memory" on each kind of device: what the paper measured on
 # the GPU (the process's total, CUDA context included), the unified pool on a Jetson, RSS on a CPU.
 PRIMARY_MEMORY_SOURCE = {"cuda": "cuda_nvml", "jetson": "jetson_unified", "cpu": "host_rss"}
+# the energy source that stands for the device (harness.measure.energy): the GPU board, the whole Jetson
+# module, the CPU packages
+PRIMARY_ENERGY_SOURCE = {"cuda": "nvml", "jetson": "jetson_rails", "cpu": "rapl"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Point:
     accuracy: Accuracy | None = None
     onnx_opset: int | None = None  # of the ONNX file the cell ran, if it ran one
     onnx_path: str | None = None
+    joules_per_image: float | None = None  # net of idle power, from the device's primary energy source
+    average_watts: float | None = None  # what that source drew while the cell ran (idle included)
 
     @property
     def ok(self) -> bool:
@@ -70,6 +75,14 @@ class Point:
     def memory_bytes(self) -> int | None:
         """Peak memory from the device's primary source (see PRIMARY_MEMORY_SOURCE)."""
         return self.memory_peak_bytes.get(self.memory_source)
+
+    @property
+    def energy_source(self) -> str:
+        return PRIMARY_ENERGY_SOURCE[self.device_kind]
+
+    @property
+    def images_per_joule(self) -> float | None:
+        return 1 / self.joules_per_image if self.joules_per_image else None
 
     @property
     def model_bytes(self) -> int | None:
@@ -144,7 +157,13 @@ def point_from_record(record: Record, env: dict[str, Any]) -> Point:
         memory_peak_bytes={source: record.peak_bytes(source) for source in record.readable_sources()},  # type: ignore[misc]
         params=complexity.params if complexity else None, macs=complexity.macs if complexity else None,
         accuracy=_published(model.published), onnx_opset=artifact.get("opset"),
-        onnx_path=_onnx_path(artifact.get("path")))
+        onnx_path=_onnx_path(artifact.get("path")),
+        **_energy(record, PRIMARY_ENERGY_SOURCE[device_kind(env, cell.device)]))
+
+
+def _energy(record: Record, source: str) -> dict[str, float | None]:
+    figures = record.energy_figures(source) or {}
+    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts")}
 
 
 def _onnx_path(path: str | None) -> str | None:

@@ -10,7 +10,8 @@ from harness.reports import html
 from harness.reports.data import Dataset, series_label
 from harness.reports.figures import FigureSet, draw_all, slug
 from harness.reports.fastest import model_speeds
-from harness.reports.tables import (ReportTable, best_table, family_wins_table, fastest_table, memory_sources,
+from harness.reports.tables import (ReportTable, best_table, energy_table, family_wins_table, fastest_table,
+                                    memory_sources,
                                     memory_table, time_table, to_csv, to_markdown, tradeoff_table)
 
 
@@ -32,6 +33,7 @@ class Report:
 def build_tables(dataset: Dataset) -> dict[tuple[str, str, str], list[ReportTable]]:
     return {series: [time_table(dataset, series),
                      *(memory_table(dataset, series, source) for source in memory_sources(dataset, series)),
+                     *([energy] if (energy := energy_table(dataset, series)) else []),
                      best_table(dataset, series)]
             for series in dataset.series()}
 

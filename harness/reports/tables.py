@@ -114,6 +114,34 @@ def memory_table(dataset: Dataset, series: tuple[str, str, str], source: str) ->
     return table
 
 
+def energy_table(dataset: Dataset, series: tuple[str, str, str]) -> ReportTable | None:
+    """Images per joule beside images per second, per model and batch size, from the device's primary energy
+    source; None where no cell of the series has an energy figure."""
+    points = dataset.of(series, ok_only=False)
+    if not any(p.average_watts is not None for p in points):
+        return None
+    source = next(p.energy_source for p in points)
+    batch_sizes = sorted({p.batch_size for p in points})
+    table = ReportTable(f"Energy — images/J and images/s ({source}), {series_label(series)}",
+                        ["model", *(f"bs {b}" for b in batch_sizes)],
+                        caption="images per joule of the inference itself (idle power subtracted) | images per "
+                                "second; hover: average watts while running (idle included)")
+    for name, by_batch in _by_model(points).items():
+        row = [Entry(name)]
+        for batch_size in batch_sizes:
+            point = by_batch.get(batch_size)
+            if point is None or not point.ok:
+                row.append(_missing(point))
+            elif point.average_watts is None:
+                row.append(Entry("—", "missing", f"no {source} reading"))
+            else:
+                per_joule = f"{point.images_per_joule:,.1f}" if point.images_per_joule else "≈ idle"
+                row.append(Entry(f"{per_joule} | {point.images_per_s or 0:,.1f}", fps_band(point.images_per_s),
+                                 f"{point.average_watts:.1f} W while running"))
+        table.rows.append(row)
+    return table
+
+
 def _limit_label(limit_gb: float | None) -> str:
     return "no limit" if limit_gb is None else f"<= {limit_gb:g} GB"
 

@@ -53,7 +53,7 @@ class RunLock:
         self.release()
 
 
-NOT_IN_SIGNATURE = ("order", "retry_failed")  # how a plan runs, not what it measures
+NOT_IN_SIGNATURE = ("order", "retry_failed", "energy")  # how a plan runs, not what its timing measures
 
 
 def plan_signature(cells: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,7 @@ ONNX_PRECISIONS = (*EXPORT_PRECISIONS, *FLAVORS)  # int8 flavors: the fp32 file 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
 RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
-               "jetson",
-               "validity", "worker_s", "traceback", "log_tail")
+               "energy", "jetson", "validity", "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,7 @@ class BenchSettings:
     accuracy: dict[str, Any] | None = None  # accuracy mode: the crop set per model, the reference, the data
     runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> its validated options
     retry_failed: bool = False  # on resume, run again cells recorded as error, crashed or timeout
+    energy: bool = True  # bench: the energy pass after the timed loop, where an energy source is readable
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "policy": self.policy.as_dict()}
@@ -131,7 +131,7 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: s
                        threads=settings.threads, channels_last=settings.channels_last,
                        runtime_options=settings.runtime_options, policy=settings.policy.as_dict(),
                        max_cv=settings.max_cv, complexity_key=subject.complexity_key(), export=settings.export,
-                       accuracy=settings.accuracy, **extra)
+                       accuracy=settings.accuracy, energy=settings.energy, **extra)
 
 
 def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSettings, result: CellResult,

@@ -1,0 +1,267 @@
+"""Energy per image, in a pass of its own after the timed loop and the memory pass.
+
+Sources, each read where it exists and recorded as missing with the reason where it does not:
+- `rapl`: the CPU packages' energy counters under /sys/class/powercap (intel-rapl:N, `energy_uj`, wrapping
+  at `max_energy_range_uj`): whole sockets, so other processes on them count too;
+- `nvml`: the GPU's total energy counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ since the driver
+  loaded; Volta and newer): the whole board of that GPU;
+- `jetson_rails`: a Jetson's INA3221 power monitors in sysfs, the module's input rail (VDD_IN, or POM_5V_IN
+  on older boards; every rail summed where neither exists). They give power, not energy: a thread polls
+  them every POLL_INTERVAL_S and the readings are integrated (trapezoids). Formats as jetson_stats reads
+  them: JetPack 5+ `hwmon/hwmon*/in<k>_label`, `in<k>_input` (mV), `curr<k>_input` (mA); JetPack 4
+  `iio:device*/rail_name_<k>`, `in_power<k>_input` (mW).
+
+The pass: every readable source over IDLE_S with the process asleep (the idle power), then over back-to-back
+`run()` + `synchronize()` calls for at least `min_s` (the busy energy). Recorded per source: the gross
+energy per image, the idle watts, the net energy per image (gross minus idle power times the busy time:
+what the inference itself cost), and the average watts while busy (what the device drew).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.measure import jetson
+
+IDLE_S = 1.0
+MIN_BUSY_S = 2.0
+MIN_CALLS = 3
+POLL_INTERVAL_S = 0.02
+POWERCAP_ENV = "HARNESS_POWERCAP_DIR"
+TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+SOURCES = ("rapl", "nvml", "jetson_rails")
+
+
+class EnergySource(ABC):
+    """One reader: `begin()` then `end()` -> joules in between. `reason` is set when it cannot be read here."""
+
+    name: str = ""
+    what: str = ""
+    reason: str | None = None
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Start counting."""
+
+    @abstractmethod
+    def end(self) -> float:
+        """Joules since `begin()`."""
+
+
+# ---------------------------------------------------------------- RAPL
+
+def powercap_dir() -> Path:
+    return Path(os.environ.get(POWERCAP_ENV, "/sys/class/powercap"))
+
+
+class RaplPackages(EnergySource):
+    name = "rapl"
+
+    def __init__(self) -> None:
+        folder = powercap_dir()
+        self.domains: list[Path] = []
+        if not folder.is_dir():
+            self.reason = f"no {folder} (a VM, or a kernel without the RAPL powercap driver)"
+            return
+        self.domains = [d for d in sorted(folder.glob("intel-rapl:*")) if d.name.count(":") == 1
+                        and _text(d / "name").startswith("package")]
+        if not self.domains:
+            self.reason = f"no RAPL package domain (intel-rapl:N named package-N) under {folder}"
+            return
+        try:
+            self._read()
+        except PermissionError:
+            self.reason = (f"{self.domains[0] / 'energy_uj'} is readable by root only (Linux 5.10 and later, "
+                           "CVE-2020-8694): run as root, or make energy_uj readable")
+            return
+        except (OSError, ValueError) as exc:
+            self.reason = f"cannot read {self.domains[0] / 'energy_uj'}: {exc}"
+            return
+        self.ranges = [int(_text(d / "max_energy_range_uj")) for d in self.domains]
+        names = ", ".join(_text(d / "name") for d in self.domains)
+        self.what = f"CPU package energy (RAPL {names}; whole sockets: other processes count too)"
+
+    def _read(self) -> list[int]:
+        return [int((d / "energy_uj").read_text()) for d in self.domains]
+
+    def begin(self) -> None:
+        self._start = self._read()
+
+    def end(self) -> float:
+        after = self._read()
+        return sum((b - a) % (r + 1) for a, b, r in zip(self._start, after, self.ranges)) / 1e6  # a wrapped counter
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- NVML
+
+class NvmlEnergy(EnergySource):
+    name = "nvml"
+
+    def __init__(self, device: str) -> None:
+        if not device.startswith("cuda"):
+            self.reason = "the cell does not run on a CUDA GPU"
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(device.split(":")[1]) if ":" in device else 0)
+            self._nvml = pynvml
+            self._millijoules()
+            name = pynvml.nvmlDeviceGetName(self._handle)
+        except ImportError:
+            self.reason = "nvidia-ml-py is not installed (pip install 'dnn-harness[gpu]')"
+            return
+        except Exception as exc:  # NVMLError_NotSupported before Volta, on Jetson; no driver
+            self.reason = f"NVML cannot read an energy counter here: {exc}"
+            return
+        self.what = f"GPU board energy ({name.decode() if isinstance(name, bytes) else name}: NVML total energy counter)"
+
+    def _millijoules(self) -> int:
+        return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+
+    def begin(self) -> None:
+        self._start = self._millijoules()
+
+    def end(self) -> float:
+        return (self._millijoules() - self._start) / 1e3
+
+
+# ---------------------------------------------------------------- Jetson rails
+
+def find_rails() -> dict[str, Callable[[], float]]:
+    """Every INA3221 rail of the board: its name -> a function reading its power in watts."""
+    rails: dict[str, Callable[[], float]] = {}
+    devices = jetson._path("/sys/bus/i2c/devices")
+    for device in sorted(devices.iterdir()) if devices.is_dir() else []:
+        if "ina3221" not in _text(device / "name"):
+            continue
+        for folder in sorted(device.glob("hwmon/hwmon*")):  # JetPack 5 and later
+            for label in sorted(folder.glob("in*_label")):
+                port, name = label.name[2:-len("_label")], _text(label)
+                unconnected = name == "NC" or port == "7"  # Orin's unused channels; channel 7 sums the shunts
+                if name and not unconnected and (folder / f"curr{port}_input").is_file():
+                    rails[name] = _volts_times_amps(folder / f"in{port}_input", folder / f"curr{port}_input")
+        for folder in sorted(device.glob("iio:device*")):  # JetPack 4
+            for label in sorted(folder.glob("rail_name_*")):
+                port, name = label.name[len("rail_name_"):], _text(label)
+                if name and (folder / f"in_power{port}_input").is_file():
+                    rails[name] = _milliwatts(folder / f"in_power{port}_input")
+    return rails
+
+
+def _volts_times_amps(millivolts: Path, milliamps: Path) -> Callable[[], float]:
+    return lambda: int(millivolts.read_text().split()[0]) * int(milliamps.read_text().split()[0]) / 1e6
+
+
+def _milliwatts(path: Path) -> Callable[[], float]:
+    return lambda: int(path.read_text().split()[0]) / 1e3
+
+
+class JetsonRails(EnergySource):
+    name = "jetson_rails"
+
+    def __init__(self) -> None:
+        if not jetson.is_jetson():
+            self.reason = "not a Jetson (no /etc/nv_tegra_release)"
+            return
+        rails = find_rails()
+        if not rails:
+            self.reason = "no INA3221 power monitor under /sys/bus/i2c/devices (this module has none, or the driver is off)"
+            return
+        total = next((name for name in TOTAL_RAILS if name in rails), None)
+        chosen = {total: rails[total]} if total else rails
+        self._readers = list(chosen.values())
+        try:
+            self._watts()
+        except (OSError, ValueError) as exc:
+            self.reason = f"cannot read the INA3221 rails: {exc}"
+            return
+        what = f"module input rail {total}" if total else f"the sum of rails {', '.join(chosen)}"
+        self.what = f"{what} (INA3221, polled every {POLL_INTERVAL_S * 1e3:.0f} ms and integrated)"
+        self._samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _watts(self) -> float:
+        return sum(read() for read in self._readers)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(POLL_INTERVAL_S):
+            self._samples.append((time.perf_counter(), self._watts()))
+
+    def begin(self) -> None:
+        self._samples = [(time.perf_counter(), self._watts())]
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, name="jetson-rails", daemon=True)
+        self._thread.start()
+
+    def end(self) -> float:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        samples = [*self._samples, (time.perf_counter(), self._watts())]
+        return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(samples, samples[1:]))
+
+
+# ---------------------------------------------------------------- the pass
+
+def sources_for(device: str) -> list[EnergySource]:
+    """Every source, readable or not, for a cell on `device` (the CPU packages for every cell: they power
+    the host side of a GPU cell too)."""
+    return [RaplPackages(), NvmlEnergy(device), JetsonRails()]
+
+
+def measure(sources: list[EnergySource], run_once: Callable[[], None], images_per_call: int,
+            min_busy_s: float = MIN_BUSY_S) -> dict[str, Any]:
+    """The idle window, then back-to-back calls for at least `min_busy_s` (and MIN_CALLS): per source its
+    energy per image and power; a source that cannot be read is recorded as missing, with the reason."""
+    figures: dict[str, Any] = {s.name: {"missing": s.reason} for s in sources if s.reason is not None}
+    readable = [s for s in sources if s.reason is None]
+    if not readable:
+        return {"sources": figures, "pass": None}
+    idle_j, idle_s = _window(readable, lambda: time.sleep(IDLE_S), 0.0, 1)
+    calls = 0
+
+    def busy() -> None:
+        nonlocal calls
+        run_once()
+        calls += 1
+
+    busy_j, busy_s = _window(readable, busy, min_busy_s, MIN_CALLS)
+    images = calls * images_per_call
+    for source in readable:
+        idle_w, gross = idle_j[source.name] / idle_s, busy_j[source.name]
+        net = gross - idle_w * busy_s
+        figures[source.name] = {
+            "joules_per_image": net / images if net > 0 else None, "gross_joules_per_image": gross / images,
+            "average_watts": gross / busy_s, "idle_watts": idle_w, "what": source.what,
+            **({} if net > 0 else {"note": f"busy power {gross / busy_s:.2f} W is not above idle {idle_w:.2f} W: "
+                                           "the inference's own energy is within the idle noise"})}
+    return {"sources": figures, "pass": {"idle_s": idle_s, "busy_s": busy_s, "calls": calls, "images": images,
+                                         "loop_includes": "run() + synchronize() back to back (as the timed "
+                                                          "loop), after it; the idle window sleeps"}}
+
+
+def _window(sources: list[EnergySource], step: Callable[[], None], min_s: float,
+            min_steps: int) -> tuple[dict[str, float], float]:
+    for source in sources:
+        source.begin()
+    start, steps = time.perf_counter(), 0
+    while steps < min_steps or time.perf_counter() - start < min_s:
+        step()
+        steps += 1
+    elapsed = time.perf_counter() - start
+    return {source.name: source.end() for source in sources}, elapsed
