@@ -191,3 +191,16 @@ def test_best_under_a_power_budget(tmp_path):
     assert budget["best"]["model"] == "mobilenet_v2"  # 6 W: vgg16 (50 W) and resnet50 (45 W) draw too much
     assert json.loads(harness("best", str(run), "--max-watts", "5", "--json").stdout)["best"] is None
     assert "bad --max-watts" in harness("best", str(run), "--max-watts", "-3").stderr
+
+
+def test_a_counter_that_breaks_mid_pass_leaves_the_cell_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(energy, "IDLE_S", 0.05)
+    monkeypatch.setenv(energy.POWERCAP_ENV, str(_powercap(tmp_path, {"package-0": 1_000_000})))
+    rapl = energy.RaplPackages()
+
+    def run_once() -> None:  # the driver goes away under the pass
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("not a number\n")
+
+    figures = energy.measure([rapl], run_once, images_per_call=1, min_busy_s=0.05)
+    assert figures["pass"] is None
+    assert figures["sources"]["rapl"]["missing"].startswith("the energy pass could not read rapl")

@@ -111,3 +111,20 @@ def test_runs_of_present_pages():
     assert _runs_of(present, base) == [(base + PAGE_BYTES, 2 * PAGE_BYTES), (base + 5 * PAGE_BYTES, PAGE_BYTES),
                                        (base + 7 * PAGE_BYTES, 3 * PAGE_BYTES)]
     assert _runs_of(np.zeros(4, dtype=bool), base) == []
+
+
+def test_a_zygote_whose_imports_start_threads_is_not_forked_from(tmp_path):
+    """OpenVINO's import starts a thread pool; a fork while one of its threads holds an import lock left a cell
+    waiting forever. Such a zygote is refused once, and its cells start a new interpreter."""
+    from harness.execution.isolation import ZygotePool, ZygoteUnsafe
+
+    with ZygotePool(tmp_path) as pool:
+        with pytest.raises(ZygoteUnsafe, match=r"started threads \(started-on-import\)"):
+            pool.get(("tests.threads_on_import",), ())
+        started = (tmp_path / "zygotes.log").stat().st_mtime_ns if (tmp_path / "zygotes.log").exists() else None
+        with pytest.raises(ZygoteUnsafe):
+            pool.get(("tests.threads_on_import",), ())  # remembered: not started again
+        assert list(pool.zygotes) == []
+        if started is not None:
+            assert (tmp_path / "zygotes.log").stat().st_mtime_ns == started
+        assert pool.get(("json",), ()).alive  # a zygote without threads still forks

@@ -107,6 +107,10 @@ class ZygoteDied(RuntimeError):
     """The zygote process ended (or never became ready); its cells cannot run through it."""
 
 
+class ZygoteUnsafe(ZygoteDied):
+    """The zygote's libraries started threads while importing: forking from it is not safe."""
+
+
 class _LineChannel:
     """JSON lines from a pipe, read with a timeout (select on the raw descriptor, own buffer)."""
 
@@ -150,6 +154,11 @@ class Zygote:
         if ready is None:
             self.close()
             raise ZygoteDied(f"the zygote did not start (see {log_path})")
+        if ready.get("threads"):
+            self.close()
+            raise ZygoteUnsafe(f"importing {', '.join(modules)} started threads ({', '.join(ready['threads'])}): a "
+                               "fork could leave a cell waiting on a lock one of them held, so these cells start "
+                               "a new interpreter")
         self.import_s: float = ready["import_s"]
         self.preloaded: list[str] = ready["preloaded"]
 
@@ -220,9 +229,12 @@ class ZygotePool:
     def __init__(self, log_dir: Path, max_alive: int | None = None) -> None:
         self.log_dir, self.max_alive = log_dir, max_alive or zygotes_to_keep()
         self.zygotes: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], Zygote] = OrderedDict()
+        self.unsafe: dict[tuple[tuple[str, ...], tuple[str, ...]], ZygoteUnsafe] = {}  # never tried again
 
     def get(self, modules: tuple[str, ...], sources: tuple[str, ...]) -> Zygote:
         key = (modules, sources)
+        if key in self.unsafe:
+            raise self.unsafe[key]
         zygote = self.zygotes.pop(key, None)
         if zygote is not None and not zygote.alive:
             zygote.close()
@@ -231,7 +243,11 @@ class ZygotePool:
             while len(self.zygotes) >= self.max_alive:
                 self.zygotes.popitem(last=False)[1].close()
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            zygote = Zygote(modules, sources, self.log_dir / "zygotes.log")
+            try:
+                zygote = Zygote(modules, sources, self.log_dir / "zygotes.log")
+            except ZygoteUnsafe as exc:
+                self.unsafe[key] = exc
+                raise
         self.zygotes[key] = zygote
         return zygote
 

@@ -36,12 +36,12 @@ class LocalExecutor(Executor):
 
     def wait(self) -> tuple[Job, Outcome]:
         job = self._queue.popleft()
-        zygote = None
+        zygote, why_not = None, None
         if self._zygotes is not None:
             try:
                 zygote = self._zygotes.get(*job.preload)
-            except ZygoteDied:  # this job starts a new interpreter instead; the record says so
-                zygote = None
+            except ZygoteDied as exc:  # this job starts a new interpreter instead; the record says so
+                zygote, why_not = None, str(exc)
         envelope = {"request": job.request.to_json(), "placement": self.placement.as_dict()}
         try:
             outcome = run_isolated(envelope, self.log_dir, job.log_name, job.timeout_s, job.max_memory_bytes, zygote)
@@ -51,8 +51,8 @@ class LocalExecutor(Executor):
             raise StorageFailed(f"the cell's process could not write its result in {self.log_dir}: "
                                 f"{(outcome.result.get('log_tail') or '')[-300:]}")
         self._tidy(job.log_name)
-        process = {"start": "exec"} if zygote is None else \
-            {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s}
+        process = ({"start": "exec", **({"not_forked": why_not} if why_not else {})} if zygote is None else
+                   {"start": "fork", "preloaded": zygote.preloaded, "zygote_import_s": zygote.import_s})
         return job, Outcome(_result(outcome.result), outcome.wall_s, process)
 
     def _tidy(self, stem: str) -> None:

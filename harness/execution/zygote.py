@@ -6,7 +6,8 @@ Starting a new interpreter and importing torch and a model library costs 1-4 s p
 the timed loop of a small model. A child forked from here starts with those modules already imported
 — the same modules a new interpreter would import for that cell, nothing more, so its memory reading
 is the same — and is otherwise a new process: its own memory, its own limit, its own threads (none
-were started here: no tensor work and no CUDA happen in the zygote).
+were started here: no tensor work and no CUDA happen in the zygote; a library whose import starts threads
+is reported, and the parent does not fork from that zygote).
 
 One difference needs undoing for the memory reading: fork copies the page tables of anonymous memory
 but not of file-backed mappings (the libraries' code and data), so a fresh child's RSS would leave out
@@ -29,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import IO, Any
@@ -135,6 +137,10 @@ def main(modules: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the cell and the parent; the parent ends us
     die_with_parent()
     ready = _preload(modules)
+    # a library that starts threads on import (OpenVINO's thread pool) makes forking unsafe: a thread holding
+    # an import lock or a mutex at fork time leaves the child waiting for it forever. The parent then starts
+    # new interpreters instead.
+    ready["threads"] = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     file_pages = resident_file_pages()
     ready["file_pages_bytes"] = sum(length for _, length in file_pages)
     _send(protocol, ready)

@@ -52,6 +52,9 @@ class EnergySource(ABC):
     def end(self) -> float:
         """Joules since `begin()`."""
 
+    def abandon(self) -> None:
+        """Stop whatever `begin()` started, without a figure (a pass that failed)."""
+
 
 # ---------------------------------------------------------------- RAPL
 
@@ -200,7 +203,15 @@ class JetsonRails(EnergySource):
 
     def _poll(self) -> None:
         while not self._stop.wait(POLL_INTERVAL_S):
-            self._samples.append((time.perf_counter(), self._watts()))
+            try:
+                self._samples.append((time.perf_counter(), self._watts()))
+            except (OSError, ValueError):  # a reading lost: the integral bridges it
+                continue
+
+    def abandon(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def begin(self) -> None:
         self._samples = [(time.perf_counter(), self._watts())]
@@ -232,7 +243,6 @@ def measure(sources: list[EnergySource], run_once: Callable[[], None], images_pe
     readable = [s for s in sources if s.reason is None]
     if not readable:
         return {"sources": figures, "pass": None}
-    idle_j, idle_s = _window(readable, lambda: time.sleep(IDLE_S), 0.0, 1)
     calls = 0
 
     def busy() -> None:
@@ -240,7 +250,14 @@ def measure(sources: list[EnergySource], run_once: Callable[[], None], images_pe
         run_once()
         calls += 1
 
-    busy_j, busy_s = _window(readable, busy, min_busy_s, MIN_CALLS)
+    try:
+        idle_j, idle_s = _window(readable, lambda: time.sleep(IDLE_S), 0.0, 1)
+        busy_j, busy_s = _window(readable, busy, min_busy_s, MIN_CALLS)
+    except (OSError, ValueError, ArithmeticError) as exc:  # a counter that vanished or read garbage mid-pass
+        for source in readable:
+            source.abandon()
+        return {"sources": {**figures, **{s.name: {"missing": f"the energy pass could not read {s.name}: {exc}"}
+                                          for s in readable}}, "pass": None}
     images = calls * images_per_call
     for source in readable:
         idle_w, gross = idle_j[source.name] / idle_s, busy_j[source.name]
