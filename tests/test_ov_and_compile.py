@@ -271,7 +271,7 @@ def test_mistakes_with_the_new_runtimes_get_one_line():
     line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
                                    "ov.hint=fast"))
     assert "bad value 'fast' for ov.hint" in line
-    assert "choose from time, memory, cold" in _one_error_line(harness("show", "results", "--show", "warm"))
+    assert "choose from time, memory, energy, cold" in _one_error_line(harness("show", "results", "--show", "warm"))
     line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--device", "tpu"))
     assert "unknown device 'tpu'" in line and "intel-gpu" in line
 
