@@ -62,10 +62,10 @@ def main() -> None:
         # a warm-up run fills the artifact cache, so no measured run pays for an export
         timed_run(root / "runs", "warm", plan, "off", root / "none")
         rows = {}
-        for name, energy, powercap in (("--energy off", "off", root / "none"),
-                                       ("--energy on, no readable source", "on", root / "none"),
-                                       ("--energy on, a RAPL tree", "on", tree)):
-            wall, records = timed_run(root / "runs", name.replace(" ", "").replace(",", "-"), plan, energy, powercap)
+        for name, run_id, energy, powercap in (("--energy off", "off", "off", root / "none"),
+                                               ("--energy on, no readable source", "on-none", "on", root / "none"),
+                                               ("--energy on, a RAPL tree", "on-rapl", "on", tree)):
+            wall, records = timed_run(root / "runs", run_id, plan, energy, powercap)
             passes = [r["energy"]["pass"] for r in records if (r.get("energy") or {}).get("pass")]
             rows[name] = (wall, len(records), passes)
         base = rows["--energy off"][0] / rows["--energy off"][1]
