@@ -8,6 +8,7 @@ as the paper counts them: a multiply-add is two FLOPs (FLOPs = 2 x the catalogue
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from harness.reports.fastest import ModelSpeeds, model_speeds
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
 from harness.reports.tradeoff import tradeoffs
 from harness.sweep.planning import REFERENCE
+
+# matplotlib looks for the STIX and Computer Modern fonts of its mathtext once per machine and logs each one it
+# falls back from as a warning: twenty lines of noise on a first `report`, about nothing the figures lose
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 FORMATS = ("png", "svg")
 
