@@ -70,6 +70,9 @@ def command_compare(args: argparse.Namespace, catalogue: Any = None) -> int:
         for comparison in comparisons:
             for table in comparison_tables(comparison):
                 console.print(to_rich(table))
+            for run in (comparison.baseline, comparison.candidate):
+                for line in run.skipped:
+                    console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False)
             console.print(escape(summary(comparison)), highlight=False)
     if markdown is not None:
         write_atomically(markdown, "\n".join(f"## {summary(c)}\n\n" + "\n".join(map(to_markdown, comparison_tables(c)))
@@ -89,10 +92,15 @@ def summary(comparison: Comparison) -> str:
     unmatched = len(comparison.only_baseline) + len(comparison.only_candidate)
     regressed = len(comparison.regressions)
     head = (f"{regressed} regression{'s' if regressed != 1 else ''}" if regressed else "no regression")
-    return (f"{comparison.candidate.path.name} against {comparison.baseline.path.name}: {head} in {len(changes)} "
-            f"compared cells ({count[WITHIN_NOISE]} within noise, {count[INVALID]} invalid and "
-            f"{count[NO_SAMPLES]} without samples not judged); {unmatched} cells in one run only; "
-            f"{len(comparison.environment)} environment differences")
+    return (f"{comparison.candidate.path.name} against {comparison.baseline.path.name}: {head} in "
+            f"{_count(len(changes), 'compared cell')} ({count[WITHIN_NOISE]} within noise, {count[INVALID]} "
+            f"invalid and {count[NO_SAMPLES]} without samples not judged); {_count(unmatched, 'cell')} in one run "
+            f"only; "
+            f"{_count(len(comparison.environment), 'environment difference')}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _as_json(comparison: Comparison) -> dict[str, Any]:

@@ -130,7 +130,8 @@ class NvmlEnergy(EnergySource):
         except Exception as exc:  # NVMLError_NotSupported before Volta, on Jetson; no driver
             self.reason = f"NVML cannot read an energy counter here: {exc}"
             return
-        self.what = f"GPU board energy ({name.decode() if isinstance(name, bytes) else name}: NVML total energy counter)"
+        name = name.decode() if isinstance(name, bytes) else name
+        self.what = f"GPU board energy ({name}: NVML total energy counter)"
 
     def _millijoules(self) -> int:
         return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
@@ -182,7 +183,8 @@ class JetsonRails(EnergySource):
             return
         rails = find_rails()
         if not rails:
-            self.reason = "no INA3221 power monitor under /sys/bus/i2c/devices (this module has none, or the driver is off)"
+            self.reason = ("no INA3221 power monitor under /sys/bus/i2c/devices (this module has none, or the driver "
+                           "is off)")
             return
         total = next((name for name in TOTAL_RAILS if name in rails), None)
         chosen = {total: rails[total]} if total else rails

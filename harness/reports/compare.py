@@ -55,6 +55,7 @@ class Run:
     cells: dict[CellMatch, Record]
     environment: dict[str, Any]
     top1: dict[tuple[str, str, str], float]
+    skipped: list[str] = field(default_factory=list)  # lines of records.jsonl that could not be read
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def read_run(path: Path) -> Run:
     if not (path / RECORDS_FILE).is_file():
         what = "no such folder" if not path.exists() else f"no {RECORDS_FILE} in it"
         raise UserError(f"'{path}' is not a run folder ({what}): pass results/<run-id>")
-    records = read_records(path / RECORDS_FILE).check_readable(path).typed
+    read = read_records(path / RECORDS_FILE).check_readable(path)
+    records = read.typed
     environments = read_environments(path)
     cells: dict[CellMatch, Record] = {}
     top1: dict[tuple[str, str, str], float] = {}
@@ -123,7 +125,7 @@ def read_run(path: Path) -> Run:
     if not cells:
         raise UserError(f"no benchmark records in '{path}': compare runs made by `python -m harness bench`")
     environment = environments.get(None) or next(iter(environments.values()), {})
-    return Run(path, cells, environment, top1)
+    return Run(path, cells, environment, top1, list(read.skipped))
 
 
 def cell_match(record: Record, env: dict[str, Any]) -> CellMatch:
