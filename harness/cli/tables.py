@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 from rich.markup import escape
 from rich.table import Table
@@ -122,15 +122,22 @@ def memory_table(records: list[Record], title: str) -> Table | str:
                if any(isinstance(r.memory.get(s), dict) and "missing" not in r.memory[s] for r in records)]
     if not present:
         return "no memory readings in these records"
+    return _per_source_table(records, title, "MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}"
+                                                                          for s in present), present, _memory_text)
+
+
+def _per_source_table(records: list[Record], title: str, caption: str, sources: list[str],
+                      text: Callable[[Record | None, str], str]) -> Table:
+    """Rows of model/runtime/precision (and device) x source, a column per batch size, cells from `text`."""
     batch_sizes = sorted({r.cell.batch_size for r in records})
-    table = Table(title=title, caption="MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}" for s in present))
+    table = Table(title=title, caption=caption)
     for column in (*_row_columns(records), "source"):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
         table.add_column(f"bs {batch_size}", justify="right")
     for key, by_batch in _grouped(records).items():
-        for source in present:
-            table.add_row(*key, source, *[_memory_text(by_batch.get(b), source) for b in batch_sizes])
+        for source in sources:
+            table.add_row(*key, source, *[text(by_batch.get(b), source) for b in batch_sizes])
     return table
 
 
@@ -147,17 +154,9 @@ def energy_table(records: list[Record], title: str) -> Table | str | None:
         skipped = next((r.energy.get("skipped") for r in with_pass if (r.energy or {}).get("skipped")), None)
         why = skipped or "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()) if reason)
         return f"no energy readings ({why})"
-    batch_sizes = sorted({r.cell.batch_size for r in records})
-    table = Table(title=title, caption="images per joule of the inference itself (idle power subtracted), and in "
-                                       "brackets the average watts drawn while it ran (idle included)")
-    for column in (*_row_columns(records), "source"):
-        table.add_column(column, no_wrap=True)
-    for batch_size in batch_sizes:
-        table.add_column(f"bs {batch_size}", justify="right")
-    for key, by_batch in _grouped(records).items():
-        for source in present:
-            table.add_row(*key, source, *[_energy_text(by_batch.get(b), source) for b in batch_sizes])
-    return table
+    return _per_source_table(records, title, "images per joule of the inference itself (idle power subtracted), "
+                             "and in brackets the average watts drawn while it ran (idle included)", present,
+                             _energy_text)
 
 
 def _energy_text(record: Record | None, source: str) -> str:

@@ -13,6 +13,7 @@ import html
 import io
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 from rich.table import Table
 
@@ -96,20 +97,29 @@ def memory_sources(dataset: Dataset, series: tuple[str, str, str]) -> list[str]:
 
 def memory_table(dataset: Dataset, series: tuple[str, str, str], source: str) -> ReportTable:
     """Table 2: peak memory (MB = 10^6 bytes) per model and batch size, from one memory source."""
-    points = dataset.of(series, ok_only=False)
+    def entry(point: Point) -> Entry | None:
+        peak = point.memory_peak_bytes.get(source)
+        return None if peak is None else Entry(f"{peak / 1e6:,.0f}")
+
+    return _by_batch_table(dataset.of(series, ok_only=False), f"Table 2 — memory (MB, {source}), "
+                           f"{series_label(series)}", "peak during load and inference", source, entry)
+
+
+def _by_batch_table(points: list[Point], title: str, caption: str, source: str,
+                    entry: Callable[[Point], Entry | None]) -> ReportTable:
+    """A row per model, a column per batch size; a finished cell's entry from `entry` (None: no `source` reading),
+    others say why they are empty."""
     batch_sizes = sorted({p.batch_size for p in points})
-    table = ReportTable(f"Table 2 — memory (MB, {source}), {series_label(series)}",
-                        ["model", *(f"bs {b}" for b in batch_sizes)], caption="peak during load and inference")
+    table = ReportTable(title, ["model", *(f"bs {b}" for b in batch_sizes)], caption=caption)
     for name, by_batch in _by_model(points).items():
         row = [Entry(name)]
         for batch_size in batch_sizes:
             point = by_batch.get(batch_size)
+            made = entry(point) if point is not None and point.ok else None
             if point is None or not point.ok:
                 row.append(_missing(point))
-            elif source not in point.memory_peak_bytes:
-                row.append(Entry("—", "missing", f"no {source} reading"))
             else:
-                row.append(Entry(f"{point.memory_peak_bytes[source] / 1e6:,.0f}"))
+                row.append(made or Entry("—", "missing", f"no {source} reading"))
         table.rows.append(row)
     return table
 
@@ -121,25 +131,17 @@ def energy_table(dataset: Dataset, series: tuple[str, str, str]) -> ReportTable 
     if not any(p.average_watts is not None for p in points):
         return None
     source = next(p.energy_source for p in points)
-    batch_sizes = sorted({p.batch_size for p in points})
-    table = ReportTable(f"Energy — images/J and images/s ({source}), {series_label(series)}",
-                        ["model", *(f"bs {b}" for b in batch_sizes)],
-                        caption="images per joule of the inference itself (idle power subtracted) | images per "
-                                "second; hover: average watts while running (idle included)")
-    for name, by_batch in _by_model(points).items():
-        row = [Entry(name)]
-        for batch_size in batch_sizes:
-            point = by_batch.get(batch_size)
-            if point is None or not point.ok:
-                row.append(_missing(point))
-            elif point.average_watts is None:
-                row.append(Entry("—", "missing", f"no {source} reading"))
-            else:
-                per_joule = f"{point.images_per_joule:,.1f}" if point.images_per_joule else "≈ idle"
-                row.append(Entry(f"{per_joule} | {point.images_per_s or 0:,.1f}", fps_band(point.images_per_s),
-                                 f"{point.average_watts:.1f} W while running"))
-        table.rows.append(row)
-    return table
+
+    def entry(point: Point) -> Entry | None:
+        if point.average_watts is None:
+            return None
+        per_joule = f"{point.images_per_joule:,.1f}" if point.images_per_joule else "≈ idle"
+        return Entry(f"{per_joule} | {point.images_per_s or 0:,.1f}", fps_band(point.images_per_s),
+                     f"{point.average_watts:.1f} W while running")
+
+    return _by_batch_table(points, f"Energy — images/J and images/s ({source}), {series_label(series)}",
+                           "images per joule of the inference itself (idle power subtracted) | images per second; "
+                           "hover: average watts while running (idle included)", source, entry)
 
 
 def _limit_label(limit_gb: float | None) -> str:
