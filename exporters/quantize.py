@@ -4,8 +4,10 @@ The format is QDQ — ONNX Runtime runs Q/DQ graphs on CPU and CUDA, and TensorR
 Q/DQ nodes — with weights in signed int8 per output channel and activations calibrated on real images
 (MinMax, Entropy or Percentile), in one of two flavors (see FLAVORS): ONNX Runtime's CPU kernels are fast
 with unsigned, asymmetric activations (U8S8) and slower than fp32 with signed symmetric ones on the measured
-CPU, while TensorRT's explicit quantization needs zero points of 0 (S8S8 symmetric). A runtime asks for its
-flavor (`Runtime.onnx_precision`). The file is cached by content: the fp32 file's hash, the flavor, the
+CPU, while TensorRT's explicit quantization needs zero points of 0 (S8S8 symmetric) and float biases: its
+IDequantizeLayer takes int8/fp8/int4/fp4 inputs only, so the INT32 bias DequantizeLinear nodes that
+`quantize_static` writes by default (`QuantizeBias`) are refused by its ONNX parser (onnx/onnx-tensorrt#850,
+NVIDIA/TensorRT#3360). A runtime asks for its flavor (`Runtime.onnx_precision`). The file is cached by content: the fp32 file's hash, the flavor, the
 calibration set (method, image count, a hash of the file list, the seed, the preprocessing), the options and
 ONNX Runtime's version.
 """
@@ -24,9 +26,22 @@ import numpy as np
 from exporters.store import Entry, Store
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-# ONNX precision -> (activation type, symmetric activations, what it is for)
-FLAVORS = {"int8": ("QUInt8", False, "asymmetric uint8 activations (ONNX Runtime's fast CPU kernels, U8S8)"),
-           "int8-sym": ("QInt8", True, "symmetric int8 activations (TensorRT explicit quantization, S8S8)")}
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """How one int8 ONNX precision is quantized."""
+
+    activations: str  # onnxruntime.quantization.QuantType name
+    symmetric: bool  # activations with zero points of 0
+    quantize_bias: bool  # conv/gemm biases as INT32 DequantizeLinear nodes (False: biases stay float)
+    description: str
+
+
+# ONNX precision -> how it is quantized
+FLAVORS = {"int8": Flavor("QUInt8", False, True, "asymmetric uint8 activations (ONNX Runtime's fast CPU kernels, U8S8)"),
+           "int8-sym": Flavor("QInt8", True, False, "symmetric int8 activations and float biases (TensorRT explicit "
+                                                   "quantization, S8S8)")}
 MODEL_FILE = "model.onnx"
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -48,7 +63,8 @@ class QuantizeSpec:
     per_channel: bool = True
 
     def key_fields(self) -> dict[str, Any]:
-        return {**asdict(self), "format": "QDQ", "activations": FLAVORS[self.flavor][0], "weights": "QInt8",
+        return {**asdict(self), "format": "QDQ", "activations": FLAVORS[self.flavor].activations,
+                "quantize_bias": FLAVORS[self.flavor].quantize_bias, "weights": "QInt8",
                 "onnxruntime": importlib.metadata.version("onnxruntime")}
 
 
@@ -89,7 +105,7 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
         raise QuantizationFailed(f"calibration method must be one of {', '.join(METHODS)}, not {spec.method}")
     if spec.flavor not in FLAVORS:
         raise QuantizationFailed(f"int8 flavor must be one of {', '.join(FLAVORS)}, not {spec.flavor}")
-    activations, symmetric, _ = FLAVORS[spec.flavor]
+    flavor = FLAVORS[spec.flavor]
     folder = store.folder("onnx-int8", spec.model, spec.key_fields())
     cached = store.lookup(folder, MODEL_FILE)
     if cached is not None:
@@ -109,11 +125,12 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
         reader = _Batches(input_name, batches())
         try:
             quantize_static(str(prepared), str(built), reader, quant_format=QuantFormat.QDQ,
-                            per_channel=spec.per_channel, activation_type=getattr(QuantType, activations),
+                            per_channel=spec.per_channel, activation_type=getattr(QuantType, flavor.activations),
                             weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod,
                                                                                   METHODS[spec.method]),
                             nodes_to_exclude=list(spec.exclude_nodes),
-                            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": flavor.symmetric, "WeightSymmetric": True,
+                                           "QuantizeBias": flavor.quantize_bias})
         except QuantizationFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - the tooling's errors have no common base

@@ -21,17 +21,23 @@ METHOD = "minmax"
 CALIBRATION = {"images": 8, "files_sha256": "a" * 64, "seed": 0, "layout": "class-folders", "preprocessing": {}}
 
 
-def _conv_classifier(path: Path) -> Path:
-    """(N, 3, 8, 8) -> conv 3->4 -> global pool -> linear 4 -> 10: a conv and a matmul to quantize."""
+def _conv_classifier(path: Path, biases: bool = False) -> Path:
+    """(N, 3, 8, 8) -> conv 3->4 -> global pool -> linear 4 -> 10: a conv and a matmul to quantize (with
+    `biases`, a conv bias and a Gemm with a bias, as every real classifier has)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "k"),
                numpy_helper.from_array(rng.standard_normal((4, 10)).astype(np.float32), "w")]
-    nodes = [helper.make_node("Conv", ["image", "k"], ["features"], name="conv", pads=[1, 1, 1, 1]),
+    if biases:
+        weights += [numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "kb"),
+                    numpy_helper.from_array(rng.standard_normal(10).astype(np.float32), "wb")]
+    nodes = [helper.make_node("Conv", ["image", "k", *(["kb"] if biases else [])], ["features"], name="conv",
+                              pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["features"], ["active"]),
              helper.make_node("GlobalAveragePool", ["active"], ["pooled"]),
              helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w", "wb"], ["scores"], name="classifier") if biases else
              helper.make_node("MatMul", ["flat", "w"], ["scores"], name="classifier")]
     graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
                                                                             ["N", 3, 8, 8])],
@@ -181,12 +187,15 @@ def _lite0_weights(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("version, how", [("10.3.0", "BuilderFlag.INT8 with the Q/DQ ONNX graph"),
                                           ("11.4.0.106", "Q/DQ ONNX graph (explicit quantization, strongly typed")])
 def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_path, version, how):
-    code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "int8",
+    code, out, err = trt_cli("bench", "--models", "resnet18", "--runtime", "trt", "--precision", "int8",
                              "--batch-sizes", "1", "--device", "cuda", "--calibration", str(photos_folder),
                              "--calibration-images", "8", "--out", str(tmp_path), "--run-id", "t", version=version)
     assert code == 0, out + err
     (record,) = [json.loads(line) for line in (tmp_path / "t" / "records.jsonl").read_text().splitlines()]
     assert record["prepared"]["artifact"]["precision"] == "int8-sym"  # the symmetric file, on every version
+    from harness.paths import cache_dir
+
+    assert int32_dequantize_inputs(cache_dir() / record["prepared"]["artifact"]["path"]) == []  # biases stay float
     assert how in record["prepared"]["engine"]["build"]["precision_from"]
 
 
@@ -279,3 +288,46 @@ def test_trt_refuses_an_asymmetric_file_as_the_real_parser_does(doubles, tmp_pat
     runtime.build_engine(OnnxFileArtifact("tiny", str(files["int8-sym"])), EngineShapes.static(1), str(tmp_path))
     with pytest.raises(UnsupportedConfiguration, match="only supports symmetric quantization"):
         runtime.build_engine(OnnxFileArtifact("tiny", str(files["int8"])), EngineShapes.static(1), str(tmp_path))
+
+
+def int32_dequantize_inputs(path: Path) -> list[str]:
+    """DequantizeLinear nodes whose input is an INT32 tensor (quantized biases): TensorRT refuses them."""
+    graph = onnx.load(str(path)).graph
+    int32 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT32}
+    return [node.name for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in int32]
+
+
+def test_the_tensorrt_file_keeps_biases_in_float_as_its_parser_needs(doubles, tmp_path):
+    """onnxruntime's quantize_static quantizes conv/gemm biases to INT32 DequantizeLinear nodes by default; real
+    TensorRT's IDequantizeLayer takes int8/fp8/int4/fp4 only (onnx-tensorrt#850). The symmetric file has none,
+    and the double refuses a file that has them, as the real parser does."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from runtimes.base import EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx", biases=True)
+    spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION,
+                        flavor="int8-sym")
+    symmetric = quantize(spec, fp32, "image", _feed, Store(tmp_path / "cache"))[0].path
+    assert int32_dequantize_inputs(symmetric) == []
+    assert {"conv", "classifier"} <= {n.name for n in onnx.load(str(symmetric)).graph.node}
+    default_bias = tmp_path / "bias-int32.onnx"
+    quantize_static(str(fp32), str(default_bias), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    assert int32_dequantize_inputs(default_bias), "onnxruntime no longer quantizes biases by default"
+    runtime = TensorRTRuntime(RuntimeOptions(device="cuda", precision="int8"))
+    runtime.init_device()
+    runtime.build_engine(OnnxFileArtifact("tiny", str(symmetric)), EngineShapes.static(1), str(tmp_path))
+    with pytest.raises(UnsupportedConfiguration, match="only activation types allowed as input to this layer"):
+        runtime.build_engine(OnnxFileArtifact("tiny", str(default_bias)), EngineShapes.static(1), str(tmp_path))
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.batches = iter(_feed())
+
+    def get_next(self):
+        batch = next(self.batches, None)
+        return None if batch is None else {"image": batch}

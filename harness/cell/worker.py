@@ -196,7 +196,7 @@ class CellContext:
             "precision": flavor, "simplified": fp32["simplified"], "fp32_sha256": fp32["sha256"],
             "quantization": {"method": calibration["method"], "images": meta["calibration_images_read"],
                              "files_sha256": calibration["files_sha256"], "seed": calibration["seed"],
-                             "data": calibration.get("data"), "per_channel": True, "flavor": FLAVORS[flavor][2],
+                             "data": calibration.get("data"), "per_channel": True, "flavor": FLAVORS[flavor].description,
                              "left_in_float": meta["left_in_float"], "preprocess_note": meta["preprocess_note"]}}
 
     def measure_complexity(self) -> None:

@@ -38,6 +38,9 @@ OUTPUT_SCALE_ENV = "TRT_DOUBLE_OUTPUT_SCALE"
 BUILD_MARKER_ENV, BUILD_SECONDS_ENV = "TRT_DOUBLE_BUILD_MARKER", "TRT_DOUBLE_BUILD_SECONDS"
 CACHE_MAGIC = b"TRTDOUBLECACHE\x00"
 STANDARD_DOMAINS = ("", "ai.onnx")
+# ONNX element types TensorRT's IDequantizeLayer takes (its __doc__: int8, fp8, int4, fp4): INT8, the FLOAT8
+# kinds, INT4, FLOAT4E2M1. Anything else (the INT32 biases of onnxruntime's default quantize_static) is refused.
+DEQUANTIZABLE = (3, 17, 18, 19, 20, 22, 23)
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -176,10 +179,16 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                 self._errors.append(ParserError(f"Failed to parse ONNX model: {exc}", -1))
                 return False
             zero_points = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+            element_types = {t.name: t.data_type for t in proto.graph.initializer}
             for index, node in enumerate(proto.graph.node):
                 if (node.domain or "") not in STANDARD_DOMAINS or not onnx.defs.has(node.op_type):
                     self._errors.append(ParserError(f"No importer registered for op: {node.op_type}", index,
                                                     node.name, node.op_type))
+                elif node.op_type == "DequantizeLinear" and \
+                        element_types.get(node.input[0], DEQUANTIZABLE[0]) not in DEQUANTIZABLE:
+                    # IDequantizeLayer takes int8/fp8/int4/fp4 only: an INT32 bias is refused (onnx-tensorrt#850)
+                    self._errors.append(ParserError(f"Invalid Node - {node.name}\n{node.name}: only activation types "
+                                                    "allowed as input to this layer.", index, node.name, node.op_type))
                 elif node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 \
                         and np.any(zero_points.get(node.input[2], np.zeros(1)) != 0):
                     # onnx-tensorrt's importer asserts this (TensorRT's Q/DQ are symmetric)
