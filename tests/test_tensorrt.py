@@ -113,7 +113,7 @@ def test_tf32_is_on_by_default_and_recorded_off_when_asked(doubles, tmp_path):
     assert on.facts["tf32"] is True and off.facts["tf32"] is False
 
 
-@pytest.mark.parametrize("version, where", [("8.5.2", "node #0"), ("10.3.0", "node fancy (FancyPool)")])
+@pytest.mark.parametrize("version, where", [("8.5.2", "node #0"), ("8.6.1", "node #0"), ("10.3.0", "node fancy (FancyPool)")])
 def test_a_node_the_parser_rejects_is_unsupported_with_its_name_and_op(doubles, tmp_path, version, where):
     import onnx
 

@@ -1,12 +1,12 @@
-"""Every TensorRT and cuda-python name the `trt` runtime uses exists in the real bindings of the versions
-it claims, and the test doubles offer no name the real modules lack.
+"""Every TensorRT and cuda-python name and call of the `trt` runtime exists in the real bindings of the versions
+it claims, with a signature the real binding accepts; and the test doubles offer nothing the real modules lack.
 
-TensorRT: the real bindings cannot be imported here (no TensorRT libraries), so the names come from their
-compiled `tensorrt.so` (tests/fixtures/tensorrt_names, made by extract.py there from the registry's
-`tensorrt-cu12-bindings` 11.4.0.106 and 10.3.0 wheels). No 8.x bindings wheel is served, so 8.5 and 8.6
-are checked against 10.3's names (which still hold 8.x's EXPLICIT_BATCH, FP16 and device_memory_size),
-and the double's 8.5 and 8.6 modules lack what 8.x lacks. cuda-python: the real `cuda.bindings.runtime`
-imports without a GPU, so it is checked directly.
+TensorRT: tests/fixtures/tensorrt_api holds the real API of tensorrt_bindings 8.6.1, 10.3.0 and 11.4.0.106, class
+by class with every member's `__doc__` signature, dumped by extract.py there from the real wheels (imported
+against stand-in libraries; tests/trt_double/real_api.py reads it). 8.5 (JetPack 5.1) is served by no registry:
+it is checked against 8.6.1. Names are matched
+whole and per class: `execute_async_v3` must be a member of IExecutionContext, not merely the tail of some
+string. cuda-python: the real `cuda.bindings.runtime` imports without a GPU, so it is checked directly.
 """
 
 from __future__ import annotations
@@ -15,71 +15,78 @@ import ast
 import enum
 import importlib
 import inspect
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
-from tests.trt_double import cudart_double, tensorrt_double
+from tests.trt_double import cudart_double, real_api, tensorrt_double
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ROOT / "tests" / "fixtures" / "tensorrt_names"
-RUNTIME_SOURCES = sorted((ROOT / "runtimes" / "tensorrt").glob("*.py"))
-REAL_LISTS = {"10.3.0": "tensorrt-10.3.0.txt", "11.4.0.106": "tensorrt-11.4.0.106.txt"}
-# The versions the runtime claims, each with the real list it is checked against.
-CLAIMED = {"8.5.2": "10.3.0", "8.6.1": "10.3.0", "10.3.0": "10.3.0", "11.4.0.106": "11.4.0.106"}
+# The runtime's TensorRT code (cuda_buffers.py talks to CUDA libraries only; its names are checked below).
+TENSORRT_SOURCES = sorted(p for p in (ROOT / "runtimes" / "tensorrt").glob("*.py") if p.name != "cuda_buffers.py")
+# The versions the runtime claims (runtimes/tensorrt/api.py OLDEST on), each checked against the real API.
+CLAIMED = ("8.5.2", "8.6.1", "10.3.0", "11.4.0.106")
 # Names the runtime uses only on some versions, behind runtimes/tensorrt/api.py's branches.
-ONLY_BEFORE_11 = {"EXPLICIT_BATCH", "FP16", "device_memory_size"}
+ONLY_BEFORE_11 = {("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"), ("BuilderFlag", "FP16"),
+                  ("BuilderFlag", "INT8"), ("ICudaEngine", "device_memory_size")}
+ONLY_FROM_10 = {("ParserError", "node_name"), ("ParserError", "node_operator")}  # 8.6.1's has node() only
+ONLY_FROM_10_1 = {("ICudaEngine", "device_memory_size_v2")}
+# What the runtime's variables hold, by name: the class whose members a call or attribute on them must be.
+RECEIVERS = {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
+             "config": "IBuilderConfig", "profile": "IOptimizationProfile", "engine": "ICudaEngine",
+             "context": "IExecutionContext", "_context": "IExecutionContext", "runtime": "Runtime",
+             "cache": "ITimingCache", "ours": "ITimingCache", "theirs": "ITimingCache", "error": "ParserError",
+             "tensor": "ITensor", "mode": "TensorIOMode", "logger": "ILogger"}
 
 
-@lru_cache(maxsize=None)
-def real_names(version: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(identifier tails of the .so's strings, top-level names of __init__.py)."""
-    lines = (NAMES / REAL_LISTS[version]).read_text().split()
-    return (frozenset(line for line in lines if not line.startswith("__init__:")),
-            frozenset(line.split(":", 1)[1] for line in lines if line.startswith("__init__:")))
+def _gated(pair: tuple[str, str], version: str) -> bool:
+    """Whether the runtime uses this member only on other versions than `version`."""
+    v = real_api._tuple(version)
+    return (pair in ONLY_BEFORE_11 and v >= (11, 0)) or (pair in ONLY_FROM_10 and v < (10, 0)) or \
+        (pair in ONLY_FROM_10_1 and v < (10, 1))
 
 
-def in_real(name: str, version: str) -> bool:
-    """The notes' check `b"name\\0" in data`: the name ends one of the binary's strings, or __init__ defines it."""
-    tails, module_level = real_names(version)
-    return name in module_level or name in tails or any(tail.endswith(name) for tail in tails)
+def test_the_real_apis_tell_versions_and_classes_apart():
+    """Whole names per class: what 11.x removed is gone there, and a member of one class is not one of another."""
+    v8, v10, v11 = (real_api.load(v) for v in ("8.6.1", "10.3.0", "11.4.0.106"))
+    for owner, name in (("BuilderFlag", "FP16"), ("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"),
+                        ("ICudaEngine", "device_memory_size"), ("Builder", "platform_has_fast_fp16")):
+        assert v10.member(owner, name) and not v11.member(owner, name), (owner, name)
+    assert v10.member("ParserError", "node_name") and not v8.member("ParserError", "node_name")
+    assert v10.member("IExecutionContext", "execute_async_v3") and not v10.member("ICudaEngine", "execute_async_v3")
+    assert not v10.member("IExecutionContext", "async_v3"), "a suffix is not a name"
+    assert v10.member("Logger", "log"), "members come through TensorRT base classes"
+    (shape,) = v10.signatures("IOptimizationProfile", "set_shape")
+    assert [p.name for p in shape.params] == ["input", "min", "opt", "max"]
 
 
-def test_the_lists_tell_versions_apart():
-    """Names 11.x removed are in 10.3's list and not in 11.4's, so a name check can fail."""
-    for name in ("FP16", "EXPLICIT_BATCH", "device_memory_size", "platform_has_fast_fp16"):
-        assert in_real(name, "10.3.0"), name
-        assert not in_real(name, "11.4.0.106"), name
-    for name in ("execute_async_v3", "set_input_shape", "device_memory_size_v2", "parse_from_file", "nptype",
-                 "create_timing_cache", "combine", "num_DLA_cores", "node_operator"):
-        assert in_real(name, "10.3.0") and in_real(name, "11.4.0.106"), name
-    assert not in_real("execute_async_v4", "11.4.0.106")
-
-
-def _offered(module) -> set[str]:
-    """Every public name the double's module offers: module attributes, class attributes, enum members."""
-    names = set()
-    for name, value in vars(module).items():
-        if name.startswith("_") and name != "__version__":
+@pytest.mark.parametrize("version", CLAIMED)
+def test_the_tensorrt_double_offers_only_real_members_with_real_signatures(version):
+    """Every class of the double is a real class; each public member is a member of that same real class, of
+    the same kind; each method takes the parameters (names, defaults) of one of the real overloads."""
+    api, module = real_api.load(version), tensorrt_double.make_module(version)
+    problems = []
+    for class_name, cls in vars(module).items():
+        if not isinstance(cls, type):
             continue
-        names.add(name)
-        if isinstance(value, type):
-            if issubclass(value, enum.Enum):
-                names.update(value.__members__)
-            else:
-                names.update(n for n in vars(value) if not n.startswith("_"))
-                for inner in vars(value).values():
-                    if isinstance(inner, type) and issubclass(inner, enum.Enum):
-                        names.update(inner.__members__)
-    return names
-
-
-@pytest.mark.parametrize("version", sorted(CLAIMED))
-def test_the_tensorrt_double_offers_only_real_names(version):
-    offered = _offered(tensorrt_double.make_module(version))
-    missing = sorted(n for n in offered if not in_real(n, CLAIMED[version]))
-    assert not missing, f"the double of {version} offers names the real bindings lack: {missing}"
+        if not api.has_class(class_name):
+            problems.append(f"class {class_name}")
+            continue
+        members = cls.__members__ if issubclass(cls, enum.Enum) else \
+            {n: v for n, v in vars(cls).items() if not n.startswith("_")}
+        for name, value in members.items():
+            real = api.member(class_name, name)
+            kind = "enum_value" if issubclass(cls, enum.Enum) else "class" if isinstance(value, type) else \
+                "property" if isinstance(value, property) else "method" if callable(value) else "attribute"
+            if real is None or (real["kind"] != kind and not (kind == "class" and real["kind"] == "enum_value")):
+                problems.append(f"{class_name}.{name} ({kind}; real: {real and real['kind']})")
+            elif kind == "method":
+                ours = [p for p in inspect.signature(inspect.unwrap(value)).parameters.values()][1:]
+                shapes = [[(p.name, p.has_default) for p in s.params] for s in api.signatures(class_name, name)]
+                if [(p.name, p.default is not inspect.Parameter.empty) for p in ours] not in shapes:
+                    problems.append(f"{class_name}.{name}{inspect.signature(inspect.unwrap(value))} is none of "
+                                    f"{[s.text for s in api.signatures(class_name, name)]}")
+    assert not problems, f"the double of {version} offers what the real bindings lack: {problems}"
 
 
 def test_the_double_lacks_what_each_version_lacks():
@@ -92,46 +99,126 @@ def test_the_double_lacks_what_each_version_lacks():
     assert not hasattr(v11.ICudaEngine, "device_memory_size")
 
 
-def _trt_chains() -> set[tuple[str, ...]]:
-    """Attribute chains the runtime reads off the tensorrt module: `trt.X.Y`, `self.trt.X`, `self.api.trt.X`."""
-    chains = set()
-    for path in RUNTIME_SOURCES:
-        for node in ast.walk(ast.parse(path.read_text())):
+def test_the_double_refuses_calls_the_real_binding_refuses(tmp_path):
+    """pybind11's rules, from the real signatures: argument count, keyword names, types."""
+    trt = tensorrt_double.make_module("10.3.0")
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    cache = config.create_timing_cache(b"")
+    assert config.set_timing_cache(cache, False) is True
+    for bad_call in (lambda: config.set_timing_cache(cache),  # ignore_mismatch is not optional
+                     lambda: config.set_flag(0),  # an int is not a BuilderFlag
+                     lambda: config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1.5),
+                     lambda: config.create_timing_cache("text"),  # str has no buffer protocol
+                     lambda: config.set_timing_cache(cache=cache, ignore=False),  # not its keyword
+                     lambda: trt.Builder(),
+                     lambda: trt.Runtime(logger=None)):
+        with pytest.raises(TypeError, match="incompatible function arguments"):
+            bad_call()
+    profile = trt.Builder(trt.Logger()).create_optimization_profile()
+    profile.set_shape("x", (1, 3), [2, 3], (4, 3))  # tuples and lists convert to Dims, as in the real binding
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        profile.set_shape("x", (1, 3), (2, 3))
+    with pytest.raises(TypeError, match="incompatible function arguments"):
+        profile.set_shape("x", (1, 3.5), (2, 3), (4, 3))
+
+
+def _chain(node: ast.AST) -> list[str]:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.insert(0, node.id)
+    return parts
+
+
+def _uses() -> list[tuple[str, str, ast.AST, bool]]:
+    """(class, member, node, assigned) for every TensorRT member the runtime's sources touch: `trt.X.Y` chains,
+    and attributes and calls on the variables of RECEIVERS."""
+    found = []
+    for path in TENSORRT_SOURCES:
+        tree = ast.parse(path.read_text())
+        assigned = {id(t) for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets}
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute):
                 continue
-            parts, value = [node.attr], node.value
-            while isinstance(value, ast.Attribute):
-                parts.insert(0, value.attr)
-                value = value.value
-            if isinstance(value, ast.Name):
-                parts.insert(0, value.id)
-            if "trt" in parts[:-1]:
-                chains.add(tuple(parts[parts.index("trt") + 1:]))
-    return chains
+            chain = _chain(node)
+            if "trt" in chain[:-1]:
+                rest = chain[chain.index("trt") + 1:]
+                if len(rest) >= 2:
+                    found.append((rest[-2], rest[-1], node, id(node) in assigned))
+                else:
+                    found.append(("", rest[0], node, False))
+            elif len(chain) >= 2 and chain[-2] in RECEIVERS:
+                found.append((RECEIVERS[chain[-2]], chain[-1], node, id(node) in assigned))
+    return found
 
 
-def test_every_tensorrt_module_name_the_runtime_uses_is_real():
-    chains = _trt_chains()
-    used = {name for chain in chains for name in chain}
-    assert {"BuilderFlag", "TF32", "MemoryPoolType", "WORKSPACE", "TensorIOMode", "Runtime", "OnnxParser",
-            "nptype"} <= used, "the scan found too little: it is not reading the runtime's calls"
-    for name in sorted(used):
-        for version in REAL_LISTS:
-            if version.startswith("11") and name in ONLY_BEFORE_11:
-                assert not in_real(name, version), f"{name} is gated to < 11 but 11.x has it: drop the gate"
+@pytest.mark.parametrize("version", CLAIMED)
+def test_every_tensorrt_member_the_runtime_uses_is_real_in_its_class(version):
+    api = real_api.load(version)
+    uses = _uses()
+    assert {("IExecutionContext", "execute_async_v3"), ("IBuilderConfig", "set_timing_cache"),
+            ("BuilderFlag", "TF32"), ("", "Runtime")} <= {(c, m) for c, m, _, _ in uses}, "the scan reads too little"
+    problems = []
+    for owner, name, node, assigned in uses:
+        if not owner:
+            if not (api.has_class(name) or name in api.functions or name == "__version__"):
+                problems.append(f"tensorrt.{name}")
+            continue
+        real = api.member(owner, name) or ({"kind": "class"} if api.has_class(f"{owner}") and
+                                           api.has_class(name) else None)
+        if _gated((owner, name), version):
+            continue
+        if real is None:
+            problems.append(f"{owner}.{name} (line {node.lineno})")
+        elif assigned and not real.get("settable"):
+            problems.append(f"{owner}.{name} is read-only (line {node.lineno})")
+    assert not problems, f"TensorRT {version} lacks: {problems}"
+
+
+def _calls() -> list[tuple[str, str, ast.Call]]:
+    """(class, method or '__init__', call) for every call of a TensorRT method or constructor."""
+    calls = []
+    for path in TENSORRT_SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
-            assert in_real(name, version), f"the runtime uses tensorrt.…{name}, which TensorRT {version} lacks"
+            chain = _chain(node.func)
+            if "trt" in chain[:-1] and len(chain) - chain.index("trt") == 2 and chain[-1][:1].isupper():
+                calls.append((chain[-1], "__init__", node))  # trt.Builder(logger)
+            elif "trt" in chain[:-1] and chain[-2][:1].isupper() and chain[-1][:1].isupper():
+                calls.append((chain[-1], "__init__", node))  # trt.Logger.Severity(...) is none of ours
+            elif len(chain) >= 2 and chain[-2] in RECEIVERS:
+                calls.append((RECEIVERS[chain[-2]], chain[-1], node))
+    return calls
 
 
-def test_every_method_the_runtime_calls_on_tensorrt_objects_is_real():
-    """Calls on builder, network, parser, config, engine, context…: every attribute the runtime's sources
-    read that the double implements for some version must be real in the versions that have it."""
-    attributes = {node.attr for path in RUNTIME_SOURCES for node in ast.walk(ast.parse(path.read_text()))
-                  if isinstance(node, ast.Attribute)}
-    for version, real in CLAIMED.items():
-        offered = _offered(tensorrt_double.make_module(version))
-        for name in sorted(attributes & offered):
-            assert in_real(name, real), f"{name} (used by the runtime) is not in TensorRT {real}"
+@pytest.mark.parametrize("version", ("8.6.1", "10.3.0", "11.4.0.106"))
+def test_every_tensorrt_call_fits_a_real_signature(version):
+    """Argument count and keywords of each call site fit one of the real overloads (types are checked where
+    the calls run, by the double: test_the_double_refuses_calls_the_real_binding_refuses)."""
+    api = real_api.load(version)
+    calls = _calls()
+    assert {("IExecutionContext", "execute_async_v3"), ("Builder", "__init__"), ("OnnxParser", "__init__"),
+            ("IOptimizationProfile", "set_shape")} <= {(c, m) for c, m, _ in calls}, "the scan reads too little"
+    problems = []
+    for owner, name, call in calls:
+        if _gated((owner, name), version):
+            continue
+        signatures = api.signatures(owner, name) if api.has_class(owner) else []
+        if not signatures:
+            problems.append(f"{owner}.{name} has no real signature (line {call.lineno})")
+            continue
+        if any(isinstance(a, ast.Starred) for a in call.args):  # profile.set_shape(name, *dims): three Dims
+            positional = len(call.args) - 1 + 3
+        else:
+            positional = len(call.args)
+        keywords = {k.arg: None for k in call.keywords if k.arg}
+        if all(isinstance(s.bind((None,) * positional, keywords), str) for s in signatures):
+            problems.append(f"{owner}.{name}: {positional} positional, keywords {sorted(keywords)} (line "
+                            f"{call.lineno}) fit none of {[s.text for s in signatures]}")
+    assert not problems, problems
 
 
 # ---------------------------------------------------------------- cuda-python

@@ -10,10 +10,11 @@ asks this class for the rest:
 | fp16 | `BuilderFlag.FP16` on the fp32 graph (weakly typed) | same | the fp16 ONNX graph's own types (always strongly typed; the flag is removed) |
 | int8 | `BuilderFlag.INT8` with the Q/DQ graph (explicit quantization) | same | the Q/DQ graph alone (the flag is removed) |
 | engine device memory | `device_memory_size` | `device_memory_size_v2` from 10.1 | `device_memory_size_v2` |
-| parser error's node | `node()` index (8.5); `node_name()`, `node_operator()` from 8.6 | same | same |
+| parser error's node | `node()` index only | `node_name()`, `node_operator()` | same |
 
-Sources: NVIDIA's 10.x -> 11.x Python migration guide and the names in the real bindings (tests/fixtures/
-tensorrt_names, checked by tests/test_tensorrt_api_names.py).
+Sources: NVIDIA's 10.x -> 11.x Python migration guide and the real bindings' API, class by class with every
+signature (tests/fixtures/tensorrt_api, from tensorrt_bindings 8.6.1, 10.3.0 and 11.4.0.106; checked by
+tests/test_tensorrt_api_names.py).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ class TensorRTApi:
         return int(engine.device_memory_size)
 
     def parser_error_text(self, error: Any) -> str:
-        """One parser error as 'node NAME (OP): message'; 8.5's errors know only the node's index."""
-        if (self.major, self.minor) >= (8, 6):
+        """One parser error as 'node NAME (OP): message'; 8.x's errors know only the node's index."""
+        if self.major >= 10:
             where = f"node {error.node_name() or error.node()} ({error.node_operator() or 'unknown op'})"
         else:
             where = f"node #{error.node()}"

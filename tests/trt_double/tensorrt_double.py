@@ -4,7 +4,7 @@ It implements exactly the subset the `trt` runtime calls — builder, ONNX parse
 config, optimization profiles, timing cache, serialization, runtime, engine, execution context — and
 behind those calls executes the ONNX graph with ONNX Runtime on the CPU, reading inputs from and writing
 outputs to the addresses the runtime set (host memory from the cuda-python double standing for device
-memory). `make_module(version)` gives the module as that version has it: 8.5 needs the EXPLICIT_BATCH
+memory). `make_module(version)` gives the module as that version has it: 8.x needs the EXPLICIT_BATCH
 flag and its parser errors know no node names; 10.x has both `device_memory_size` and `_v2`; 11.x has no
 FP16 builder flag and takes precision from the graph. Like the real library it refuses what the real
 one refuses (an implicit-batch network, a dynamic input without a profile, a shape outside the profile,
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.trt_double import device
+from tests.trt_double import device, real_api
 from tests.trt_double.device import dla_cores, gpu
 
 MAGIC = b"TRTDOUBLEPLAN\x00"
@@ -149,7 +149,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
         def node(self) -> int:
             return self._node
 
-    if v >= (8, 6):
+    if v >= (10, 0):  # 8.6.1's real ParserError has node() only
         ParserError.node_name = lambda self: self._node_name
         ParserError.node_operator = lambda self: self._node_operator
 
@@ -381,9 +381,13 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
         def _device_memory(self) -> int:
             return 4 * int(np.prod(self._header["profile"][2]))
 
-        def create_execution_context(self) -> "IExecutionContext":
+        def _create_execution_context(self) -> "IExecutionContext":
             return IExecutionContext(self)
 
+    if v >= (10, 0):  # 10.x added the allocation strategy (STATIC, the default, is what the double does)
+        ICudaEngine.create_execution_context = lambda self, strategy=None: self._create_execution_context()
+    else:
+        ICudaEngine.create_execution_context = lambda self: self._create_execution_context()
     if v < (11, 0):
         ICudaEngine.device_memory_size = property(lambda self: self._device_memory())
     if v >= (10, 1):
@@ -493,6 +497,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                 return None
             return ICudaEngine(header, data[start + length:])
 
+    ILogger.Severity = Severity
     module = types.ModuleType("tensorrt")
     module.__version__ = version
     names = {"Logger": Logger, "ILogger": ILogger, "Builder": Builder, "Runtime": Runtime, "OnnxParser": OnnxParser,
@@ -504,7 +509,47 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
              "IBuilderConfig": IBuilderConfig, "ICudaEngine": ICudaEngine, "IExecutionContext": IExecutionContext}
     for name, value in names.items():
         setattr(module, name, value)
+    _enforce_real_signatures(module, version)
     return module
+
+
+# Classes a user of the real module constructs; the double makes the others itself, as TensorRT does.
+CONSTRUCTED_BY_USERS = ("Logger", "ILogger", "Builder", "Runtime", "OnnxParser")
+
+
+def _enforce_real_signatures(module: types.ModuleType, version: str) -> None:
+    """Every method of the double takes exactly the calls the real binding of `version` takes: argument
+    count, keyword names and types by pybind11's rules (tests/trt_double/real_api.py), else TypeError as
+    pybind11 raises it. So a call site the real module would refuse fails here too."""
+    api = real_api.load(version)
+    classes = {name: value for name, value in vars(module).items() if isinstance(value, type)}
+    for class_name, cls in classes.items():
+        if issubclass(cls, enum.Enum) or not api.has_class(class_name):
+            continue
+        for attribute, value in list(vars(cls).items()):
+            if attribute == "__init__" and class_name not in CONSTRUCTED_BY_USERS:
+                continue
+            if (attribute.startswith("_") and attribute != "__init__") or not callable(value) \
+                    or isinstance(value, type):
+                continue
+            signatures = api.signatures(class_name, attribute)
+            if signatures:
+                setattr(cls, attribute, _checked(f"{class_name}.{attribute}", value, signatures, classes, version))
+
+
+def _checked(qualified: str, method: Any, signatures: list[real_api.Signature], classes: dict[str, type],
+             version: str) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        refusals = [signature.check(args, kwargs, classes) for signature in signatures]
+        if all(refusals):
+            raise TypeError(f"{qualified.split('.')[-1]}(): incompatible function arguments (as the real TensorRT "
+                            f"{version} binding). The following argument types are supported: "
+                            + "; ".join(s.text for s in signatures) + f". Why not: {'; '.join(refusals)}")
+        return method(self, *args, **kwargs)
+
+    call.__wrapped__ = method  # type: ignore[attr-defined]
+    call.__name__ = method.__name__
+    return call
 
 
 def plan_header(path: str | Path) -> dict[str, Any]:
