@@ -271,6 +271,11 @@ class Runtime(ABC):
     def info(self) -> dict[str, Any]:
         """Name, version, device, precision and every option that changes a number."""
 
+    def torch_allocator_memory(self) -> dict[str, Any] | None:
+        """PyTorch's allocator peaks where this runtime's device buffers came from it though the runtime is not
+        torch (TensorRT with trt.buffers=torch); None where they did not."""
+        return None
+
     def device_clock(self) -> DeviceClock | None:
         """The runtime library's own clock for one run (CUDA events on its stream, OpenVINO's request latency),
         or None where the host clock is the only one."""

@@ -68,7 +68,7 @@ def test_build_load_run_matches_onnxruntime_on_every_version(doubles, tmp_path, 
     runtime = _runtime()
     plan = _build(runtime, onnx_path, EngineShapes.static(4), tmp_path)
     facts = runtime.inspect_engine(str(plan))
-    assert facts["device_memory_bytes"] > 0 and facts["plan_bytes"] == plan.stat().st_size
+    assert facts["context_device_memory_bytes"] > 0 and facts["plan_file_bytes"] == plan.stat().st_size
     inputs = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
     with runtime:
         runtime.load(EngineArtifact("m", str(plan), sha256=""))
@@ -195,7 +195,14 @@ def test_the_timing_cache_grows_across_builds_and_survives_damage(doubles, tmp_p
     assert "gpu" in cache.name and "trt10.3.0" in cache.name
     cache.write_bytes(b"garbage")
     three = runtime.build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1), str(tmp_path)).facts
-    assert "started an empty one" in three["timing_cache"]["discarded"]
+    assert "starts from an empty cache" in three["timing_cache"]["discarded"]
+    assert "discarding it" in three["timing_cache"]["discarded"], "TensorRT's own words are kept"
+    doubles("10.3.1")  # a cache of another TensorRT version: the real library logs it and starts empty
+    other = _runtime().build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1), str(tmp_path)).facts
+    assert other["timing_cache"]["bytes_before"] == 0  # its own file: trt10.3.1
+    Path(other["timing_cache"]["path"]).write_bytes(cache.read_bytes())
+    moved = _runtime().build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1), str(tmp_path)).facts
+    assert "discarded" in moved["timing_cache"]
     off = _runtime(timing_cache="off").build_engine(OnnxFileArtifact("a", str(first)), EngineShapes.static(1),
                                                     str(tmp_path)).facts
     assert off["timing_cache"] == {"used": False}
@@ -225,6 +232,55 @@ def test_merging_keeps_what_another_build_wrote_meanwhile(doubles, tmp_path):
     merged = api.trt.Builder(runtime.logger).create_builder_config().create_timing_cache(path.read_bytes())
     assert {"layer-a", "layer-b"} <= set(merged._entries)
     del first, second, settings
+
+
+def test_a_refused_timing_cache_and_a_refused_address_are_not_ignored(doubles, tmp_path, monkeypatch):
+    """set_timing_cache and set_tensor_address answer with a bool: False is recorded or stops the cell."""
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    monkeypatch.setenv("TRT_DOUBLE_REFUSE_TIMING_CACHE", "1")
+    runtime = _runtime()
+    plan = _build(runtime, onnx_path, EngineShapes.static(1), tmp_path)
+    facts = runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1), str(tmp_path)).facts
+    assert facts["timing_cache"]["used"] is False and "set_timing_cache returned False" in \
+        facts["timing_cache"]["refused"]
+    with runtime:
+        runtime.load(EngineArtifact("m", str(plan), sha256=""))
+        monkeypatch.setattr(type(runtime._context), "set_tensor_address", lambda self, name, memory: False)
+        with pytest.raises(RuntimeError, match="refused the device address of tensor"):
+            runtime.prepare(np.zeros((1, 3, 8, 8), np.float32))
+
+
+@pytest.mark.parametrize("state, says", [
+    ("no-device", "CUDA is not usable here: cuda-python: CUDA cannot be used here (cudaGetDeviceCount failed: "
+                  "cudaErrorNoDevice"),
+    ("old-driver", "the NVIDIA driver is too old for this cuda-python: the driver supports CUDA 11.4, cuda-python")])
+def test_without_a_usable_cuda_no_tensorrt_object_is_made(doubles, tmp_path, monkeypatch, state, says):
+    """The real trt.Builder raises and a trt.Runtime crashes the process without CUDA: CUDA is checked first, and
+    the cell is unsupported with the reason (not 'install cuda-python', which is installed)."""
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    monkeypatch.setenv("TRT_DOUBLE_CUDA", state)
+    runtime = _runtime(buffers="cuda-python")
+    for step in (runtime.init_device, lambda: runtime.inspect_engine(str(onnx_path)),
+                 lambda: runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1),
+                                              str(tmp_path))):
+        with pytest.raises(UnsupportedConfiguration) as refused:
+            step()
+        assert says in str(refused.value) and "install cuda-python" not in str(refused.value)
+
+
+def test_trt_failures_are_classified(doubles, tmp_path):
+    from runtimes.tensorrt.cuda_buffers import CudaError
+    from runtimes.tensorrt.runtime import TensorRTRuntime
+
+    assert TensorRTRuntime.classify_failure(CudaError("cudaMalloc failed: cudaErrorMemoryAllocation",
+                                                      "cudaErrorMemoryAllocation")) == "oom"
+    assert TensorRTRuntime.classify_failure(TypeError("pybind11::init(): factory function returned nullptr")) == \
+        "unsupported"
+    assert TensorRTRuntime.classify_failure(RuntimeError("something else")) is None
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    with pytest.raises(UnsupportedConfiguration, match="refused the optimization profile"):
+        _runtime().build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes("dynamic", 4, 2, 1),
+                                str(tmp_path))
 
 
 def test_only_an_older_tensorrt_is_refused(doubles):
@@ -275,7 +331,7 @@ def test_bench_builds_once_then_loads_from_the_cache_and_rebuilds_damaged_or_inc
     record = first[0]
     assert record["cold_start"]["load_includes"].startswith("deserializing the engine")
     assert record["timing"]["device"]["samples"] == record["timing"]["host"]["samples"]
-    assert record["memory"]["tensorrt_engine"]["engine_device_memory_bytes"] == engines[0]["device_memory_bytes"]
+    assert record["memory"]["tensorrt_engine"]["context_device_memory_bytes"] == engines[0]["context_device_memory_bytes"]
     assert record["runtime"]["options"]["buffers"] == "cuda-python"
 
     code, out, err = trt_cli(*args, "--run-id", "second")

@@ -29,14 +29,15 @@ CLAIMED = ("8.5.2", "8.6.1", "10.3.0", "11.4.0.106")
 # Names the runtime uses only on some versions, behind runtimes/tensorrt/api.py's branches.
 ONLY_BEFORE_11 = {("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH"), ("BuilderFlag", "FP16"),
                   ("BuilderFlag", "INT8"), ("ICudaEngine", "device_memory_size")}
-ONLY_FROM_10 = {("ParserError", "node_name"), ("ParserError", "node_operator")}  # 8.6.1's has node() only
+ONLY_FROM_10 = {("ParserError", "node_name"), ("ParserError", "node_operator"),  # 8.6.1's has node() only
+                ("IExecutionContext", "update_device_memory_size_for_shapes")}
 ONLY_FROM_10_1 = {("ICudaEngine", "device_memory_size_v2")}
 # What the runtime's variables hold, by name: the class whose members a call or attribute on them must be.
 RECEIVERS = {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
              "config": "IBuilderConfig", "profile": "IOptimizationProfile", "engine": "ICudaEngine",
              "context": "IExecutionContext", "_context": "IExecutionContext", "runtime": "Runtime",
              "cache": "ITimingCache", "ours": "ITimingCache", "theirs": "ITimingCache", "error": "ParserError",
-             "tensor": "ITensor", "mode": "TensorIOMode", "logger": "ILogger"}
+             "tensor": "ITensor", "mode": "TensorIOMode"}
 
 
 def _gated(pair: tuple[str, str], version: str) -> bool:
@@ -143,6 +144,8 @@ def _uses() -> list[tuple[str, str, ast.AST, bool]]:
             if not isinstance(node, ast.Attribute):
                 continue
             chain = _chain(node)
+            if chain[-1].startswith("__") and chain[-1] != "__version__":
+                continue  # trt.ILogger.__init__(self) in a subclass
             if "trt" in chain[:-1]:
                 rest = chain[chain.index("trt") + 1:]
                 if len(rest) >= 2:

@@ -343,7 +343,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         result["energy"] = _energy_pass(context, runtime)
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
-        device_memory = runtime.device_memory()
+        device_memory, torch_buffers = runtime.device_memory(), runtime.torch_allocator_memory()
     if not context.external_onnx:
         _check_outputs(outputs, cell.batch_size)
     host_stats = summarize(measurement.host_ms, cell.batch_size).__dict__
@@ -362,7 +362,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     torch_memory = device_memory  # on a CPU: missing, with that reason
     if runtime.own_memory_source != "torch_allocator" and device != "cpu":
-        torch_memory = memory.missing(f"{runtime.name} does not allocate through PyTorch")
+        torch_memory = torch_buffers or memory.missing(f"{runtime.name} does not allocate through PyTorch")
     result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
                         "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
     if runtime.own_memory_source not in (None, "torch_allocator"):
@@ -618,7 +618,8 @@ def run_build(context: CellContext) -> dict[str, Any]:
     context.prepared["engine"] = {
         "folder": str(folder.relative_to(context.cache_dir)), "sha256": meta["sha256"], "cache_hit": hit,
         "rebuilt_because": not_used_because, "build_s": meta["build_s"], "built_at": meta["built_at"],
-        "plan_bytes": meta["file_bytes"], "device_memory_bytes": meta["engine"]["device_memory_bytes"],
+        "plan_file_bytes": meta["file_bytes"],
+        "context_device_memory_bytes": meta["engine"]["context_device_memory_bytes"],
         "shapes": shapes.__dict__ | {"label": shapes.label}, "build": meta["build"], "key": key}
     return {"status": "ok", "error": None, "prepared": context.prepared, "runtime": info}
 

@@ -272,7 +272,7 @@ def engine_table(records: list[Record]) -> Table:
     """Engines built ahead of a sweep: one row per model, runtime, precision, shapes and device."""
     table = Table(title="Engines", caption="build s: time of the build that made the engine (0 when cached); "
                                            "device MB: what the engine needs on the device beyond its plan")
-    for column in ("model", "runtime", "precision", "device", "shapes", "status", "build s", "plan MB", "device MB",
+    for column in ("model", "runtime", "precision", "device", "shapes", "status", "build s", "plan MB", "context MB",
                    "cache"):
         table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime", "status") else "right")
     for record in records:
@@ -286,7 +286,8 @@ def engine_table(records: list[Record]) -> Table:
                       (engine.get("shapes") or {}).get("label", "—"),
                       "ok" if record.ok else f"{_status_text(record)}\n[dim]{escape((record.error or '')[:100])}[/dim]",
                       f"{engine['build_s']:.1f}" if engine and not engine.get("cache_hit") else ("0" if engine else "—"),
-                      _mb(engine.get("plan_bytes")), _mb(engine.get("device_memory_bytes")), cache)
+                      _mb(engine.get("plan_file_bytes", engine.get("plan_bytes"))),  # older records: plan_bytes
+                      _mb(engine.get("context_device_memory_bytes", engine.get("device_memory_bytes"))), cache)
     return table
 
 

@@ -9,7 +9,8 @@ asks this class for the rest:
 | network flags | `EXPLICIT_BATCH` bit | none (the flag is deprecated) | none (removed) |
 | fp16 | `BuilderFlag.FP16` on the fp32 graph (weakly typed) | same | the fp16 ONNX graph's own types (always strongly typed; the flag is removed) |
 | int8 | `BuilderFlag.INT8` with the Q/DQ graph (explicit quantization) | same | the Q/DQ graph alone (the flag is removed) |
-| engine device memory | `device_memory_size` | `device_memory_size_v2` from 10.1 | `device_memory_size_v2` |
+| context device memory | `device_memory_size` | `device_memory_size_v2` from 10.1 | `device_memory_size_v2` |
+| context memory for the set shapes | none | `update_device_memory_size_for_shapes()` | same |
 | parser error's node | `node()` index only | `node_name()`, `node_operator()` | same |
 
 Sources: NVIDIA's 10.x -> 11.x Python migration guide and the real bindings' API, class by class with every
@@ -19,9 +20,13 @@ tests/test_tensorrt_api_names.py).
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
 from runtimes.base import UnsupportedConfiguration
+
+LOG = logging.getLogger("harness.tensorrt")
 
 OLDEST = (8, 5)
 WEAKLY_TYPED_FP16 = "BuilderFlag.FP16 on the fp32 ONNX graph (weakly typed: TensorRT may pick fp16 kernels)"
@@ -86,11 +91,37 @@ class TensorRTApi:
         config.set_flag(self.trt.BuilderFlag.FP16)
         return WEAKLY_TYPED_FP16
 
-    def engine_device_memory_bytes(self, engine: Any) -> int:
-        """The device memory the engine needs for its activations (beyond its weights)."""
+    def context_device_memory_bytes(self, engine: Any) -> int:
+        """The device memory an execution context of the engine needs (activations and scratch, for the largest
+        shapes of its profile; not its weights), as TensorRT states it."""
         if (self.major, self.minor) >= (10, 1):
             return int(engine.device_memory_size_v2)
         return int(engine.device_memory_size)
+
+    def context_memory_for_shapes_bytes(self, context: Any) -> int | None:
+        """The device memory the context needs for the input shapes now set (10.x on); None before."""
+        if self.major < 10:
+            return None
+        return int(context.update_device_memory_size_for_shapes())
+
+    def make_logger(self) -> "Any":
+        """A `trt.ILogger` that writes TensorRT's warnings and errors to this process's stderr (the cell's log)
+        and keeps them: TensorRT reports some outcomes only in its log (a timing cache it discards)."""
+        trt = self.trt
+        warning = int(trt.ILogger.WARNING)
+
+        class RecordingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.messages: list[str] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                if int(severity) <= warning:
+                    line = f"[TensorRT] {getattr(severity, 'name', severity)}: {msg}"
+                    self.messages.append(line)
+                    print(line, file=sys.stderr, flush=True)
+
+        return RecordingLogger()
 
     def parser_error_text(self, error: Any) -> str:
         """One parser error as 'node NAME (OP): message'; 8.x's errors know only the node's index."""

@@ -11,6 +11,7 @@ over three libraries, none of which needs building anything:
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -25,6 +26,15 @@ BACKENDS = ("cuda-python", "torch", "pycuda")  # auto tries them in this order (
 
 class CudaError(RuntimeError):
     """A CUDA call through the buffer library failed; the message names the call and the error."""
+
+    def __init__(self, message: str, error_name: str = "") -> None:
+        super().__init__(message)
+        self.error_name = error_name
+
+
+class CudaUnusable(UnsupportedConfiguration):
+    """The buffer library is installed but CUDA cannot be used through it (no device, a driver too old for it):
+    checked before any TensorRT object exists, since TensorRT without CUDA crashes instead of failing."""
 
 
 @dataclass
@@ -65,6 +75,10 @@ class CudaBackend(ABC):
 
     @abstractmethod
     def event_pair(self, stream: Any) -> "EventPair": ...
+
+    def allocator_peak(self) -> dict[str, Any] | None:
+        """The library's own allocator peaks where the buffers came from one (torch), else None."""
+        return None
 
     def capture_graph(self, stream: Any, enqueue: Callable[[], None]) -> "Graph":
         raise UnsupportedConfiguration(f"CUDA graphs need torch or cuda-python buffers, not {self.name}")
@@ -144,6 +158,12 @@ class TorchBackend(CudaBackend):
     def event_pair(self, stream: Any) -> EventPair:
         return _TorchEvents(self.torch, stream)
 
+    def allocator_peak(self) -> dict[str, Any]:
+        return {"peak_allocated_bytes": self.torch.cuda.max_memory_allocated(self.device),
+                "peak_reserved_bytes": self.torch.cuda.max_memory_reserved(self.device),
+                "source": "torch.cuda.max_memory_allocated / max_memory_reserved: the input/output buffers torch "
+                          "allocated for TensorRT (TensorRT's own memory is not in it)"}
+
     def capture_graph(self, stream: Any, enqueue: Callable[[], None]) -> Graph:
         graph = self.torch.cuda.CUDAGraph()
         with self.torch.cuda.graph(graph, stream=stream):
@@ -193,7 +213,26 @@ class CudaPythonBackend(CudaBackend):
         self.cudart = _import_cudart()
         self.device_index = device_index
         self._owned: list[tuple[str, Any]] = []  # (destroy call, object), freed by close()
+        try:
+            count = int(self._call("cudaGetDeviceCount"))
+        except CudaError as exc:
+            raise CudaUnusable(self._unusable(exc)) from None
+        if device_index >= count:
+            raise CudaUnusable(f"CUDA device {device_index} asked for; the driver sees {count}")
         self._call("cudaSetDevice", device_index)
+
+    def _unusable(self, exc: CudaError) -> str:
+        """Why CUDA cannot be used, naming the fix: a driver too old for this cuda-python, or no GPU at all."""
+        ours = package_version("cuda-bindings") or package_version("cuda-python") or "?"
+        if exc.error_name == "cudaErrorInsufficientDriver":
+            driver = self.cudart.cudaDriverGetVersion()
+            code = int(driver[1]) if isinstance(driver, tuple) and driver[0] == self.cudart.cudaError_t.cudaSuccess \
+                else 0
+            supports = f"CUDA {code // 1000}.{code % 1000 // 10}" if code else "an unknown CUDA version"
+            return (f"the NVIDIA driver is too old for this cuda-python: the driver supports {supports}, "
+                    f"cuda-python {ours} needs a CUDA {ours.split('.')[0]} driver; update the driver, or install the "
+                    f"cuda-python of the driver's CUDA (pip install 'dnn-harness[trt-cu12]' for CUDA 12 drivers)")
+        return f"CUDA cannot be used here ({exc}; cuda-python {ours})"
 
     def _call(self, name: str, *args: Any) -> Any:
         """Call `cudart.<name>`; cuda-python returns (error, *values): raise on error, return the values."""
@@ -203,7 +242,7 @@ class CudaPythonBackend(CudaBackend):
             described = self.cudart.cudaGetErrorName(error)
             label = described[1] if isinstance(described, tuple) else described
             label = label.decode() if isinstance(label, bytes) else str(label)
-            raise CudaError(f"{name} failed: {label}")
+            raise CudaError(f"{name} failed: {label}", label)
         return values[0] if len(values) == 1 else values
 
     def device_properties(self) -> tuple[str, str]:
@@ -351,11 +390,19 @@ _CLASSES: dict[str, tuple[type[CudaBackend], str]] = {
 }
 
 
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def open_backend(choice: str, device_index: int) -> CudaBackend:
-    """The backend asked for, or with 'auto' the first of torch, cuda-python, pycuda that works here;
-    UnsupportedConfiguration saying what each lacked when none does."""
+    """The backend asked for, or with 'auto' the first of cuda-python, torch, pycuda that works here, with CUDA
+    checked through it; UnsupportedConfiguration saying what each lacked when none does: CUDA itself where a
+    library is installed but CUDA is not usable (no device, an old driver), else the missing library."""
     names = BACKENDS if choice == "auto" else (choice,)
-    reasons = []
+    reasons, cuda_unusable = [], False
     for name in names:
         backend_class, module = _CLASSES[name]
         if importlib.util.find_spec(module) is None:
@@ -363,9 +410,15 @@ def open_backend(choice: str, device_index: int) -> CudaBackend:
             continue
         try:
             return backend_class(device_index)
+        except CudaUnusable as exc:
+            reasons.append(f"{name}: {exc}")
+            cuda_unusable = True
         except (ImportError, UnsupportedConfiguration, CudaError) as exc:
             reasons.append(f"{name}: {exc}")
         except Exception as exc:  # noqa: BLE001 - pycuda's driver errors have no common base we can import
             reasons.append(f"{name}: {type(exc).__name__}: {exc}")
+    if cuda_unusable:
+        raise CudaUnusable("CUDA is not usable here: " + "; ".join(reasons))
     raise UnsupportedConfiguration("no CUDA buffer library works here (" + "; ".join(reasons) + "); install "
-                                   "cuda-python: pip install 'dnn-harness[trt]'")
+                                   "cuda-python: pip install 'dnn-harness[trt-cu12]' (CUDA 12 drivers) or "
+                                   "'dnn-harness[trt-cu13]' (CUDA 13 drivers)")

@@ -86,7 +86,11 @@ class Builder:
     def build(self, onnx_path: str, shapes: EngineShapes, settings: BuildSettings, gpu: tuple[str, str],
               state_dir: str) -> BuiltEngine:
         trt = self.trt
-        builder = trt.Builder(self.logger)
+        try:
+            builder = trt.Builder(self.logger)
+        except TypeError as exc:  # pybind11: "factory function returned nullptr" when CUDA cannot be initialised
+            raise UnsupportedConfiguration(f"TensorRT could not create a builder ({exc}): CUDA could not be "
+                                           "initialised for it") from None
         network = builder.create_network(self.api.network_flags())
         parser = trt.OnnxParser(network, self.logger)
         self._parse(parser, onnx_path)
@@ -100,7 +104,11 @@ class Builder:
         if settings.dla_core is not None:
             self._use_dla(builder, config, settings)
         profile = builder.create_optimization_profile()
-        profile.set_shape(input_name, *profile_dims)
+        try:
+            profile.set_shape(input_name, *profile_dims)
+        except ValueError as exc:  # TensorRT checks min <= opt <= max and the ranks itself
+            raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profile_dims} for "
+                                           f"{input_name}: {exc}") from None
         if config.add_optimization_profile(profile) < 0:
             raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profile_dims} for "
                                            f"{input_name}")
@@ -110,7 +118,7 @@ class Builder:
         if plan is None:
             raise RuntimeError("TensorRT could not build the engine (build_serialized_network returned None); "
                                "its log in this cell's log says why")
-        if cache_file is not None:
+        if cache_file is not None and cache_facts["used"]:
             cache_facts.update(self._merge_timing_cache(config, cache_file))
         facts = {"tensorrt": self.api.version, "gpu": gpu[0], "compute_capability": gpu[1],
                  "precision_from": precision_from, "tf32": bool(config.get_flag(trt.BuilderFlag.TF32)),
@@ -159,28 +167,38 @@ class Builder:
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
     def _load_timing_cache(self, config: Any, path: Path | None) -> dict[str, Any]:
+        """Attach the file's timing cache. TensorRT takes a cache of another version or GPU, or a damaged one, by
+        logging a warning and starting empty: that is detected (the loaded cache is no larger than an empty
+        one) and recorded with TensorRT's own words."""
         if path is None:
             return {"used": False}
         data = path.read_bytes() if path.is_file() else b""
         facts: dict[str, Any] = {"used": True, "path": str(path), "bytes_before": len(data)}
+        logged = len(self.logger.messages)
         cache = config.create_timing_cache(data)
-        if cache is None and data:  # unreadable (damaged, or another TensorRT): start afresh, and say so
-            facts["discarded"] = "TensorRT could not read the timing cache file; started an empty one"
-            cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, False)
+        empty_bytes = len(bytes(memoryview(config.create_timing_cache(b"").serialize())))
+        if data and (cache is None or len(bytes(memoryview(cache.serialize()))) <= empty_bytes):
+            said = "; ".join(self.logger.messages[logged:]) or "nothing in its log"
+            facts["discarded"] = f"TensorRT did not take the timing cache file (it said: {said}); this build " \
+                                 "starts from an empty cache"
+            cache = cache if cache is not None else config.create_timing_cache(b"")
+        if not config.set_timing_cache(cache, False):
+            facts.update(used=False, refused="TensorRT refused the timing cache (set_timing_cache returned False)")
         return facts
 
     def _merge_timing_cache(self, config: Any, path: Path) -> dict[str, Any]:
         """Add this build's tactic timings to the file, keeping what other builds wrote meanwhile."""
         ours = config.get_timing_cache()
+        facts: dict[str, Any] = {}
         with _locked(path):
             if path.is_file():
                 theirs = config.create_timing_cache(path.read_bytes())
-                if theirs is not None:
-                    ours.combine(theirs, False)
+                if theirs is not None and not ours.combine(theirs, False):
+                    facts["not_merged"] = "TensorRT could not combine the file's cache with this build's " \
+                                          "(combine returned False); the file now holds this build's only"
             data = bytes(memoryview(ours.serialize()))
             _write_atomically(path, data)
-        return {"bytes_after": len(data)}
+        return {**facts, "bytes_after": len(data)}
 
 
 @dataclass
@@ -205,5 +223,6 @@ def load_plan(api: TensorRTApi, logger: Any, plan: bytes, dla_core: int | None) 
         tensors.append({"name": name, "mode": engine.get_tensor_mode(name).name,
                         "dtype": engine.get_tensor_dtype(name).name,
                         "shape": [int(d) for d in engine.get_tensor_shape(name)]})
-    facts = {"device_memory_bytes": api.engine_device_memory_bytes(engine), "plan_bytes": len(plan), "tensors": tensors}
+    facts = {"context_device_memory_bytes": api.context_device_memory_bytes(engine), "plan_file_bytes": len(plan),
+             "tensors": tensors}
     return LoadedEngine(runtime, engine, facts)

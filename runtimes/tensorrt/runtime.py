@@ -18,7 +18,7 @@ import numpy as np
 from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact, EngineShapes,
                            OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration)
 from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
-from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, DeviceBuffer, Graph, open_backend
+from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, CudaError, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
 
 INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt]' on x86-64 "
@@ -86,6 +86,17 @@ class TensorRTRuntime(Runtime):
     def shapes_option(cls, extra: dict[str, Any]) -> str:
         return str(extra.get("profile", "static"))
 
+    @classmethod
+    def classify_failure(cls, exc: BaseException) -> str | None:
+        """Out of device memory from CUDA, and TensorRT's bindings refusing to exist without CUDA (pybind11's
+        "factory function returned nullptr"). A profile TensorRT refuses (`set_shape`'s ValueError) is turned
+        into UnsupportedConfiguration where it is called (engine.py)."""
+        if isinstance(exc, CudaError) and exc.error_name == "cudaErrorMemoryAllocation":
+            return "oom"
+        if isinstance(exc, TypeError) and "returned nullptr" in str(exc):
+            return "unsupported"
+        return None
+
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)
         self.device_index, self.dla_core = parse_device(options.device)
@@ -94,7 +105,7 @@ class TensorRTRuntime(Runtime):
         if self.dla_core is not None and options.precision == "fp32":
             raise UnsupportedConfiguration("the DLA runs fp16 or int8, not fp32: use --precision fp16")
         self.api = _import_tensorrt()
-        self.logger = self.api.trt.Logger(self.api.trt.Logger.WARNING)
+        self.logger = self.api.make_logger()
         extra = options.extra
         self.settings = BuildSettings(precision=options.precision, tf32=extra.get("tf32", "on") == "on",
                                       workspace_bytes=extra["workspace_mb"] * MB if "workspace_mb" in extra else None,
@@ -109,11 +120,14 @@ class TensorRTRuntime(Runtime):
         self._output_names: list[str] = []
         self._buffers: dict[str, DeviceBuffer] = {}
         self._host_outputs: dict[str, np.ndarray] = {}
+        self._context_memory_for_shapes: int | None = None
 
     # ---------------------------------------------------------------- device and engine
 
     def init_device(self) -> None:
-        """The CUDA context through the buffer library (torch, cuda-python or pycuda), before any engine."""
+        """The CUDA context through the buffer library (cuda-python, torch or pycuda), before any TensorRT object:
+        without a usable CUDA the real `trt.Builder` raises and a `trt.Runtime` crashes the process when used,
+        so CUDA is checked here first (no device, or a driver too old: `unsupported`, with the reason)."""
         if self.backend is None:
             self.backend = open_backend(str(self.options.extra.get("buffers", "auto")), self.device_index)
 
@@ -126,7 +140,8 @@ class TensorRTRuntime(Runtime):
         return engine_key(self.api, onnx_sha256, self._gpu(), shapes, self.settings)
 
     def build_engine(self, onnx: OnnxFileArtifact, shapes: EngineShapes, state_dir: str) -> BuiltEngine:
-        return Builder(self.api, self.logger).build(onnx.path, shapes, self.settings, self._gpu(), state_dir)
+        gpu = self._gpu()  # CUDA first
+        return Builder(self.api, self.logger).build(onnx.path, shapes, self.settings, gpu, state_dir)
 
     def inspect_engine(self, plan_path: str) -> dict[str, Any]:
         self.init_device()
@@ -169,7 +184,10 @@ class TensorRTRuntime(Runtime):
             self._host_outputs[name] = np.empty(shape, dtype=self._dtype(name))
             self._buffer(name, self._host_outputs[name].nbytes)
         for name, buffer in self._buffers.items():
-            context.set_tensor_address(name, buffer.ptr)
+            if not context.set_tensor_address(name, buffer.ptr):
+                raise RuntimeError(f"TensorRT refused the device address of tensor {name} (set_tensor_address "
+                                   "returned False); its log in this cell's log says why")
+        self._context_memory_for_shapes = self.api.context_memory_for_shapes_bytes(context)
         backend.synchronize(self._stream)
         if self.cuda_graph:
             self._enqueue()  # one plain enqueue first, so TensorRT's lazy set-up is not captured
@@ -210,13 +228,23 @@ class TensorRTRuntime(Runtime):
         return self.backend.event_pair(self._stream)
 
     def device_memory(self) -> dict[str, Any]:
+        """What TensorRT states, under its own names: the memory an execution context needs (activations and
+        scratch, not weights), that memory for the shapes set (10.x on), the plan file's size (what was
+        deserialized: not TensorRT's device weight memory, which it does not report), the harness's I/O buffers."""
         if self.loaded is None:
             return {"missing": "no engine was loaded"}
-        return {"engine_device_memory_bytes": self.loaded.facts["device_memory_bytes"],
-                "plan_bytes": self.loaded.facts["plan_bytes"],
+        return {"context_device_memory_bytes": self.loaded.facts["context_device_memory_bytes"],
+                "context_memory_for_shapes_bytes": self._context_memory_for_shapes,
+                "plan_file_bytes": self.loaded.facts["plan_file_bytes"],
                 "io_buffers_bytes": sum(b.nbytes for b in self._buffers.values()),
-                "source": "ICudaEngine device memory (activations), the serialized plan's size (weights and "
-                          "kernels), and the input/output buffers"}
+                "source": "ICudaEngine.device_memory_size(_v2) (an execution context's activations and scratch), "
+                          "IExecutionContext.update_device_memory_size_for_shapes() (10.x on; None before), the "
+                          "serialized plan's size (not device weight memory: TensorRT does not state that), and "
+                          "the input/output buffers the harness allocated"}
+
+    def torch_allocator_memory(self) -> dict[str, Any] | None:
+        """PyTorch's allocator peaks where torch made the input/output buffers (trt.buffers=torch)."""
+        return self.backend.allocator_peak() if self.backend is not None else None
 
     def info(self) -> dict[str, Any]:
         return {

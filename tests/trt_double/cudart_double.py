@@ -20,6 +20,8 @@ class cudaError_t(enum.IntEnum):  # noqa: N801 - the real module's names
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorMemoryAllocation = 2
+    cudaErrorInsufficientDriver = 35
+    cudaErrorNoDevice = 100
     cudaErrorInvalidDevice = 101
     cudaErrorInvalidResourceHandle = 400
     cudaErrorNotReady = 600
@@ -81,8 +83,24 @@ def cudaGetErrorName(error: cudaError_t) -> tuple[Any, bytes]:
     return _ok(cudaError_t(error).name.encode())
 
 
-def cudaSetDevice(device: int) -> tuple[Any, ...]:
-    return _ok() if device == 0 else (cudaError_t.cudaErrorInvalidDevice,)
+CUDA_FAILURES = {"no-device": cudaError_t.cudaErrorNoDevice, "old-driver": cudaError_t.cudaErrorInsufficientDriver}
+DRIVER_CUDA = {"ok": 12080, "old-driver": 11040, "no-device": 0}  # what cudaDriverGetVersion answers
+
+
+def cudaGetDeviceCount() -> tuple[Any, ...]:
+    failure = CUDA_FAILURES.get(device.cuda_state())
+    return (failure, 0) if failure else _ok(1)
+
+
+def cudaDriverGetVersion() -> tuple[Any, ...]:
+    return _ok(DRIVER_CUDA[device.cuda_state()])
+
+
+def cudaSetDevice(device_index: int) -> tuple[Any, ...]:
+    failure = CUDA_FAILURES.get(device.cuda_state())
+    if failure:
+        return (failure,)
+    return _ok() if device_index == 0 else (cudaError_t.cudaErrorInvalidDevice,)
 
 
 def cudaGetDeviceProperties(device: int) -> tuple[Any, ...]:
@@ -145,6 +163,10 @@ def cudaEventRecord(event: cudaEvent_t, stream: Any) -> tuple[Any, ...]:
 
     target.submit(mark)
     return _ok()
+
+
+def cudaEventSynchronize(event: cudaEvent_t) -> tuple[Any, ...]:
+    return _ok() if event.recorded_ns is not None else (cudaError_t.cudaErrorInvalidResourceHandle,)
 
 
 def cudaEventElapsedTime(start: cudaEvent_t, end: cudaEvent_t) -> tuple[Any, ...]:

@@ -11,6 +11,11 @@ from typing import Callable
 
 GPU_ENV = "TRT_DOUBLE_GPU"  # "NAME:MAJOR.MINOR"
 DLA_ENV = "TRT_DOUBLE_DLA_CORES"
+CUDA_ENV = "TRT_DOUBLE_CUDA"  # "ok" (default), "no-device" or "old-driver" (a driver older than cuda-python needs)
+
+
+def cuda_state() -> str:
+    return os.environ.get(CUDA_ENV, "ok")
 
 
 def gpu() -> tuple[str, int, int]:

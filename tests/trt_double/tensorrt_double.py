@@ -21,6 +21,7 @@ import enum
 import hashlib
 import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -34,6 +35,8 @@ from tests.trt_double import device, real_api
 from tests.trt_double.device import dla_cores, gpu
 
 MAGIC = b"TRTDOUBLEPLAN\x00"
+_LOGGERS: list[Any] = []  # the loggers builders were made with (the newest logs for its configs)
+_REFUSE_TIMING_CACHE_ENV = "TRT_DOUBLE_REFUSE_TIMING_CACHE"
 OUTPUT_SCALE_ENV = "TRT_DOUBLE_OUTPUT_SCALE"
 BUILD_MARKER_ENV, BUILD_SECONDS_ENV = "TRT_DOUBLE_BUILD_MARKER", "TRT_DOUBLE_BUILD_SECONDS"
 CACHE_MAGIC = b"TRTDOUBLECACHE\x00"
@@ -61,12 +64,10 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
         VERBOSE = 4
 
     class ILogger:
-        pass
-
-    class Logger(ILogger):
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = (Severity.INTERNAL_ERROR, Severity.ERROR, Severity.WARNING,
                                                          Severity.INFO, Severity.VERBOSE)
 
+    class Logger(ILogger):
         def __init__(self, min_severity: Severity = Severity.WARNING) -> None:
             self.min_severity = min_severity
 
@@ -219,8 +220,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
         def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - the real names
             low, mid, high = tuple(min), tuple(opt), tuple(max)
             if not (len(low) == len(mid) == len(high)) or any(not a <= b <= c for a, b, c in zip(low, mid, high)):
-                self._valid = False
-                return
+                raise ValueError("min, opt and max must have the same rank and satisfy min <= opt <= max")  # as real
             self._shapes[input] = (low, mid, high)
 
     class ITimingCache:
@@ -266,19 +266,27 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             self._profiles.append(profile)
             return len(self._profiles) - 1
 
-        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+            """Like the real one, a cache it cannot use (damaged, another version) is only logged: an empty
+            cache comes back."""
             data = bytes(serialized_timing_cache)
             if not data:
                 return ITimingCache({})
-            if not data.startswith(CACHE_MAGIC):
-                return None
-            try:
-                body = json.loads(data[len(CACHE_MAGIC):])
-            except ValueError:
-                return None
-            return ITimingCache(body["entries"]) if body.get("tensorrt") == version else None
+            body: dict[str, Any] = {}
+            if data.startswith(CACHE_MAGIC):
+                try:
+                    body = json.loads(data[len(CACHE_MAGIC):])
+                except ValueError:
+                    body = {}
+            if body.get("tensorrt") != version:
+                _LOGGERS[-1].log(Severity.WARNING, "The timing cache is not valid for this TensorRT version or is "
+                                                   "corrupted: discarding it, creating an empty cache")
+                return ITimingCache({})
+            return ITimingCache(body["entries"])
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            if _REFUSE_TIMING_CACHE_ENV in os.environ:
+                return False
             self._timing_cache = cache
             return True
 
@@ -287,7 +295,10 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
 
     class Builder:
         def __init__(self, logger: ILogger) -> None:
+            if device.cuda_state() != "ok":  # the real one, when CUDA cannot be initialised
+                raise TypeError("pybind11::init(): factory function returned nullptr")
             self.logger = logger
+            _LOGGERS.append(logger)  # the builder's config logs through it, as TensorRT's does
 
         @property
         def num_DLA_cores(self) -> int:  # noqa: N802 - the real name
@@ -466,12 +477,20 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                 value = np.ascontiguousarray(value, dtype=arrays[output_name][1])
                 ctypes.memmove(self._addresses[output_name], value.ctypes.data, arrays[output_name][2])
 
+    if v >= (10, 0):
+        def update_device_memory_size_for_shapes(self: IExecutionContext) -> int:
+            return 4 * int(np.prod(self._input_shape or self.engine._header["profile"][2]))
+
+        IExecutionContext.update_device_memory_size_for_shapes = update_device_memory_size_for_shapes
+
     class Runtime:
         def __init__(self, logger: ILogger) -> None:
             self.logger = logger
             self.DLA_core = -1
 
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
+            if device.cuda_state() != "ok":  # the real trt.Runtime made without CUDA crashes when used
+                os.kill(os.getpid(), signal.SIGSEGV)
             data = bytes(serialized_engine)
             if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
                 self.logger.log(Severity.ERROR, "the plan is not a TensorRT engine (bad magic)")
