@@ -1,7 +1,8 @@
 """GPU check: every CUDA runtime installed here, at fp32 and fp16 (and bf16 on torch and torch-compile), on
-ResNet-50 and MobileNet-v2 at batch 1 and 8 — times, memory, parity with PyTorch eager fp32, and (where
-`trtexec` is on PATH) the ratio of our median GPU time to trtexec's GPU compute median on the very same
-engine file.
+ResNet-50 and MobileNet-v2 at batch 1 and 8 — per cell the host median, the device-clock median and how it was
+taken (CUDA events with one run queued ahead, as trtexec; harness/measure/timing.py), memory, parity with
+PyTorch eager fp32, and for TensorRT cells trtexec's GPU Compute Time median on the very same engine file with
+the ratio (trtexec's flags chosen by trtexec's own version: harness/measure/trtexec.py), or why there is none.
 
     python bench/gpu_check.py [--out results/] [--models resnet50,mobilenet_v2] [--batch-sizes 1,8]
     make gpu-check
@@ -16,8 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import re
-import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -27,13 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.measure import trtexec as native  # noqa: E402
+from harness.measure.timing import QUEUED_AHEAD  # noqa: E402
 from harness.paths import cache_dir  # noqa: E402
 from runtimes import RuntimeUnavailable, cuda_driver, runtime_class  # noqa: E402
 
 GOAL_RATIO = 1.03
 BF16_RUNTIMES = ("torch", "torch-compile")  # autocast; the others have no bf16 path here
-GPU_COMPUTE = re.compile(r"GPU Compute Time: min = ([\d.]+) ms, max = ([\d.]+) ms, mean = ([\d.]+) ms, "
-                         r"median = ([\d.]+) ms")
 
 
 def _probe_torch() -> str | None:
@@ -77,26 +76,44 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def trtexec_median_ms(record: dict[str, Any], trtexec: str) -> tuple[float | None, str]:
-    """trtexec's GPU compute median on the engine the cell ran, with the cell's settings."""
-    engine = record.get("prepared", {}).get("engine") or {}
-    plan = cache_dir() / engine.get("folder", "") / "model.engine"
-    if not plan.is_file():
-        return None, "engine file not found in the cache"
-    shapes = engine.get("build", {}).get("shapes", {})
-    batch = record["cell"]["batch_size"]
-    command = [trtexec, f"--loadEngine={plan}", "--noDataTransfers", "--separateProfileRun"]
-    if shapes.get("input"):
-        command.append(f"--shapes={shapes['input']}:{'x'.join(map(str, [batch, *shapes['min'][1:]]))}")
-    if record["runtime"]["options"].get("cuda_graph"):
-        command.append("--useCudaGraph")
-    elif int(str(record["runtime"]["version"]).split(".")[0]) >= 11:
-        command.append("--noCudaGraph")  # 11.x captures a graph by default; the cell did not
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    match = GPU_COMPUTE.search(done.stdout)
-    if not match:
-        return None, f"trtexec printed no GPU compute time (exit {done.returncode}): {done.stdout[-300:]}"
-    return float(match.group(4)), " ".join(command)
+def row_of(record: dict[str, Any], parity: dict[tuple[str, str, str], dict[str, Any]],
+           trtexec: str | None) -> dict[str, Any]:
+    """One cell's figures: host and device medians (with the device clock's method), memory, parity, and for
+    trt cells trtexec's GPU compute median on the same engine with the ratio, or why there is none."""
+    cell = record["cell"]
+    row: dict[str, Any] = {"cell": record["cell_id"], "status": record["status"], "error": record.get("error")}
+    if record["status"] == "ok":
+        timing, memory = record["timing"], record.get("memory", {})
+        row.update(host_median_ms=timing["host"]["median_ms"],
+                   device_median_ms=(timing.get("device") or {}).get("median_ms"),
+                   device_method="queued ahead" if timing.get("device_method") == QUEUED_AHEAD else
+                   "in loop" if timing.get("device_method") else None,
+                   nvml_peak_bytes=(memory.get("cuda_nvml") or {}).get("peak_bytes"),
+                   host_peak_bytes=(memory.get("host_rss") or {}).get("peak_bytes"))
+    if cell["runtime"] == "trt":
+        comparison = native.compare(record, trtexec, cache_dir())
+        row.update(trtexec_gpu_compute_median_ms=comparison.median_ms, trtexec_command=comparison.command,
+                   trtexec_version=comparison.trtexec_version, trtexec_why_not=comparison.why or None)
+        if comparison.median_ms and row.get("device_median_ms"):
+            row["ratio_to_trtexec"] = row["device_median_ms"] / comparison.median_ms
+    verdict = parity.get((cell["model"], cell["runtime"], cell["precision"]))
+    row["parity"] = verdict["status"] if verdict else "not checked"
+    return row
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'cell':46} {'status':12} {'host ms':>9} {'device ms':>9} {'method':>12} {'NVML MB':>9} "
+          f"{'parity':>12} {'trtexec ms':>10} {'/trtexec':>9}")
+    for row in rows:
+        def figure(key: str, width: int = 9) -> str:
+            return f"{row[key]:{width}.3f}" if row.get(key) is not None else f"{'—':>{width}}"
+
+        nvml = f"{row['nvml_peak_bytes'] / 1e6:9.0f}" if row.get("nvml_peak_bytes") else f"{'—':>9}"
+        print(f"{row['cell']:46} {row['status']:12} {figure('host_median_ms')} {figure('device_median_ms')} "
+              f"{row.get('device_method') or '—':>12} {nvml} {row['parity']:>12} "
+              f"{figure('trtexec_gpu_compute_median_ms', 10)} {figure('ratio_to_trtexec')}")
+        if row.get("trtexec_why_not"):
+            print(f"{'':46} no trtexec figure: {row['trtexec_why_not']}")
 
 
 def main() -> int:
@@ -133,37 +150,13 @@ def main() -> int:
         bench += read_records(out / f"{run_id}-bench{suffix}")
         parity.update({(r["cell"]["model"], r["cell"]["runtime"], r["cell"]["precision"]): r
                        for r in read_records(out / f"{run_id}-verify{suffix}")})
-    trtexec = shutil.which("trtexec")
-    if "trt" in runtimes and not trtexec:
-        print("skipped the trtexec comparison: trtexec is not on PATH")
-    rows = []
-    for record in bench:
-        cell = record["cell"]
-        row: dict[str, Any] = {"cell": record["cell_id"], "status": record["status"], "error": record.get("error")}
-        if record["status"] == "ok":
-            timing, memory = record["timing"], record.get("memory", {})
-            row.update(host_median_ms=timing["host"]["median_ms"],
-                       device_median_ms=(timing.get("device") or {}).get("median_ms"),
-                       nvml_peak_bytes=(memory.get("cuda_nvml") or {}).get("peak_bytes"),
-                       host_peak_bytes=(memory.get("host_rss") or {}).get("peak_bytes"))
-            if cell["runtime"] == "trt" and trtexec:
-                theirs, how = trtexec_median_ms(record, trtexec)
-                row.update(trtexec_gpu_compute_median_ms=theirs, trtexec_command=how)
-                if theirs and row["device_median_ms"]:
-                    row["ratio_to_trtexec"] = row["device_median_ms"] / theirs
-        verdict = parity.get((cell["model"], cell["runtime"], cell["precision"]))
-        row["parity"] = verdict["status"] if verdict else "not checked"
-        rows.append(row)
-    print(f"\n{'cell':46} {'status':12} {'host ms':>9} {'GPU ms':>9} {'NVML MB':>9} {'parity':>14} {'/trtexec':>9}")
-    for row in rows:
-        figures = [f"{row[k]:9.3f}" if row.get(k) is not None else f"{'—':>9}"
-                   for k in ("host_median_ms", "device_median_ms")]
-        nvml = f"{row['nvml_peak_bytes'] / 1e6:9.0f}" if row.get("nvml_peak_bytes") else f"{'—':>9}"
-        ratio = f"{row['ratio_to_trtexec']:9.3f}" if row.get("ratio_to_trtexec") else f"{'—':>9}"
-        print(f"{row['cell']:46} {row['status']:12} {' '.join(figures)} {nvml} {row['parity']:>14} {ratio}")
+    trtexec = native.find()
+    rows = [row_of(record, parity, trtexec) for record in bench]
+    print_rows(rows)
     ratios = [row["ratio_to_trtexec"] for row in rows if row.get("ratio_to_trtexec")]
     if ratios:
-        print(f"ours / trtexec GPU compute median: worst {max(ratios):.3f} (goal <= {GOAL_RATIO})")
+        print(f"ours (device clock, queued ahead) / trtexec GPU Compute Time median: worst {max(ratios):.3f} "
+              f"(goal <= {GOAL_RATIO})")
     summary = {"run_id": run_id, "runtimes": runtimes, "skipped": skipped, "trtexec": trtexec, "rows": rows,
                "bench_exit": bench_exit, "verify_exit": verify_exit}
     target = out / f"{run_id}-bench" / "gpu-check.json"

@@ -63,6 +63,9 @@ class Timing(_Part):
     host: Statistics
     device: Statistics | None = None  # by the runtime library's own clock, where it has one
     device_clock: str | None = None  # which clock that is (CUDA events, OpenVINO's request latency)
+    # how its samples were taken: queued ahead in a pass of their own, or in the host loop (None: older records,
+    # which took them in the host loop)
+    device_method: str | None = None
 
 
 class Validity(_Part):

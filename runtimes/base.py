@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -153,6 +153,15 @@ class DeviceClock(Protocol):
     def mark_end(self) -> None: ...
 
     def elapsed_ms(self) -> float: ...
+
+
+@runtime_checkable
+class StreamEventClock(DeviceClock, Protocol):
+    """A device clock whose marks are events on the stream the runs are queued on (CUDA events): the harness can
+    then time runs queued one ahead of the run it waits for, as trtexec does (harness.measure.timing)."""
+
+    def wait_end(self) -> None:
+        """Block until the device has reached the end mark (the event, not the whole stream)."""
 
 
 class Runtime(ABC):

@@ -30,6 +30,9 @@ class CudaEventClock:
     def mark_end(self) -> None:
         self._end.record()
 
+    def wait_end(self) -> None:
+        self._end.synchronize()
+
     def elapsed_ms(self) -> float:
         return float(self._start.elapsed_time(self._end))
 

@@ -463,7 +463,7 @@ def test_without_tensorrt_the_documented_command_says_what_to_install():
         pytest.fail(result.stdout + result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert "pip install 'dnn-harness[trt]'" in lines[0] and "--system-site-packages" in lines[0]
+    assert "pip install 'dnn-harness[trt-cu12]'" in lines[0] and "--system-site-packages" in lines[0]
 
 
 # ---------------------------------------------------------------- reports
@@ -512,13 +512,9 @@ TRTEXEC_LINES = [
 
 
 def test_the_gpu_check_reads_trtexecs_median():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    medians = [float(gpu_check.GPU_COMPUTE.search(line).group(4)) for line in TRTEXEC_LINES]
-    assert medians == [7.14139, 3.71753]
+    from harness.measure.trtexec import gpu_compute_median_ms
+
+    assert [gpu_compute_median_ms(line) for line in TRTEXEC_LINES] == [7.14139, 3.71753]
 
 
 @pytest.mark.slow
@@ -531,6 +527,9 @@ def test_the_gpu_check_runs_to_the_end_with_what_is_installed(tmp_path):
     trtexec = tools / "trtexec"
     trtexec.write_text(f"""#!{sys.executable}
 import sys, pathlib
+print("&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec")
+if len(sys.argv) == 1:
+    sys.exit(1)
 engine = next(a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--loadEngine="))
 assert pathlib.Path(engine).is_file(), engine
 pathlib.Path({str(calls)!r}).open("a").write(" ".join(sys.argv[1:]) + "\\n")
@@ -551,7 +550,9 @@ print({TRTEXEC_LINES[1]!r})
     fp16 = rows["squeezenet1_1|trt|fp16|bs1|cuda"]
     assert fp16["status"] == "ok" and fp16["parity"] == "ok"
     assert fp16["ratio_to_trtexec"] == pytest.approx(fp16["device_median_ms"] / 3.71753)
-    assert "--noDataTransfers" in fp16["trtexec_command"] and "--shapes=input:1x3x224x224" in fp16["trtexec_command"]
+    assert "--noDataTransfers" in fp16["trtexec_command"] and fp16["trtexec_version"] == "10.3.0"
+    assert not any(a.startswith("--shapes") for a in fp16["trtexec_command"])  # a static engine: its own shape
+    assert fp16["device_method"] == "queued ahead"
     assert len(calls.read_text().splitlines()) == 2
 
 
@@ -575,7 +576,7 @@ def test_export_engine_without_tensorrt_says_what_to_install():
     from tests.test_cli import _one_error_line, harness
 
     line = _one_error_line(harness("export", "--engine", "--models", "resnet18"))
-    assert "pip install 'dnn-harness[trt]'" in line
+    assert "pip install 'dnn-harness[trt-cu12]'" in line
 
 
 def test_a_build_killed_midway_leaves_nothing_half_made_and_the_run_resumes(tmp_path):
@@ -669,3 +670,20 @@ def test_the_onnx_file_follows_the_tensorrt_where_the_cell_runs(doubles):
         context._check_onnx_precision(_runtime(precision="fp16"))
     context.prepared = {"artifact": {"kind": "onnx", "precision": "fp32"}}
     context._check_onnx_precision(_runtime(precision="fp16"))
+
+
+def test_each_trt_extra_holds_one_cuda_major():
+    """A bare `tensorrt` resolves to the CUDA 13 build and `cuda-python` to 13.x: each extra pins one CUDA major
+    for both, and no extra asks for the bare names."""
+    from packaging.requirements import Requirement
+    from setuptools.config.setupcfg import read_configuration
+
+    extras = read_configuration(str(ROOT / "setup.cfg"))["options"]["extras_require"]
+    for extra, major in (("trt_cu12", 12), ("trt_cu13", 13), ("trt", 12)):
+        wanted = {Requirement(r).name: Requirement(r).specifier for r in extras[extra]}
+        assert f"tensorrt-cu{major}" in wanted and "tensorrt" not in wanted, extra
+        cuda = wanted["cuda-python"]
+        assert cuda.contains(f"{major}.9.0") and not cuda.contains(f"{major + 1}.0.0") and \
+            not cuda.contains(f"{major - 1}.9.0"), (extra, cuda)
+    device = {Requirement(r).name: Requirement(r).specifier for r in extras["device"]}
+    assert not device["cuda-python"].contains("13.0.0"), "JetPack 6's CUDA 12 refuses cuda-python 13"

@@ -211,3 +211,102 @@ def test_the_device_clock_is_read_around_run_inside_the_host_clock():
     assert measurement.device_ms == [1.75, 3.75, 1.75, 3.75]
     assert runtime.events[:4] == ["start", "run", "end", "sync"]
     assert measurement.device_clock == "fake CUDA events"
+
+
+class SimulatedGpu(Runtime):
+    """A runtime on a pretend GPU with a timeline of its own: each run() costs the host `enqueue_ms` and the
+    device `compute_ms`; its clock's events fire when the device reaches them, as CUDA events do."""
+
+    name = "simulated-gpu"
+
+    def __init__(self, clock: FakeClock, enqueue_ms: float, compute_ms: float) -> None:
+        super().__init__(RuntimeOptions(device="cuda"))
+        self.clock, self.enqueue_ns, self.compute_ns = clock, int(enqueue_ms * 1e6), int(compute_ms * 1e6)
+        self.free_at_ns = 0  # when the device has done everything queued so far
+
+    def _queue(self, work_ns: int) -> int:
+        self.free_at_ns = max(self.clock.now_ns, self.free_at_ns) + work_ns
+        return self.free_at_ns
+
+    def load(self, artifact) -> None: ...
+
+    def prepare(self, inputs: np.ndarray) -> None: ...
+
+    def run(self) -> None:
+        self.clock.now_ns += self.enqueue_ns  # the host's enqueue, before the kernels reach the device
+        self._queue(self.compute_ns)
+
+    def synchronize(self) -> None:
+        self.clock.now_ns = max(self.clock.now_ns, self.free_at_ns)
+
+    def outputs(self) -> list[np.ndarray]:
+        return []
+
+    def info(self) -> dict:
+        return {"name": self.name}
+
+    def device_clock(self):
+        gpu = self
+
+        class Events:
+            source = "simulated CUDA events"
+
+            def mark_start(self) -> None:
+                self.start_ns = gpu._queue(0)
+
+            def mark_end(self) -> None:
+                self.end_ns = gpu._queue(0)
+
+            def wait_end(self) -> None:
+                gpu.clock.now_ns = max(gpu.clock.now_ns, self.end_ns)
+
+            def elapsed_ms(self) -> float:
+                return (self.end_ns - self.start_ns) / 1e6
+
+        return Events()
+
+
+def test_device_time_is_trtexecs_gpu_compute_time_not_host_enqueue_plus_compute():
+    """Host enqueue 3 ms, device work 5 ms: the host sample is 8 ms (run + synchronize), and the device clock,
+    with the next run queued behind each timed one, is 5 ms: the enqueue is hidden, as in trtexec's GPU
+    Compute Time. Marks around run() in the host loop would say 8 ms."""
+    from harness.measure.timing import QUEUED_AHEAD
+
+    clock = FakeClock()
+    result = sample(SimulatedGpu(clock, enqueue_ms=3.0, compute_ms=5.0), _policy(min_samples=20, min_duration_s=0.0),
+                    clock)
+    assert statistics.median(result.host_ms) == pytest.approx(8.0)
+    assert len(result.device_ms) == len(result.host_ms) == 20
+    assert statistics.median(result.device_ms) == pytest.approx(5.0) and result.device_ms[0] == pytest.approx(8.0)
+    assert result.device_method == QUEUED_AHEAD and result.device_clock == "simulated CUDA events"
+
+
+def test_a_device_slower_to_feed_than_to_run_shows_the_gaps():
+    """Enqueue 6 ms, device work 2 ms: the device waits for the host; queued ahead still counts from the previous
+    run's end, so the device time holds the wait (6 ms), never less than the real work."""
+    clock = FakeClock()
+    result = sample(SimulatedGpu(clock, enqueue_ms=6.0, compute_ms=2.0), _policy(min_samples=10, min_duration_s=0.0),
+                    clock)
+    assert statistics.median(result.device_ms) == pytest.approx(6.0)
+
+
+def test_a_clock_that_stamps_itself_is_read_in_the_host_loop():
+    from harness.measure.timing import IN_LOOP
+
+    class Stamped(SteppingRuntime):
+        def device_clock(self):
+            class Latency:
+                source = "library latency"
+
+                def mark_start(self) -> None: ...
+
+                def mark_end(self) -> None: ...
+
+                def elapsed_ms(self) -> float:
+                    return 1.5
+
+            return Latency()
+
+    clock = FakeClock()
+    result = sample(Stamped(clock, [2.0]), _policy(min_samples=5, min_duration_s=0.0), clock)
+    assert result.device_ms == [1.5] * 5 and result.device_method == IN_LOOP

@@ -358,6 +358,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         "host": host_stats,
         "device": summarize(measurement.device_ms, cell.batch_size).__dict__ if measurement.device_ms else None,
         "device_clock": measurement.device_clock,
+        "device_method": measurement.device_method,
     }
     result["samples_ms"] = {"host": measurement.host_ms, "device": measurement.device_ms}
     torch_memory = device_memory  # on a CPU: missing, with that reason

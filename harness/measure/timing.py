@@ -2,9 +2,18 @@
 
 A timed sample is exactly `runtime.run(); runtime.synchronize()` between two host readings of
 `time.perf_counter_ns()`. Inputs were placed by `prepare()` beforehand and outputs are not copied
-back inside it. Where the runtime has a clock of its own (CUDA events; OpenVINO's request latency), its
-start/end marks are made just inside the host readings and it is read after the sample, outside the timed
-region; those samples are kept beside the host ones, which stay the headline figure for every runtime.
+back inside it. The host samples are the headline figure for every runtime.
+
+Where the runtime has a clock of its own, its samples are kept beside the host ones, made one of two ways
+(`Measurement.device_method` records which):
+- QUEUED_AHEAD, for clocks that are events on the runtime's stream (CUDA events: `StreamEventClock`): after the
+  host loop, a pass of its own that keeps one run queued behind the run being timed, as trtexec does for its
+  "GPU Compute Time" (NVIDIA/TensorRT#3493): each run's start event waits on the device for the run before
+  it, so the host's enqueue of a run is hidden when it is shorter than the run before it. The host loop
+  cannot do this: it synchronizes after every run, so a start event on an idle stream fires at once and the
+  device time would count the host's enqueue.
+- IN_LOOP, for clocks that stamp themselves (OpenVINO's request latency): marks just inside the host
+  readings of each host sample, read after it.
 """
 
 from __future__ import annotations
@@ -12,12 +21,18 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from runtimes.base import Runtime
+from runtimes.base import Runtime, StreamEventClock
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
+
+QUEUED_AHEAD = ("queued ahead: events around each run with the next run already queued behind it, as trtexec's "
+                "GPU Compute Time (the host's enqueue overlapped, not counted), in a pass after the host loop")
+IN_LOOP = "in the host loop: the library's own stamps for each run()+synchronize() sample"
+QUEUE_DEPTH = 2  # runs in flight in the queued-ahead pass: the one timed and one behind it (trtexec's default)
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class Measurement:
     stop_reason: str
     loop_s: float
     device_clock: str | None = None  # the device clock's `source`, where the runtime has one
+    device_method: str | None = None  # QUEUED_AHEAD or IN_LOOP: how the device samples were taken
 
 
 @dataclass(frozen=True)
@@ -168,25 +184,65 @@ def sample(runtime: Runtime, policy: Policy, clock: Clock = time.perf_counter_ns
     """Warm up (after the cell's first run, if given), then take timed samples until the policy says stop."""
     warmup = warm_up(runtime, policy, clock, first_run_ms)
     device_clock = runtime.device_clock()
+    in_loop = device_clock if device_clock is not None and not isinstance(device_clock, StreamEventClock) else None
     host_ms: list[float] = []
-    device_ms: list[float] | None = [] if device_clock is not None else None
+    device_ms: list[float] | None = [] if in_loop is not None else None
     loop_start = clock()
     while True:
-        if device_clock is None:
+        if in_loop is None:
             host_ms.append(_one_sample(runtime, clock))
         else:
             start = clock()
-            device_clock.mark_start()
+            in_loop.mark_start()
             runtime.run()
-            device_clock.mark_end()
+            in_loop.mark_end()
             runtime.synchronize()
             host_ms.append((clock() - start) / 1e6)
-            device_ms.append(device_clock.elapsed_ms())  # type: ignore[union-attr]
+            device_ms.append(in_loop.elapsed_ms())  # type: ignore[union-attr]
         elapsed_s = (clock() - loop_start) / 1e9
         reason = _stop_reason(len(host_ms), elapsed_s, policy)
         if reason:
-            return Measurement(warmup.iters, warmup.seconds, warmup.stop, host_ms, device_ms, reason, elapsed_s,
-                               device_clock.source if device_clock is not None else None)
+            break
+    method = None
+    if in_loop is not None:
+        method = IN_LOOP
+    elif device_clock is not None:
+        assert isinstance(device_clock, StreamEventClock)
+        device_ms, method = queued_ahead(runtime, device_clock, len(host_ms)), QUEUED_AHEAD
+    return Measurement(warmup.iters, warmup.seconds, warmup.stop, host_ms, device_ms, reason, elapsed_s,
+                       device_clock.source if device_clock is not None else None, method)
+
+
+def queued_ahead(runtime: Runtime, first_clock: StreamEventClock, count: int, depth: int = QUEUE_DEPTH) -> list[float]:
+    """`count` device times of runs kept `depth` deep in the runtime's stream: run i+1 is queued before the
+    harness waits for run i's end event, so run i+1's start event fires when run i ends on the device (not
+    when the host queued it). Each clock (event pair) is reused only after its run was read."""
+    clocks = [first_clock, *(_stream_clock(runtime) for _ in range(depth - 1))]
+    pending: deque[StreamEventClock] = deque()
+    times: list[float] = []
+    for index in range(count):
+        if len(pending) == depth:
+            times.append(_read(pending.popleft()))
+        clock = clocks[index % depth]
+        clock.mark_start()
+        runtime.run()
+        clock.mark_end()
+        pending.append(clock)
+    while pending:
+        times.append(_read(pending.popleft()))
+    runtime.synchronize()
+    return times
+
+
+def _stream_clock(runtime: Runtime) -> StreamEventClock:
+    clock = runtime.device_clock()
+    assert isinstance(clock, StreamEventClock), "a runtime gives the same kind of clock every time"
+    return clock
+
+
+def _read(clock: StreamEventClock) -> float:
+    clock.wait_end()
+    return clock.elapsed_ms()
 
 
 def _stop_reason(n: int, elapsed_s: float, policy: Policy) -> str | None:

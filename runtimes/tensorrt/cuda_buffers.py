@@ -99,6 +99,10 @@ class EventPair(ABC):
     def mark_end(self) -> None: ...
 
     @abstractmethod
+    def wait_end(self) -> None:
+        """Block until the end event has happened on the device."""
+
+    @abstractmethod
     def elapsed_ms(self) -> float: ...
 
 
@@ -182,6 +186,9 @@ class _TorchEvents(EventPair):
 
     def mark_end(self) -> None:
         self.end.record(self.stream)
+
+    def wait_end(self) -> None:
+        self.end.synchronize()
 
     def elapsed_ms(self) -> float:
         return float(self.start.elapsed_time(self.end))
@@ -310,6 +317,9 @@ class _CudartEvents(EventPair):
     def mark_end(self) -> None:
         self.backend._call("cudaEventRecord", self.end, self.stream)
 
+    def wait_end(self) -> None:
+        self.backend._call("cudaEventSynchronize", self.end)
+
     def elapsed_ms(self) -> float:
         return float(self.backend._call("cudaEventElapsedTime", self.start, self.end))
 
@@ -376,6 +386,9 @@ class _PyCudaEvents(EventPair):
 
     def mark_end(self) -> None:
         self.end.record(self.stream)
+
+    def wait_end(self) -> None:
+        self.end.synchronize()
 
     def elapsed_ms(self) -> float:
         return float(self.start.time_till(self.end))

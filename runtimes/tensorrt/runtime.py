@@ -21,9 +21,9 @@ from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
 from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, CudaError, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
 
-INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt]' on x86-64 "
-                "(TensorRT and cuda-python), or on a Jetson JetPack's python3-libnvinfer in a venv made with "
-                "--system-site-packages")
+INSTALL_HINT = ("runtime 'trt' needs TensorRT's Python bindings: pip install 'dnn-harness[trt-cu12]' (CUDA 12 "
+                "drivers) or 'dnn-harness[trt-cu13]' (CUDA 13 drivers) on x86-64, or on a Jetson JetPack's "
+                "python3-libnvinfer in a venv made with --system-site-packages")
 PRECISIONS = ("fp32", "fp16", "int8")
 MB = 1 << 20
 

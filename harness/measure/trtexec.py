@@ -1,0 +1,159 @@
+"""trtexec, NVIDIA's own timer, run on the very engine a `trt` cell measured: the reference beside the harness's
+device clock (bench/gpu_check.py).
+
+trtexec's flags and defaults differ between its versions, and an engine loads only in the TensorRT that built
+it, so everything here follows trtexec's *own* version, read from its banner (`&&&& RUNNING TensorRT.trtexec
+[TensorRT v100300]`: 10.3.0; `v8502`: 8.5.2), never the Python module's:
+
+| what the cell did | trtexec < 11 | trtexec >= 11 |
+|---|---|---|
+| inputs already on the device | `--noDataTransfers` | nothing (no transfers is the default) |
+| CUDA graph on | `--useCudaGraph` | nothing (graphs are the default) |
+| CUDA graph off | nothing | `--noCudaGraph` (unknown to 10.x, which refuses it) |
+| a DLA cell (`dla:N`) | `--useDLACore=N` | same |
+| a dynamic engine | `--shapes=INPUT:BxCxHxW` | same |
+
+trtexec's "GPU Compute Time" keeps one inference queued ahead of the one it times (NVIDIA/TensorRT#3493), as
+the harness's queued-ahead device clock does (harness.measure.timing), so the two medians compare like with
+like. When no comparison can be made, `Comparison.why` says why.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+BANNER = re.compile(r"\[TensorRT v(\d{4,8})\]")
+GPU_COMPUTE = re.compile(r"GPU Compute Time: min = ([\d.]+) ms, max = ([\d.]+) ms, mean = ([\d.]+) ms, "
+                         r"median = ([\d.]+) ms")
+TIMEOUT_S = 600
+JETPACK_TRTEXEC = Path("/usr/src/tensorrt/bin/trtexec")  # JetPack and NVIDIA's containers put it here, off PATH
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+def find() -> str | None:
+    """trtexec on PATH, else where JetPack installs it; None where neither is."""
+    return shutil.which("trtexec") or (str(JETPACK_TRTEXEC) if JETPACK_TRTEXEC.is_file() else None)
+
+
+def decode_packed_version(packed: int) -> tuple[int, int, int]:
+    """trtexec's packed version: MAJOR*1000 + MINOR*100 + PATCH up to 8.x (8502: 8.5.2), MAJOR*10000 +
+    MINOR*100 + PATCH from 10 on (100300: 10.3.0; 110400: 11.4.0)."""
+    if packed >= 100_000:
+        return packed // 10_000, packed // 100 % 100, packed % 100
+    return packed // 1000, packed // 100 % 10, packed % 100
+
+
+def read_version(trtexec: str, run: Run = subprocess.run) -> tuple[int, int, int] | str:
+    """trtexec's TensorRT version from the banner it prints first (with no arguments it prints the banner and
+    its usage); a sentence saying why where it cannot be read."""
+    try:
+        done = run([trtexec], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not run {trtexec}: {exc}"
+    match = BANNER.search(done.stdout + done.stderr)
+    if not match:
+        return f"{trtexec} printed no '[TensorRT vNNNN]' banner: cannot tell its TensorRT version"
+    return decode_packed_version(int(match.group(1)))
+
+
+def version_text(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """What trtexec needs to run an engine the way a cell ran it."""
+
+    plan: Path
+    tensorrt: str  # the TensorRT that built the engine (its build facts)
+    batch_size: int
+    input_name: str | None
+    input_dims: list[int]  # the profile's min shape: batch first
+    dynamic: bool
+    cuda_graph: bool
+    dla_core: int | None
+
+    @classmethod
+    def of_record(cls, record: dict[str, Any], cache_dir: Path) -> "EngineRun | str":
+        """From a `trt` cell's record; a sentence saying why not where it cannot be."""
+        if record.get("cell", {}).get("runtime") != "trt":
+            return "not a TensorRT cell"
+        if record.get("status") != "ok":
+            return f"the cell did not run ({record.get('status')})"
+        engine = (record.get("prepared") or {}).get("engine") or {}
+        if not engine.get("folder"):
+            return "the record names no engine"
+        plan = cache_dir / engine["folder"] / "model.engine"
+        if not plan.is_file():
+            return f"engine file not found in the cache ({plan})"
+        build = engine.get("build") or {}
+        shapes = build.get("shapes") or {}
+        options = (record.get("runtime") or {}).get("options") or {}
+        return cls(plan=plan, tensorrt=str(build.get("tensorrt") or record["runtime"].get("version")),
+                   batch_size=int(record["cell"]["batch_size"]), input_name=shapes.get("input"),
+                   input_dims=list(shapes.get("min") or []), dynamic=shapes.get("kind") == "dynamic",
+                   cuda_graph=bool(options.get("cuda_graph")), dla_core=build.get("dla_core"))
+
+
+def command(trtexec: str, version: tuple[int, int, int], engine: EngineRun) -> list[str]:
+    """trtexec's command line for timing `engine` as the cell ran it, with the flags of trtexec `version`."""
+    flags = [f"--loadEngine={engine.plan}", "--separateProfileRun"]
+    if version[0] < 11:
+        flags.append("--noDataTransfers")
+        if engine.cuda_graph:
+            flags.append("--useCudaGraph")
+    elif not engine.cuda_graph:
+        flags.append("--noCudaGraph")
+    if engine.dla_core is not None:
+        flags.append(f"--useDLACore={engine.dla_core}")
+    if engine.dynamic and engine.input_name and engine.input_dims:
+        dims = [engine.batch_size, *engine.input_dims[1:]]
+        flags.append(f"--shapes={engine.input_name}:{'x'.join(map(str, dims))}")
+    return [trtexec, *flags]
+
+
+def gpu_compute_median_ms(output: str) -> float | None:
+    match = GPU_COMPUTE.search(output)
+    return float(match.group(4)) if match else None
+
+
+@dataclass
+class Comparison:
+    median_ms: float | None = None  # trtexec's GPU Compute Time median
+    why: str = ""  # why there is no median, where there is none
+    command: list[str] = field(default_factory=list)
+    trtexec_version: str | None = None
+
+
+def compare(record: dict[str, Any], trtexec: str | None, cache_dir: Path, run: Run = subprocess.run) -> Comparison:
+    """trtexec's GPU compute median on the engine of `record`, or why it cannot be had."""
+    if trtexec is None:
+        return Comparison(why=f"trtexec is not on PATH nor at {JETPACK_TRTEXEC}")
+    engine = EngineRun.of_record(record, cache_dir)
+    if isinstance(engine, str):
+        return Comparison(why=engine)
+    version = read_version(trtexec, run)
+    if isinstance(version, str):
+        return Comparison(why=version)
+    ours = version_text(version)
+    built_by = tuple(int(p) for p in re.findall(r"\d+", engine.tensorrt)[:3])
+    if built_by != version[:len(built_by)]:
+        return Comparison(why=f"trtexec is TensorRT {ours}, the engine was built by TensorRT {engine.tensorrt}: an "
+                              "engine loads only in the TensorRT that built it; put that TensorRT's trtexec on PATH",
+                          trtexec_version=ours)
+    argv = command(trtexec, version, engine)
+    try:
+        done = run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Comparison(why=f"trtexec did not finish: {exc}", command=argv, trtexec_version=ours)
+    median = gpu_compute_median_ms(done.stdout)
+    if median is None:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+        return Comparison(why=f"trtexec printed no GPU Compute Time (exit {done.returncode}): {tail[0][:200]}",
+                          command=argv, trtexec_version=ours)
+    return Comparison(median_ms=median, command=argv, trtexec_version=ours)
