@@ -71,6 +71,7 @@ class Timing(_Part):
 class Validity(_Part):
     valid: bool = True
     reasons: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # seen, not judged (an unpinned board's clock range)
 
 
 class Published(_Part):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure import jetson
+from harness.measure import jetson, validity
 
 BOARDS = Path(__file__).resolve().parent / "fixtures" / "jetson"
 
@@ -40,12 +40,21 @@ def test_clocks_pinned_or_not(board):
     board("nano")
     nano = jetson.clocks()
     assert nano["gpu_hz"] == {"cur": 921_600_000, "min": 76_800_000, "max": 921_600_000}
-    assert nano["emc_hz"] == {"cur": 1_600_000_000} and not nano["pinned"] and len(nano["cpu_khz"]) == 4
+    assert nano["emc_hz"] == {"cur": 1_600_000_000} and nano["pinned"] is False and len(nano["cpu_khz"]) == 4
+    assert "GPU 77-922 MHz" in nano["pinned_why"]
     board("orin-nano")
     orin = jetson.clocks()
-    assert orin["pinned"] and "root only" in orin["emc_hz"]["missing"]
+    assert "root only" in orin["emc_hz"]["missing"]
+    assert orin["pinned"] is None and "EMC min/max unreadable" in orin["pinned_why"], "unreadable is not pinned"
     board("xavier-nx")
     assert jetson.clocks()["emc_hz"]["max"] == 1_600_000_000
+
+
+def test_pinned_needs_gpu_and_emc_ranges_closed():
+    closed, open_ = {"cur": 5, "min": 5, "max": 5}, {"cur": 5, "min": 1, "max": 9}
+    assert jetson.pinned(closed, closed)[0] is True
+    assert jetson.pinned(closed, open_)[0] is False and jetson.pinned(open_, {"missing": "root"})[0] is False
+    assert jetson.pinned(closed, {"cur": 5})[0] is None and jetson.pinned(None, closed)[0] is None
 
 
 def test_throttling_from_passive_trip_points(board):
@@ -54,6 +63,53 @@ def test_throttling_from_passive_trip_points(board):
     board("nano")
     zones = jetson.thermal()
     assert zones["throttling"] == [] and zones["zones"]["CPU-therm"]["passive_trip_mC"] == 97_000
+
+
+def test_a_passive_trip_that_does_not_cap_clocks_is_not_throttling(board):
+    """The Nano's PLL-therm has a passive trip, dram-throttle at 70 °C, that changes DRAM refresh, not clocks: at
+    71 °C it is hot, not throttling. Its real zones are all there."""
+    board("nano")
+    zones = jetson.thermal()
+    assert sorted(zones["zones"]) == ["AO-therm", "CPU-therm", "GPU-therm", "PLL-therm", "PMIC-Die", "thermal-fan-est"]
+    assert zones["throttling"] == [] and zones["hot"] == ["PLL-therm"]
+    facts = jetson.facts()
+    reasons, notes = validity.board_findings(facts, facts)
+    assert not any("thermal throttling" in r for r in reasons)
+    assert any("PLL-therm" in n for n in notes)
+
+
+def test_an_unpinned_board_is_valid_and_its_clock_range_is_shown(board):
+    """Two instant devfreq readings on a governed board differ almost always: that is shown, never judged. On a
+    pinned board a clock below its pinned value is throttling."""
+    board("nano")
+    before = jetson.facts()
+    after = {**before, "clocks": {**before["clocks"], "gpu_hz": {"cur": 307_200_000, "min": 76_800_000,
+                                                                  "max": 921_600_000}}}
+    during = {"gpu_mhz": {"min": 76.8, "median": 614.4, "max": 921.6}}
+    stats = {"samples": 50, "cv": 0.01}
+    result = validity.verdict(stats, 10, 0.1, {"cpu0": 1_479_000}, {"cpu0": 102_000}, None, before, after, during)
+    assert result["valid"], result["reasons"]
+    assert any("GPU 77-922 MHz (median 614)" in n for n in result["notes"])
+    assert any("CPU frequency moved" in n for n in result["notes"])
+    pinned_clocks = {"gpu_hz": {"cur": 921_600_000, "min": 921_600_000, "max": 921_600_000},
+                     "emc_hz": {"cur": 1_600_000_000, "min": 1_600_000_000, "max": 1_600_000_000}, "pinned": True}
+    pinned_before, pinned_after = {**before, "clocks": pinned_clocks}, {**before, "clocks": pinned_clocks}
+    throttled = validity.verdict(stats, 10, 0.1, {}, {}, None, pinned_before, pinned_after,
+                                 {"gpu_mhz": {"min": 614.4, "median": 921.6, "max": 921.6}})
+    assert not throttled["valid"] and "below its pinned 922 MHz" in throttled["reasons"][0]
+
+
+def test_the_clock_trace_samples_the_board_while_running(board):
+    board("xavier-nx")
+    trace = jetson.ClockTrace(interval_s=0.01)
+    trace.start()
+    import time
+
+    time.sleep(0.1)
+    trace.stop()
+    summary = trace.summary()
+    assert summary["samples"] >= 3 and summary["gpu_mhz"]["min"] > 0 and summary["hottest_zone_C"]["max"] == 99.5
+    assert len(summary["trace"][0]) == 4
 
 
 def test_process_gpu_memory_from_nvmap(board):

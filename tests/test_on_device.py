@@ -11,6 +11,7 @@ import yaml
 
 from tests.test_bundles import WITH_TRT
 from tests.test_cli import ROOT, _one_error_line, harness
+from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
 
 BOARDS = ROOT / "tests" / "fixtures" / "jetson"
 
@@ -82,3 +83,70 @@ def test_estimate_mode_says_so(tmp_path):
     run = write_run(tmp_path / "run", cpu_records())
     result = harness("check", "--profile", "workstation", "--models", "squeezenet1_1", str(run))
     assert "mode: estimate" in result.stdout, result.stderr
+
+
+JETSON_CLOCKS = '''#!{python}
+import json, pathlib, sys
+root = pathlib.Path(__file__).resolve().parents[2]
+log = root / "jetson_clocks.log"
+log.write_text(log.read_text() + " ".join(sys.argv[1:]) + "\\n" if log.exists() else " ".join(sys.argv[1:]) + "\\n")
+mins = {{root / "sys/class/devfreq/17000000.gv11b/min_freq": root / "sys/class/devfreq/17000000.gv11b/max_freq",
+        root / "sys/kernel/debug/bpmp/debug/clk/emc/min_rate": root / "sys/kernel/debug/bpmp/debug/clk/emc/max_rate"}}
+if sys.argv[1:2] == ["--store"]:
+    pathlib.Path(sys.argv[2]).write_text(json.dumps({{str(k): k.read_text() for k in mins}}))
+elif sys.argv[1:2] == ["--restore"]:
+    for path, text in json.loads(pathlib.Path(sys.argv[2]).read_text()).items():
+        pathlib.Path(path).write_text(text)
+else:
+    for low, high in mins.items():
+        low.write_text(high.read_text())
+'''
+
+
+def _board_copy(tmp_path: Path, name: str) -> Path:
+    import shutil
+    import sys
+
+    root = tmp_path / name
+    shutil.copytree(BOARDS / name, root)
+    tool = root / "usr" / "bin" / "jetson_clocks"
+    tool.parent.mkdir(parents=True)
+    tool.write_text(JETSON_CLOCKS.format(python=sys.executable))
+    tool.chmod(0o755)
+    for zone in (root / "sys" / "class" / "thermal").glob("thermal_zone*"):
+        (zone / "temp").write_text("50000\n")  # a cool board: only the clocks are in question here
+    return root
+
+
+def test_pin_clocks_pins_for_the_check_and_restores_after(bundle, tmp_path):
+    root = _board_copy(tmp_path, "xavier-nx")
+    gpu_min = root / "sys/class/devfreq/17000000.gv11b/min_freq"
+    before = gpu_min.read_text()
+    result = harness("check", "--on-device", "--pin-clocks", "--bundle", str(bundle), "--profile",
+                     str(_profile(tmp_path)), "--out", str(tmp_path / "runs"), "--run-id", "p", "--json",
+                     env={**WITH_TRT, "HARNESS_JETSON_ROOT": str(root)})
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "clocks pinned with jetson_clocks" in result.stderr and "not pinned" not in result.stderr
+    (record,) = [json.loads(line) for line in (tmp_path / "runs" / "p" / "records.jsonl").read_text().splitlines()]
+    assert record["jetson"]["before"]["clocks"]["pinned"] is True
+    assert record["jetson"]["during_timed_loop"]["gpu_mhz"]["min"] > 0
+    calls = (root / "jetson_clocks.log").read_text().split("\n")  # the call that pins has no arguments: ""
+    assert [call.split(" ")[0] for call in calls] == ["--store", "", "--restore", ""]
+    assert gpu_min.read_text() == before, "the board's own clock settings are back"
+
+
+def test_pin_clocks_refused_where_it_cannot_run(bundle, tmp_path, monkeypatch, trt_cli):
+    from harness.cli import on_device
+
+    root = _board_copy(tmp_path, "xavier-nx")
+    args = ("check", "--on-device", "--pin-clocks", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
+            "--out", str(tmp_path / "runs"))
+    monkeypatch.setattr(on_device, "_is_root", lambda: False)
+    code, out, err = trt_cli(*args, HARNESS_JETSON_ROOT=str(root))
+    assert code == 2 and "needs root: run the check with sudo" in err, out + err
+    monkeypatch.setattr(on_device, "_is_root", lambda: True)
+    (root / "usr" / "bin" / "jetson_clocks").unlink()
+    code, out, err = trt_cli(*args, HARNESS_JETSON_ROOT=str(root))
+    assert code == 2 and "no /usr/bin/jetson_clocks on this board" in err, out + err
+    assert "--pin-clocks applies to measuring: add --on-device" in _one_error_line(
+        harness("check", "--profile", "workstation", "--models", "resnet18", "--pin-clocks"))

@@ -327,9 +327,15 @@ def run_bench(context: CellContext) -> dict[str, Any]:
 
         frequency_before, gpu_before = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
         board_before = board.facts()
+        trace = board.ClockTrace() if board_before.get("is_jetson") else None
+        if trace is not None:
+            trace.start()
         measurement = sample(runtime, Policy(**context.request.policy), first_run_ms=first_run_ms)
+        if trace is not None:
+            trace.stop()
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
         board_after = board.facts()
+        board_during = trace.summary() if trace is not None else None
 
         sampled = [sampler for sampler in samplers if sampler.reason is None]
         memory_pass_runs = MEMORY_PASS_RUNS if sampled else 0  # VmHWM already holds the host peak
@@ -375,9 +381,10 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                "sm_clock_after_mhz": (gpu_after or {}).get("sm_clock_mhz"),
                "throttle_reasons_after": (gpu_after or {}).get("throttle_reasons")}
     result["validity"] = validity.verdict(host_stats, context.request.policy["min_samples"], context.request.max_cv,
-                                          frequency_before, frequency_after, gpu, board_before, board_after)
+                                          frequency_before, frequency_after, gpu, board_before, board_after,
+                                          board_during)
     if board_after.get("is_jetson"):
-        result["jetson"] = {"before": board_before, "after": board_after}
+        result["jetson"] = {"before": board_before, "after": board_after, "during_timed_loop": board_during}
     result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
                        "generator": f"numpy default_rng({context.seed})"}
     result["complexity"] = context.complexity()

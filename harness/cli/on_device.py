@@ -13,8 +13,13 @@ those records: memory within the profile's budget, speed at its target, numerics
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from harness.catalogue.bundles import Bundle, read_bundle
 from harness.cli import fleet as fleet_command
@@ -56,9 +61,51 @@ def board_warnings(profile: DeviceProfile, board: dict[str, Any]) -> list[str]:
         warnings.append(f"warning: the board's power mode is {mode.get('name') or mode.get('missing')}, the profile "
                         f"assumes {profile.power_mode} (sudo nvpmodel -m <id> to match it); verdicts are for the "
                         "board as it is")
-    if not (board.get("clocks") or {}).get("pinned"):
-        warnings.append("note: clocks are not pinned (sudo jetson_clocks pins them); figures may vary between runs")
+    clocks = board.get("clocks") or {}
+    if clocks.get("pinned") is not True:
+        state = "are not pinned" if clocks.get("pinned") is False else "may not be pinned: unknown"
+        warnings.append(f"note: clocks {state} ({clocks.get('pinned_why', 'unreadable')}); each cell records the "
+                        "clock range it saw, and figures may vary between runs (--pin-clocks, or sudo jetson_clocks, "
+                        "pins them)")
     return warnings
+
+
+JETSON_CLOCKS = "/usr/bin/jetson_clocks"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def pinned_clocks(board: dict[str, Any]) -> Iterator[None]:
+    """jetson_clocks' settings stored, the clocks pinned (min = max for CPU, GPU and EMC), and the stored settings
+    restored afterwards, whatever ends the check (Ctrl-C included)."""
+    if not board.get("is_jetson"):
+        raise UserError("--pin-clocks runs jetson_clocks, which only a Jetson has")
+    tool = jetson.root() / JETSON_CLOCKS.lstrip("/")
+    if not tool.is_file():
+        raise UserError(f"--pin-clocks: no {JETSON_CLOCKS} on this board (JetPack's nvidia-l4t-tools brings it)")
+    if not _is_root():
+        raise UserError("--pin-clocks runs jetson_clocks, which needs root: run the check with sudo, or pin the "
+                        "clocks yourself (sudo jetson_clocks) and leave --pin-clocks out")
+    with tempfile.TemporaryDirectory(prefix="harness-clocks-") as scratch:
+        stored = Path(scratch) / "jetson_clocks.conf"
+        _jetson_clocks(tool, "--store", str(stored))
+        try:
+            _jetson_clocks(tool)
+            err_console.print("clocks pinned with jetson_clocks; they are restored when the check ends",
+                              highlight=False)
+            yield
+        finally:
+            _jetson_clocks(tool, "--restore", str(stored))
+
+
+def _jetson_clocks(tool: Path, *args: str) -> None:
+    done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise UserError(f"jetson_clocks {' '.join(args)} failed: {said[0][:200]}")
 
 
 def _device_for(profile: DeviceProfile, asked: str | None) -> str:
@@ -117,6 +164,18 @@ def command_check_on_device(args: argparse.Namespace) -> int:
     names = comma_list(args.models) if args.models else list(bundle.models)
     subjects = {name: Subject(bundle_model=bundle.models[name]) for name in names}
     board = _board(args, profile)
+    if args.pin_clocks and args.executor == "ray":
+        raise UserError("--pin-clocks pins this machine's clocks: run the check on the board itself, or pin the "
+                        "node's clocks there (sudo jetson_clocks)")
+    pinning = pinned_clocks(board.jetson) if args.pin_clocks else contextlib.nullcontext()
+    with pinning:
+        if args.pin_clocks:
+            board = Board(board.device, board.where, jetson.facts(), board.versions, board.executor)
+        return _check(args, profile, bundle, names, subjects, classes, precision, runtime, board)
+
+
+def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, names: list[str],
+           subjects: dict[str, Subject], classes: list[Any], precision: list[str], runtime: str, board: Board) -> int:
     onnx_precision = classes[0].onnx_precision(precision[0], board.versions)  # the board's TensorRT decides
     for subject in subjects.values():
         subject.bundle_model.request_model(onnx_precision)  # type: ignore[union-attr]

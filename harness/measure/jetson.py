@@ -9,9 +9,12 @@ cited there). What is read:
 - the power mode: its id from `/var/lib/nvpmodel/status` (`pmode:0002`), its name from `/etc/nvpmodel.conf`
   (`< POWER_MODEL ID=2 NAME=15W >`) — what `nvpmodel -q` prints, without running it;
 - clocks: CPU cpufreq, the GPU's devfreq (the device whose `of_node/name` is gpu, gp10b, gv11b or ga10b),
-  EMC from debugfs (BPMP on Xavier and Orin, `override.emc` before; root only); pinned when every min
-  equals its max (what `jetson_clocks` sets);
-- thermal zones with their passive trip points (at or above one, the SoC throttles);
+  EMC from debugfs (BPMP on Xavier and Orin, `override.emc` before; root only); pinned when the GPU's and
+  the EMC's min equal their max (what `jetson_clocks` sets), not pinned when either range is open, and
+  unknown (None) where a range cannot be read: unreadable is never "pinned";
+- thermal zones with their passive trip points. Only a CPU, GPU or junction (Tj) zone at its passive trip
+  caps clocks; other zones have passive trips that do something else (the Nano's PLL-therm trips
+  `dram-throttle` at 70 °C, which changes DRAM refresh, not clocks): they are reported as hot, not throttling;
 - unified memory from `/proc/meminfo` (NvMapMemUsed: GPU buffers), and this process's own GPU memory from
   `/sys/kernel/debug/nvmap/iovmm/maps` where readable (root, debugfs).
 """
@@ -20,10 +23,15 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 ROOT_ENV = "HARNESS_JETSON_ROOT"
+# Zones whose passive trips throttle clocks: CPU-therm / cpu-thermal, GPU-therm / gpu-thermal, Tj-therm / tj-thermal
+CLOCK_CAPPING_ZONE = re.compile(r"^(cpu|gpu|tj)[-_]", re.IGNORECASE)
 GPU_NODE_NAMES = ("gpu", "gp10b", "gv11b", "ga10b")
 CLOCK_CHANGE = 0.10  # a clock that moved by more than this share during a cell makes it invalid
 # L4T release -> JetPack (NVIDIA's JetPack archive; jetson_stats' table, extended to JetPack 6)
@@ -108,14 +116,29 @@ def clocks() -> dict[str, Any]:
     for cpufreq in sorted(_path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
         cpus[cpufreq.parent.name] = {k: _int(cpufreq / f"scaling_{k}_freq") for k in ("cur", "min", "max")}
     facts["cpu_khz"] = cpus
-    ranges = [facts.get("gpu_hz"), *cpus.values()]
-    facts["pinned"] = bool(gpu and cpus) and all(r and r["min"] == r["max"] for r in ranges)
+    facts["pinned"], facts["pinned_why"] = pinned(facts.get("gpu_hz"), facts["emc_hz"])
     return facts
 
 
+def pinned(gpu: dict[str, Any] | None, emc: dict[str, Any]) -> tuple[bool | None, str]:
+    """(pinned, why): True when the GPU's and the EMC's min equal their max, as jetson_clocks leaves them; False
+    when either range is open; None (unknown) when a range cannot be read."""
+    ranges = {"GPU": gpu or {}, "EMC": emc}
+    open_ranges = [f"{name} {r['min'] / 1e6:.0f}-{r['max'] / 1e6:.0f} MHz" for name, r in ranges.items()
+                   if r.get("min") is not None and r.get("max") is not None and r["min"] != r["max"]]
+    if open_ranges:
+        return False, "open range: " + ", ".join(open_ranges)
+    unreadable = [name for name, r in ranges.items() if r.get("min") is None or r.get("max") is None]
+    if unreadable:
+        return None, f"{' and '.join(unreadable)} min/max unreadable" + \
+            (" (the EMC's range is in debugfs: run as root)" if "EMC" in unreadable else "")
+    return True, "GPU and EMC min = max"
+
+
 def thermal() -> dict[str, Any]:
-    """Each zone's temperature (m°C) and its lowest passive trip point; `throttling` lists the zones at or over it."""
-    zones, throttling = {}, []
+    """Each zone's temperature (m°C) and its lowest passive trip point. `throttling`: the CPU, GPU and junction
+    zones at or over it (their trips cap clocks); `hot`: other zones at or over theirs (they do not)."""
+    zones, throttling, hot = {}, [], []
     for zone in sorted(_path("/sys/class/thermal").glob("thermal_zone*")):
         name, temp = _read(zone / "type") or zone.name, _int(zone / "temp")
         passive = [_int(trip.with_name(trip.name.replace("_type", "_temp")))
@@ -123,8 +146,8 @@ def thermal() -> dict[str, Any]:
         passive = [t for t in passive if t is not None]
         zones[name] = {"temp_mC": temp, "passive_trip_mC": min(passive) if passive else None}
         if temp is not None and passive and temp >= min(passive):
-            throttling.append(name)
-    return {"zones": zones, "throttling": throttling}
+            (throttling if CLOCK_CAPPING_ZONE.match(name) else hot).append(name)
+    return {"zones": zones, "throttling": throttling, "hot": hot}
 
 
 def process_gpu_memory(pid: int | None = None) -> dict[str, Any]:
@@ -159,3 +182,57 @@ def clock_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         if start and end and abs(end - start) / start > CLOCK_CHANGE:
             changes.append(f"{name[:3].upper()} {start / 1e6:.0f}->{end / 1e6:.0f} MHz")
     return changes
+
+
+TRACE_INTERVAL_S = 0.1
+TRACE_POINTS = 240  # a trace kept in a record is thinned to at most this many points
+
+
+class ClockTrace:
+    """The GPU's and EMC's current clocks and the hottest zone, read every `interval_s` by a thread while the
+    timed loop runs: how an unpinned board's clocks moved, instead of two instant readings. Each reading is
+    a handful of sysfs reads (microseconds), off the timed thread."""
+
+    def __init__(self, interval_s: float = TRACE_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.points: list[tuple[float, float | None, float | None, float | None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+        self._gpu = gpu_devfreq()
+
+    def _read(self) -> None:
+        gpu = _int(self._gpu / "cur_freq") if self._gpu is not None else None
+        emc = _int(_path("/sys/kernel/debug/bpmp/debug/clk/emc/rate"))
+        emc = emc if emc is not None else _int(_path("/sys/kernel/debug/clk/override.emc/clk_rate"))
+        temps = [t for t in (_int(z / "temp") for z in _path("/sys/class/thermal").glob("thermal_zone*")) if t]
+        self.points.append((time.perf_counter() - self._start, gpu / 1e6 if gpu else None,
+                            emc / 1e6 if emc else None, max(temps) / 1000 if temps else None))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._read()
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+        self._read()
+        self._thread = threading.Thread(target=self._loop, name="jetson-clock-trace", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._read()
+
+    def summary(self) -> dict[str, Any]:
+        """min / median / max of each series, and the trace thinned to TRACE_POINTS points
+        ([seconds, GPU MHz, EMC MHz, hottest zone °C])."""
+        def spread(index: int) -> dict[str, float] | None:
+            values = [p[index] for p in self.points if p[index] is not None]
+            return {"min": min(values), "median": statistics.median(values), "max": max(values)} if values else None
+
+        step = max(1, len(self.points) // TRACE_POINTS)
+        return {"interval_s": self.interval_s, "samples": len(self.points), "gpu_mhz": spread(1),
+                "emc_mhz": spread(2), "hottest_zone_C": spread(3),
+                "trace": [[round(v, 3) if v is not None else None for v in p] for p in self.points[::step]]}
