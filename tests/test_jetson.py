@@ -143,3 +143,39 @@ def test_a_cell_on_a_board_records_its_facts_and_is_invalid_when_throttling(tmp_
     assert record["memory"]["jetson_unified"]["baseline_bytes"] == 512000 * 1024
     env = json.loads(next((tmp_path / "r").glob("env-*.json")).read_text())
     assert env["jetson"]["l4t"] == "35.2.1" and env["jetson"]["power_mode"]["name"] == "MODE_15W_6CORE"
+
+
+def test_the_memory_verdict_is_the_processs_own_use_not_the_boards():
+    """NvMapMemUsed counts every process's GPU buffers: a board with 3 GB in use elsewhere must not fail a model
+    whose process uses 0.7 GB (its RSS, libraries included, plus its own nvmap rows)."""
+    from types import SimpleNamespace
+
+    from harness.measure.memory import jetson_process
+    from harness.reports.check import PASS, _measured_memory, load_profile
+
+    host = {"baseline_bytes": 100 << 20, "peak_bytes": 500 << 20}
+    unified = {"baseline_bytes": 1 << 30, "peak_bytes": 3 << 30, "process_nvmap": {"bytes": 200 << 20}}
+    own = jetson_process(host, unified)
+    assert own["peak_bytes"] == 700 << 20 and own["system_nvmap_peak_bytes"] == 3 << 30
+    assert "own rows" not in own["gpu_buffers_from"] and "iovmm" in own["gpu_buffers_from"]
+    no_root = jetson_process(host, {**unified, "process_nvmap": {"missing": "needs root"}})
+    assert no_root["gpu_buffers_bytes"] == 2 << 30 and "rise of the system-wide NvMapMemUsed" in \
+        no_root["gpu_buffers_from"]
+    assert "missing" in jetson_process(host, {"missing": "no NvMapMemUsed"})
+    record = SimpleNamespace(ok=True, memory={"jetson_process": own},
+                             peak_bytes=lambda source: own["peak_bytes"] if source == "jetson_process" else None)
+    profile = load_profile("jetson-nano").model_copy(update={"memory_budget_bytes": 1 << 30})
+    criterion = _measured_memory(profile, record, "jetson_process")
+    assert criterion.verdict == PASS and "system-wide NvMapMemUsed 3.22 GB" in criterion.figure
+
+
+def test_a_jetson_without_nvmapmemused_says_so(monkeypatch, tmp_path):
+    from harness.measure.memory import JetsonUnified
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "nv_tegra_release").write_text("# R38 (release), REVISION: 2.0\n")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text("MemTotal: 1000 kB\nMemAvailable: 500 kB\n")
+    monkeypatch.setenv(jetson.ROOT_ENV, str(tmp_path))
+    reason = JetsonUnified().reading()["missing"]
+    assert "not a Jetson" not in reason and "a Jetson without it" in reason

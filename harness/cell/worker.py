@@ -370,8 +370,11 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     torch_memory = device_memory  # on a CPU: missing, with that reason
     if runtime.own_memory_source != "torch_allocator" and device != "cpu":
         torch_memory = torch_buffers or memory.missing(f"{runtime.name} does not allocate through PyTorch")
-    result["memory"] = {"host_rss": host.reading(), "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
-                        "jetson_unified": jetson.reading(), "memory_pass_runs": memory_pass_runs}
+    host_reading, unified_reading = host.reading(), jetson.reading()
+    result["memory"] = {"host_rss": host_reading, "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
+                        "jetson_unified": unified_reading,
+                        "jetson_process": memory.jetson_process(host_reading, unified_reading),
+                        "memory_pass_runs": memory_pass_runs}
     if runtime.own_memory_source not in (None, "torch_allocator"):
         result["memory"][runtime.own_memory_source] = device_memory
     gpu = None

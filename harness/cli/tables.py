@@ -15,7 +15,8 @@ STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "m
                 "skipped": "magenta", "parity_failed": "red", "lost": "yellow"}
 MEMORY_SOURCES = {"host_rss": "host peak RSS", "cuda_nvml": "GPU memory of the process (NVML, context included)",
                   "torch_allocator": "PyTorch CUDA allocator peak reserved",
-                  "jetson_unified": "Jetson NvMapMemUsed (system-wide)"}
+                  "jetson_unified": "Jetson NvMapMemUsed (system-wide)",
+                  "jetson_process": "Jetson: the process's host RSS + its GPU buffers"}
 
 
 def _status_text(record: Record) -> str:

@@ -109,7 +109,8 @@ class JetsonUnified:
         except OSError as exc:
             values, self.reason = {}, f"cannot read {self.path}: {exc.strerror}"
         if self.reason is None and "NvMapMemUsed" not in values:
-            self.reason = "no NvMapMemUsed in /proc/meminfo (not a Jetson)"
+            self.reason = "no NvMapMemUsed in /proc/meminfo" + (" (a Jetson without it: Thor, or a kernel that does not "
+                                                                "export it)" if jetson.is_jetson() else " (not a Jetson)")
         self.baseline = values
         self.nvmap = Sampler(lambda: parse_meminfo(self.path.read_text())["NvMapMemUsed"])
         self.unavailable = Sampler(lambda: -parse_meminfo(self.path.read_text())["MemAvailable"])
@@ -186,3 +187,25 @@ class NvmlProcess:
         return {"baseline_bytes": self.baseline_bytes, "context_bytes": self.context_bytes,
                 "peak_bytes": self.sampler.peak,
                 "source": "NVML process used memory, sampled through load, first run and the memory pass"}
+
+
+def jetson_process(host_rss: dict[str, Any], unified: dict[str, Any]) -> dict[str, Any]:
+    """The cell's own memory on a Jetson's unified memory: its host RSS peak (TensorRT's and cuDNN's libraries
+    included) plus its GPU buffers, from its own nvmap rows where readable (root) and else from the rise of the
+    system-wide NvMapMemUsed during the cell (labelled as such). NvMapMemUsed itself counts every process's
+    buffers, so it is shown beside (`system_nvmap_peak_bytes`), not judged."""
+    if "missing" in unified:
+        return missing(unified["missing"])
+    if "missing" in host_rss or host_rss.get("peak_bytes") is None:
+        return missing(f"the host RSS is unreadable: {host_rss.get('missing', 'no peak')}")
+    own = unified.get("process_nvmap") or {}
+    if "bytes" in own:
+        gpu, how = int(own["bytes"]), "this process's rows of nvmap's iovmm maps"
+    else:
+        gpu = max(0, int(unified.get("peak_bytes") or 0) - int(unified.get("baseline_bytes") or 0))
+        how = ("the rise of the system-wide NvMapMemUsed during the cell (its own nvmap rows need root: "
+               f"{own.get('missing', 'unreadable')})")
+    rss = int(host_rss["peak_bytes"])
+    return {"peak_bytes": rss + gpu, "host_rss_peak_bytes": rss, "gpu_buffers_bytes": gpu, "gpu_buffers_from": how,
+            "system_nvmap_peak_bytes": unified.get("peak_bytes"),
+            "source": "host RSS peak (VmHWM) + the process's GPU buffers; NvMapMemUsed (system-wide) beside"}

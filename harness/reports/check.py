@@ -229,7 +229,13 @@ def _measured_memory(profile: DeviceProfile, record: Any, source: str) -> Criter
         why = (record.memory.get(source) or {}).get("missing", "not recorded")
         return Criterion("memory", UNKNOWN, f"{source} unreadable: {why}", limit)
     verdict = PASS if peak <= profile.memory_budget_bytes else FAIL
-    return Criterion("memory", verdict, f"{peak / 1e9:.2f} GB measured ({source})", limit)
+    figure = f"{peak / 1e9:.2f} GB measured ({source})"
+    reading = record.memory.get(source) or {}
+    if source == "jetson_process":  # the process's own; the system-wide figure beside it, not judged
+        figure = (f"{peak / 1e9:.2f} GB measured (host RSS {reading['host_rss_peak_bytes'] / 1e9:.2f} + GPU buffers "
+                  f"{reading['gpu_buffers_bytes'] / 1e9:.2f}, from {reading['gpu_buffers_from'].split(' (')[0]}); "
+                  f"system-wide NvMapMemUsed {(reading.get('system_nvmap_peak_bytes') or 0) / 1e9:.2f} GB")
+    return Criterion("memory", verdict, figure, limit)
 
 
 def _measured_speed(profile: DeviceProfile, record: Any) -> Criterion | None:

@@ -17,7 +17,10 @@ from harness.records import RECORDS_FILE, Published, Record, read_environments, 
 
 # The memory reading that stands for "memory" on each kind of device: what the paper measured on
 # the GPU (the process's total, CUDA context included), the unified pool on a Jetson, RSS on a CPU.
-PRIMARY_MEMORY_SOURCE = {"cuda": "cuda_nvml", "jetson": "jetson_unified", "cpu": "host_rss"}
+# the memory source that stands for the device: NVML's process memory on a GPU, the process's own share of a
+# Jetson's unified memory (host RSS + its GPU buffers; older records: the system-wide NvMapMemUsed), host RSS
+PRIMARY_MEMORY_SOURCE = {"cuda": "cuda_nvml", "jetson": "jetson_process", "cpu": "host_rss"}
+FALLBACK_MEMORY_SOURCE = {"jetson_process": "jetson_unified"}  # records made before jetson_process existed
 # the energy source that stands for the device (harness.measure.energy): the GPU board, the whole Jetson
 # module, the CPU packages
 PRIMARY_ENERGY_SOURCE = {"cuda": "nvml", "jetson": "jetson_rails", "cpu": "rapl"}
@@ -69,7 +72,9 @@ class Point:
 
     @property
     def memory_source(self) -> str:
-        return PRIMARY_MEMORY_SOURCE[self.device_kind]
+        source = PRIMARY_MEMORY_SOURCE[self.device_kind]
+        fallback = FALLBACK_MEMORY_SOURCE.get(source)
+        return fallback if source not in self.memory_peak_bytes and fallback in self.memory_peak_bytes else source
 
     @property
     def memory_bytes(self) -> int | None:
