@@ -60,6 +60,7 @@ def test_rapl_says_why_it_cannot_be_read(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("board, rail, watts", [("orin-nano", "module input rail VDD_IN", 5.056 * 1.416),
+                                                ("xavier-nx", "module input rail VDD_IN", 5.024 * 1.392),
                                                 ("nano", "module input rail POM_5V_IN", 1.944)])
 def test_a_jetsons_input_rail_is_polled_and_integrated(monkeypatch, board, rail, watts):
     monkeypatch.setenv("HARNESS_JETSON_ROOT", str(BOARDS / board))
@@ -75,8 +76,11 @@ def test_a_jetsons_input_rail_is_polled_and_integrated(monkeypatch, board, rail,
     assert joules / elapsed == pytest.approx(watts, rel=0.05)  # a constant power, integrated over the window
 
 
-def test_rails_are_missing_off_a_jetson_or_on_a_board_without_monitors(monkeypatch):
-    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(BOARDS / "xavier-nx"))
+def test_rails_are_missing_off_a_jetson_or_on_a_board_without_monitors(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "xavier-nx", tmp_path / "board", ignore=shutil.ignore_patterns("i2c"))
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(tmp_path / "board"))
     assert "no INA3221 power monitor" in energy.JetsonRails().reason
     monkeypatch.setenv("HARNESS_JETSON_ROOT", "/nonexistent")
     assert "not a Jetson" in energy.JetsonRails().reason
@@ -204,3 +208,27 @@ def test_a_counter_that_breaks_mid_pass_leaves_the_cell_and_says_why(tmp_path, m
     figures = energy.measure([rapl], run_once, images_per_call=1, min_busy_s=0.05)
     assert figures["pass"] is None
     assert figures["sources"]["rapl"]["missing"].startswith("the energy pass could not read rapl")
+
+
+@pytest.mark.parametrize("milliamps", ["-1392", "999999999"])
+def test_an_unphysical_rail_reading_makes_energy_missing_with_the_reason(monkeypatch, tmp_path, milliamps):
+    """A negative reading, or megawatts from a misread monitor: no energy figure is made, and the reason says
+    which rail read what (at the start, or when it happens mid-pass)."""
+    import shutil
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    current = tmp_path / "board/sys/bus/i2c/devices/1-0040/hwmon/hwmon1/curr1_input"
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(tmp_path / "board"))
+    current.write_text(milliamps + "\n")
+    assert "INA3221 rail VDD_IN read" in energy.JetsonRails().reason and "not a physical reading" in \
+        energy.JetsonRails().reason
+    current.write_text("1416\n")
+    source = energy.JetsonRails()
+    assert source.reason is None
+
+    def run_once() -> None:
+        current.write_text(milliamps + "\n")  # goes bad while the pass runs
+        time.sleep(0.05)
+
+    figures = energy.measure([source], run_once, 1, min_busy_s=0.1)
+    assert "not a physical reading" in figures["sources"]["jetson_rails"]["missing"]

@@ -166,12 +166,23 @@ def find_rails() -> dict[str, Callable[[], float]]:
     return rails
 
 
+MAX_RAIL_WATTS = 500.0  # above any Jetson module's input power (AGX Thor's is about 130 W)
+
+
+def _number(path: Path) -> int:
+    """A sysfs number; OSError where the file cannot be read, or is caught empty mid-update (a lost reading)."""
+    words = path.read_text().split()
+    if not words:
+        raise OSError(f"{path} read empty")
+    return int(words[0])
+
+
 def _volts_times_amps(millivolts: Path, milliamps: Path) -> Callable[[], float]:
-    return lambda: int(millivolts.read_text().split()[0]) * int(milliamps.read_text().split()[0]) / 1e6
+    return lambda: _number(millivolts) * _number(milliamps) / 1e6
 
 
 def _milliwatts(path: Path) -> Callable[[], float]:
-    return lambda: int(path.read_text().split()[0]) / 1e3
+    return lambda: _number(path) / 1e3
 
 
 class JetsonRails(EnergySource):
@@ -188,7 +199,8 @@ class JetsonRails(EnergySource):
             return
         total = next((name for name in TOTAL_RAILS if name in rails), None)
         chosen = {total: rails[total]} if total else rails
-        self._readers = list(chosen.values())
+        self._readers = chosen
+        self._unphysical: str | None = None
         try:
             self._watts()
         except (OSError, ValueError) as exc:
@@ -201,14 +213,25 @@ class JetsonRails(EnergySource):
         self._thread: threading.Thread | None = None
 
     def _watts(self) -> float:
-        return sum(read() for read in self._readers)
+        """The chosen rails' power; ValueError naming the rail where a reading is not physical (negative, or
+        beyond any Jetson module's input: a monitor misread or misconfigured)."""
+        total = 0.0
+        for name, read in self._readers.items():
+            watts = read()
+            if not 0 <= watts <= MAX_RAIL_WATTS:
+                raise ValueError(f"INA3221 rail {name} read {watts:.4g} W, outside 0-{MAX_RAIL_WATTS:g} W: not a "
+                                 "physical reading, so no energy figure is made from it")
+            total += watts
+        return total
 
     def _poll(self) -> None:
         while not self._stop.wait(POLL_INTERVAL_S):
             try:
                 self._samples.append((time.perf_counter(), self._watts()))
-            except (OSError, ValueError):  # a reading lost: the integral bridges it
+            except OSError:  # a reading lost: the integral bridges it
                 continue
+            except ValueError as exc:  # an unphysical reading: the figure is not made (end() says why)
+                self._unphysical = self._unphysical or str(exc)
 
     def abandon(self) -> None:
         self._stop.set()
@@ -217,6 +240,7 @@ class JetsonRails(EnergySource):
 
     def begin(self) -> None:
         self._samples = [(time.perf_counter(), self._watts())]
+        self._unphysical = None
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, name="jetson-rails", daemon=True)
         self._thread.start()
@@ -226,6 +250,8 @@ class JetsonRails(EnergySource):
         if self._thread is not None:
             self._thread.join()
         samples = [*self._samples, (time.perf_counter(), self._watts())]
+        if self._unphysical:
+            raise ValueError(self._unphysical)
         return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(samples, samples[1:]))
 
 
