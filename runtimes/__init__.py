@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 
 from runtimes.base import Runtime, RuntimeOptions
 
@@ -14,6 +12,7 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "ort": ("runtimes.onnxruntime", "OnnxRuntime", "onnxruntime (pip install 'dnn-harness[ort]')"),
     "ort-trt": ("runtimes.onnxruntime", "OnnxRuntimeTensorRT", "onnxruntime-gpu with TensorRT"),
     "trt": ("runtimes.tensorrt.runtime", "TensorRTRuntime", "TensorRT's Python bindings"),
+    "trtexec": ("runtimes.trtexec", "TrtexecRuntime", "NVIDIA's trtexec (JetPack: /usr/src/tensorrt/bin/trtexec)"),
     "ov": ("runtimes.openvino", "OpenVinoRuntime", "OpenVINO (pip install 'dnn-harness[ov]')"),
     "torch-compile": ("runtimes.torch_compile", "TorchCompileRuntime", "torch"),
     "null": ("runtimes.null", "NullRuntime", "numpy"),
@@ -44,20 +43,11 @@ def runtime_class(name: str, installed_here: bool = True) -> type[Runtime]:
     runtime = getattr(module, class_name, None)
     if not (isinstance(runtime, type) and issubclass(runtime, Runtime)):
         raise RuntimeUnavailable(f"runtime '{name}': {module_name} has no Runtime subclass {class_name}")
-    missing = [m for m in runtime.required_modules if not _installed(m)]
-    if missing and installed_here:
-        raise RuntimeUnavailable(runtime.install_hint or f"runtime '{name}' needs {', '.join(missing)}")
+    if installed_here:
+        missing = runtime.missing_requirement()
+        if missing:
+            raise RuntimeUnavailable(missing)
     return runtime
-
-
-def _installed(module: str) -> bool:
-    """Whether `module` can be imported, without importing it."""
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def create_runtime(name: str, options: RuntimeOptions) -> Runtime:

@@ -195,6 +195,27 @@ class Runtime(ABC):
         self.options = options
         self._closed = False
 
+    # A runtime whose inferences are timed by its library's own tool (trtexec) names that clock here and offers
+    # measure(); the harness applies its warm-up, stopping rule and statistics to the tool's per-run records.
+    timed_by: ClassVar[str | None] = None
+
+    @classmethod
+    def missing_requirement(cls) -> str | None:
+        """Why this runtime cannot run here (its install hint), or None: by default, a required module missing."""
+        import importlib.util
+        import sys
+
+        def installed(module: str) -> bool:
+            if module in sys.modules:
+                return sys.modules[module] is not None
+            try:
+                return importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                return False
+
+        missing = [m for m in cls.required_modules if not installed(m)]
+        return (cls.install_hint or f"runtime '{cls.name}' needs {', '.join(missing)}") if missing else None
+
     @classmethod
     def parse_options(cls, raw: dict[str, str]) -> dict[str, Any]:
         """Validate `{name: text}` (names without the prefix) into typed values; BadOption names the problem."""

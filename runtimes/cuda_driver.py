@@ -54,3 +54,12 @@ def retain_primary_context(device: str) -> None:
     _check(driver, driver.cuDevicePrimaryCtxRetain(ctypes.byref(context), handle), "cuDevicePrimaryCtxRetain")
     _check(driver, driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
     _retained.append(context)
+
+
+def device_name(index: int) -> str:
+    """The device's name as the driver reports it (cuDeviceGetName); CudaDriverUnavailable without a driver."""
+    driver = _driver()
+    handle, name = ctypes.c_int(), ctypes.create_string_buffer(256)
+    _check(driver, driver.cuDeviceGet(ctypes.byref(handle), index), "cuDeviceGet")
+    _check(driver, driver.cuDeviceGetName(name, len(name), handle), "cuDeviceGetName")
+    return name.value.decode(errors="replace")

@@ -310,3 +310,22 @@ def test_a_clock_that_stamps_itself_is_read_in_the_host_loop():
     clock = FakeClock()
     result = sample(Stamped(clock, [2.0]), _policy(min_samples=5, min_duration_s=0.0), clock)
     assert result.device_ms == [1.5] * 5 and result.device_method == IN_LOOP
+
+
+def test_a_tools_trace_gets_the_harness_rules():
+    """trtexec runs with its warm-up off; the harness drops warm-up runs by its own rule (count, time,
+    stability) and keeps runs until both minimums are met."""
+    from harness.measure.timing import from_trace
+
+    latency = [9.0, 6.0, 5.0, 5.0] + [5.0] * 200
+    starts = [i * 5.0 for i in range(len(latency))]
+    policy = Policy(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=0.10, min_samples=20, min_duration_s=0.5,
+                    max_samples=1000, max_duration_s=60)
+    result = from_trace(latency, [x - 1 for x in latency], starts, policy, "trtexec computeMs", "tool")
+    assert result.warmup_iters == 4 and result.warmup_stop == "stable"  # 9, 6, 5, 5: the second 5 is within 10 %
+    assert result.host_ms[0] == 5.0 and result.device_ms[0] == 4.0
+    assert len(result.host_ms) == 100 and result.stop_reason == "minimums met"  # 100 x 5 ms = 0.5 s
+    short = from_trace(latency[:10], latency[:10], starts[:10], policy, "c", "m")
+    assert short.stop_reason == "trace ended" and len(short.host_ms) == 6
+    with pytest.raises(ValueError):
+        from_trace([], [], [], policy, "c", "m")

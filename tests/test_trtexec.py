@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import trtexec as native
+from runtimes.trtexec_tool import decode_packed_version
 
 FAKE = '''#!{python}
 import json, os, sys
@@ -64,11 +65,11 @@ def _record(cache: Path, tensorrt: str = "10.3.0", device: str = "cuda", cuda_gr
 
 
 def test_the_packed_versions_decode_as_nvidia_writes_them():
-    assert native.decode_packed_version(8502) == (8, 5, 2)
-    assert native.decode_packed_version(8601) == (8, 6, 1)
-    assert native.decode_packed_version(100300) == (10, 3, 0)
-    assert native.decode_packed_version(101600) == (10, 16, 0)
-    assert native.decode_packed_version(110400) == (11, 4, 0)
+    assert decode_packed_version(8502) == (8, 5, 2)
+    assert decode_packed_version(8601) == (8, 6, 1)
+    assert decode_packed_version(100300) == (10, 3, 0)
+    assert decode_packed_version(101600) == (10, 16, 0)
+    assert decode_packed_version(110400) == (11, 4, 0)
 
 
 def test_flags_follow_trtexecs_own_version(fake_trtexec, tmp_path):

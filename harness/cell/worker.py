@@ -32,6 +32,7 @@ from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnava
                                     WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
 from harness import __version__
+from harness.cell.tool_timed import run_tool_timed_bench
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
 from harness.measure import energy, jetson as board, memory, validity
@@ -260,7 +261,8 @@ class CellContext:
         if entry is None or entry.meta.get("sha256") != engine["sha256"]:
             raise RuntimeError(f"the engine {engine['folder']} changed or vanished after its build job; run the "
                                "command again to rebuild it")
-        return EngineArtifact(name=self.model.name, path=str(entry.path), sha256=engine["sha256"])
+        return EngineArtifact(name=self.model.name, path=str(entry.path), sha256=engine["sha256"],
+                              description={"onnx_path": self.onnx_artifact().path})
 
     def complexity(self) -> dict[str, Any] | None:
         """What the prepare job counted, or a cached figure (cells that need no preparation)."""
@@ -306,6 +308,9 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     device = cell.device
     result: dict[str, Any] = {"status": "ok", "error": None}
     runtime = create_runtime(cell.runtime, context.options())
+    if runtime.timed_by:
+        with runtime:
+            return run_tool_timed_bench(context, runtime)
     with runtime:
         _import_model_library(context, runtime)
         artifact = context.artifact(runtime)
@@ -630,7 +635,7 @@ def run_build(context: CellContext) -> dict[str, Any]:
         "folder": str(folder.relative_to(context.cache_dir)), "sha256": meta["sha256"], "cache_hit": hit,
         "rebuilt_because": not_used_because, "build_s": meta["build_s"], "built_at": meta["built_at"],
         "plan_file_bytes": meta["file_bytes"],
-        "context_device_memory_bytes": meta["engine"]["context_device_memory_bytes"],
+        "context_device_memory_bytes": meta["engine"].get("context_device_memory_bytes"),  # trtexec: not stated
         "shapes": shapes.__dict__ | {"label": shapes.label}, "build": meta["build"], "key": key}
     return {"status": "ok", "error": None, "prepared": context.prepared, "runtime": info}
 

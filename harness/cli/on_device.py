@@ -38,6 +38,7 @@ from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
 
 DEVICE_OF_KIND = {"jetson": "cuda", "cuda": "cuda", "cpu": "cpu"}
 RUNTIME_OF_KIND = {"jetson": "trt", "cuda": "trt", "cpu": "ort"}
+TOOL_RUNTIME = "trtexec"  # where TensorRT's Python bindings are out of reach (a JetPack older than the harness's Python)
 PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
 STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
 
@@ -108,6 +109,26 @@ def _jetson_clocks(tool: Path, *args: str) -> None:
         raise UserError(f"jetson_clocks {' '.join(args)} failed: {said[0][:200]}")
 
 
+def _default_runtime(profile: DeviceProfile, executor: str) -> str:
+    """ort on a CPU; on a GPU or Jetson trt where TensorRT's Python bindings import here, else trtexec where the
+    board has it (JetPack's bindings exist only for its system Python, which may be older than the harness's);
+    on a fleet trt (the driver cannot see a node's bindings: pass --runtime trtexec for such a node)."""
+    default = RUNTIME_OF_KIND[profile.kind]
+    if default != "trt" or executor != "local":
+        return default
+    from runtimes import RuntimeUnavailable, runtime_class
+
+    try:
+        runtime_class("trt")
+        return "trt"
+    except RuntimeUnavailable:
+        try:
+            runtime_class(TOOL_RUNTIME)
+            return TOOL_RUNTIME
+        except RuntimeUnavailable:
+            return "trt"  # neither: trt's one line says what to install
+
+
 def _device_for(profile: DeviceProfile, asked: str | None) -> str:
     """The device measured: --device, or the profile's kind's (cuda, cpu); a CPU profile is checked on a CPU and
     a GPU or Jetson profile on a GPU or DLA."""
@@ -148,7 +169,7 @@ def command_check_on_device(args: argparse.Namespace) -> int:
     if not args.bundle:
         raise UserError("--on-device measures a bundle's models: add --bundle DIR (made by export --bundle)")
     profile = load_profile(args.profile)
-    runtime = args.runtime or RUNTIME_OF_KIND[profile.kind]
+    runtime = args.runtime or _default_runtime(profile, args.executor)
     classes = check_runtimes(comma_list(runtime), installed_here=args.executor == "local")
     if len(classes) != 1:
         raise UserError("--on-device checks one runtime at a time: e.g. --runtime trt")

@@ -71,7 +71,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="measure now, on this device: each model of --bundle is built, checked against the "
                             "bundle's reference outputs and timed at the profile's batch size")
     check.add_argument("--bundle", metavar="DIR", help="with --on-device: a bundle made by export --bundle")
-    check.add_argument("--runtime", metavar="NAME", help="with --on-device: trt on Jetson and GPU profiles, ort on CPU")
+    check.add_argument("--runtime", metavar="NAME",
+                       help="with --on-device: trt on Jetson and GPU profiles where TensorRT's Python bindings import "
+                            "(else trtexec, driving the board's own trtexec binary), ort on CPU")
     check.add_argument("--precision", metavar="P", help="with --on-device: fp16 on Jetson and GPU profiles, fp32 on CPU")
     check.add_argument("--out", default="results", metavar="DIR", help="with --on-device: parent of the run folders")
     check.add_argument("--run-id", metavar="ID", help="with --on-device: name of the run folder")

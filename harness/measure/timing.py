@@ -253,3 +253,44 @@ def _stop_reason(n: int, elapsed_s: float, policy: Policy) -> str | None:
     if elapsed_s >= policy.max_duration_s:
         return "time cap"
     return None
+
+
+def from_trace(latency_ms: list[float], device_ms: list[float], start_ms: list[float], policy: Policy,
+               device_clock: str, device_method: str) -> Measurement:
+    """The harness's warm-up and stopping rules applied to a tool's per-run records (trtexec --exportTimes),
+    run with the tool's own warm-up off: `latency_ms` plays the host samples (the rules judge it), `device_ms`
+    the device clock's, `start_ms` when each run started (ms, any origin). Warm-up drops leading runs until its
+    minimum count and time are met and the last run is within `warmup_stable_rel` of the one before (or its
+    time cap); sampling then keeps runs until both minimums are met, or a cap; a trace that ends first stops
+    with 'trace ended' (the verdict then says too few samples)."""
+    if not latency_ms:
+        raise ValueError("the tool recorded no run")
+    origin, skip, warm_stop = start_ms[0], 0, "minimums met"
+    while skip < len(latency_ms):
+        elapsed_s = (start_ms[skip] - origin) / 1e3
+        if skip >= policy.warmup_min_iters and elapsed_s >= policy.warmup_min_s:
+            if policy.warmup_stable_rel is None:
+                break
+            if skip >= 2 and _steady(latency_ms[skip - 2], latency_ms[skip - 1], policy.warmup_stable_rel):
+                warm_stop = "stable"
+                break
+        if elapsed_s >= policy.warmup_max_s:
+            warm_stop = "time cap"
+            break
+        skip += 1
+    loop_start = start_ms[skip] if skip < len(start_ms) else start_ms[-1]
+    host: list[float] = []
+    device: list[float] = []
+    reason, elapsed_s = "trace ended", 0.0
+    for index in range(skip, len(latency_ms)):
+        host.append(latency_ms[index])
+        device.append(device_ms[index])
+        elapsed_s = (start_ms[index] + latency_ms[index] - loop_start) / 1e3
+        stop = _stop_reason(len(host), elapsed_s, policy)
+        if stop:
+            reason = stop
+            break
+    if not host:  # every run went to warm-up: keep the last one rather than none
+        host, device, reason = latency_ms[-1:], device_ms[-1:], "trace ended"
+    return Measurement(skip, (loop_start - origin) / 1e3, warm_stop, host, device, reason, elapsed_s, device_clock,
+                       device_method)

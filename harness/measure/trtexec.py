@@ -21,48 +21,16 @@ like. When no comparison can be made, `Comparison.why` says why.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-BANNER = re.compile(r"\[TensorRT v(\d{4,8})\]")
-GPU_COMPUTE = re.compile(r"GPU Compute Time: min = ([\d.]+) ms, max = ([\d.]+) ms, mean = ([\d.]+) ms, "
-                         r"median = ([\d.]+) ms")
+from runtimes.trtexec_tool import JETPACK_PATH, Run, Version, find, gpu_compute_median_ms, read_version, version_text
+
+__all__ = ["Comparison", "EngineRun", "command", "compare", "find", "gpu_compute_median_ms"]
+
 TIMEOUT_S = 600
-JETPACK_TRTEXEC = Path("/usr/src/tensorrt/bin/trtexec")  # JetPack and NVIDIA's containers put it here, off PATH
-Run = Callable[..., subprocess.CompletedProcess]
-
-
-def find() -> str | None:
-    """trtexec on PATH, else where JetPack installs it; None where neither is."""
-    return shutil.which("trtexec") or (str(JETPACK_TRTEXEC) if JETPACK_TRTEXEC.is_file() else None)
-
-
-def decode_packed_version(packed: int) -> tuple[int, int, int]:
-    """trtexec's packed version: MAJOR*1000 + MINOR*100 + PATCH up to 8.x (8502: 8.5.2), MAJOR*10000 +
-    MINOR*100 + PATCH from 10 on (100300: 10.3.0; 110400: 11.4.0)."""
-    if packed >= 100_000:
-        return packed // 10_000, packed // 100 % 100, packed % 100
-    return packed // 1000, packed // 100 % 10, packed % 100
-
-
-def read_version(trtexec: str, run: Run = subprocess.run) -> tuple[int, int, int] | str:
-    """trtexec's TensorRT version from the banner it prints first (with no arguments it prints the banner and
-    its usage); a sentence saying why where it cannot be read."""
-    try:
-        done = run([trtexec], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"could not run {trtexec}: {exc}"
-    match = BANNER.search(done.stdout + done.stderr)
-    if not match:
-        return f"{trtexec} printed no '[TensorRT vNNNN]' banner: cannot tell its TensorRT version"
-    return decode_packed_version(int(match.group(1)))
-
-
-def version_text(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
 
 
 @dataclass(frozen=True)
@@ -100,7 +68,7 @@ class EngineRun:
                    cuda_graph=bool(options.get("cuda_graph")), dla_core=build.get("dla_core"))
 
 
-def command(trtexec: str, version: tuple[int, int, int], engine: EngineRun) -> list[str]:
+def command(trtexec: str, version: Version, engine: EngineRun) -> list[str]:
     """trtexec's command line for timing `engine` as the cell ran it, with the flags of trtexec `version`."""
     flags = [f"--loadEngine={engine.plan}", "--separateProfileRun"]
     if version[0] < 11:
@@ -117,11 +85,6 @@ def command(trtexec: str, version: tuple[int, int, int], engine: EngineRun) -> l
     return [trtexec, *flags]
 
 
-def gpu_compute_median_ms(output: str) -> float | None:
-    match = GPU_COMPUTE.search(output)
-    return float(match.group(4)) if match else None
-
-
 @dataclass
 class Comparison:
     median_ms: float | None = None  # trtexec's GPU Compute Time median
@@ -133,7 +96,7 @@ class Comparison:
 def compare(record: dict[str, Any], trtexec: str | None, cache_dir: Path, run: Run = subprocess.run) -> Comparison:
     """trtexec's GPU compute median on the engine of `record`, or why it cannot be had."""
     if trtexec is None:
-        return Comparison(why=f"trtexec is not on PATH nor at {JETPACK_TRTEXEC}")
+        return Comparison(why=f"trtexec is not on PATH nor at /{JETPACK_PATH}")
     engine = EngineRun.of_record(record, cache_dir)
     if isinstance(engine, str):
         return Comparison(why=engine)

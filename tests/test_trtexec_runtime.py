@@ -1,0 +1,149 @@
+"""The `trtexec` runtime on the trtexec double (tests/trtexec_double.py) of each JetPack generation's TensorRT:
+flags by version, engines, numerics through --loadInputs/--exportOutput, timing through --exportTimes with the
+harness's rules, and `check --on-device` end to end on the Nano (JetPack 4.6, TensorRT 8.2), Xavier NX (5.1,
+8.5) and Orin Nano (6.1, 10.3) fixture boards, with no TensorRT Python bindings and no torch, as those boards
+run it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtimes.base import EngineArtifact, EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
+from runtimes.trtexec_tool import Flags
+from tests import onnx_graphs, trtexec_double
+from tests.test_bundles import BOARD_ENV
+from tests.test_cli import ROOT, harness
+
+BOARDS = ROOT / "tests" / "fixtures" / "jetson"
+# Each fixture board with the TensorRT of its JetPack, its profile and the precision its check runs.
+JETPACKS = {"nano": ("8.2.1", "jetson-nano"), "xavier-nx": ("8.5.2", "jetson-xavier-nx"),
+            "orin-nano": ("10.3.0", "jetson-orin-nano")}
+
+
+@pytest.fixture
+def trtexec(tmp_path, monkeypatch):
+    def use(version: str) -> Path:
+        path = trtexec_double.install(tmp_path / f"trtexec-{version}" / "trtexec", version)
+        monkeypatch.setenv("HARNESS_TRTEXEC", str(path))
+        return path
+
+    return use
+
+
+def test_flags_follow_each_versions_options():
+    build = {v: Flags(v).build("m.onnx", "m.engine", "fp16", "x", ((1, 3), (1, 3), (1, 3)), None, 256, "c")
+             for v in ((8, 2, 1), (8, 5, 2), (10, 3, 0), (11, 4, 0))}
+    assert "--buildOnly" in build[(8, 2, 1)] and "--workspace=256" in build[(8, 2, 1)]
+    assert "--buildOnly" in build[(8, 5, 2)] and "--memPoolSize=workspace:256" in build[(8, 5, 2)]
+    assert "--skipInference" in build[(10, 3, 0)] and "--fp16" in build[(10, 3, 0)]
+    assert "--fp16" not in build[(11, 4, 0)], "11.x takes precision from the graph's types"
+    for version, flags in build.items():  # the double of each version takes exactly these
+        known = trtexec_double.known_flags(version)
+        assert all(f.lstrip("-").split("=")[0] in known for f in flags), (version, flags)
+    run = Flags((10, 3, 0)).infer("m.engine", 20, 2, 1, False, export_times="t.json")
+    assert {"--warmUp=0", "--noDataTransfers", "--useDLACore=1", "--iterations=20", "--duration=2"} <= set(run)
+    assert "--noCudaGraph" in Flags((11, 4, 0)).infer("m.engine", 1, 0, None, False)
+
+
+@pytest.mark.parametrize("version", ["8.2.1", "8.5.2", "10.3.0"])
+def test_build_run_and_time_on_each_jetpacks_trtexec(trtexec, tmp_path, version):
+    import onnxruntime
+
+    from harness.measure.timing import Policy, from_trace
+    from runtimes.trtexec import TrtexecRuntime
+
+    trtexec(version)
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx", opset=13)
+    runtime = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))
+    built = runtime.build_engine(OnnxFileArtifact("c", str(onnx_path)), EngineShapes.static(2), str(tmp_path))
+    assert built.facts["trtexec"] == version and built.facts["precision_from"] == "trtexec --fp16"
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(built.plan)
+    assert runtime.inspect_engine(str(plan))["plan_file_bytes"] == len(built.plan)
+    inputs = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    runtime.load(EngineArtifact("c", str(plan), "", description={"onnx_path": str(onnx_path)}))
+    runtime.prepare(inputs)
+    runtime.run()
+    expected = onnxruntime.InferenceSession(str(onnx_path)).run(None, {"image": inputs})[0]
+    np.testing.assert_allclose(runtime.outputs()[0], expected, rtol=1e-5)
+    policy = Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=10, min_duration_s=0.2)
+    run = runtime.measure(policy.as_dict())
+    assert len(run.records) >= 11 and run.peak_rss_bytes > 0 and run.load_s == 0.0123
+    assert ("endToEndMs" in run.records[0]) == (version == "8.2.1"), "8.2's exported times have endToEndMs"
+    measured = from_trace([r["latencyMs"] for r in run.records], [r["computeMs"] for r in run.records],
+                          [r["startComputeMs"] for r in run.records], policy, "c", "m")
+    assert len(measured.host_ms) >= 10
+
+
+def test_what_trtexec_refuses_is_unsupported_or_a_rebuild(trtexec, tmp_path):
+    from runtimes.base import IncompatibleEngine
+    from runtimes.trtexec import TrtexecRuntime
+
+    trtexec("8.2.1")
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx", opset=17)
+    runtime = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))
+    with pytest.raises(UnsupportedConfiguration, match="Unsupported ONNX opset 17"):
+        runtime.build_engine(OnnxFileArtifact("c", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    trtexec("8.5.2")
+    newer = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))
+    built = newer.build_engine(OnnxFileArtifact("c", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    plan = tmp_path / "other.engine"
+    plan.write_bytes(built.plan)
+    with pytest.raises(IncompatibleEngine, match="not compatible with this version of TensorRT"):
+        runtime.inspect_engine(str(plan))
+    with pytest.raises(UnsupportedConfiguration, match="fp16 or int8, not fp32"):
+        TrtexecRuntime(RuntimeOptions(device="dla:0", precision="fp32"))
+
+
+def test_without_trtexec_the_runtime_says_where_it_is_looked_for(monkeypatch, tmp_path):
+    from runtimes import RuntimeUnavailable, runtime_class
+
+    monkeypatch.delenv("HARNESS_TRTEXEC", raising=False)
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeUnavailable, match="/usr/src/tensorrt/bin/trtexec"):
+        runtime_class("trtexec")
+
+
+def _board(tmp_path: Path, name: str) -> Path:
+    """A copy of the fixture board with its JetPack's trtexec where JetPack puts it, and cool zones."""
+    root = tmp_path / name
+    shutil.copytree(BOARDS / name, root)
+    trtexec_double.install(root / "usr" / "src" / "tensorrt" / "bin" / "trtexec", JETPACKS[name][0])
+    for zone in (root / "sys" / "class" / "thermal").glob("thermal_zone*"):
+        (zone / "temp").write_text("45000\n")
+    return root
+
+
+@pytest.mark.parametrize("board", sorted(JETPACKS))
+def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
+    """Each board as it ships: no TensorRT Python bindings for the harness's Python, no torch, JetPack's trtexec
+    at /usr/src/tensorrt/bin. The check picks trtexec by itself, builds, checks numerics against the bundle
+    and times, and every verdict comes from those records."""
+    version, profile = JETPACKS[board]
+    bundle = tmp_path / "bundle"
+    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
+                   "--profile", profile)
+    assert made.returncode == 0, made.stdout + made.stderr
+    spec = (ROOT / "profiles" / f"{profile}.yaml").read_text()
+    relaxed = tmp_path / "profile.yaml"
+    relaxed.write_text(spec.replace("min_fps: 30", "min_fps: 1"))
+    root = _board(tmp_path, board)
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(root), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(relaxed), "--out",
+                     str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["ready"] == 1, answer
+    verdicts = {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]}
+    assert verdicts == {"memory": "PASS", "speed": "PASS", "numerics": "PASS", "opset/ops": "PASS"}, answer
+    (record,) = [json.loads(line) for line in (tmp_path / "runs" / "od" / "records.jsonl").read_text().splitlines()]
+    assert record["cell"]["runtime"] == "trtexec" and record["runtime"]["version"] == version
+    assert record["timing"]["device_clock"].startswith("trtexec --exportTimes computeMs")
+    assert record["memory"]["jetson_process"]["host_rss_peak_bytes"] > 0
+    assert record["jetson"]["during_timed_loop"]["samples"] >= 2

@@ -1,0 +1,180 @@
+"""A test double of NVIDIA's `trtexec` (tests only; never importable by the harness), per TensorRT version.
+
+`install(path, version)` writes an executable `trtexec` at `path` (a fixture board's
+usr/src/tensorrt/bin/trtexec) that behaves as that version's does in what the harness relies on, read in
+NVIDIA/TensorRT's samples/common/sampleOptions.cpp and sampleReporting.cpp of each release branch:
+- the banner with the packed version (`[TensorRT v8201]`), and usage with exit 1 when run without arguments;
+- only the flags that version knows (8.2: `--workspace`, `--buildOnly`; 8.4+: `--memPoolSize`; 8.6+:
+  `--skipInference`; 10 drops `--workspace` and `--buildOnly`; 11 drops `--fp16`/`--int8` and adds
+  `--noCudaGraph`); an unknown flag is an error, as in the real one;
+- its ONNX parser's opset limit (8.2: 13; 8.5 and 8.6: 17; 10.x: 20), and explicit shapes for a dynamic input;
+- plans tied to its version (another version's plan fails to deserialize);
+- `--exportTimes` in that version's format (8.2 adds `endToEndMs`), `--exportOutput`, `--loadInputs`.
+Behind it ONNX Runtime runs the graph on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+MAGIC = b"TRTEXECDOUBLE\x00"
+COMMON = {"onnx", "saveEngine", "loadEngine", "minShapes", "optShapes", "maxShapes", "shapes", "useDLACore",
+          "allowGPUFallback", "timingCacheFile", "iterations", "duration", "warmUp", "loadInputs", "exportTimes",
+          "exportOutput", "noDataTransfers", "useCudaGraph", "separateProfileRun", "useSpinWait"}
+MAX_OPSET = {(8, 2): 13, (8, 4): 17, (8, 5): 17, (8, 6): 17, (10, 3): 20, (11, 4): 22}
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(p) for p in text.split(".")[:3])
+    return major, minor, patch
+
+
+def packed(version: tuple[int, int, int]) -> int:
+    major, minor, patch = version
+    return major * 10_000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+
+
+def known_flags(version: tuple[int, int, int]) -> set[str]:
+    flags = set(COMMON)
+    if version[0] < 11:
+        flags |= {"fp16", "int8"}
+    if version < (10, 0, 0):
+        flags |= {"workspace", "buildOnly"}
+    if version >= (8, 4, 0):
+        flags.add("memPoolSize")
+    if version >= (8, 6, 0):
+        flags.add("skipInference")
+    if version >= (11, 0, 0):
+        flags |= {"noCudaGraph", "includeDataTransfers", "noSpinWait"}
+    return flags
+
+
+def _fail(message: str, argv: list[str], banner: str) -> int:
+    print(f"[E] {message}")
+    print(f"&&&& FAILED TensorRT.trtexec [TensorRT v{banner}] # trtexec {' '.join(argv)}")
+    return 1
+
+
+def _board_model() -> str:
+    model = Path(os.environ.get("HARNESS_JETSON_ROOT", "/")) / "proc" / "device-tree" / "model"
+    return model.read_text(errors="replace").strip().rstrip("\x00") if model.is_file() else "Double GPU"
+
+
+def main(argv: list[str], version_text: str) -> int:
+    version = _version(version_text)
+    banner = str(packed(version))
+    print(f"&&&& RUNNING TensorRT.trtexec [TensorRT v{banner}] # trtexec {' '.join(argv)}")
+    if not argv:
+        print("=== Model Options ===\n  --onnx=<file>  ONNX model")
+        return 1
+    options: dict[str, str] = {}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("--") or key not in known_flags(version):
+            print(f"Unknown option: {arg}")
+            return _fail(f"Unknown option: {arg}", argv, banner)
+        options[key] = value
+    if "onnx" in options:
+        return _build(options, version, argv, banner)
+    if "loadEngine" in options:
+        return _infer(options, version, argv, banner)
+    return _fail("Model missing or format not recognized", argv, banner)
+
+
+def _build(options: dict[str, str], version: tuple[int, int, int], argv: list[str], banner: str) -> int:
+    import onnx
+
+    model = onnx.load(options["onnx"])
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    limit = MAX_OPSET.get(version[:2], 20)
+    if opset > limit:
+        print(f"[W] [TRT] onnx2trt_utils.cpp: Your ONNX model has been generated with opset {opset}; this parser "
+              f"supports opsets up to {limit}")
+        return _fail(f"[TRT] ModelImporter.cpp: Unsupported ONNX opset {opset}\n[E] Failed to parse onnx file",
+                     argv, banner)
+    initializers = {t.name for t in model.graph.initializer}
+    tensor = next(i for i in model.graph.input if i.name not in initializers)
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
+    profile = []
+    for key in ("minShapes", "optShapes", "maxShapes"):
+        name, _, shape = options.get(key, "").rpartition(":")
+        if not shape and -1 in dims:
+            return _fail(f"Error[4]: [network.cpp::validate] Network has dynamic or shape inputs, but no optimization "
+                         f"profile has been defined (input {tensor.name})", argv, banner)
+        profile.append([int(d) for d in shape.split("x")] if shape else dims)
+    if "useDLACore" in options and int(options["useDLACore"]) >= int(os.environ.get("TRTEXEC_DOUBLE_DLA_CORES", "0")):
+        return _fail(f"Cannot create DLA engine, {options['useDLACore']} not available", argv, banner)
+    header = {"tensorrt": ".".join(map(str, version)), "gpu": _board_model(), "input": tensor.name,
+              "profile": profile, "fp16": "fp16" in options, "int8": "int8" in options,
+              "dla": options.get("useDLACore"), "outputs": [o.name for o in model.graph.output]}
+    encoded = json.dumps(header).encode()
+    Path(options["saveEngine"]).write_bytes(MAGIC + len(encoded).to_bytes(4, "little") + encoded +
+                                            model.SerializeToString())
+    if "timingCacheFile" in options:
+        Path(options["timingCacheFile"]).write_text(json.dumps({"tensorrt": header["tensorrt"]}))
+    print("[I] Engine built in 0.5 sec.")
+    print(f"&&&& PASSED TensorRT.trtexec [TensorRT v{banner}] # trtexec {' '.join(argv)}")
+    return 0
+
+
+def _infer(options: dict[str, str], version: tuple[int, int, int], argv: list[str], banner: str) -> int:
+    import numpy as np
+    import onnxruntime
+
+    data = Path(options["loadEngine"]).read_bytes()
+    if not data.startswith(MAGIC):
+        return _fail("Error[1]: [stdArchiveReader.cpp] The magic tag does not match\n[E] Engine deserialization "
+                     "failed", argv, banner)
+    length = int.from_bytes(data[len(MAGIC):len(MAGIC) + 4], "little")
+    header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + length])
+    if header["tensorrt"] != ".".join(map(str, version)):
+        return _fail(f"Error[1]: [runtime.cpp::deserializeCudaEngine] The engine plan file is not compatible with "
+                     f"this version of TensorRT, expecting library version {'.'.join(map(str, version))} got "
+                     f"{header['tensorrt']}, please rebuild.\n[E] Engine deserialization failed", argv, banner)
+    print("[I] Engine deserialized in 0.0123 sec.")
+    session = onnxruntime.InferenceSession(data[len(MAGIC) + 4 + length:], providers=["CPUExecutionProvider"])
+    low, _, high = header["profile"]
+    shape = low if low == high else [int(d) for d in options["shapes"].rpartition(":")[2].split("x")]
+    if "loadInputs" in options:
+        name, _, path = options["loadInputs"].partition(":")
+        feed = np.fromfile(path, dtype=np.float32).reshape(shape)
+    else:
+        feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    iterations, duration_s = int(options.get("iterations", "10")), float(options.get("duration", "3"))
+    records, start, outputs = [], time.perf_counter(), None
+    while len(records) < iterations or time.perf_counter() - start < duration_s:
+        began = (time.perf_counter() - start) * 1e3
+        outputs = session.run(None, {header["input"]: feed})
+        ended = (time.perf_counter() - start) * 1e3
+        compute = ended - began
+        record = {"startEnqMs": began, "endEnqMs": began + 0.01, "startH2dMs": began, "endH2dMs": began,
+                  "startComputeMs": began, "endComputeMs": ended, "startD2hMs": ended, "endD2hMs": ended,
+                  "h2dMs": 0.0, "computeMs": compute, "d2hMs": 0.0, "latencyMs": compute}
+        if version < (8, 5, 0):
+            record["endToEndMs"] = compute
+        records.append(record)
+    if "exportTimes" in options:
+        Path(options["exportTimes"]).write_text(json.dumps(records))
+    if "exportOutput" in options:
+        Path(options["exportOutput"]).write_text(json.dumps(
+            [{"name": name, "dimensions": "x".join(map(str, value.shape)), "values": value.ravel().tolist()}
+             for name, value in zip(header["outputs"], outputs)]))
+    median = float(np.median([r["computeMs"] for r in records]))
+    print(f"[I] GPU Compute Time: min = {median:.5f} ms, max = {median:.5f} ms, mean = {median:.5f} ms, "
+          f"median = {median:.5f} ms, percentile(99%) = {median:.5f} ms")
+    print(f"&&&& PASSED TensorRT.trtexec [TensorRT v{banner}] # trtexec {' '.join(argv)}")
+    return 0
+
+
+def install(path: Path, version: str) -> Path:
+    """An executable trtexec of `version` at `path`, running this module with this interpreter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parent.parent
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(repo)!r})\n"
+                    f"from tests.trtexec_double import main\nsys.exit(main(sys.argv[1:], {version!r}))\n")
+    path.chmod(0o755)
+    return path
