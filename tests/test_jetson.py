@@ -33,7 +33,39 @@ def test_release_module_and_power_mode(board, name, l4t, jetpack, module, mode):
     board(name)
     facts = jetson.facts()
     assert facts["is_jetson"] and facts["l4t"] == l4t and facts["jetpack"] == jetpack
-    assert facts["module"] == module and facts["power_mode"] == mode
+    assert facts["module"] == module and {k: facts["power_mode"][k] for k in ("id", "name")} == mode
+
+
+@pytest.mark.parametrize("name, tensorrt", [("nano", "8.2.1"), ("xavier-nx", "8.5.2"), ("orin-nano", "10.3.0")])
+def test_the_boards_tensorrt_from_its_packages(board, name, tensorrt):
+    board(name)
+    assert jetson.board_tensorrt() == tensorrt
+    assert "libnvinfer7" not in jetson.installed_packages(), "a removed package (config files only) is not installed"
+
+
+def test_without_nv_tegra_release_the_l4t_core_package_tells(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    (tmp_path / "board" / "etc" / "nv_tegra_release").unlink()
+    monkeypatch.setenv(jetson.ROOT_ENV, str(tmp_path / "board"))
+    facts = jetson.facts()
+    assert facts["is_jetson"] and facts["l4t"] == "36.4.0" and facts["jetpack"] == "6.1"
+
+
+def test_power_mode_names_come_from_the_conf_nvpmodel_uses(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    root = tmp_path / "board"
+    (root / "etc" / "nvpmodel").mkdir()
+    (root / "etc" / "nvpmodel" / "nvpmodel_p3767_0003_super.conf").write_text(
+        "< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=2 NAME=MAXN_SUPER >\n")
+    (root / "var" / "lib" / "nvpmodel" / "conf_file_path").write_text("/etc/nvpmodel/nvpmodel_p3767_0003_super.conf\n")
+    (root / "var" / "lib" / "nvpmodel" / "status").write_text("pmode:0002 fmode:quiet\n")
+    monkeypatch.setenv(jetson.ROOT_ENV, str(root))
+    mode = jetson.power_mode()
+    assert mode["name"] == "MAXN_SUPER" and mode["conf"].endswith("nvpmodel_p3767_0003_super.conf")
 
 
 def test_clocks_pinned_or_not(board):

@@ -150,3 +150,24 @@ def test_pin_clocks_refused_where_it_cannot_run(bundle, tmp_path, monkeypatch, t
     assert code == 2 and "no /usr/bin/jetson_clocks on this board" in err, out + err
     assert "--pin-clocks applies to measuring: add --on-device" in _one_error_line(
         harness("check", "--profile", "workstation", "--models", "resnet18", "--pin-clocks"))
+
+
+def test_a_board_of_another_module_is_refused_and_its_own_tensorrt_decides(tmp_path):
+    """A 2 GB Nano is not judged against the 4 GB Nano's budget; a JetPack 6.0 board (TensorRT 8.6) is held
+    to its parser's opset 17, not the 20 of the Orin Nano profile's TensorRT 10.3."""
+    from harness.cli.on_device import profile_for_board, refuse_other_module
+    from harness.errors import UserError
+    from harness.reports.check import load_profile
+
+    nano = load_profile("jetson-nano")
+    with pytest.raises(UserError, match=r"has 2\.0 GB of memory .* jetson-nano-2gb"):
+        refuse_other_module(nano, {"mem_total_bytes": 2_033_000_000}, "this machine")
+    refuse_other_module(nano, {"mem_total_bytes": 4_156_694_528}, "this machine")  # the 4 GB Nano's MemTotal
+    refuse_other_module(load_profile("jetson-nano-2gb"), {"mem_total_bytes": 2_033_000_000}, "this machine")
+    orin = load_profile("jetson-orin-nano")
+    judged, warnings = profile_for_board(orin, {"tensorrt": "8.6.2", "jetpack": "6.0"})
+    assert judged.onnx_max_opset == 17 and "TensorRT 8.6.2" in judged.onnx_max_opset_source
+    assert any("the board's TensorRT is 8.6.2, the profile assumes 10.3" in w for w in warnings)
+    assert any("JetPack 6.0, the profile assumes 6.1 / 6.2" in w for w in warnings)
+    same, quiet = profile_for_board(orin, {"tensorrt": "10.3.0", "jetpack": "6.1"})
+    assert same.onnx_max_opset == 20 and quiet == []

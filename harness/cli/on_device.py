@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -31,7 +32,7 @@ from harness.measure import jetson
 from harness.measure.timing import QUICK
 from harness.measure.validity import MAX_CV
 from harness.records import as_records
-from harness.reports.check import DeviceProfile, ModelCheck, load_profile, on_device_checks
+from harness.reports.check import DeviceProfile, ModelCheck, available_profiles, load_profile, on_device_checks
 from harness.reports.data import PRIMARY_MEMORY_SOURCE
 from harness.sweep.planning import plan_cells
 from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
@@ -50,6 +51,51 @@ def refuse_off_board(profile: DeviceProfile, board: dict[str, Any], where: str) 
         raise UserError(f"{where} is not a Jetson (no /etc/nv_tegra_release), so it cannot answer for "
                         f"{profile.name}: run check --on-device on the board (or, on a fleet, --device cuda@BOARD), "
                         "or pass a --profile of this machine (kind cuda or cpu)")
+
+
+# The newest ONNX opset each TensorRT's parser reads (shared/reference/tensorrt-notes.md: JetPack's TensorRT
+# versions and their parsers); a board's own TensorRT decides, not the profile's assumption.
+TENSORRT_MAX_OPSET = {(8, 0): 13, (8, 2): 13, (8, 5): 17, (8, 6): 17, **{(10, minor): 20 for minor in range(9)}}
+MEMORY_MISMATCH = 0.25  # a board whose MemTotal differs from the profile's memory by more is another module
+
+
+def _major_minor(text: str | None) -> tuple[int, int] | None:
+    numbers = re.findall(r"\d+", text or "")
+    return (int(numbers[0]), int(numbers[1])) if len(numbers) >= 2 else None
+
+
+def refuse_other_module(profile: DeviceProfile, board: dict[str, Any], where: str) -> None:
+    """A Jetson profile answers for its module: a board with another amount of memory (a 2 GB Nano against the
+    4 GB Nano's profile) is refused, since every memory verdict would be against the wrong budget."""
+    total = board.get("mem_total_bytes")
+    if profile.kind != "jetson" or not total:
+        return
+    if abs(total - profile.memory_total_bytes) > MEMORY_MISMATCH * profile.memory_total_bytes:
+        others = [name for name in available_profiles() if name != profile.name and name.startswith("jetson")]
+        raise UserError(f"{where} has {total / 1e9:.1f} GB of memory (MemTotal) but {profile.name} is for a "
+                        f"{profile.memory_total_bytes / 1e9:g} GB module: pass the profile of this module "
+                        f"({', '.join(others)}, or a YAML of your own)")
+
+
+def profile_for_board(profile: DeviceProfile, board: dict[str, Any]) -> tuple[DeviceProfile, list[str]]:
+    """The profile with the board's own parser opset limit where its TensorRT is known, and warnings where the
+    board's JetPack or TensorRT is not the one the profile assumes."""
+    if profile.kind != "jetson":
+        return profile, []
+    warnings = []
+    ours, assumed = _major_minor(board.get("tensorrt")), _major_minor(profile.tensorrt)
+    if ours and assumed and ours != assumed:
+        warnings.append(f"warning: the board's TensorRT is {board['tensorrt']}, the profile assumes {profile.tensorrt}; "
+                        "verdicts are for the board's")
+    jetpack = _major_minor(board.get("jetpack"))
+    listed = {tuple(int(n) for n in m) for m in re.findall(r"(\d+)\.(\d+)", profile.jetpack or "")}
+    if jetpack and listed and jetpack not in listed:
+        warnings.append(f"warning: the board runs JetPack {board['jetpack']}, the profile assumes {profile.jetpack}")
+    limit = TENSORRT_MAX_OPSET.get(ours) if ours else None
+    if limit is not None and limit != profile.onnx_max_opset:
+        profile = profile.model_copy(update={"onnx_max_opset": limit,
+                                             "onnx_max_opset_source": f"this board's TensorRT {board['tensorrt']}"})
+    return profile, warnings
 
 
 def board_warnings(profile: DeviceProfile, board: dict[str, Any]) -> list[str]:
@@ -158,9 +204,11 @@ def _board(args: argparse.Namespace, profile: DeviceProfile) -> Board:
         board = Board(device, f"node {device.split('@', 1)[1]}", environment.get("jetson") or {},
                       environment.get("packages"), executor)
         refuse_off_board(profile, board.jetson, board.where)
+        refuse_other_module(profile, board.jetson, board.where)
         return board
     facts = jetson.facts()
     refuse_off_board(profile, facts, "this machine")  # before the device check: the reason that matters more
+    refuse_other_module(profile, facts, "this machine")
     [device], executor = fleet_command.plan_devices(args)
     return Board(device, "this machine", facts, None, executor)
 
@@ -200,7 +248,8 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
     onnx_precision = classes[0].onnx_precision(precision[0], board.versions)  # the board's TensorRT decides
     for subject in subjects.values():
         subject.bundle_model.request_model(onnx_precision)  # type: ignore[union-attr]
-    for line in board_warnings(profile, board.jetson):
+    profile, mismatches = profile_for_board(profile, board.jetson)
+    for line in [*mismatches, *board_warnings(profile, board.jetson)]:
         err_console.print(line, highlight=False, soft_wrap=True)
     device, executor = board.device, board.executor
     console.print(f"mode: measured now on {board.where} ({runtime} {precision[0]} on {device.split('@', 1)[0]}, batch "

@@ -69,25 +69,58 @@ def _int(relative: str | Path) -> int | None:
         return None
 
 
+def installed_packages() -> dict[str, str]:
+    """Installed Debian packages -> their versions, from dpkg's own database (/var/lib/dpkg/status)."""
+    packages = {}
+    for stanza in (_read("/var/lib/dpkg/status") or "").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields and "Version" in fields:
+            packages[fields["Package"]] = fields["Version"]
+    return packages
+
+
 def is_jetson() -> bool:
-    return _path("/etc/nv_tegra_release").is_file()
+    """/etc/nv_tegra_release, or (where an image lacks it) the nvidia-l4t-core package, as jtop falls back to."""
+    return _path("/etc/nv_tegra_release").is_file() or "nvidia-l4t-core" in installed_packages()
 
 
 def l4t_release() -> str | None:
+    """'35.2.1' from /etc/nv_tegra_release, else from the nvidia-l4t-core package's version ('36.4.0-2024...')."""
     text = _read("/etc/nv_tegra_release")
     match = RELEASE.search(text or "")
-    return f"{match['major']}.{match['revision']}" if match else None
+    if match:
+        return f"{match['major']}.{match['revision']}"
+    core = installed_packages().get("nvidia-l4t-core")
+    return core.split("-")[0] if core else None
+
+
+def board_tensorrt() -> str | None:
+    """JetPack's TensorRT version ('8.5.2'), from its libnvinfer package (libnvinfer8, libnvinfer10, ...)."""
+    packages = installed_packages()
+    names = sorted((name for name in packages if re.fullmatch(r"libnvinfer\d+", name)),
+                   key=lambda name: int(name[len("libnvinfer"):]))
+    if not names:
+        return None
+    numbers = re.findall(r"\d+", packages[names[-1]].split("-")[0])
+    return ".".join(numbers[:3]) or None
 
 
 def power_mode() -> dict[str, Any]:
-    """{"id", "name"} of the current nvpmodel mode, or {"missing": why}."""
+    """{"id", "name", "conf"} of the current nvpmodel mode, the name read from the conf file nvpmodel uses
+    (`/var/lib/nvpmodel/conf_file_path` names it; else /etc/nvpmodel.conf), or {"missing": why}."""
     status = _read("/var/lib/nvpmodel/status")
     match = re.search(r"pmode:(\d+)", status or "")
     if not match:
         return {"missing": "no /var/lib/nvpmodel/status (nvpmodel not set up)"}
     mode_id = int(match.group(1))
-    names = {int(m["id"]): m["name"] for m in POWER_MODEL.finditer(_read("/etc/nvpmodel.conf") or "")}
-    return {"id": mode_id, "name": names.get(mode_id)}
+    conf = (_read("/var/lib/nvpmodel/conf_file_path") or "").strip() or "/etc/nvpmodel.conf"
+    names = {int(m["id"]): m["name"] for m in POWER_MODEL.finditer(_read(conf) or "")}
+    return {"id": mode_id, "name": names.get(mode_id), "conf": conf}
+
+
+def mem_total_bytes() -> int | None:
+    match = re.search(r"^MemTotal:\s+(\d+) kB", _read("/proc/meminfo") or "", re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
 
 
 def gpu_devfreq() -> Path | None:
@@ -171,6 +204,7 @@ def facts() -> dict[str, Any]:
     release = l4t_release()
     model = _read("/proc/device-tree/model") or _read("/sys/firmware/devicetree/base/model")
     return {"is_jetson": True, "l4t": release, "jetpack": JETPACK.get(release or ""), "module": model,
+            "tensorrt": board_tensorrt(), "mem_total_bytes": mem_total_bytes(),
             "power_mode": power_mode(), "clocks": clocks(), "thermal": thermal(), "root": str(root())}
 
 
