@@ -171,3 +171,27 @@ def test_a_board_of_another_module_is_refused_and_its_own_tensorrt_decides(tmp_p
     assert any("JetPack 6.0, the profile assumes 6.1 / 6.2" in w for w in warnings)
     same, quiet = profile_for_board(orin, {"tensorrt": "10.3.0", "jetpack": "6.1"})
     assert same.onnx_max_opset == 20 and quiet == []
+
+
+def test_a_sustained_run_is_judged_on_its_steady_state():
+    """A board that throttles under load: fast at first, slower once hot. The last half decides."""
+    from types import SimpleNamespace
+
+    from harness.reports.check import FAIL, _measured_speed, load_profile
+
+    samples = [20.0] * 100 + [40.0] * 200  # 50 images/s at first, 25 once hot
+    record = SimpleNamespace(ok=True, valid=True, cell=SimpleNamespace(runtime="trt", precision="fp16", batch_size=1),
+                             host_timing=SimpleNamespace(images_per_s=33.3), samples_ms={"host": samples},
+                             timing=SimpleNamespace(model_extra={"loop_s": 10.0}))
+    profile = load_profile("jetson-orin-nano")
+    steady = _measured_speed(profile, record, sustained=True)
+    assert steady.verdict == FAIL and "25.0 images/s over the last half of 10 s sustained" in steady.figure
+    assert "50.0 in its first tenth" in steady.figure
+    assert _measured_speed(profile, record).figure.startswith("33.3 images/s")
+
+
+def test_sustained_needs_on_device_and_a_sensible_duration(bundle):
+    assert "--sustained applies to measuring: add --on-device" in _one_error_line(
+        harness("check", "--profile", "workstation", "--models", "resnet18", "--sustained", "60"))
+    assert "bad --sustained 5: give seconds from 10 to 86400" in _one_error_line(
+        harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--sustained", "5"))

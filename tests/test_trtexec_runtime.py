@@ -147,3 +147,25 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
     assert record["timing"]["device_clock"].startswith("trtexec --exportTimes computeMs")
     assert record["memory"]["jetson_process"]["host_rss_peak_bytes"] > 0
     assert record["jetson"]["during_timed_loop"]["samples"] >= 2
+
+
+def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
+    """--sustained 10: trtexec runs for at least 10 s of timed inferences, the clock and temperature trace covers
+    the run, and the speed verdict reads its last half."""
+    bundle = tmp_path / "bundle"
+    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
+                   "--profile", "jetson-orin-nano")
+    assert made.returncode == 0, made.stderr
+    relaxed = tmp_path / "profile.yaml"
+    relaxed.write_text((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text().replace("min_fps: 30", "min_fps: 1"))
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    result = harness("check", "--on-device", "--sustained", "10", "--bundle", str(bundle), "--profile", str(relaxed),
+                     "--out", str(tmp_path / "runs"), "--run-id", "s", "--json", env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    speed = next(c for c in answer["checks"][0]["criteria"] if c["name"] == "speed")
+    assert "over the last half of" in speed["figure"] and "sustained" in speed["figure"]
+    (record,) = [json.loads(line) for line in (tmp_path / "runs" / "s" / "records.jsonl").read_text().splitlines()]
+    assert record["timing"]["loop_s"] >= 9.5
+    trace = record["jetson"]["during_timed_loop"]["trace"]
+    assert trace[-1][0] - trace[0][0] >= 9.5 and len(trace[0]) == 4

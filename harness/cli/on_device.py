@@ -18,7 +18,7 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,7 +29,7 @@ from harness.cli.common import (check_common, check_out_dir, check_precisions, c
 from harness.cli.reports import checks_table
 from harness.errors import UserError
 from harness.measure import jetson
-from harness.measure.timing import QUICK
+from harness.measure.timing import QUICK, Policy
 from harness.measure.validity import MAX_CV
 from harness.records import as_records
 from harness.reports.check import DeviceProfile, ModelCheck, available_profiles, load_profile, on_device_checks
@@ -155,6 +155,12 @@ def _jetson_clocks(tool: Path, *args: str) -> None:
         raise UserError(f"jetson_clocks {' '.join(args)} failed: {said[0][:200]}")
 
 
+def sustained_policy(seconds: float) -> Policy:
+    """QUICK's warm-up, then at least `seconds` of timed runs (no sample cap), so the board reaches the temperature
+    and clocks it holds under steady load; the speed verdict reads the last half (harness.reports.check)."""
+    return replace(QUICK, min_duration_s=seconds, max_duration_s=seconds * 1.5 + 60, max_samples=10_000_000)
+
+
 def _default_runtime(profile: DeviceProfile, executor: str) -> str:
     """ort on a CPU; on a GPU or Jetson trt where TensorRT's Python bindings import here, else trtexec where the
     board has it (JetPack's bindings exist only for its system Python, which may be older than the harness's);
@@ -216,6 +222,8 @@ def _board(args: argparse.Namespace, profile: DeviceProfile) -> Board:
 def command_check_on_device(args: argparse.Namespace) -> int:
     if not args.bundle:
         raise UserError("--on-device measures a bundle's models: add --bundle DIR (made by export --bundle)")
+    if args.sustained is not None and not 10 <= args.sustained <= 24 * 3600:
+        raise UserError(f"bad --sustained {args.sustained:g}: give seconds from 10 to 86400, e.g. 180")
     profile = load_profile(args.profile)
     runtime = args.runtime or _default_runtime(profile, args.executor)
     classes = check_runtimes(comma_list(runtime), installed_here=args.executor == "local")
@@ -266,7 +274,7 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
     if bench is None:
         return 130
     opsets = {name: bundle.models[name].manifest["files"][onnx_precision]["opset"] for name in names}
-    checks = on_device_checks(profile, opsets, as_records(bench), as_records(parity),
+    checks = on_device_checks(profile, opsets, as_records(bench), as_records(parity), bool(args.sustained),
                               PRIMARY_MEMORY_SOURCE[profile.kind])
     return _report(profile, checks, args.json, [out_dir / run_id, out_dir / f"{run_id}-verify"], board.where)
 
@@ -281,7 +289,9 @@ def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bund
            precision: str, device: str, batch_size: int, mode: str, options: dict[str, Any],
            args: argparse.Namespace, executor: Any) -> list[dict[str, Any]] | None:
     seed = bundle.models[names[0]].seed
-    settings = BenchSettings(policy=QUICK, timeout_s=args.timeout, seed=seed, mode=mode, max_cv=MAX_CV["quick"],
+    policy = sustained_policy(args.sustained) if args.sustained and mode == "bench" else QUICK
+    settings = BenchSettings(policy=policy, timeout_s=args.timeout + (args.sustained or 0), seed=seed, mode=mode,
+                             max_cv=MAX_CV["quick"],
                              runtime_options=options, strict_retries=STRICT_RETRIES)
     cells = plan_cells(names, [runtime], [precision], [batch_size], device)
     return run_sweep(Sweep(out_dir, run_id, subjects, settings, executor), cells,
