@@ -195,3 +195,51 @@ def test_sustained_needs_on_device_and_a_sensible_duration(bundle):
         harness("check", "--profile", "workstation", "--models", "resnet18", "--sustained", "60"))
     assert "bad --sustained 5: give seconds from 10 to 86400" in _one_error_line(
         harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--sustained", "5"))
+
+
+NVPMODEL = '''#!{python}
+import pathlib, sys
+root = pathlib.Path(__file__).resolve().parents[2]
+status = root / "var/lib/nvpmodel/status"
+log = root / "nvpmodel.log"
+log.write_text((log.read_text() if log.exists() else "") + " ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1:2] == ["-m"]:
+    status.write_text(f"pmode:{{int(sys.argv[2]):04d}} fmode:quiet\\n")
+'''
+
+
+def _with_nvpmodel(root: Path) -> Path:
+    import sys
+
+    tool = root / "usr" / "sbin" / "nvpmodel"
+    tool.parent.mkdir(parents=True)
+    tool.write_text(NVPMODEL.format(python=sys.executable))
+    tool.chmod(0o755)
+    return root
+
+
+def test_power_mode_is_set_for_the_check_and_restored(bundle, tmp_path):
+    root = _with_nvpmodel(_board_copy(tmp_path, "xavier-nx"))
+    result = harness("check", "--on-device", "--power-mode", "profile", "--bundle", str(bundle), "--profile",
+                     str(_profile(tmp_path, power_mode="MODE_20W_6CORE")), "--out", str(tmp_path / "runs"),
+                     "--run-id", "pm", env={**WITH_TRT, "HARNESS_JETSON_ROOT": str(root)})
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "power mode set to MODE_20W_6CORE (nvpmodel -m 8)" in result.stderr
+    assert "the board's power mode is" not in result.stderr, "the mode was set, so no mismatch is warned about"
+    (record,) = [json.loads(line) for line in (tmp_path / "runs" / "pm" / "records.jsonl").read_text().splitlines()]
+    assert record["jetson"]["before"]["power_mode"]["name"] == "MODE_20W_6CORE"
+    assert (root / "nvpmodel.log").read_text().splitlines() == ["-m 8", "-m 2"]
+    assert (root / "var/lib/nvpmodel/status").read_text().startswith("pmode:0002"), "the board's own mode is back"
+
+
+def test_power_mode_mistakes_are_one_line(bundle, tmp_path, monkeypatch, trt_cli):
+    from harness.cli import on_device
+
+    root = _with_nvpmodel(_board_copy(tmp_path, "xavier-nx"))
+    args = ("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)), "--out",
+            str(tmp_path / "runs"))
+    code, out, err = trt_cli(*args, "--power-mode", "TURBO", HARNESS_JETSON_ROOT=str(root))
+    assert code == 2 and "--power-mode TURBO: this board's nvpmodel has MODE_15W_2CORE" in err, out + err
+    monkeypatch.setattr(on_device, "_is_root", lambda: False)
+    code, out, err = trt_cli(*args, "--power-mode", "MODE_20W_6CORE", HARNESS_JETSON_ROOT=str(root))
+    assert code == 2 and "needs root" in err and "sudo nvpmodel -m 8" in err, out + err

@@ -138,21 +138,58 @@ def pinned_clocks(board: dict[str, Any]) -> Iterator[None]:
                         "clocks yourself (sudo jetson_clocks) and leave --pin-clocks out")
     with tempfile.TemporaryDirectory(prefix="harness-clocks-") as scratch:
         stored = Path(scratch) / "jetson_clocks.conf"
-        _jetson_clocks(tool, "--store", str(stored))
+        _board_tool(tool, "--store", str(stored))
         try:
-            _jetson_clocks(tool)
+            _board_tool(tool)
             err_console.print("clocks pinned with jetson_clocks; they are restored when the check ends",
                               highlight=False)
             yield
         finally:
-            _jetson_clocks(tool, "--restore", str(stored))
+            _board_tool(tool, "--restore", str(stored))
 
 
-def _jetson_clocks(tool: Path, *args: str) -> None:
-    done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=60)
+def _board_tool(tool: Path, *args: str) -> None:
+    done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-        raise UserError(f"jetson_clocks {' '.join(args)} failed: {said[0][:200]}")
+        raise UserError(f"{tool.name} {' '.join(args)} failed: {said[0][:200]}")
+
+
+NVPMODEL = "/usr/sbin/nvpmodel"
+
+
+@contextlib.contextmanager
+def power_mode_set(board: dict[str, Any], wanted: str) -> Iterator[None]:
+    """The board in nvpmodel mode `wanted` (a name of the conf nvpmodel uses) for the check, and back in its
+    own mode afterwards, whatever ends the check."""
+    if not board.get("is_jetson"):
+        raise UserError("--power-mode sets an nvpmodel mode, which only a Jetson has")
+    mode = board.get("power_mode") or {}
+    if "missing" in mode:
+        raise UserError(f"--power-mode: {mode['missing']}")
+    modes = jetson.power_modes(mode.get("conf"))
+    if wanted not in modes:
+        raise UserError(f"--power-mode {wanted}: this board's nvpmodel has {', '.join(modes) or 'no modes'} "
+                        f"({mode.get('conf')})")
+    tool = jetson.root() / NVPMODEL.lstrip("/")
+    if not tool.is_file():
+        raise UserError(f"--power-mode: no {NVPMODEL} on this board")
+    if not _is_root():
+        raise UserError("--power-mode runs nvpmodel, which needs root: run the check with sudo, or set the mode "
+                        f"yourself (sudo nvpmodel -m {modes[wanted]}) and leave --power-mode out")
+    previous = mode.get("id")
+    _board_tool(tool, "-m", str(modes[wanted]))
+    try:
+        now = jetson.power_mode()
+        if now.get("id") != modes[wanted]:
+            raise UserError(f"nvpmodel -m {modes[wanted]} did not take (the board reports mode {now.get('id')}; some "
+                            "modes need a reboot)")
+        err_console.print(f"power mode set to {wanted} (nvpmodel -m {modes[wanted]}); mode {previous} is restored "
+                          "when the check ends", highlight=False)
+        yield
+    finally:
+        if previous is not None and previous != modes[wanted]:
+            _board_tool(tool, "-m", str(previous))
 
 
 def sustained_policy(seconds: float) -> Policy:
@@ -241,12 +278,18 @@ def command_check_on_device(args: argparse.Namespace) -> int:
     names = comma_list(args.models) if args.models else list(bundle.models)
     subjects = {name: Subject(bundle_model=bundle.models[name]) for name in names}
     board = _board(args, profile)
-    if args.pin_clocks and args.executor == "ray":
-        raise UserError("--pin-clocks pins this machine's clocks: run the check on the board itself, or pin the "
-                        "node's clocks there (sudo jetson_clocks)")
-    pinning = pinned_clocks(board.jetson) if args.pin_clocks else contextlib.nullcontext()
-    with pinning:
+    if (args.pin_clocks or args.power_mode) and args.executor == "ray":
+        raise UserError("--pin-clocks and --power-mode set this machine up: run the check on the board itself, or "
+                        "set the node up there (sudo jetson_clocks, sudo nvpmodel -m ID)")
+    wanted_mode = profile.power_mode if args.power_mode == "profile" else args.power_mode
+    if args.power_mode == "profile" and not wanted_mode:
+        raise UserError(f"--power-mode profile: {profile.name} names no power mode; give a mode's name")
+    with contextlib.ExitStack() as setup:
+        if wanted_mode:
+            setup.enter_context(power_mode_set(board.jetson, wanted_mode))
         if args.pin_clocks:
+            setup.enter_context(pinned_clocks(board.jetson))
+        if wanted_mode or args.pin_clocks:
             board = Board(board.device, board.where, jetson.facts(), board.versions, board.executor)
         return _check(args, profile, bundle, names, subjects, classes, precision, runtime, board)
 

@@ -89,6 +89,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="with --on-device: time each model for at least SECONDS (e.g. 180) so the board reaches "
                             "the temperature and clocks it holds under steady load; speed is judged on the last half "
                             "of the run, beside the rate of its first tenth")
+    check.add_argument("--power-mode", metavar="NAME",
+                       help="with --on-device on a Jetson: set this nvpmodel mode (as root) for the check and restore "
+                            "the board's own after; 'profile' sets the profile's")
     check.add_argument("--pin-clocks", action="store_true",
                        help="with --on-device on a Jetson: run jetson_clocks (as root) before measuring and restore "
                             "the board's clock settings after, even on Ctrl-C")
@@ -239,7 +242,8 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
                                                ("--precision", args.precision), ("--run-id", args.run_id),
                                                ("--device", args.device), ("--ray-address", args.ray_address))
                       if value is not None] + (["--executor ray"] if args.executor == "ray" else []) + \
-        (["--pin-clocks"] if args.pin_clocks else []) + (["--sustained"] if args.sustained is not None else [])
+        (["--pin-clocks"] if args.pin_clocks else []) + (["--sustained"] if args.sustained is not None else []) + \
+        (["--power-mode"] if args.power_mode else [])
     if measuring_only:
         verb = "apply" if len(measuring_only) > 1 else "applies"
         raise UserError(f"{', '.join(measuring_only)} {verb} to measuring: add --on-device")

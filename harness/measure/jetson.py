@@ -118,6 +118,12 @@ def power_mode() -> dict[str, Any]:
     return {"id": mode_id, "name": names.get(mode_id), "conf": conf}
 
 
+def power_modes(conf: str | None = None) -> dict[str, int]:
+    """Mode name -> id in the conf nvpmodel uses (or `conf`)."""
+    conf = conf or (_read("/var/lib/nvpmodel/conf_file_path") or "").strip() or "/etc/nvpmodel.conf"
+    return {m["name"]: int(m["id"]) for m in POWER_MODEL.finditer(_read(conf) or "")}
+
+
 def mem_total_bytes() -> int | None:
     match = re.search(r"^MemTotal:\s+(\d+) kB", _read("/proc/meminfo") or "", re.MULTILINE)
     return int(match.group(1)) * 1024 if match else None
