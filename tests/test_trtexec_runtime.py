@@ -131,8 +131,8 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
                    "--profile", profile)
     assert made.returncode == 0, made.stdout + made.stderr
     spec = (ROOT / "profiles" / f"{profile}.yaml").read_text()
-    relaxed = tmp_path / "profile.yaml"
-    relaxed.write_text(spec.replace("min_fps: 30", "min_fps: 1"))
+    relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
+    relaxed.write_text(spec.replace("  min_fps: 30\n", ""))
     root = _board(tmp_path, board)
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(root), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(relaxed), "--out",
@@ -141,7 +141,7 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
     answer = json.loads(result.stdout[result.stdout.index("{"):])
     assert answer["ready"] == 1, answer
     verdicts = {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]}
-    assert verdicts == {"memory": "PASS", "speed": "PASS", "numerics": "PASS", "opset/ops": "PASS"}, answer
+    assert verdicts == {"memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}, answer
     (record,) = [json.loads(line) for line in (tmp_path / "runs" / "od" / "records.jsonl").read_text().splitlines()]
     assert record["cell"]["runtime"] == "trtexec" and record["runtime"]["version"] == version
     assert record["timing"]["device_clock"].startswith("trtexec --exportTimes computeMs")
@@ -161,7 +161,8 @@ def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--sustained", "10", "--bundle", str(bundle), "--profile", str(relaxed),
                      "--out", str(tmp_path / "runs"), "--run-id", "s", "--json", env=env)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # a busy shared machine may spread ten seconds of samples past the CV limit: speed is then UNKNOWN, exit 1
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
     answer = json.loads(result.stdout[result.stdout.index("{"):])
     speed = next(c for c in answer["checks"][0]["criteria"] if c["name"] == "speed")
     assert "over the last half of" in speed["figure"] and "sustained" in speed["figure"]
@@ -169,3 +170,8 @@ def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
     assert record["timing"]["loop_s"] >= 9.5
     trace = record["jetson"]["during_timed_loop"]["trace"]
     assert trace[-1][0] - trace[0][0] >= 9.5 and len(trace[0]) == 4
+    report = harness("report", str(tmp_path / "runs" / "s"), "--out", str(tmp_path / "report"), "--quiet")
+    assert report.returncode == 0, report.stderr
+    figure = next((tmp_path / "report").glob("**/board-traces-*.svg"))
+    assert f'src="{figure.relative_to(tmp_path / "report").as_posix()}"' in \
+        (tmp_path / "report" / "report.html").read_text()

@@ -65,6 +65,8 @@ class Point:
     onnx_path: str | None = None
     joules_per_image: float | None = None  # net of idle power, from the device's primary energy source
     average_watts: float | None = None  # what that source drew while the cell ran (idle included)
+    # a Jetson's clocks and heat during the timed loop: [seconds, GPU MHz, EMC MHz, hottest zone °C] rows
+    board_trace: list[list[float | None]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,8 @@ def point_from_record(record: Record, env: dict[str, Any]) -> Point:
         params=complexity.params if complexity else None, macs=complexity.macs if complexity else None,
         accuracy=_published(model.published), onnx_opset=artifact.get("opset"),
         onnx_path=_onnx_path(artifact.get("path")),
+        board_trace=((record.model_extra or {}).get("jetson") or {}).get("during_timed_loop", {}).get("trace")
+        if isinstance(((record.model_extra or {}).get("jetson") or {}).get("during_timed_loop"), dict) else None,
         **_energy(record, PRIMARY_ENERGY_SOURCE[device_kind(env, cell.device)]))
 
 

@@ -36,6 +36,7 @@ class FigureSet:
     files: list[Path] = field(default_factory=list)
     upper_bounds: dict[str, Line] = field(default_factory=dict)  # series label -> Fig. 3 bound
     memory_fits: dict[str, dict[str, Line]] = field(default_factory=dict)  # series label -> group -> line
+    board_traces: dict[str, Path] = field(default_factory=dict)  # Jetson device -> its traces figure (SVG)
 
 
 def slug(text: str) -> str:
@@ -271,6 +272,28 @@ def tradeoff_chart(dataset: Dataset, batch_size: int = 1) -> Figure | None:
     return figure
 
 
+def board_traces(points: list[Point], device: str) -> Figure | None:
+    """A Jetson's GPU clock and hottest zone over each cell's timed loop (one line per cell): throttling shows as
+    a clock that falls while the temperature climbs."""
+    traced = [p for p in points if p.device == device and p.board_trace]
+    if not traced:
+        return None
+    figure = Figure(figsize=(8, 5))
+    clock_axes, heat_axes = figure.add_subplot(2, 1, 1), figure.add_subplot(2, 1, 2)
+    for point in traced:
+        rows = point.board_trace or []
+        label = f"{point.display_name} · {point.runtime} {point.precision} · bs {point.batch_size}"
+        seconds = [r[0] for r in rows]
+        clock_axes.plot(seconds, [r[1] for r in rows], label=label, linewidth=1)
+        heat_axes.plot(seconds, [r[3] for r in rows], label=label, linewidth=1)
+    clock_axes.set_ylabel("GPU clock (MHz)")
+    heat_axes.set_ylabel("hottest zone (°C)")
+    heat_axes.set_xlabel("seconds into the timed loop")
+    clock_axes.legend(fontsize=6)
+    figure.suptitle(f"{device}: clocks and temperature during each timed loop", fontsize=10)
+    return figure
+
+
 def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
     drawn = FigureSet()
     for series in dataset.series():
@@ -298,4 +321,9 @@ def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
         figure = fastest_chart(device, rows)
         if figure is not None:
             _save(figure, out_dir, f"fastest-runtime-{slug(device)}", drawn.files)
+    for device in sorted({p.device for p in dataset.points if p.board_trace}):
+        figure = board_traces(dataset.points, device)
+        if figure is not None:
+            _save(figure, out_dir, f"board-traces-{slug(device)}", drawn.files)
+            drawn.board_traces[device] = out_dir / f"board-traces-{slug(device)}.svg"
     return drawn

@@ -115,7 +115,7 @@ def _json_script(element_id: str, value: object) -> str:
 
 def render(dataset: Dataset, tables: dict[tuple[str, str, str], list[ReportTable]],
            upper_bounds: dict[str, Line], fit_lines: list[str], title: str,
-           overall: list[ReportTable] | None = None) -> str:
+           overall: list[ReportTable] | None = None, board_traces: dict[str, str] | None = None) -> str:
     points = [_point_json(p) for p in dataset.points]
     filters = "".join(_checkboxes(name, sorted({getattr(p, name) for p in dataset.points}))
                       for name in ("runtime", "device", "family"))
@@ -145,6 +145,9 @@ timing verdict is invalid.</p>
 <div id="chart-flops" class="chart"></div>
 <h2>Fitted lines</h2><ul>{fits}</ul>
 {''.join(f"<section><h2>{html.escape(t.title)}</h2>{to_html(t)}</section>" for t in overall or [])}
+{''.join(f'<section><h2>{html.escape(device)}: clocks and temperature during each timed loop</h2>'
+         f'<img src="{html.escape(name)}" alt="GPU clock and hottest zone over each timed loop on '
+         f'{html.escape(device)}"></section>' for device, name in (board_traces or {}).items())}
 {''.join(sections)}
 {_json_script('points', points)}{_json_script('bounds', bounds)}
 <script>{SCRIPT}</script></body></html>
