@@ -211,3 +211,30 @@ def test_a_jetson_without_nvmapmemused_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv(jetson.ROOT_ENV, str(tmp_path))
     reason = JetsonUnified().reading()["missing"]
     assert "not a Jetson" not in reason and "a Jetson without it" in reason
+
+
+@pytest.mark.parametrize("name, part, module", [("nano", "p3448-0000", "Jetson Nano (4 GB)"),
+                                                ("xavier-nx", "p3668-0000", "Jetson Xavier NX (developer kit)"),
+                                                ("orin-nano", "p3767-0005", "Jetson Orin Nano (developer kit, 8 GB)")])
+def test_the_module_by_its_part_number(board, name, part, module):
+    board(name)
+    facts = jetson.facts()
+    assert facts["part_number"]["part"] == part and facts["module_name"] == module
+
+
+def test_the_part_number_from_the_eeprom_or_the_dts_file_name(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "nano", tmp_path / "board")
+    root = tmp_path / "board"
+    (root / "proc" / "device-tree" / "nvidia,boardids").unlink()
+    eeprom = root / "sys" / "bus" / "i2c" / "devices" / "0-0050" / "eeprom"
+    eeprom.parent.mkdir(parents=True)
+    eeprom.write_bytes(b"\x00" * 20 + b"699-13448-0003-400 B.0\x00\x00\x00\x00\x00\x00\x00" + b"\xff" * 207)
+    monkeypatch.setenv(jetson.ROOT_ENV, str(root))
+    assert jetson.part_number() == {"part": "p3448-0003", "from": "the module EEPROM (i2c bus 0)"}
+    eeprom.unlink()
+    (root / "proc" / "device-tree" / "nvidia,dtsfilename").write_text(
+        "/dvs/git/dirty/git-master_linux/kernel/kernel-4.9/arch/arm64/boot/dts/../../../../../../hardware/nvidia/"
+        "platform/t210/porg/kernel-dts/tegra210-p3448-0002-p3449-0000-b00.dts\x00")
+    assert jetson.part_number()["part"] == "p3448-0002"

@@ -243,3 +243,18 @@ def test_power_mode_mistakes_are_one_line(bundle, tmp_path, monkeypatch, trt_cli
     monkeypatch.setattr(on_device, "_is_root", lambda: False)
     code, out, err = trt_cli(*args, "--power-mode", "MODE_20W_6CORE", HARNESS_JETSON_ROOT=str(root))
     assert code == 2 and "needs root" in err and "sudo nvpmodel -m 8" in err, out + err
+
+
+def test_a_module_another_profile_answers_for_is_refused():
+    from harness.cli.on_device import refuse_other_module
+    from harness.errors import UserError
+    from harness.reports.check import load_profile
+
+    two_gb = {"part_number": {"part": "p3448-0003", "from": "/proc/device-tree/nvidia,boardids"},
+              "module_name": "Jetson Nano (2 GB)", "mem_total_bytes": 4_156_694_528}
+    with pytest.raises(UserError, match=r"is a Jetson Nano \(2 GB\) \(p3448-0003.*pass --profile jetson-nano-2gb"):
+        refuse_other_module(load_profile("jetson-nano"), two_gb, "this machine")
+    refuse_other_module(load_profile("jetson-nano-2gb"), {**two_gb, "mem_total_bytes": 2_033_000_000}, "this machine")
+    agx = {"part_number": {"part": "p3701-0005", "from": "x"}, "module_name": "Jetson AGX Orin (64 GB)"}
+    with pytest.raises(UserError, match="write a profile for this module"):
+        refuse_other_module(load_profile("jetson-orin-nano"), agx, "node agx")

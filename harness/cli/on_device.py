@@ -67,8 +67,17 @@ def _major_minor(text: str | None) -> tuple[int, int] | None:
 def refuse_other_module(profile: DeviceProfile, board: dict[str, Any], where: str) -> None:
     """A Jetson profile answers for its module: a board with another amount of memory (a 2 GB Nano against the
     4 GB Nano's profile) is refused, since every memory verdict would be against the wrong budget."""
+    if profile.kind != "jetson":
+        return
+    part = (board.get("part_number") or {}).get("part")
+    if part and profile.part_numbers and part not in profile.part_numbers:
+        fitting = [name for name in available_profiles() if part in load_profile(name).part_numbers]
+        advice = f"pass --profile {fitting[0]}" if fitting else "write a profile for this module (see profiles/)"
+        raise UserError(f"{where} is a {board.get('module_name') or 'Jetson module'} ({part}, from "
+                        f"{board['part_number']['from']}), not a module {profile.name} answers for "
+                        f"({', '.join(profile.part_numbers)}): {advice}")
     total = board.get("mem_total_bytes")
-    if profile.kind != "jetson" or not total:
+    if not total:
         return
     if abs(total - profile.memory_total_bytes) > MEMORY_MISMATCH * profile.memory_total_bytes:
         others = [name for name in available_profiles() if name != profile.name and name.startswith("jetson")]

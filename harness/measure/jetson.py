@@ -34,11 +34,27 @@ ROOT_ENV = "HARNESS_JETSON_ROOT"
 CLOCK_CAPPING_ZONE = re.compile(r"^(cpu|gpu|tj)[-_]", re.IGNORECASE)
 GPU_NODE_NAMES = ("gpu", "gp10b", "gv11b", "ga10b")
 CLOCK_CHANGE = 0.10  # a clock that moved by more than this share during a cell makes it invalid
-# L4T release -> JetPack (NVIDIA's JetPack archive; jetson_stats' table, extended to JetPack 6)
-JETPACK = {"32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4",
-           "32.7.5": "4.6.5", "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2",
-           "35.5.0": "5.1.3", "35.6.0": "5.1.4", "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1",
-           "36.4.3": "6.2", "36.4.4": "6.2.1"}
+# L4T release -> JetPack (NVIDIA's JetPack archive, as jetson_stats' jtop/core/jetson_variables.py tabulates it)
+JETPACK = {"32.1.0": "4.2", "32.2.0": "4.2.1", "32.2.1": "4.2.2", "32.2.3": "4.2.3", "32.3.1": "4.3",
+           "32.4.2": "4.4 DP", "32.4.3": "4.4", "32.4.4": "4.4.1", "32.5.0": "4.5", "32.5.1": "4.5.1",
+           "32.5.2": "4.5.1", "32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3",
+           "32.7.4": "4.6.4", "32.7.5": "4.6.5", "32.7.6": "4.6.6", "34.1.0": "5.0 DP", "34.1.1": "5.0.1 DP",
+           "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
+           "35.6.0": "5.1.4", "35.6.1": "5.1.5", "35.6.2": "5.1.5", "35.6.3": "5.1.5", "35.6.4": "5.1.6",
+           "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.2": "6.1 (rev1)", "36.4.3": "6.2",
+           "36.4.4": "6.2.1", "36.4.7": "6.2.1", "36.5.0": "6.2.2", "38.2.0": "7.0", "38.2.1": "7.0",
+           "38.2.2": "7.0", "38.4.0": "7.1", "39.0.0": "7.2 EA", "39.2.0": "7.2"}
+# Module part number (P-number: board id and SKU) -> module (NVIDIA's module data sheets; jtop's table)
+MODULES = {"p2180-1000": "Jetson TX1", "p3448-0000": "Jetson Nano (4 GB)",
+           "p3448-0002": "Jetson Nano (4 GB, 16 GB eMMC)", "p3448-0003": "Jetson Nano (2 GB)",
+           "p3668-0000": "Jetson Xavier NX (developer kit)", "p3668-0001": "Jetson Xavier NX (8 GB)",
+           "p3668-0003": "Jetson Xavier NX (16 GB)", "p2888-0001": "Jetson AGX Xavier (16 GB)",
+           "p2888-0004": "Jetson AGX Xavier (32 GB)", "p2888-0005": "Jetson AGX Xavier (64 GB)",
+           "p3767-0000": "Jetson Orin NX (16 GB)", "p3767-0001": "Jetson Orin NX (8 GB)",
+           "p3767-0003": "Jetson Orin Nano (8 GB)", "p3767-0004": "Jetson Orin Nano (4 GB)",
+           "p3767-0005": "Jetson Orin Nano (developer kit, 8 GB)", "p3701-0000": "Jetson AGX Orin",
+           "p3701-0004": "Jetson AGX Orin (32 GB)", "p3701-0005": "Jetson AGX Orin (64 GB)"}
+EEPROM_BUSES = (0, 1, 2, 7)  # where the module's EEPROM (address 0x50) sits, TX2 on bus 7
 RELEASE = re.compile(r"#\s*R(?P<major>\d+)\s*\(release\),\s*REVISION:\s*(?P<revision>[\d.]+)")
 POWER_MODEL = re.compile(r"<\s*POWER_MODEL\s+ID=(?P<id>\d+)\s+NAME=(?P<name>[^ >]+)")
 NVMAP_LINE = re.compile(r"^(?P<user>\S+)\s+(?P<process>\S+)\s+(?P<pid>\d+)\s+(?P<size>\d+)(?P<unit>[KMG]?)\s*$")
@@ -122,6 +138,26 @@ def power_modes(conf: str | None = None) -> dict[str, int]:
     """Mode name -> id in the conf nvpmodel uses (or `conf`)."""
     conf = conf or (_read("/var/lib/nvpmodel/conf_file_path") or "").strip() or "/etc/nvpmodel.conf"
     return {m["name"]: int(m["id"]) for m in POWER_MODEL.finditer(_read(conf) or "")}
+
+
+def part_number() -> dict[str, str] | None:
+    """The module's P-number ('p3448-0003') and where it was read: the device tree's `nvidia,boardids`
+    ('3448:0003:...'), the module EEPROM's 699-level part number (bytes 20-48, '699-13448-0003-...'; root
+    only), or the device-tree file name ('tegra210-p3448-0000-p3449-0000-b00')."""
+    ids = _read("/proc/device-tree/nvidia,boardids")
+    match = re.match(r"(\d{4}):(\d{4})", ids or "")
+    if match:
+        return {"part": f"p{match[1]}-{match[2]}", "from": "/proc/device-tree/nvidia,boardids"}
+    for bus in EEPROM_BUSES:
+        try:
+            data = _path(f"/sys/bus/i2c/devices/{bus}-0050/eeprom").read_bytes()[20:49]
+        except OSError:
+            continue
+        text = data.decode("ascii", errors="replace").rstrip("\x00")
+        if re.match(r"\d{3}-\d(\d{4})-(\d{4})", text):
+            return {"part": f"p{text[5:9]}-{text[10:14]}", "from": f"the module EEPROM (i2c bus {bus})"}
+    match = re.search(r"-(p\d{4}-\d{4})-", _read("/proc/device-tree/nvidia,dtsfilename") or "")
+    return {"part": match[1], "from": "/proc/device-tree/nvidia,dtsfilename"} if match else None
 
 
 def mem_total_bytes() -> int | None:
@@ -209,7 +245,9 @@ def facts() -> dict[str, Any]:
         return {"is_jetson": False}
     release = l4t_release()
     model = _read("/proc/device-tree/model") or _read("/sys/firmware/devicetree/base/model")
+    part = part_number()
     return {"is_jetson": True, "l4t": release, "jetpack": JETPACK.get(release or ""), "module": model,
+            "part_number": part, "module_name": MODULES.get(part["part"]) if part else None,
             "tensorrt": board_tensorrt(), "mem_total_bytes": mem_total_bytes(),
             "power_mode": power_mode(), "clocks": clocks(), "thermal": thermal(), "root": str(root())}
 

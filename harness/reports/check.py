@@ -34,6 +34,7 @@ class DeviceProfile(BaseModel):
     name: str
     kind: str = Field(pattern="^(jetson|cuda|cpu)$")
     device_match: list[str]
+    part_numbers: list[str] = Field(default_factory=list)  # the Jetson modules it answers for ('p3448-0000')
     memory_total_bytes: int = Field(alias="memory_total")
     memory_budget_bytes: int = Field(alias="memory_budget")
     compute_capability: str | None = None
