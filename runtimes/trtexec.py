@@ -100,7 +100,12 @@ class TrtexecRuntime(Runtime):
 
     @classmethod
     def missing_requirement(cls) -> str | None:
-        return None if find() else INSTALL_HINT
+        trtexec = find()
+        if trtexec is None:
+            return INSTALL_HINT
+        if not (Path(trtexec).is_file() and os.access(trtexec, os.X_OK)):
+            return f"runtime 'trtexec': {trtexec} is not an executable file (HARNESS_TRTEXEC or PATH names it)"
+        return None
 
     @classmethod
     def onnx_precision(cls, precision: str, versions: Mapping[str, str | None] | None = None) -> str:

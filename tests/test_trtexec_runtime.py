@@ -108,6 +108,9 @@ def test_without_trtexec_the_runtime_says_where_it_is_looked_for(monkeypatch, tm
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeUnavailable, match="/usr/src/tensorrt/bin/trtexec"):
         runtime_class("trtexec")
+    monkeypatch.setenv("HARNESS_TRTEXEC", str(tmp_path / "nope"))
+    with pytest.raises(RuntimeUnavailable, match="nope is not an executable file"):
+        runtime_class("trtexec")
 
 
 def _board(tmp_path: Path, name: str) -> Path:
