@@ -10,10 +10,10 @@ this process.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from harness.measure import jetson as board, memory, validity
+from harness.measure.periodic import Periodic
 from harness.measure.timing import Policy, from_trace, summarize
 
 if TYPE_CHECKING:
@@ -32,27 +32,25 @@ class _ProcessNvmap:
     def __init__(self) -> None:
         self.peak_bytes: int | None = None
         self.missing: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._periodic = Periodic(self._read, 0.05, "tool-nvmap")
+
+    def _read(self) -> None:
+        if self._pid is None or self.missing is not None:
+            return
+        reading = board.process_gpu_memory(self._pid)
+        if "missing" in reading:
+            self.missing = reading["missing"]
+        else:
+            self.peak_bytes = max(self.peak_bytes or 0, int(reading["bytes"]))
 
     def watch(self, pid: int) -> None:
-        def loop() -> None:
-            while True:
-                reading = board.process_gpu_memory(pid)
-                if "missing" in reading:
-                    self.missing = reading["missing"]
-                    return
-                self.peak_bytes = max(self.peak_bytes or 0, int(reading["bytes"]))
-                if self._stop.wait(0.05):
-                    return
-
-        self._thread = threading.Thread(target=loop, name="tool-nvmap", daemon=True)
-        self._thread.start()
+        self._pid = pid
+        self._periodic.start()
 
     def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._pid is not None:
+            self._periodic.stop()
         if self.peak_bytes is None:
             return {"missing": self.missing or "the tool's process was not seen"}
         return {"bytes": self.peak_bytes, "source": "the tool process's rows of nvmap's iovmm maps, sampled"}

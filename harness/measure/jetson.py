@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from harness.measure.periodic import Periodic
 
 ROOT_ENV = "HARNESS_JETSON_ROOT"
 # Zones whose passive trips throttle clocks: CPU-therm / cpu-thermal, GPU-therm / gpu-thermal, Tj-therm / tj-thermal
@@ -274,10 +275,9 @@ class ClockTrace:
     def __init__(self, interval_s: float = TRACE_INTERVAL_S) -> None:
         self.interval_s = interval_s
         self.points: list[tuple[float, float | None, float | None, float | None]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._start = 0.0
         self._gpu = gpu_devfreq()
+        self._periodic = Periodic(self._read, interval_s, "jetson-clock-trace")
 
     def _read(self) -> None:
         gpu = _int(self._gpu / "cur_freq") if self._gpu is not None else None
@@ -287,21 +287,12 @@ class ClockTrace:
         self.points.append((time.perf_counter() - self._start, gpu / 1e6 if gpu else None,
                             emc / 1e6 if emc else None, max(temps) / 1000 if temps else None))
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._read()
-
     def start(self) -> None:
         self._start = time.perf_counter()
-        self._read()
-        self._thread = threading.Thread(target=self._loop, name="jetson-clock-trace", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._read()
+        self._periodic.stop()
 
     def summary(self) -> dict[str, Any]:
         """min / median / max of each series, and the trace thinned to TRACE_POINTS points

@@ -13,9 +13,10 @@ missing with the reason, never replaced by another.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Callable
+
+from harness.measure.periodic import Periodic
 
 SAMPLE_INTERVAL_S = 0.002
 KB = 1024
@@ -67,8 +68,7 @@ class Sampler:
     def __init__(self, read: Callable[[], int]) -> None:
         self._read = read
         self.peak: int | None = None  # None until a reading succeeds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(self._sample, SAMPLE_INTERVAL_S, "memory-sampler")
 
     def _sample(self) -> None:
         try:
@@ -77,22 +77,11 @@ class Sampler:
         except (OSError, KeyError, ValueError):  # a reading that fails is skipped, the next one counts
             pass
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(SAMPLE_INTERVAL_S)
-
     def start(self) -> None:
-        self._sample()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
+        self._periodic.stop()
 
 
 class JetsonUnified:
