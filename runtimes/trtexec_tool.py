@@ -135,11 +135,24 @@ class Flags:
         return flags
 
 
+TIME_FIELDS = ("startComputeMs", "computeMs", "latencyMs")  # what the harness reads of each record
+
+
 def read_times(path: Path) -> list[dict[str, float]]:
-    """The inference records of an `--exportTimes` file (trtexec writes a JSON list of objects)."""
-    records = json.loads(path.read_text())
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "computeMs" in r for r in records):
-        raise ValueError(f"{path} is not a trtexec --exportTimes file (a list of records with computeMs)")
+    """The inference records of an `--exportTimes` file (trtexec writes a JSON list of objects); ValueError naming
+    what is missing where the file is not one, is empty, or lacks a field the harness reads."""
+    try:
+        records = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"trtexec's --exportTimes file is not JSON ({exc})") from None
+    if not isinstance(records, list) or not records:
+        raise ValueError("trtexec's --exportTimes file holds no inference records")
+    for record in records:
+        missing = [key for key in TIME_FIELDS if not isinstance(record, dict) or
+                   not isinstance(record.get(key), (int, float))]
+        if missing:
+            raise ValueError(f"trtexec's --exportTimes records lack {', '.join(missing)} (this trtexec writes "
+                             "another format): no timing can be read from them")
     return records
 
 

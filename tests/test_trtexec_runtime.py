@@ -178,3 +178,14 @@ def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
     figure = next((tmp_path / "report").glob("**/board-traces-*.svg"))
     assert f'src="{figure.relative_to(tmp_path / "report").as_posix()}"' in \
         (tmp_path / "report" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("text, says", [("not json", "not JSON"), ("[]", "no inference records"),
+                                        ('[{"computeMs": 1.0}]', "lack startComputeMs, latencyMs")])
+def test_an_exported_times_file_it_cannot_read_says_what_is_wrong(tmp_path, text, says):
+    from runtimes.trtexec_tool import read_times
+
+    path = tmp_path / "times.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        read_times(path)
