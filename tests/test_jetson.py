@@ -238,3 +238,17 @@ def test_the_part_number_from_the_eeprom_or_the_dts_file_name(monkeypatch, tmp_p
         "/dvs/git/dirty/git-master_linux/kernel/kernel-4.9/arch/arm64/boot/dts/../../../../../../hardware/nvidia/"
         "platform/t210/porg/kernel-dts/tegra210-p3448-0002-p3449-0000-b00.dts\x00")
     assert jetson.part_number()["part"] == "p3448-0002"
+
+
+def test_a_power_mode_without_a_name_in_the_conf_says_so(monkeypatch, tmp_path):
+    import shutil
+
+    from harness.cli.on_device import board_warnings
+    from harness.reports.check import load_profile
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    (tmp_path / "board" / "var" / "lib" / "nvpmodel" / "conf_file_path").write_text("/etc/nvpmodel/gone.conf\n")
+    monkeypatch.setenv(jetson.ROOT_ENV, str(tmp_path / "board"))
+    warnings = board_warnings(load_profile("jetson-orin-nano").model_copy(update={"power_mode": "MAXN_SUPER"}),
+                              jetson.facts())
+    assert any("mode 0 (no name for it in /etc/nvpmodel/gone.conf)" in w for w in warnings), warnings

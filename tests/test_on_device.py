@@ -259,3 +259,23 @@ def test_a_module_another_profile_answers_for_is_refused():
     agx = {"part_number": {"part": "p3701-0005", "from": "x"}, "module_name": "Jetson AGX Orin (64 GB)"}
     with pytest.raises(UserError, match="write a profile for this module"):
         refuse_other_module(load_profile("jetson-orin-nano"), agx, "node agx")
+
+
+def test_clocks_and_power_mode_are_restored_when_the_check_is_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) inside the check: jetson_clocks --restore and nvpmodel back to the board's mode
+    still run, in that order (the stack unwinds what was set last first)."""
+    from harness.cli import on_device
+    from harness.measure import jetson
+
+    root = _with_nvpmodel(_board_copy(tmp_path, "xavier-nx"))
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(root))
+    monkeypatch.setattr(on_device, "_is_root", lambda: True)
+    gpu_min = root / "sys/class/devfreq/17000000.gv11b/min_freq"
+    unpinned = gpu_min.read_text()
+    board = jetson.facts()
+    with pytest.raises(KeyboardInterrupt):
+        with on_device.power_mode_set(board, "MODE_20W_6CORE"), on_device.pinned_clocks(board):
+            assert jetson.power_mode()["name"] == "MODE_20W_6CORE" and jetson.clocks()["pinned"] is True
+            raise KeyboardInterrupt
+    assert gpu_min.read_text() == unpinned and jetson.power_mode()["name"] == "MODE_15W_6CORE"
+    assert (root / "jetson_clocks.log").read_text().splitlines()[-1].startswith("--restore")

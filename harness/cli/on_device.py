@@ -114,7 +114,8 @@ def board_warnings(profile: DeviceProfile, board: dict[str, Any]) -> list[str]:
     warnings = []
     mode = board.get("power_mode") or {}
     if profile.power_mode and mode.get("name") != profile.power_mode:
-        warnings.append(f"warning: the board's power mode is {mode.get('name') or mode.get('missing')}, the profile "
+        current = mode.get("name") or mode.get("missing") or f"mode {mode.get('id')} (no name for it in {mode.get('conf')})"
+        warnings.append(f"warning: the board's power mode is {current}, the profile "
                         f"assumes {profile.power_mode} (sudo nvpmodel -m <id> to match it); verdicts are for the "
                         "board as it is")
     clocks = board.get("clocks") or {}
