@@ -39,7 +39,7 @@ from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
 
 DEVICE_OF_KIND = {"jetson": "cuda", "cuda": "cuda", "cpu": "cpu"}
 RUNTIME_OF_KIND = {"jetson": "trt", "cuda": "trt", "cpu": "ort"}
-TOOL_RUNTIME = "trtexec"  # where TensorRT's Python bindings are out of reach (a JetPack older than the harness's Python)
+TOOL_RUNTIME = "trtexec"  # where TensorRT's Python bindings are out of reach (JetPack's Python older than ours)
 PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
 STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
 
@@ -94,8 +94,8 @@ def profile_for_board(profile: DeviceProfile, board: dict[str, Any]) -> tuple[De
     warnings = []
     ours, assumed = _major_minor(board.get("tensorrt")), _major_minor(profile.tensorrt)
     if ours and assumed and ours != assumed:
-        warnings.append(f"warning: the board's TensorRT is {board['tensorrt']}, the profile assumes {profile.tensorrt}; "
-                        "verdicts are for the board's")
+        warnings.append(f"warning: the board's TensorRT is {board['tensorrt']}, the profile assumes "
+                        f"{profile.tensorrt}; verdicts are for the board's")
     jetpack = _major_minor(board.get("jetpack"))
     listed = {tuple(int(n) for n in m) for m in re.findall(r"(\d+)\.(\d+)", profile.jetpack or "")}
     if jetpack and listed and jetpack not in listed:
@@ -114,7 +114,8 @@ def board_warnings(profile: DeviceProfile, board: dict[str, Any]) -> list[str]:
     warnings = []
     mode = board.get("power_mode") or {}
     if profile.power_mode and mode.get("name") != profile.power_mode:
-        current = mode.get("name") or mode.get("missing") or f"mode {mode.get('id')} (no name for it in {mode.get('conf')})"
+        current = mode.get("name") or mode.get("missing") or \
+            f"mode {mode.get('id')} (no name for it in {mode.get('conf')})"
         warnings.append(f"warning: the board's power mode is {current}, the profile "
                         f"assumes {profile.power_mode} (sudo nvpmodel -m <id> to match it); verdicts are for the "
                         "board as it is")
