@@ -31,7 +31,7 @@ from runtimes import cuda_driver
 from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, EngineArtifact, EngineShapes,
                            IncompatibleEngine, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
                            UnsupportedConfiguration)
-from runtimes.trtexec_tool import (BOARD_ROOT_ENV, Flags, Version, find, read_outputs, read_times, read_version,
+from runtimes.trtexec_tool import (BOARD_ROOT_ENV, Flags, find, read_outputs, read_times, read_version,
                                    tail, version_text, write_input)
 
 INSTALL_HINT = ("runtime 'trtexec' needs NVIDIA's trtexec: JetPack puts it at /usr/src/tensorrt/bin/trtexec; "

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -176,8 +176,3 @@ def tail(done: subprocess.CompletedProcess, lines: int = 3) -> str:
     errors = [line for line in text.splitlines() if "[E]" in line or "ERROR" in line]
     chosen = errors[-lines:] or text.strip().splitlines()[-lines:]
     return " | ".join(line.strip() for line in chosen)[:600] or f"exit {done.returncode}, no output"
-
-
-def summary(times: list[dict[str, Any]]) -> dict[str, float]:
-    """Medians of the exported records (for messages)."""
-    return {key: float(np.median([t[key] for t in times])) for key in ("computeMs", "latencyMs") if times}

@@ -165,9 +165,14 @@ def point_from_record(record: Record, env: dict[str, Any]) -> Point:
         params=complexity.params if complexity else None, macs=complexity.macs if complexity else None,
         accuracy=_published(model.published), onnx_opset=artifact.get("opset"),
         onnx_path=_onnx_path(artifact.get("path")),
-        board_trace=((record.model_extra or {}).get("jetson") or {}).get("during_timed_loop", {}).get("trace")
-        if isinstance(((record.model_extra or {}).get("jetson") or {}).get("during_timed_loop"), dict) else None,
+        board_trace=_board_trace(record),
         **_energy(record, PRIMARY_ENERGY_SOURCE[device_kind(env, cell.device)]))
+
+
+def _board_trace(record: Record) -> list[list[float | None]] | None:
+    """The Jetson clock/temperature trace of the record's timed loop, where it has one."""
+    during = ((record.model_extra or {}).get("jetson") or {}).get("during_timed_loop")
+    return during.get("trace") if isinstance(during, dict) else None
 
 
 def _energy(record: Record, source: str) -> dict[str, float | None]:
