@@ -153,13 +153,21 @@ class TrtexecRuntime(Runtime):
 
     # ---------------------------------------------------------------- engines
 
-    def _run(self, flags: list[str], timeout_s: float, on_start: Callable[[int], None] | None = None) \
-            -> tuple[subprocess.CompletedProcess, int | None, int]:
-        """trtexec with `flags`; (its result, its peak RSS in bytes from wait4, its pid)."""
+    def _run(self, flags: list[str], timeout_s: float, on_start: Callable[[int], None] | None = None,
+             on_line: Callable[[str], None] | None = None) -> tuple[subprocess.CompletedProcess, int | None, int]:
+        """trtexec with `flags`; (its result, its peak RSS in bytes from wait4, its pid). `on_line` sees each line
+        it prints as the line arrives."""
         command = [self.trtexec, *flags]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         output: list[str] = []
-        reader = threading.Thread(target=lambda: output.append(process.stdout.read()), daemon=True)  # type: ignore
+
+        def pump() -> None:
+            for line in process.stdout:  # type: ignore[union-attr]
+                output.append(line)
+                if on_line is not None:
+                    on_line(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         if on_start is not None:
             on_start(process.pid)
@@ -254,9 +262,11 @@ class TrtexecRuntime(Runtime):
 
     # ---------------------------------------------------------------- timing, by trtexec
 
-    def measure(self, policy: Mapping[str, Any], on_start: Callable[[int], None] | None = None) -> ToolRun:
+    def measure(self, policy: Mapping[str, Any], on_start: Callable[[int], None] | None = None,
+                on_line: Callable[[str], None] | None = None) -> ToolRun:
         """trtexec on the engine for at least the policy's minimum count (warm-up included) AND minimum duration,
-        trtexec's own warm-up off, every inference's times exported. Inputs: trtexec's own, on the device."""
+        trtexec's own warm-up off, every inference's times exported. Inputs: trtexec's own, on the device.
+        `on_start` gets trtexec's pid when it starts, `on_line` each line it prints as it arrives."""
         assert self.plan is not None
         iterations = int(policy["warmup_min_iters"]) + int(policy["min_samples"])
         duration_s = math.ceil(float(policy["warmup_min_s"]) + float(policy["min_duration_s"]))
@@ -266,7 +276,7 @@ class TrtexecRuntime(Runtime):
             times = Path(scratch) / "times.json"
             flags = self.flags.infer(self.plan, iterations, duration_s, self.dla_core, cuda_graph,
                                      export_times=str(times))
-            done, peak_rss, pid = self._run(flags, timeout_s, on_start)
+            done, peak_rss, pid = self._run(flags, timeout_s, on_start, on_line)
             if done.returncode != 0 or not times.is_file():
                 raise RuntimeError(f"trtexec's timing run failed: {tail(done)}")
             records = read_times(times)

@@ -189,3 +189,59 @@ def test_an_exported_times_file_it_cannot_read_says_what_is_wrong(tmp_path, text
     path.write_text(text)
     with pytest.raises(ValueError, match=says):
         read_times(path)
+
+
+def test_engines_at_once_are_put_on_one_time_line():
+    """Two engines whose processes started 1 s apart: the common window starts at the later one's start plus
+    the warm-up and ends at the earlier one's last inference; inferences straddling an edge count in part."""
+    from harness.measure.concurrent import EngineTrace, overlap
+
+    gpu = EngineTrace("cuda", 100.0, [(i * 10.0, i * 10.0 + 10.0) for i in range(1000)], 2)  # 100/s, to 110 s
+    dla = EngineTrace("dla:0", 101.0, [(i * 40.0, i * 40.0 + 40.0) for i in range(300)], 2)  # 25/s, to 113 s
+    result = overlap([gpu, dla], warmup_s=2.0, wanted_window_s=7.0)
+    assert result.valid and result.window_s == pytest.approx(7.0)  # 103 s to 110 s
+    assert result.images_per_s["cuda"] == pytest.approx(200.0) and result.images_per_s["dla:0"] == pytest.approx(50.0)
+    assert result.aggregate_images_per_s == pytest.approx(250.0)
+    late = EngineTrace("dla:1", 108.0, [(i * 40.0, i * 40.0 + 40.0) for i in range(300)], 2)
+    short = overlap([gpu, dla, late], warmup_s=2.0, wanted_window_s=7.0)
+    assert not short.valid and "ran together for 0.0 s" in short.why
+
+
+def test_check_with_dla_times_the_gpu_and_every_dla_core_at_once(tmp_path):
+    """Xavier NX (JetPack 5.1, two DLA cores): --with-dla checks the model on the GPU and on each DLA core, then
+    times the three engines alone and at once; the aggregate is the sum of what each did in the common window."""
+    bundle = tmp_path / "bundle"
+    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
+                   "--profile", "jetson-xavier-nx")
+    assert made.returncode == 0, made.stderr
+    relaxed = tmp_path / "profile.yaml"
+    relaxed.write_text((ROOT / "profiles" / "jetson-xavier-nx.yaml").read_text().replace("  min_fps: 30\n", ""))
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "xavier-nx")), "TRTEXEC_DOUBLE_DLA_CORES": "2",
+           "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    result = harness("check", "--on-device", "--with-dla", "--bundle", str(bundle), "--profile", str(relaxed),
+                     "--out", str(tmp_path / "runs"), "--run-id", "d", "--json", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [c["model"] for c in answer["checks"]] == ["squeezenet1_1", "squeezenet1_1 on dla:0",
+                                                      "squeezenet1_1 on dla:1"]
+    assert answer["ready"] == 3
+    dla_record = json.loads((tmp_path / "runs" / "d-dla1" / "records.jsonl").read_text().splitlines()[0])
+    assert dla_record["cell"]["device"] == "dla:1" and dla_record["runtime"]["options"]["dla_core"] == 1
+    result = answer["at_once"]["squeezenet1_1"]
+    together = result["at_once"]
+    assert together["valid"] and together["window_s"] >= 5.0, together
+    assert set(together["images_per_s"]) == {"cuda", "dla:0", "dla:1"}
+    assert together["aggregate_images_per_s"] == pytest.approx(sum(together["images_per_s"].values()))
+    assert all(result["alone"][e]["images_per_s"][e] > 0 for e in ("cuda", "dla:0", "dla:1"))
+    assert any("--useDLACore=1" in flag for flag in result["commands"]["dla:1"])
+    assert json.loads((tmp_path / "runs" / "d" / "at-once.json").read_text()) == answer["at_once"]
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--profile", "jetson-orin-nano"], "has no DLA cores"),
+    (["--profile", "jetson-xavier-nx", "--runtime", "trt"], "use --runtime trtexec"),
+    (["--profile", "jetson-xavier-nx", "--device", "dla:0"], "leave --device dla:0 out"),
+    (["--profile", "jetson-xavier-nx", "--precision", "fp32"], "not fp32")])
+def test_with_dla_refuses_what_it_cannot_do_in_one_line(tmp_path, flags, says):
+    result = harness("check", "--on-device", "--with-dla", "--bundle", str(tmp_path), *flags)
+    assert result.returncode == 2 and says in result.stderr, result.stderr

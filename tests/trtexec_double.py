@@ -145,6 +145,7 @@ def _infer(options: dict[str, str], version: tuple[int, int, int], argv: list[st
     else:
         feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     iterations, duration_s = int(options.get("iterations", "10")), float(options.get("duration", "3"))
+    print("[I] Starting inference", flush=True)  # as trtexec.cpp logs it, just before its trace's zero
     records, start, outputs = [], time.perf_counter(), None
     while len(records) < iterations or time.perf_counter() - start < duration_s:
         began = (time.perf_counter() - start) * 1e3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -22,11 +23,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from exporters.store import Store
 from harness.catalogue.bundles import Bundle, read_bundle
 from harness.cli import fleet as fleet_command
 from harness.cli.common import (check_common, check_out_dir, check_precisions, check_runtimes,
                                 comma_list, console, err_console, print_json, run_sweep, runtime_options)
-from harness.cli.reports import checks_table
+from harness.cli.reports import at_once_table, checks_table
 from harness.errors import UserError
 from harness.measure import jetson
 from harness.measure.timing import QUICK, Policy
@@ -229,6 +231,23 @@ def _default_runtime(profile: DeviceProfile, executor: str) -> str:
             return "trt"  # neither: trt's one line says what to install
 
 
+def _check_with_dla(args: argparse.Namespace, profile: DeviceProfile) -> None:
+    """--with-dla: a Jetson profile with DLA cores, checked here on its GPU (the DLA cores are added), through
+    trtexec (the at-once run starts one trtexec per engine)."""
+    if profile.kind != "jetson" or not profile.dla_cores:
+        raise UserError(f"--with-dla: {profile.name} has no DLA cores (dla_cores: {profile.dla_cores}); leave "
+                        "--with-dla out")
+    if args.executor != "local":
+        raise UserError("--with-dla runs every engine at once on one board: run the check on the board itself")
+    if args.runtime not in (None, TOOL_RUNTIME):
+        raise UserError(f"--with-dla times the engines at once in trtexec processes: use --runtime {TOOL_RUNTIME} "
+                        "(or leave --runtime out)")
+    if args.device not in (None, "cuda", "cuda:0"):
+        raise UserError(f"--with-dla checks the GPU and then every DLA core: leave --device {args.device} out")
+    if args.precision == "fp32":
+        raise UserError("--with-dla: the DLA runs fp16 or int8, not fp32: use --precision fp16 (the default)")
+
+
 def _device_for(profile: DeviceProfile, asked: str | None) -> str:
     """The device measured: --device, or the profile's kind's (cuda, cpu); a CPU profile is checked on a CPU and
     a GPU or Jetson profile on a GPU or DLA."""
@@ -273,7 +292,9 @@ def command_check_on_device(args: argparse.Namespace) -> int:
     if args.sustained is not None and not 10 <= args.sustained <= 24 * 3600:
         raise UserError(f"bad --sustained {args.sustained:g}: give seconds from 10 to 86400, e.g. 180")
     profile = load_profile(args.profile)
-    runtime = args.runtime or _default_runtime(profile, args.executor)
+    if args.with_dla:
+        _check_with_dla(args, profile)
+    runtime = args.runtime or (TOOL_RUNTIME if args.with_dla else _default_runtime(profile, args.executor))
     classes = check_runtimes(comma_list(runtime), installed_here=args.executor == "local")
     if len(classes) != 1:
         raise UserError("--on-device checks one runtime at a time: e.g. --runtime trt")
@@ -313,24 +334,74 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
     profile, mismatches = profile_for_board(profile, board.jetson)
     for line in [*mismatches, *board_warnings(profile, board.jetson)]:
         err_console.print(line, highlight=False, soft_wrap=True)
-    device, executor = board.device, board.executor
-    console.print(f"mode: measured now on {board.where} ({runtime} {precision[0]} on {device.split('@', 1)[0]}, batch "
-                  f"{profile.targets.batch_size}; references from {bundle.folder})")
+    engines = [board.device] + [f"dla:{core}" for core in range(profile.dla_cores if args.with_dla else 0)]
+    console.print(f"mode: measured now on {board.where} ({runtime} {precision[0]} on "
+                  f"{', '.join(e.split('@', 1)[0] for e in engines)}, batch {profile.targets.batch_size}; references "
+                  f"from {bundle.folder})")
     out_dir = check_out_dir(args.out)
     run_id = args.run_id or new_run_id()
     options = runtime_options(args, [runtime])
-    parity = _sweep(out_dir, f"{run_id}-verify", subjects, bundle, names, runtime, precision[0], device,
-                    _reference_batch(bundle, names), "parity", options, args, executor)
-    if parity is None:
-        return 130
-    bench = _sweep(out_dir, run_id, subjects, bundle, names, runtime, precision[0], device,
-                   profile.targets.batch_size, "bench", options, args, executor)
-    if bench is None:
-        return 130
     opsets = {name: bundle.models[name].manifest["files"][onnx_precision]["opset"] for name in names}
-    checks = on_device_checks(profile, opsets, as_records(bench), as_records(parity), bool(args.sustained),
-                              PRIMARY_MEMORY_SOURCE[profile.kind])
-    return _report(profile, checks, args.json, [out_dir / run_id, out_dir / f"{run_id}-verify"], board.where)
+    checks, runs, timed = [], [], {}
+    for device in engines:
+        suffix = "" if device == board.device else f"-{device.replace(':', '')}"
+        parity = _sweep(out_dir, f"{run_id}{suffix}-verify", subjects, bundle, names, runtime, precision[0], device,
+                        _reference_batch(bundle, names), "parity", options, args, board.executor)
+        if parity is None:
+            return 130
+        bench = _sweep(out_dir, f"{run_id}{suffix}", subjects, bundle, names, runtime, precision[0], device,
+                       profile.targets.batch_size, "bench", options, args, board.executor)
+        if bench is None:
+            return 130
+        found = on_device_checks(profile, opsets, as_records(bench), as_records(parity), bool(args.sustained),
+                                 PRIMARY_MEMORY_SOURCE[profile.kind])
+        checks += found if not suffix else [replace(c, model=f"{c.model} on {device}") for c in found]
+        runs += [out_dir / f"{run_id}{suffix}", out_dir / f"{run_id}{suffix}-verify"]
+        timed[device] = as_records(bench)
+    at_once = _at_once(args, profile, names, timed, precision[0], options.get(runtime, {}), out_dir / run_id) \
+        if len(engines) > 1 else None
+    return _report(profile, checks, args.json, runs, board.where, at_once)
+
+
+AT_ONCE_WINDOW_S = 10.0  # seconds of all engines running together past warm-up (--sustained makes it longer)
+AT_ONCE_FILE = "at-once.json"
+
+
+def _at_once(args: argparse.Namespace, profile: DeviceProfile, names: list[str], timed: dict[str, list[Any]],
+             precision: str, options: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """For each model whose engines all passed their cells: each engine alone, then all at once (harness.cell
+    .at_once), written to the run folder's at-once.json. A model with a failed engine says which."""
+    from harness.cell.at_once import alone_and_at_once
+    from harness.cell.worker import ENGINE_FILE
+    from harness.paths import cache_dir, write_atomically
+    from runtimes import create_runtime
+    from runtimes.base import EngineArtifact, RuntimeOptions
+
+    window_s = max(AT_ONCE_WINDOW_S, args.sustained or 0)
+    store, results = Store(cache_dir()), {}
+    for name in names:
+        records = {device: next((r for r in found if r.cell.model == name), None) for device, found in timed.items()}
+        failed = [device for device, record in records.items() if record is None or not record.ok]
+        if failed:
+            results[name] = {"skipped": f"{', '.join(failed)} did not pass its timing cell"}
+            continue
+        runtimes = {}
+        for device, record in records.items():
+            engine = record.prepared["engine"]
+            entry = store.lookup(cache_dir() / engine["folder"], ENGINE_FILE)
+            if entry is None or entry.meta.get("sha256") != engine["sha256"]:
+                results[name] = {"skipped": f"the {device} engine changed or vanished after its cell; run again"}
+                break
+            runtime = create_runtime(TOOL_RUNTIME, RuntimeOptions(device=device.split("@", 1)[0],
+                                                                  precision=precision, extra=options))
+            runtime.load(EngineArtifact(name, str(entry.path), engine["sha256"]))
+            runtimes[device.split("@", 1)[0]] = runtime
+        else:
+            with console.status(f"{name}: engines alone, then at once") as status:
+                results[name] = alone_and_at_once(runtimes, profile.targets.batch_size, window_s,
+                                                  lambda step: status.update(f"{name}: {step}"))
+    write_atomically(run_dir / AT_ONCE_FILE, json.dumps(results, indent=1))
+    return results
 
 
 def _reference_batch(bundle: Bundle, names: list[str]) -> int:
@@ -352,16 +423,20 @@ def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bund
                      "checking numerics" if mode == "parity" else "timing")
 
 
-def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any], where: str) -> int:
+def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any], where: str,
+            at_once: dict[str, Any] | None) -> int:
     ready = sum(c.passed for c in checks)
     if as_json:
         print_json({"profile": profile.name, "mode": "on-device", "measured_on": where, "ready": ready,
                     "models": len(checks),
                     "runs": [str(r) for r in runs],
                     "checks": [{"model": c.model, "passed": c.passed, "criteria": [asdict(k) for k in c.criteria]}
-                               for c in checks]})
+                               for c in checks],
+                    **({"at_once": at_once} if at_once is not None else {})})
         return 0 if ready == len(checks) else 1
     console.print(checks_table(f"On-device check: {profile.name}",
                                f"measured now on {where}; UNKNOWN counts as not ready", checks))
+    if at_once is not None:
+        console.print(at_once_table(at_once))
     console.print(f"{ready}/{len(checks)} models ready for {profile.name}; records: {', '.join(map(str, runs))}")
     return 0 if ready == len(checks) else 1

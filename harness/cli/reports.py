@@ -95,6 +95,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--pin-clocks", action="store_true",
                        help="with --on-device on a Jetson: run jetson_clocks (as root) before measuring and restore "
                             "the board's clock settings after, even on Ctrl-C")
+    check.add_argument("--with-dla", action="store_true",
+                       help="with --on-device on a Jetson with DLA cores: also check each model on every DLA core, "
+                            "then time the GPU and every DLA core alone and all at once (aggregate images/s, as "
+                            "jetson_benchmarks); runs through trtexec")
     fleet_command.add_executor_options(check)
 
 
@@ -243,7 +247,7 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
                                                ("--device", args.device), ("--ray-address", args.ray_address))
                       if value is not None] + (["--executor ray"] if args.executor == "ray" else []) + \
         (["--pin-clocks"] if args.pin_clocks else []) + (["--sustained"] if args.sustained is not None else []) + \
-        (["--power-mode"] if args.power_mode else [])
+        (["--power-mode"] if args.power_mode else []) + (["--with-dla"] if args.with_dla else [])
     if measuring_only:
         verb = "apply" if len(measuring_only) > 1 else "applies"
         raise UserError(f"{', '.join(measuring_only)} {verb} to measuring: add --on-device")
@@ -278,6 +282,27 @@ def checks_table(title: str, caption: str, checks: list[ModelCheck]) -> Table:
             style = VERDICT_STYLE[criterion.verdict]
             table.add_row(check.model if index == 0 else "", criterion.name,
                           f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
+    return table
+
+
+def at_once_table(at_once: dict[str, Any]) -> Table:
+    """Each model's engines alone and all at once (check --on-device --with-dla): images/s, and their sum."""
+    table = Table(title="GPU and DLA cores at once", caption="images/s over a common window past warm-up, each "
+                  "engine in its own trtexec; alone = the same engine with the others idle")
+    for column, justify in (("model", "left"), ("engine", "left"), ("alone img/s", "right"),
+                            ("at once img/s", "right"), ("note", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for model, result in at_once.items():
+        if "skipped" in result:
+            table.add_row(model, "", "", "", escape(f"not run: {result['skipped']}"))
+            continue
+        together = result["at_once"]
+        for index, (engine, alone) in enumerate(result["alone"].items()):
+            table.add_row(model if index == 0 else "", engine, f"{alone['images_per_s'].get(engine, 0):.1f}",
+                          f"{together['images_per_s'].get(engine, 0):.1f}", escape(alone["why"] or ""))
+        summed = sum(a["images_per_s"].get(e, 0) for e, a in result["alone"].items())
+        table.add_row("", "[bold]all[/bold]", f"{summed:.1f}", f"[bold]{together['aggregate_images_per_s']:.1f}[/bold]",
+                      escape(together["why"] or f"over {together['window_s']:.1f} s together"))
     return table
 
 
