@@ -245,3 +245,15 @@ def test_check_with_dla_times_the_gpu_and_every_dla_core_at_once(tmp_path):
 def test_with_dla_refuses_what_it_cannot_do_in_one_line(tmp_path, flags, says):
     result = harness("check", "--on-device", "--with-dla", "--bundle", str(tmp_path), *flags)
     assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
+def test_int8_is_refused_on_a_board_without_fast_int8(tmp_path):
+    """The Nano's Maxwell GPU (compute capability 5.3) has no fast int8: checking it at int8 is refused in one
+    line naming fp16; Xavier NX (7.2) and Orin Nano (8.7) have it."""
+    from harness.reports.check import load_profile
+
+    assert [load_profile(p).fast_int8 for p in ("jetson-nano", "jetson-xavier-nx", "jetson-orin-nano")] == \
+        [False, True, True]
+    result = harness("check", "--on-device", "--precision", "int8", "--bundle", str(tmp_path), "--profile",
+                     "jetson-nano")
+    assert result.returncode == 2 and "no fast int8" in result.stderr and "--precision fp16" in result.stderr

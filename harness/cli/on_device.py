@@ -292,6 +292,10 @@ def command_check_on_device(args: argparse.Namespace) -> int:
     if args.sustained is not None and not 10 <= args.sustained <= 24 * 3600:
         raise UserError(f"bad --sustained {args.sustained:g}: give seconds from 10 to 86400, e.g. 180")
     profile = load_profile(args.profile)
+    if args.precision == "int8" and profile.kind != "cpu" and profile.fast_int8 is False:
+        raise UserError(f"--precision int8: {profile.name}'s GPU (compute capability {profile.compute_capability}) "
+                        "has no fast int8 (TensorRT needs 6.1 or newer), so int8 would not run faster than fp16 "
+                        "there: check --precision fp16")
     if args.with_dla:
         _check_with_dla(args, profile)
     runtime = args.runtime or (TOOL_RUNTIME if args.with_dla else _default_runtime(profile, args.executor))

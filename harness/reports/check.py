@@ -51,6 +51,15 @@ class DeviceProfile(BaseModel):
     def _size(cls, value: Any) -> int:
         return parse_size(value) if isinstance(value, str) else value
 
+    @property
+    def fast_int8(self) -> bool | None:
+        """Whether the GPU has fast int8 (compute capability 6.1 or newer: TensorRT's support matrix, what its
+        platformHasFastInt8 reports); None where the profile names no compute capability."""
+        if not self.compute_capability:
+            return None
+        major, _, minor = self.compute_capability.partition(".")
+        return (int(major), int(minor or 0)) >= (6, 1)
+
     def matches(self, point: Point) -> bool:
         return any(part.lower() in point.device.lower() for part in self.device_match)
 
