@@ -257,3 +257,23 @@ def test_int8_is_refused_on_a_board_without_fast_int8(tmp_path):
     result = harness("check", "--on-device", "--precision", "int8", "--bundle", str(tmp_path), "--profile",
                      "jetson-nano")
     assert result.returncode == 2 and "no fast int8" in result.stderr and "--precision fp16" in result.stderr
+
+
+def test_a_dla_core_the_board_lacks_fails_its_rows_and_skips_the_at_once_run(tmp_path):
+    """The profile says two DLA cores, the board has one: dla:1's engine cannot be built (trtexec says so), its
+    rows say why and no 'built and ran' is claimed for it, and the at-once run is not started."""
+    bundle = tmp_path / "bundle"
+    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
+                   "--profile", "jetson-xavier-nx")
+    assert made.returncode == 0, made.stderr
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "xavier-nx")), "TRTEXEC_DOUBLE_DLA_CORES": "1",
+           "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    result = harness("check", "--on-device", "--with-dla", "--bundle", str(bundle), "--profile", "jetson-xavier-nx",
+                     "--out", str(tmp_path / "runs"), "--run-id", "m", "--json", env=env)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    missing = next(c for c in answer["checks"] if c["model"] == "squeezenet1_1 on dla:1")
+    verdicts = {c["name"]: (c["verdict"], c["figure"]) for c in missing["criteria"]}
+    assert verdicts["numerics"][0] == "FAIL" and "DLA engine, 1 not available" in verdicts["numerics"][1]
+    assert verdicts["opset/ops"][0] == "UNKNOWN" and "not built" in verdicts["opset/ops"][1]
+    assert answer["at_once"]["squeezenet1_1"] == {"skipped": "dla:1 did not pass its timing cell"}

@@ -135,6 +135,10 @@ def _infer(options: dict[str, str], version: tuple[int, int, int], argv: list[st
         return _fail(f"Error[1]: [runtime.cpp::deserializeCudaEngine] The engine plan file is not compatible with "
                      f"this version of TensorRT, expecting library version {'.'.join(map(str, version))} got "
                      f"{header['tensorrt']}, please rebuild.\n[E] Engine deserialization failed", argv, banner)
+    core = options.get("useDLACore", header["dla"])
+    if core is not None and int(core) >= int(os.environ.get("TRTEXEC_DOUBLE_DLA_CORES", "0")):
+        return _fail(f"Error[1]: [dlaUtils.cpp] DLA core {core} is not available on this platform\n"
+                     "[E] Engine deserialization failed", argv, banner)
     print("[I] Engine deserialized in 0.0123 sec.")
     session = onnxruntime.InferenceSession(data[len(MAGIC) + 4 + length:], providers=["CPUExecutionProvider"])
     low, _, high = header["profile"]

@@ -295,4 +295,6 @@ def _ops(profile: DeviceProfile, opset: int | None, bench: Any, parity: Any) -> 
             return Criterion("opset/ops", FAIL, _failed(record), limit)
     if opset is not None and profile.onnx_max_opset is not None and opset > profile.onnx_max_opset:
         return Criterion("opset/ops", FAIL, f"opset {opset}: export the bundle with --profile", limit)
+    if not any(record is not None and record.ok for record in (bench, parity)):  # failed for another reason
+        return Criterion("opset/ops", UNKNOWN, f"not built: {_failed(bench or parity)}", limit)
     return Criterion("opset/ops", PASS, f"opset {opset}, built and ran", limit)
