@@ -150,6 +150,11 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
     assert record["timing"]["device_clock"].startswith("trtexec --exportTimes computeMs")
     assert record["memory"]["jetson_process"]["host_rss_peak_bytes"] > 0
     assert record["jetson"]["during_timed_loop"]["samples"] >= 2
+    if board == "orin-nano":  # the same command again resumes the run: its verdicts come from the records there
+        again = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(relaxed), "--out",
+                        str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
+        assert again.returncode == 0 and json.loads(again.stdout[again.stdout.index("{"):])["checks"] == \
+            answer["checks"], again.stdout[-2000:]
 
 
 def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):

@@ -9,6 +9,8 @@ engines are the ones the check's ordinary cells built and verified; nothing here
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -49,15 +51,22 @@ def _run_together(runtimes: dict[str, Any], batch_size: int, run_s: float) -> di
                 stamps[label] = time.monotonic()
 
         try:
-            runs[label] = runtime.measure(_policy(run_s), on_line=on_line)
+            runs[label] = runtime.measure(_policy(run_s), on_start=pids.append, on_line=on_line)
         except Exception as exc:  # reported below, by engine
             failures[label] = exc
 
+    pids: list[int] = []
     threads = [threading.Thread(target=one, args=item, name=f"at-once-{item[0]}") for item in runtimes.items()]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:  # Ctrl-C: no tool left running on the board, then the interrupt goes on
+        _stop(pids)
+        for thread in threads:
+            thread.join()
+        raise
     if failures:
         label, exc = next(iter(failures.items()))
         raise RuntimeError(f"the {label} engine failed while running with the others: {exc}")
@@ -69,6 +78,14 @@ def _run_together(runtimes: dict[str, Any], batch_size: int, run_s: float) -> di
                                      [(r["startComputeMs"], r["startComputeMs"] + r["computeMs"])
                                       for r in runs[label].records], batch_size),
                          runs[label].command) for label in runtimes}
+
+
+def _stop(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # already ended
+            pass
 
 
 def alone_and_at_once(runtimes: dict[str, Any], batch_size: int, window_s: float,

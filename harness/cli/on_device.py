@@ -33,7 +33,7 @@ from harness.errors import UserError
 from harness.measure import jetson
 from harness.measure.timing import QUICK, Policy
 from harness.measure.validity import MAX_CV
-from harness.records import as_records
+from harness.records import Record, latest_records, read_records
 from harness.reports.check import DeviceProfile, ModelCheck, available_profiles, load_profile, on_device_checks
 from harness.reports.data import PRIMARY_MEMORY_SOURCE
 from harness.sweep.planning import plan_cells
@@ -357,13 +357,18 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
                        profile.targets.batch_size, "bench", options, args, board.executor)
         if bench is None:
             return 130
-        found = on_device_checks(profile, opsets, as_records(bench), as_records(parity), bool(args.sustained),
+        found = on_device_checks(profile, opsets, bench, parity, bool(args.sustained),
                                  PRIMARY_MEMORY_SOURCE[profile.kind])
         checks += found if not suffix else [replace(c, model=f"{c.model} on {device}") for c in found]
         runs += [out_dir / f"{run_id}{suffix}", out_dir / f"{run_id}{suffix}-verify"]
-        timed[device] = as_records(bench)
-    at_once = _at_once(args, profile, names, timed, precision[0], options.get(runtime, {}), out_dir / run_id) \
-        if len(engines) > 1 else None
+        timed[device] = bench
+    try:
+        at_once = _at_once(args, profile, names, timed, precision[0], options.get(runtime, {}), out_dir / run_id) \
+            if len(engines) > 1 else None
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: the engines' run at once was stopped; every cell's records are in "
+                          f"{out_dir / run_id}*; run the same command again to measure them at once", highlight=False)
+        return 130
     return _report(profile, checks, args.json, runs, board.where, at_once)
 
 
@@ -416,15 +421,18 @@ def _reference_batch(bundle: Bundle, names: list[str]) -> int:
 
 def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bundle, names: list[str], runtime: str,
            precision: str, device: str, batch_size: int, mode: str, options: dict[str, Any],
-           args: argparse.Namespace, executor: Any) -> list[dict[str, Any]] | None:
+           args: argparse.Namespace, executor: Any) -> list[Record] | None:
     seed = bundle.models[names[0]].seed
     policy = sustained_policy(args.sustained) if args.sustained and mode == "bench" else QUICK
     settings = BenchSettings(policy=policy, timeout_s=args.timeout + (args.sustained or 0), seed=seed, mode=mode,
                              max_cv=MAX_CV["quick"],
                              runtime_options=options, strict_retries=STRICT_RETRIES)
     cells = plan_cells(names, [runtime], [precision], [batch_size], device)
-    return run_sweep(Sweep(out_dir, run_id, subjects, settings, executor), cells,
-                     "checking numerics" if mode == "parity" else "timing")
+    sweep = Sweep(out_dir, run_id, subjects, settings, executor)
+    if run_sweep(sweep, cells, "checking numerics" if mode == "parity" else "timing") is None:
+        return None
+    planned = {cell.cell_id for cell in cells}  # this call's and, resuming a --run-id, the earlier calls' records
+    return [r for r in latest_records(read_records(sweep.records_path).typed) if r.cell_id in planned]
 
 
 def _report(profile: DeviceProfile, checks: list[ModelCheck], as_json: bool, runs: list[Any], where: str,
