@@ -282,3 +282,38 @@ def test_a_dla_core_the_board_lacks_fails_its_rows_and_skips_the_at_once_run(tmp
     assert verdicts["numerics"][0] == "FAIL" and "DLA engine, 1 not available" in verdicts["numerics"][1]
     assert verdicts["opset/ops"][0] == "UNKNOWN" and "not built" in verdicts["opset/ops"][1]
     assert answer["at_once"]["squeezenet1_1"] == {"skipped": "dla:1 did not pass its timing cell"}
+
+
+def test_ctrl_c_during_the_at_once_run_leaves_no_trtexec_running(trtexec, tmp_path):
+    """Ctrl-C while the engines run together: every trtexec process the run started is ended before the
+    interrupt goes on (none is left on the board competing with what runs next)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from harness.cell import at_once
+    from runtimes.trtexec import TrtexecRuntime
+
+    trtexec("10.3.0")
+    onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx", opset=13)
+    runtimes, started = {}, []
+    for device in ("cuda", "cuda:0"):
+        runtime = TrtexecRuntime(RuntimeOptions(device=device, precision="fp16"))
+        built = runtime.build_engine(OnnxFileArtifact("c", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+        plan = tmp_path / f"{device.replace(':', '')}.engine"
+        plan.write_bytes(built.plan)
+        runtime.load(EngineArtifact("c", str(plan), "", description={"onnx_path": str(onnx_path)}))
+        measure = runtime.measure
+        runtime.measure = lambda policy, on_start=None, on_line=None, measure=measure: measure(
+            policy, on_start=lambda pid: (started.append(pid), on_start(pid)), on_line=on_line)
+        runtimes[device] = runtime
+    threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # as Ctrl-C does
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        at_once.alone_and_at_once(runtimes, 1, 60.0)
+    assert time.monotonic() - began < 30, "the interrupt waited for the run to end"
+    assert started, "no trtexec was started"
+    for pid in started:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already: ended, not left running

@@ -22,6 +22,7 @@ from harness.measure.timing import QUICK
 
 WARMUP_S = 2.0  # left out at the start of each window (clocks rising, caches filling)
 START_SLACK_S = 5.0  # extra run time so engines whose loads differ (a DLA plan loads slower) still overlap
+STOP_WAIT_S = 30.0  # after Ctrl-C, how long to wait for the killed tools to be reaped
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,11 @@ def _run_together(runtimes: dict[str, Any], batch_size: int, run_s: float) -> di
             runs[label] = runtime.measure(_policy(run_s), on_start=pids.append, on_line=on_line)
         except Exception as exc:  # reported below, by engine
             failures[label] = exc
+        finally:
+            ended[label].set()
 
     pids: list[int] = []
+    ended = {label: threading.Event() for label in runtimes}
     threads = [threading.Thread(target=one, args=item, name=f"at-once-{item[0]}") for item in runtimes.items()]
     for thread in threads:
         thread.start()
@@ -64,8 +68,8 @@ def _run_together(runtimes: dict[str, Any], batch_size: int, run_s: float) -> di
             thread.join()
     except KeyboardInterrupt:  # Ctrl-C: no tool left running on the board, then the interrupt goes on
         _stop(pids)
-        for thread in threads:
-            thread.join()
+        for event in ended.values():  # not join(): an interrupted join marks its thread stopped (bpo-45274)
+            event.wait(STOP_WAIT_S)
         raise
     if failures:
         label, exc = next(iter(failures.items()))
