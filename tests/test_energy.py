@@ -86,9 +86,28 @@ def test_rails_are_missing_off_a_jetson_or_on_a_board_without_monitors(monkeypat
     assert "not a Jetson" in energy.JetsonRails().reason
 
 
+def _nvml_names_used() -> set[str]:
+    """Every NVML name (`nvml...`, `NVML_...`) the product's code reads as an attribute (of pynvml, or of the
+    module kept as `self._nvml`) in harness/, runtimes/ and bench/, found in its syntax trees."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    names = set()
+    for path in [*root.glob("harness/**/*.py"), *root.glob("runtimes/**/*.py"), *root.glob("bench/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith(("nvml", "NVML_")):
+                names.add(node.attr)
+    return names
+
+
 def test_nvml_calls_are_the_real_libraries_names():
+    """Every NVML function and constant the harness uses exists in the real nvidia-ml-py (a misspelt one would
+    only fail on a GPU), and with no driver the energy source says so."""
     pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (extra gpu)")
-    assert callable(pynvml.nvmlDeviceGetTotalEnergyConsumption) and callable(pynvml.nvmlDeviceGetName)
+    used = _nvml_names_used()
+    assert len(used) >= 15, sorted(used)  # the readers of memory, energy, clocks and the environment
+    assert {"nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetComputeRunningProcesses"} <= used
+    assert [name for name in sorted(used) if not hasattr(pynvml, name)] == []
     assert "the cell does not run on a CUDA GPU" == energy.NvmlEnergy("cpu").reason
     reason = energy.NvmlEnergy("cuda:0").reason  # no driver here: it says so instead of a figure
     assert reason is not None and reason.startswith("NVML cannot read an energy counter here")

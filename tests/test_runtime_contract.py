@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -89,11 +90,30 @@ def test_info_names_every_knob(name, artifact_for):
     assert info["name"] == name and info["device"] == "cpu" and info["precision"] == "fp32"
 
 
+SCALARS = (str, int, float, bool, type(None), RuntimeOptions, dict, list, tuple, set, types.ModuleType)
+LIBRARY_HANDLES = {"device", "Core"}  # torch.device, OpenVINO's Core: the library, not what a model holds
+
+
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_context_manager_closes(name, artifact_for):
+def test_leaving_the_context_releases_what_the_runtime_held(name, artifact_for, monkeypatch):
+    """Leaving `with` calls the runtime's own _release once (close() again does not), and every object it held
+    after a run (session, module, request, buffers: anything not a plain value) is dropped."""
+    released = []
+    cls = runtime_class(name)
+    monkeypatch.setattr(cls, "_release", lambda self, own=cls._release: (released.append(self), own(self))[1])
     with create_runtime(name, RuntimeOptions()) as runtime:
         runtime.load(artifact_for(runtime))
-    assert runtime._closed
+        runtime.prepare(INPUTS)
+        runtime.run()
+        runtime.synchronize()
+        held = [key for key, value in vars(runtime).items()
+                if not isinstance(value, SCALARS) and type(value).__name__ not in LIBRARY_HANDLES]
+    assert released == [runtime]
+    runtime.close()
+    assert released == [runtime], "close() after leaving the context released twice"
+    assert held or name == "null", "a runtime that ran a model held nothing to release"
+    still = {key: type(vars(runtime)[key]).__name__ for key in held if vars(runtime)[key] is not None}
+    assert not still, f"still held after close: {still}"
 
 
 OWN_CLOCK_ON_CPU = {"ov"}  # OpenVINO's InferRequest.latency
