@@ -65,6 +65,7 @@ class Point:
     onnx_path: str | None = None
     joules_per_image: float | None = None  # net of idle power, from the device's primary energy source
     average_watts: float | None = None  # what that source drew while the cell ran (idle included)
+    energy_missing: str | None = None  # why that source has no figures for the cell (None where it has)
     # a Jetson's clocks and heat during the timed loop: [seconds, GPU MHz, EMC MHz, hottest zone °C] rows
     board_trace: list[list[float | None]] | None = None
 
@@ -175,9 +176,23 @@ def _board_trace(record: Record) -> list[list[float | None]] | None:
     return during.get("trace") if isinstance(during, dict) else None
 
 
-def _energy(record: Record, source: str) -> dict[str, float | None]:
+def _energy(record: Record, source: str) -> dict[str, Any]:
     figures = record.energy_figures(source) or {}
-    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts")}
+    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts"),
+            "energy_missing": None if figures else _energy_missing(record, source)}
+
+
+def _energy_missing(record: Record, source: str) -> str:
+    """Why a record has no figures from an energy source: no pass, a pass skipped, or the source unreadable."""
+    energy = record.energy if isinstance(record.energy, dict) else {}
+    if not energy:
+        return "no energy pass in the record"
+    if energy.get("skipped"):
+        return f"energy pass skipped ({energy['skipped']})"
+    reading = (energy.get("sources") or {}).get(source) if isinstance(energy.get("sources"), dict) else None
+    if isinstance(reading, dict) and reading.get("missing"):
+        return f"{source}: {reading['missing']}"
+    return f"{source} not readable where the cell ran"
 
 
 def _onnx_path(path: str | None) -> str | None:

@@ -150,6 +150,10 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
         "model": subject.summary(settings.weights, result.complexity or result.prepared.get("complexity")),
         "runtime": result.runtime,
         "policy": settings.policy.as_dict() if settings.mode == "bench" else None,
+        # what the cell was asked to run with, whatever its runtime reports (compare refuses to judge pairs
+        # whose settings differ)
+        "settings": {"threads": settings.threads, "channels_last": settings.channels_last,
+                     "runtime_options": settings.runtime_options.get(cell.runtime, {})},
     }
     for key in RESULT_KEYS:
         if getattr(result, key) is not None:
