@@ -431,6 +431,7 @@ def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path):
     line = _one_error_line(harness("report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"), "--out",
                                    str(tmp_path / "report"), "--quiet"))
     assert "is the only run reported: nothing to compare it with" in line
+    assert not (tmp_path / "report").exists()  # refused before anything was written
 
 
 def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
@@ -454,3 +455,11 @@ def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path):
     assert "ünï [red]x against básë [bold]: no regression in 1 compared cell" in result.stdout
     titles = [line.strip() for line in result.stdout.splitlines()]
     assert "ünï [red]x against básë [bold]" in titles  # the table's own title, not only the summary
+
+
+def test_an_environment_file_with_sections_of_the_wrong_type_is_read_as_unknown(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "odd", [_timed("resnet50", _draw(12, 10.0, 0.1))], {"jetson": "yes", "nvml": 5})
+    result = harness("compare", str(tmp_path / "base"), str(tmp_path / "odd"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "odd against base: no regression in 1 compared cell" in result.stdout

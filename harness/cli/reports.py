@@ -122,11 +122,12 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
     names = [Path(run).name for run in dataset.runs]
     out = Path(args.out) if args.out else Path("reports") / (
         names[0] if len(names) == 1 else f"merged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    compared = _compared(args.baseline, dataset.runs)  # a baseline refused before anything is written
     problem = writable_dir(out)
     if problem:
         raise UserError(f"cannot write the report to '{out}': {problem}; pass --out DIR")
     title = "Benchmark report: " + ", ".join(names)
-    report = write_report(dataset, out, title, _compared(args.baseline, dataset.runs))
+    report = write_report(dataset, out, title, compared)
     if not args.quiet:
         for series_tables in report.tables.values():
             for table in series_tables:

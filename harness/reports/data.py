@@ -122,8 +122,14 @@ class Dataset:
                 and (p.ok or not ok_only)]
 
 
+def _part(env: dict[str, Any], key: str) -> dict[str, Any]:
+    """One section of an environment file, {} where it is absent or not an object (a hand-edited file)."""
+    value = env.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def device_kind(env: dict[str, Any], device: str) -> str:
-    if (env.get("jetson") or {}).get("is_jetson"):
+    if _part(env, "jetson").get("is_jetson"):
         return "jetson"
     return "cuda" if device.startswith("cuda") else "cpu"
 
@@ -132,12 +138,15 @@ def device_name(env: dict[str, Any], device: str) -> str:
     """A readable name for the device a cell ran on, from the env file of the host that ran it."""
     kind = device_kind(env, device)
     if kind == "jetson":
-        jetson = env.get("jetson") or {}
+        jetson = _part(env, "jetson")
         return f"Jetson {jetson.get('model') or jetson.get('module') or '(model unknown)'}"
     if kind == "cuda":
-        index = int(device.split(":")[1]) if ":" in device else 0
-        gpus = (env.get("nvml") or {}).get("gpus") or []
-        name = gpus[index].get("name") if index < len(gpus) else (env.get("torch") or {}).get("cuda_device_name")
+        number = device.partition("@")[0].partition(":")[2]  # cuda:N, or cuda:N@node on a fleet
+        index = int(number) if number.isdigit() else 0
+        gpus = _part(env, "nvml").get("gpus")
+        gpus = gpus if isinstance(gpus, list) else []
+        gpu = gpus[index] if index < len(gpus) and isinstance(gpus[index], dict) else None
+        name = gpu.get("name") if gpu is not None else _part(env, "torch").get("cuda_device_name")
         return f"GPU {name or device}"
     return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('hostname') or 'unknown host'})"
 
