@@ -335,6 +335,12 @@ def test_markdown_naming_a_folder_is_one_line(tmp_path):
     line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
                                    str(tmp_path / "out")))
     assert "it is a folder; name a file" in line
+    records = (tmp_path / "cand" / "records.jsonl").read_text()
+    for name in ("records.jsonl", "plan.json", "env.json"):
+        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+                                       str(tmp_path / "cand" / name)))
+        assert f"{name} is a run's own file, which the tables would replace" in line
+    assert (tmp_path / "cand" / "records.jsonl").read_text() == records  # the candidate's records are still there
 
 
 # ---------------------------------------------------------------- thresholds

@@ -13,9 +13,11 @@ from rich.markup import escape
 from harness.cli.common import console, print_json, writable_dir
 from harness.errors import UserError
 from harness.paths import write_atomically
+from harness.records import RECORDS_FILE
 from harness.reports.compare import (BAD_TIMING, DEFAULT_THRESHOLD, INVALID, NO_SAMPLES, SETTINGS_DIFFER, WITHIN_NOISE,
                                      Comparison, Limits, compare, comparison_tables, problems, read_run, with_accuracy)
 from harness.reports.tables import to_markdown, to_rich
+from harness.sweep.runs import PLAN_FILE
 
 
 def add_parser(commands: Any) -> None:
@@ -108,6 +110,9 @@ def _markdown_file(text: str | None) -> Path | None:
     if not text:
         return None
     markdown = Path(text)
+    if _run_data(markdown.name):
+        raise UserError(f"cannot write --markdown '{text}': {markdown.name} is a run's own file, which the tables "
+                        f"would replace; name another file, e.g. --markdown {markdown.with_name('compare.md')}")
     if markdown.is_dir():
         raise UserError(f"cannot write --markdown '{text}': it is a folder; name a file, e.g. "
                         f"--markdown {markdown / 'compare.md'}")
@@ -115,6 +120,11 @@ def _markdown_file(text: str | None) -> Path | None:
     if problem:
         raise UserError(f"cannot write --markdown '{text}': {problem}")
     return markdown
+
+
+def _run_data(name: str) -> bool:
+    """A name the harness reads as part of a run folder (records, plan, environment)."""
+    return name in (RECORDS_FILE, PLAN_FILE) or (name.startswith("env") and name.endswith(".json"))
 
 
 def _distinct_runs(baseline: str, candidates: list[str]) -> tuple[Path, list[Path]]:
