@@ -244,12 +244,17 @@ def test_a_real_bench_record_carries_the_settings_it_was_asked_for(tmp_path):
     from harness.reports.compare import measured_settings
     from harness.records import Record
 
-    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--batch-sizes", "1", "--threads",
-                     "3", "--energy", "off", "--out", str(tmp_path), "--run-id", "r")
+    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "null,torch", "--batch-sizes", "1",
+                     "--threads", "3", "--channels-last", "--runtime-option", "torch.cudnn_benchmark=off", "--energy",
+                     "off", "--out", str(tmp_path), "--run-id", "r")
     assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "r" / "records.jsonl").read_text().splitlines()[0])
-    assert record["settings"] == {"threads": 3, "channels_last": False, "runtime_options": {}}
-    assert measured_settings(Record.model_validate(record))["threads"] == "3"
+    lines = (tmp_path / "r" / "records.jsonl").read_text().splitlines()
+    records = {record["cell"]["runtime"]: record for record in map(json.loads, lines)}
+    assert records["null"]["settings"] == {"threads": 3, "runtime_options": {}}  # channels-last: a torch module's
+    assert records["torch"]["settings"] == {"threads": 3, "channels_last": True,
+                                            "runtime_options": {"cudnn_benchmark": "off"}}
+    assert measured_settings(Record.model_validate(records["torch"])) == {
+        "threads": "3", "runtime options": "cudnn_benchmark=off", "channels-last": "True", "weights": "random"}
 
 
 def test_compare_cli_refuses_a_verdict_on_runs_measured_with_other_settings(tmp_path):
