@@ -390,7 +390,7 @@ def _why_nothing(comparison: Comparison) -> str:
     unjudged = [f"{comparison.counted(verdict)} {what}" for verdict, what in
                 ((INVALID, "invalid"), (NO_SAMPLES, "without raw samples"), (FAILS_IN_BOTH, "failing in both"),
                  (SETTINGS_DIFFER, "measured with different settings")) if comparison.counted(verdict)]
-    hint = ("; pass --allow-different-settings to judge pairs measured with different settings"
+    hint = ("; `compare --allow-different-settings` judges pairs measured with different settings"
             if comparison.counted(SETTINGS_DIFFER) else "")
     return f"{_count(len(comparison.changes), 'cell')} in common, none judged: {', '.join(unjudged)}{hint}"
 
