@@ -377,6 +377,8 @@ def test_the_threshold_as_a_fraction_and_above_a_hundred_percent_in_the_cli(tmp_
     assert harness("compare", *runs, "--threshold", "0.15").returncode == 0  # 15 %, not 0.15 %
     assert harness("compare", *runs, "--threshold", "0.05").returncode == 1
     assert harness("compare", *runs, "--threshold", "1000%").returncode == 0
+    harness("compare", *runs, "--threshold", "0.005", "--markdown", str(tmp_path / "c.md"))
+    assert "A regression: time > +0.5% with its whole 95 % interval" in (tmp_path / "c.md").read_text()
     assert "or a fraction (0.05 = 5%)" in " ".join(harness("compare", "--help").stdout.split())
 
 

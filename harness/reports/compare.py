@@ -472,9 +472,9 @@ def _top1_entry(change: CellChange) -> Entry:
 
 def cells_table(comparison: Comparison) -> ReportTable:
     limits = comparison.limits
-    judged = [f"time > +{limits.threshold:.0%} with its whole 95 % interval above ×1"]
+    judged = [f"time > +{limits.threshold * 100:g}% with its whole 95 % interval above ×1"]
     if limits.memory_threshold is not None:
-        judged.append(f"a memory peak > +{limits.memory_threshold:.0%}")
+        judged.append(f"a memory peak > +{limits.memory_threshold * 100:g}%")
     if limits.max_accuracy_drop is not None:
         judged.append(f"top-1 down by > {limits.max_accuracy_drop:g} points")
     table = ReportTable(
