@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,313 @@ def test_a_torn_candidate_is_compared_for_what_it_holds_and_says_what_was_skippe
     assert result.returncode == 0, result.stderr
     assert "torn last line skipped" in result.stdout
     assert "no regression in 1 compared cell " in result.stdout and "1 cell in one run only" in result.stdout
+
+
+# ---------------------------------------------------------------- settings that change what a cell measures
+
+def _with(record: dict, **parts) -> dict:
+    """The record with parts replaced or added, e.g. settings={...}, runtime={...}, prepared={...}."""
+    return {**record, **parts}
+
+
+ONNX_FILE = {"kind": "onnx", "opset": 18, "simplified": False, "path": "onnx/x/model.onnx"}
+SETTING_PAIRS = {  # setting kind: (baseline's parts, candidate's parts, the setting's name in the verdict)
+    "threads": ({"settings": {"threads": None, "channels_last": False, "runtime_options": {}}},
+                {"settings": {"threads": 4, "channels_last": False, "runtime_options": {}}}, "threads"),
+    "runtime option": ({"settings": {"threads": None, "channels_last": False, "runtime_options": {}}},
+                       {"settings": {"threads": None, "channels_last": False,
+                                     "runtime_options": {"graph_optimization": "basic"}}}, "runtime options"),
+    "channels-last": ({"settings": {"threads": None, "channels_last": False, "runtime_options": {}}},
+                      {"settings": {"threads": None, "channels_last": True, "runtime_options": {}}}, "channels-last"),
+    # records written before `settings`: what the runtime reported
+    "threads (older records)": ({"runtime": {"options": {"threads_requested": 2, "intra_op_num_threads": 2}}},
+                                {"runtime": {"options": {"threads_requested": None, "intra_op_num_threads": 16}}},
+                                "threads"),
+    "runtime option (older records)": ({"runtime": {"options": {"runtime_options": {"execution_mode": "parallel"}}}},
+                                       {"runtime": {"options": {"runtime_options": {}}}}, "runtime options"),
+    "weights": ({"prepared": {"weights": {"kind": "random", "seed": 0, "sha256": "a" * 64}}},
+                {"prepared": {"weights": {"kind": "pretrained", "tag": "IMAGENET1K_V2", "library": "tv"}}}, "weights"),
+    "weights file": ({"prepared": {"weights": {"kind": "file", "path": "/a/w.pt", "sha256": "a" * 64}}},
+                     {"prepared": {"weights": {"kind": "file", "path": "/a/w.pt", "sha256": "b" * 64}}}, "weights"),
+    "ONNX opset": ({"prepared": {"artifact": ONNX_FILE}}, {"prepared": {"artifact": {**ONNX_FILE, "opset": 17}}},
+                   "ONNX file"),
+    "ONNX simplified": ({"prepared": {"artifact": ONNX_FILE}},
+                        {"prepared": {"artifact": {**ONNX_FILE, "simplified": True}}}, "ONNX file"),
+    "int8 calibration": (
+        {"prepared": {"artifact": {**ONNX_FILE, "quantization": {"method": "minmax", "images": 100,
+                                                                 "files_sha256": "c" * 64}}}},
+        {"prepared": {"artifact": {**ONNX_FILE, "quantization": {"method": "entropy", "images": 100,
+                                                                 "files_sha256": "c" * 64}}}}, "int8 calibration"),
+}
+
+
+@pytest.mark.parametrize("kind", SETTING_PAIRS)
+def test_a_pair_measured_with_different_settings_is_shown_and_not_judged(tmp_path, kind):
+    from harness.reports.compare import SETTINGS_DIFFER, comparison_tables
+
+    base_parts, cand_parts, name = SETTING_PAIRS[kind]
+    baseline = [_with(_timed("resnet50", _draw(2, 10.0, 0.1)), **base_parts)]
+    candidate = [_with(_timed("resnet50", _draw(12, 12.0, 0.1)), **cand_parts)]  # 20 % slower, tight
+    runs = _runs(tmp_path, baseline, candidate)
+    [refused] = compare(*runs).changes
+    assert refused.verdicts == [SETTINGS_DIFFER] and not refused.regressed and refused.time is None
+    assert [setting for setting, _, _ in refused.settings] == [name]
+    [row] = comparison_tables(compare(*runs))[1].rows
+    assert row[-1].text.startswith(f"{SETTINGS_DIFFER} ({name} ")
+    [judged] = compare(*runs, Limits(allow_different_settings=True)).changes
+    assert judged.verdicts == [REGRESSION] and judged.settings == refused.settings
+
+
+def test_settings_that_do_not_change_the_work_or_are_not_recorded_leave_the_pair_judged(tmp_path):
+    from harness.reports.compare import measured_settings
+
+    random_weights = {"kind": "random", "path": "weights/x/weights.pt"}
+    baseline = [_with(_timed("resnet50", _draw(2, 10.0, 0.1)),  # another seed, another cache path: same work
+                      prepared={"weights": {**random_weights, "seed": 0, "sha256": "a" * 64}},
+                      runtime={"options": {"threads_requested": None, "intra_op_num_threads": 8}}),
+                _timed("vgg16", _draw(3, 10.0, 0.1))]  # a record that says no setting at all
+    candidate = [_with(_timed("resnet50", _draw(12, 12.0, 0.1)),
+                       prepared={"weights": {**random_weights, "seed": 1, "sha256": "b" * 64}},
+                       runtime={"options": {"threads_requested": None, "intra_op_num_threads": 16}}),
+                 _with(_timed("vgg16", _draw(13, 12.0, 0.1)), settings={"threads": 4, "runtime_options": {}})]
+    comparison = compare(*_runs(tmp_path, baseline, candidate))
+    assert _verdicts(comparison) == {"resnet50": [REGRESSION], "vgg16": [REGRESSION]}
+    assert measured_settings(comparison.changes[0].baseline) == {"threads": "library default", "weights": "random"}
+
+
+def test_a_real_bench_record_carries_the_settings_it_was_asked_for(tmp_path):
+    from harness.reports.compare import measured_settings
+    from harness.records import Record
+
+    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "null,torch", "--batch-sizes", "1",
+                     "--threads", "3", "--channels-last", "--runtime-option", "torch.cudnn_benchmark=off", "--energy",
+                     "off", "--out", str(tmp_path), "--run-id", "r")
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "r" / "records.jsonl").read_text().splitlines()
+    records = {record["cell"]["runtime"]: record for record in map(json.loads, lines)}
+    assert records["null"]["settings"] == {"threads": 3, "runtime_options": {}}  # channels-last: a torch module's
+    assert records["torch"]["settings"] == {"threads": 3, "channels_last": True,
+                                            "runtime_options": {"cudnn_benchmark": "off"}}
+    assert measured_settings(Record.model_validate(records["torch"])) == {
+        "threads": "3", "runtime options": "cudnn_benchmark=off", "channels-last": "True", "weights": "random"}
+
+
+def test_compare_cli_refuses_a_verdict_on_runs_measured_with_other_settings(tmp_path):
+    asked = {"threads": None, "channels_last": False, "runtime_options": {}}
+    write_run(tmp_path / "base", [_with(_timed("resnet50", _draw(2, 10.0, 0.1)), settings=asked)])
+    write_run(tmp_path / "cand", [_with(_timed("resnet50", _draw(12, 12.0, 0.1)), settings={**asked, "threads": 1})])
+    markdown = tmp_path / "c.md"
+    refused = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown", str(markdown))
+    line = _one_error_line(refused)
+    assert "nothing compared" in line and "measured with different settings" in line
+    assert "--allow-different-settings" in line
+    assert "| different settings: not judged (threads library default → 1) |" in markdown.read_text()
+    allowed = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-different-settings",
+                      "--markdown", str(markdown))
+    assert allowed.returncode == 1, allowed.stderr
+    assert "| regression (settings differ: threads library default → 1) |" in markdown.read_text()
+
+
+# ---------------------------------------------------------------- no verdict is never a pass
+
+def _zero_median(samples_ms: np.ndarray) -> dict:
+    broken = _timed("resnet50", samples_ms)
+    broken["timing"]["host"]["median_ms"] = 0.0
+    return broken
+
+
+def _nan_samples(samples_ms: np.ndarray) -> dict:
+    broken = _timed("resnet50", samples_ms)
+    broken["samples_ms"]["host"][5] = float("nan")
+    return broken
+
+
+def _text_samples(samples_ms: np.ndarray) -> dict:
+    broken = _timed("resnet50", samples_ms)
+    broken["samples_ms"] = {"host": ["fast"] * 10}
+    return broken
+
+
+@pytest.mark.parametrize("damage, side, problem", [
+    (_zero_median, "baseline", "baseline has a median of 0 ms"),
+    (_zero_median, "candidate", "candidate has a median of 0 ms"),
+    (_nan_samples, "candidate", "candidate has raw samples that are not finite numbers"),
+    (_nan_samples, "baseline", "baseline has raw samples that are not finite numbers"),
+    (_text_samples, "candidate", "candidate has raw samples that are not finite numbers")])
+def test_a_timing_that_cannot_be_compared_is_an_error_not_a_pass(tmp_path, damage, side, problem):
+    sound = [_timed("resnet50", _draw(2, 10.0, 0.1)), _timed("vgg16", _draw(3, 10.0, 0.1))]
+    damaged = [damage(_draw(12, 10.0, 0.1)), _timed("vgg16", _draw(13, 10.0, 0.1))]
+    baseline, candidate = (damaged, sound) if side == "baseline" else (sound, damaged)
+    write_run(tmp_path / "base", baseline)
+    write_run(tmp_path / "cand", candidate)
+    result = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--json")
+    line = _one_error_line(result)
+    assert f"resnet50 ort fp32 bs1 cpu: {problem}" in line
+    [cell] = [c for c in json.loads(result.stdout)["comparisons"][0]["cells"] if c["model"] == "resnet50"]
+    assert cell["verdicts"] == ["unusable timing: not judged"] and cell["time_ratio"] is None
+
+
+def test_runs_with_nothing_in_common_or_nothing_judged_are_not_a_pass(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "other", [_timed("vgg16", _draw(3, 10.0, 0.1))])
+    write_run(tmp_path / "noisy", [_timed("resnet50", _draw(12, 10.0, 0.1), valid=False)])
+    apart = harness("compare", str(tmp_path / "base"), str(tmp_path / "other"))
+    assert "nothing compared (no cell in common: 1 in the baseline only, 1 in the candidate only" in \
+        _one_error_line(apart)
+    assert "other against base: nothing judged in 0 compared cells" in apart.stdout
+    noisy = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "noisy")))
+    assert "nothing compared (1 cell in common, none judged: 1 invalid)" in noisy
+
+
+def test_the_same_run_twice_is_refused(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
+    itself = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "base" / ".")))
+    assert "is both the baseline and a candidate" in itself
+    twice = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
+    assert "is a candidate twice" in twice
+
+
+def test_markdown_naming_a_folder_is_one_line(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
+    (tmp_path / "out").mkdir()
+    line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+                                   str(tmp_path / "out")))
+    assert "it is a folder; name a file" in line
+    records = (tmp_path / "cand" / "records.jsonl").read_text()
+    for name in ("records.jsonl", "plan.json", "env.json"):
+        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+                                       str(tmp_path / "cand" / name)))
+        assert f"{name} is a run's own file, which the tables would replace" in line
+    assert (tmp_path / "cand" / "records.jsonl").read_text() == records  # the candidate's records are still there
+
+
+# ---------------------------------------------------------------- thresholds
+
+@pytest.mark.parametrize("text, fraction", [("5%", 0.05), ("0.05", 0.05), (" 12.5 % ", 0.125), ("0", 0.0),
+                                            ("1000%", 10.0), ("150%", 1.5)])
+def test_a_threshold_is_a_percentage_or_a_fraction(text, fraction):
+    from harness.cli.compare import parse_fraction
+
+    assert parse_fraction(text, "--threshold") == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize("text, problem", [("5", "a bare number is a fraction (0.05 = 5%); for 5 percent write"),
+                                           ("-5%", "give a change of 0 or more"), ("-0.1", "give a change of 0"),
+                                           ("nan%", "give a change of 0"), ("inf", "give a change of 0"),
+                                           ("fast", "give a percentage or a fraction")])
+def test_a_threshold_that_means_nothing_is_one_line(tmp_path, text, problem):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 11.0, 0.1))])
+    for flag in ("--threshold", "--memory-threshold"):
+        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), f"{flag}={text}"))
+        assert f"bad {flag} '{text}': {problem}" in line
+
+
+def test_the_threshold_as_a_fraction_and_above_a_hundred_percent_in_the_cli(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "slow", [_timed("resnet50", _draw(22, 11.0, 0.1))])  # 10 % slower
+    runs = (str(tmp_path / "base"), str(tmp_path / "slow"))
+    assert harness("compare", *runs, "--threshold", "0.15").returncode == 0  # 15 %, not 0.15 %
+    assert harness("compare", *runs, "--threshold", "0.05").returncode == 1
+    assert harness("compare", *runs, "--threshold", "1000%").returncode == 0
+    harness("compare", *runs, "--threshold", "0.005", "--markdown", str(tmp_path / "c.md"))
+    assert "A regression: time > +0.5% with its whole 95 % interval" in (tmp_path / "c.md").read_text()
+    assert "or a fraction (0.05 = 5%)" in " ".join(harness("compare", "--help").stdout.split())
+
+
+# ---------------------------------------------------------------- accuracy, memory
+
+def _accuracy_run(path: Path, top1: float, model: str = "resnet50") -> Path:
+    return write_run(path, [{**record(model, "ort", 1, 1.0, 1), "kind": "accuracy", "accuracy": {"top1": top1}}])
+
+
+def test_top1_comes_from_accuracy_runs_beside_the_bench_runs(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
+    _accuracy_run(tmp_path / "base-acc", 76.1)
+    _accuracy_run(tmp_path / "cand-acc", 74.0)
+    runs = (str(tmp_path / "base"), str(tmp_path / "cand"))
+    unjudged = _one_error_line(harness("compare", *runs, "--max-accuracy-drop", "0.5"))
+    assert "--max-accuracy-drop judged nothing: no compared cell has a measured top-1 in both runs" in unjudged
+    assert "--accuracy BASELINE_ACCURACY_RUN CANDIDATE_ACCURACY_RUN" in unjudged
+    judged = harness("compare", *runs, "--max-accuracy-drop", "0.5", "--accuracy", str(tmp_path / "base-acc"),
+                     str(tmp_path / "cand-acc"), "--json")
+    assert judged.returncode == 1, judged.stderr
+    [cell] = json.loads(judged.stdout)["comparisons"][0]["cells"]
+    assert cell["verdicts"] == [WITHIN_NOISE, "accuracy regression"] and cell["top1"] == {"baseline": 76.1,
+                                                                                          "candidate": 74.0}
+    assert "one accuracy run per compared run, baseline first: 2 expected, 1 given" in _one_error_line(
+        harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc")))
+    assert "no finished accuracy records with a top-1 in" in _one_error_line(
+        harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand")))
+
+
+def test_an_invalid_timing_still_has_its_top1_and_memory_judged_and_a_peak_of_zero_is_not(tmp_path):
+    baseline = [_timed("resnet50", _draw(2, 10.0, 0.1)), _timed("vgg16", _draw(3, 10.0, 0.1), memory=0)]
+    candidate = [_timed("resnet50", _draw(12, 10.0, 0.1), valid=False),
+                 _timed("vgg16", _draw(13, 10.0, 0.1), memory=900_000_000)]
+    base, cand = _runs(tmp_path, baseline, candidate)
+    base = replace(base, top1={("resnet50", "ort", "fp32"): 76.0})
+    cand = replace(cand, top1={("resnet50", "ort", "fp32"): 70.0})
+    verdicts = _verdicts(compare(base, cand, Limits(memory_threshold=0.1, max_accuracy_drop=1.0)))
+    assert verdicts == {"resnet50": [INVALID, "accuracy regression"], "vgg16": [WITHIN_NOISE]}
+
+
+def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
+    text_figure = {**record("resnet50", "ort", 1, 1.0, 1), "kind": "accuracy", "accuracy": {"top1": "76.1"}}
+    write_run(tmp_path / "base-acc", [text_figure, {**record("vgg16", "ort", 1, 1.0, 1), "kind": "accuracy",
+                                                    "accuracy": {"top1": 71.0}}])
+    write_run(tmp_path / "text-acc", [text_figure])
+    _accuracy_run(tmp_path / "cand-acc", 74.0)
+    runs = (str(tmp_path / "base"), str(tmp_path / "cand"))
+    result = harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand-acc"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "top-1 '76.1' is not a number; left out" in result.stdout
+    line = _one_error_line(harness("compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
+                                   str(tmp_path / "cand-acc")))
+    assert "no finished accuracy records with a top-1 in" in line and "top-1 '76.1' is not a number" in line
+
+
+# ---------------------------------------------------------------- report --baseline, names
+
+def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    line = _one_error_line(harness("report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"), "--out",
+                                   str(tmp_path / "report"), "--quiet"))
+    assert "is the only run reported: nothing to compare it with" in line
+    assert not (tmp_path / "report").exists()  # refused before anything was written
+
+
+def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "other", [_timed("vgg16", _draw(3, 10.0, 0.1))])
+    _accuracy_run(tmp_path / "other-acc", 74.0, "vgg16")  # reported beside: not a run to compare
+    result = harness("report", str(tmp_path / "other"), str(tmp_path / "other-acc"), "--baseline",
+                     str(tmp_path / "base"), "--out", str(tmp_path / "report"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "## Compared with base: other against base: nothing judged in 0 compared cells" in tables
+    assert "no verdict: other against base: nothing compared (no cell in common" in tables
+    assert "other-acc against base" not in tables
+
+
+def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path):
+    base = write_run(tmp_path / "básë [bold]", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    cand = write_run(tmp_path / "ünï [red]x", [_timed("resnet50", _draw(12, 10.0, 0.1))])
+    result = harness("compare", str(base), str(cand))
+    assert result.returncode == 0, result.stderr
+    assert "ünï [red]x against básë [bold]: no regression in 1 compared cell" in result.stdout
+    titles = [line.strip() for line in result.stdout.splitlines()]
+    assert "ünï [red]x against básë [bold]" in titles  # the table's own title, not only the summary
+
+
+def test_an_environment_file_with_sections_of_the_wrong_type_is_read_as_unknown(tmp_path):
+    write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
+    write_run(tmp_path / "odd", [_timed("resnet50", _draw(12, 10.0, 0.1))], {"jetson": "yes", "nvml": 5})
+    result = harness("compare", str(tmp_path / "base"), str(tmp_path / "odd"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "odd against base: no regression in 1 compared cell" in result.stdout

@@ -216,6 +216,22 @@ def test_best_under_a_power_budget(tmp_path):
     assert "bad --max-watts" in harness("best", str(run), "--max-watts", "-3").stderr
 
 
+def test_a_power_budget_over_runs_without_power_readings_says_why(tmp_path):
+    from tests.report_fixtures import record, write_run
+    from tests.test_cli import _one_error_line
+
+    off = record("resnet50", "ort", 1, 25.0, 1_170_000_000)
+    off["energy"] = {"sources": {}, "pass": None, "skipped": "--energy off"}
+    unreadable = record("vgg16", "ort", 1, 10.0, 2_000_000_000)
+    unreadable["energy"] = {"sources": {"rapl": {"missing": "no /sys/class/powercap"}}, "pass": None}
+    write_run(tmp_path / "run", [off, unreadable])
+    line = _one_error_line(harness("best", str(tmp_path / "run"), "--max-watts", "30"))
+    assert "--max-watts 30: none of the 2 cells in scope has a power reading" in line
+    assert "energy pass skipped (--energy off)" in line and "rapl: no /sys/class/powercap" in line
+    assert "measure them with `python -m harness bench --energy on`" in line
+    assert harness("best", str(tmp_path / "run")).returncode == 0  # without the budget, a pick as before
+
+
 def test_a_counter_that_breaks_mid_pass_leaves_the_cell_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(energy, "IDLE_S", 0.05)
     monkeypatch.setenv(energy.POWERCAP_ENV, str(_powercap(tmp_path, {"package-0": 1_000_000})))

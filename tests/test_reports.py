@@ -309,3 +309,13 @@ def test_the_upper_bound_is_drawn_within_0_to_100_percent():
     assert xs and all(0 <= y <= 100 for y in ys)
     assert min(xs) >= 10.0 and max(xs) <= 1000.0 and min(xs) > 10.0  # the part above 100 % is left out
     assert bound_curve(Line(slope=0.0, intercept=50.0, points=2), [])[0] == []
+
+
+def test_a_gpu_is_named_from_its_index_also_on_a_fleet_node_and_from_odd_env_files():
+    from harness.reports.data import device_name
+
+    env = {"nvml": {"gpus": [{"name": "GPU A"}, {"name": "GPU B"}]}}
+    assert device_name(env, "cuda:1@node-2") == device_name(env, "cuda:1") == "GPU GPU B"
+    assert device_name(env, "cuda@node-2") == "GPU GPU A"
+    assert device_name({"nvml": 5, "jetson": "yes"}, "cuda:0") == "GPU cuda:0"
+    assert device_name({"nvml": {"gpus": ["not an object"]}}, "cuda:0") == "GPU cuda:0"

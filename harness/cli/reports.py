@@ -122,11 +122,12 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
     names = [Path(run).name for run in dataset.runs]
     out = Path(args.out) if args.out else Path("reports") / (
         names[0] if len(names) == 1 else f"merged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    compared = _compared(args.baseline, dataset.runs)  # a baseline refused before anything is written
     problem = writable_dir(out)
     if problem:
         raise UserError(f"cannot write the report to '{out}': {problem}; pass --out DIR")
     title = "Benchmark report: " + ", ".join(names)
-    report = write_report(dataset, out, title, _compared(args.baseline, dataset.runs))
+    report = write_report(dataset, out, title, compared)
     if not args.quiet:
         for series_tables in report.tables.values():
             for table in series_tables:
@@ -143,19 +144,28 @@ def command_report(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 
 def _compared(baseline: str | None, runs: list[str]) -> list[tuple[str, list[Any]]]:
-    """Each run against the baseline: (heading, tables), for the report's comparison section."""
+    """Each run against the baseline: (heading, tables), for the report's comparison section. The baseline
+    among the reported runs is not compared with itself; a baseline that is every reported run is refused."""
     if baseline is None:
         return []
     from harness.cli.compare import summary
-    from harness.reports.compare import compare, comparison_tables, read_run
+    from harness.reports.compare import NoBenchRecords, compare, comparison_tables, problems, read_run
 
     base = read_run(Path(baseline))
+    others = [run for run in runs if Path(run).resolve() != base.path.resolve()]
+    if not others:
+        raise UserError(f"--baseline '{baseline}' is the only run reported: nothing to compare it with; pass the "
+                        f"run(s) to compare, e.g. report results/<new-run> --baseline {baseline}")
     sections = []
-    for run in runs:
-        if Path(run).resolve() == base.path.resolve():
+    for run in others:
+        try:
+            candidate = read_run(Path(run))
+        except NoBenchRecords:  # an accuracy run reported beside: its top-1 is in the report's tables
             continue
-        comparison = compare(base, read_run(Path(run)))
-        sections.append((f"Compared with {base.path.name}: {summary(comparison)}", comparison_tables(comparison)))
+        comparison = compare(base, candidate)
+        no_verdict = "; ".join(problems(comparison))
+        sections.append((f"Compared with {base.path.name}: {summary(comparison)}"
+                         + (f" — no verdict: {no_verdict}" if no_verdict else ""), comparison_tables(comparison)))
     return sections
 
 
@@ -196,6 +206,7 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if not scope:
         raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
                         f"--device, --precision and --batch-size against the records")
+    _check_power_readings(scope, constraints)
     pick = best(scope, constraints)
     left_out = _unmeasured_note(dataset.points, constraints)
     if args.json:
@@ -217,6 +228,17 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(_points_table("Pareto front: top-1 vs images/s vs memory (in scope, before the limits)",
                                 pareto_front(scope)))
     return 0 if pick is not None else 1
+
+
+def _check_power_readings(scope: list[data.Point], constraints: Constraints) -> None:
+    """--max-watts over cells none of which has a power reading can pick nothing: say why, not 'no model'."""
+    if constraints.max_watts is None or any(p.average_watts is not None for p in scope):
+        return
+    reasons = sorted({p.energy_missing or f"no {p.energy_source} reading" for p in scope})
+    raise UserError(f"--max-watts {constraints.max_watts:g}: none of the {len(scope)} cells in scope has a power "
+                    f"reading ({'; '.join(reasons[:2])}{'; ...' if len(reasons) > 2 else ''}): measure them with "
+                    f"`python -m harness bench --energy on` on a machine where RAPL, NVML or a Jetson's power rails "
+                    f"can be read")
 
 
 def _unmeasured_note(points: list[data.Point], constraints: Constraints) -> str:

@@ -11,14 +11,20 @@ name too, where the device was pinned to one). For each pair measured in both:
 A cell is a *regression* only when the time ratio exceeds 1 + threshold **and** the whole interval lies
 above 1 (the change is larger than the threshold and no-change is outside the interval); a cell that ran
 before and fails now is one too. Invalid cells (noisy, throttled: `validity.valid` false on either side)
-are shown and never judged. Memory and accuracy are judged only when their own limits are given (a peak
-is one reading: there is no interval to put around it).
+are shown and their time never judged. Memory and accuracy are judged only when their own limits are given
+(a peak is one reading: there is no interval to put around it).
+
+A pair measured with different settings (threads, `--runtime-option`s, channels-last, weights, the ONNX
+file's opset or simplification, int8 calibration) measured two different things: it is shown with what
+differs and not judged, unless the limits allow it. A pair whose timing cannot be compared (a median of 0,
+samples that are not finite numbers) is not judged either, and `problems` names it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,14 +43,22 @@ SEED = 20181203  # fixed: the same two runs give the same interval every time
 REGRESSION, IMPROVEMENT = "regression", "faster"
 WITHIN_NOISE, SMALL = "no change (within noise)", "changed, under the threshold"
 INVALID, NO_SAMPLES = "invalid: not judged", "no samples: not judged"
+SETTINGS_DIFFER, BAD_TIMING = "different settings: not judged", "unusable timing: not judged"
 NOW_FAILS, NOW_RUNS, FAILS_IN_BOTH = "now fails", "now runs", "fails in both"
 MEMORY_REGRESSION, ACCURACY_REGRESSION = "memory regression", "accuracy regression"
+
+# time verdicts that are a judgement (the rest say why a pair was not judged)
+JUDGED = (REGRESSION, IMPROVEMENT, WITHIN_NOISE, SMALL, NOW_FAILS, NOW_RUNS)
 
 # parts of an environment that change between any two runs without changing what they measure
 VOLATILE = ("thermal", ".cur", "temp_", "note", "reason", "missing", "fleet_node", "cpu_affinity")
 
 
 CellMatch = tuple[str, str, str, int, str]  # model, runtime, precision, batch size, device kind
+
+
+class NoBenchRecords(UserError):
+    """A run folder without bench records (an accuracy run, an empty one)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ class CellChange:
     time: TimeChange | None = None
     memory: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (baseline, candidate) peak bytes
     top1: tuple[float, float] | None = None  # (baseline, candidate)
+    settings: list[tuple[str, Any, Any]] = field(default_factory=list)  # what differs: (setting, baseline, candidate)
+    problem: str | None = None  # why the timing cannot be compared (BAD_TIMING)
 
     @property
     def regressed(self) -> bool:
@@ -87,6 +103,7 @@ class Limits:
     threshold: float = DEFAULT_THRESHOLD  # of time, as a fraction (0.05: 5 %)
     memory_threshold: float | None = None  # of any memory source's peak, as a fraction; None: not judged
     max_accuracy_drop: float | None = None  # top-1 points; None: not judged
+    allow_different_settings: bool = False  # judge pairs measured with different settings too
 
 
 @dataclass
@@ -103,29 +120,66 @@ class Comparison:
     def regressions(self) -> list[CellChange]:
         return [c for c in self.changes if c.regressed]
 
+    @property
+    def judged(self) -> list[CellChange]:
+        """The pairs whose time got a verdict (or that regressed in memory or top-1)."""
+        return [c for c in self.changes if c.verdicts[0] in JUDGED or c.regressed]
+
+    def counted(self, verdict: str) -> int:
+        return sum(c.verdicts[0] == verdict for c in self.changes)
+
 
 # ---------------------------------------------------------------- reading runs
 
 def read_run(path: Path) -> Run:
     """A run folder's latest bench record per cell, its environment and its measured top-1 figures."""
-    if not (path / RECORDS_FILE).is_file():
-        what = "no such folder" if not path.exists() else f"no {RECORDS_FILE} in it"
-        raise UserError(f"'{path}' is not a run folder ({what}): pass results/<run-id>")
-    read = read_records(path / RECORDS_FILE).check_readable(path)
-    records = read.typed
+    records, skipped = _read_records(path)
     environments = read_environments(path)
     cells: dict[CellMatch, Record] = {}
-    top1: dict[tuple[str, str, str], float] = {}
-    for record in latest_records([r for r in records if r.kind == "accuracy"]):
-        if record.ok and (record.accuracy or {}).get("top1") is not None:
-            top1[(record.cell.model, record.cell.runtime, record.cell.precision)] = float(record.accuracy["top1"])
+    top1, unreadable = top1_figures(records)
     for record in latest_records([r for r in records if r.kind == "bench"]):
         env = environments.get(record.host) or environments.get(None) or {}
         cells[cell_match(record, env)] = record
     if not cells:
-        raise UserError(f"no benchmark records in '{path}': compare runs made by `python -m harness bench`")
+        raise NoBenchRecords(f"no benchmark records in '{path}': compare runs made by `python -m harness bench`")
     environment = environments.get(None) or next(iter(environments.values()), {})
-    return Run(path, cells, environment, top1, list(read.skipped))
+    return Run(path, cells, environment, top1, skipped + unreadable)
+
+
+def with_accuracy(run: Run, path: Path) -> Run:
+    """The run with top-1 from an accuracy run folder (made by `harness accuracy`) added; a figure of that
+    folder wins over one of the run's own for the same model, runtime and precision."""
+    records, skipped = _read_records(path)
+    top1, unreadable = top1_figures(records)
+    if not top1:
+        raise UserError(f"no finished accuracy records with a top-1 in '{path}'"
+                        f"{' (' + unreadable[0] + ')' if unreadable else ''}: pass run folders made by "
+                        f"`python -m harness accuracy` to --accuracy")
+    return replace(run, top1={**run.top1, **top1}, skipped=[*run.skipped, *skipped, *unreadable])
+
+
+def _read_records(path: Path) -> tuple[list[Record], list[str]]:
+    if not (path / RECORDS_FILE).is_file():
+        what = "no such folder" if not path.exists() else f"no {RECORDS_FILE} in it"
+        raise UserError(f"'{path}' is not a run folder ({what}): pass results/<run-id>")
+    read = read_records(path / RECORDS_FILE).check_readable(path)
+    return read.typed, list(read.skipped)
+
+
+def top1_figures(records: list[Record]) -> tuple[dict[tuple[str, str, str], float], list[str]]:
+    """Top-1 per (model, runtime, precision) from the latest finished accuracy records, and a line for each
+    figure that is not a number (left out)."""
+    top1: dict[tuple[str, str, str], float] = {}
+    unreadable = []
+    for record in latest_records([r for r in records if r.kind == "accuracy"]):
+        figure = (record.accuracy or {}).get("top1") if record.ok else None
+        if figure is None:
+            continue
+        if isinstance(figure, bool) or not isinstance(figure, (int, float)) or not math.isfinite(figure):
+            unreadable.append(f"{record.cell_id}: top-1 {figure!r} is not a number; left out")
+            continue
+        top1[(record.cell.model, record.cell.runtime, record.cell.precision)] = float(figure)
+    return top1, unreadable
 
 
 def cell_match(record: Record, env: dict[str, Any]) -> CellMatch:
@@ -134,6 +188,68 @@ def cell_match(record: Record, env: dict[str, Any]) -> CellMatch:
     _, _, node = cell.device.partition("@")
     kind = device_kind(env, cell.device)
     return cell.model, cell.runtime, cell.precision, cell.batch_size, f"{kind}@{node}" if node else kind
+
+
+# ---------------------------------------------------------------- what a cell was measured with
+
+def measured_settings(record: Record) -> dict[str, str]:
+    """The settings a record's cell was measured with that change what it measures, by name, as text: the
+    threads asked for, the runtime's own options (`--runtime-option`), channels-last, the weights, and the ONNX
+    file's opset, simplification and int8 calibration. The record's `settings` (what the run was asked) first,
+    else what its runtime reported; a setting the record does not say is left out (an older record, a cell
+    that failed before it loaded)."""
+    extra = record.model_extra or {}
+    asked = _dict(extra.get("settings"))
+    reported = _dict(_dict(extra.get("runtime")).get("options"))
+    settings: dict[str, str] = {}
+    for name, key, fallback in (("threads", "threads", "threads_requested"),
+                                ("runtime options", "runtime_options", "runtime_options"),
+                                ("channels-last", "channels_last", "channels_last")):
+        source = asked if key in asked else reported if fallback in reported else None
+        if source is not None:
+            settings[name] = _setting_text(source[key if source is asked else fallback])
+    weights = _weights_text(_dict(record.prepared.get("weights")))
+    if weights:
+        settings["weights"] = weights
+    artifact = record.artifact if isinstance(record.artifact, dict) else {}
+    if artifact.get("kind") == "onnx":
+        settings["ONNX file"] = f"opset {artifact.get('opset')}{', simplified' if artifact.get('simplified') else ''}"
+        quantization = _dict(artifact.get("quantization"))
+        if quantization:
+            settings["int8 calibration"] = (f"{quantization.get('method')}, {quantization.get('images')} images of "
+                                            f"{str(quantization.get('files_sha256'))[:12]}")
+    return settings
+
+
+def settings_differences(baseline: Record, candidate: Record) -> list[tuple[str, str, str]]:
+    """The settings both records say and that differ: (setting, baseline's, candidate's)."""
+    base, cand = measured_settings(baseline), measured_settings(candidate)
+    return [(name, base[name], cand[name]) for name in base if name in cand and base[name] != cand[name]]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "library default"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
+    return str(value)
+
+
+def _weights_text(weights: dict[str, Any]) -> str | None:
+    """Random, pretrained (by tag) or a file (by content): the seed of random weights is left out (it changes
+    values, not the work), and so is a file's path (the same file has another path on another machine)."""
+    kind = weights.get("kind")
+    if kind is None:
+        return None
+    if kind == "random":
+        return "random"
+    if weights.get("tag") is not None or weights.get("sha256") is None:
+        return f"{kind} {weights.get('tag') or ''}".strip()
+    return f"{kind} {str(weights['sha256'])[:12]}"
 
 
 # ---------------------------------------------------------------- the statistics
@@ -151,10 +267,31 @@ def ratio_interval(baseline_ms: np.ndarray, candidate_ms: np.ndarray, resamples:
 
 
 def _samples(record: Record) -> np.ndarray | None:
-    samples = ((record.model_extra or {}).get("samples_ms") or {}).get("host")
-    if not samples or len(samples) < 2:
+    samples = _dict((record.model_extra or {}).get("samples_ms")).get("host")
+    if not isinstance(samples, list) or len(samples) < 2:
         return None
     return np.asarray(samples, dtype=float)
+
+
+def timing_problem(record: Record) -> str | None:
+    """Why a finished record's timing cannot be compared (None when it can): a median that is not a finite
+    number above 0, or raw samples that are not finite numbers of 0 or more."""
+    host = record.host_timing
+    for what, value in (("median", host.median_ms), ("per-image median", host.per_image_median_ms)):
+        if not math.isfinite(value) or value <= 0:
+            return f"a {what} of {value:g} ms"
+    samples = _dict((record.model_extra or {}).get("samples_ms")).get("host")
+    if samples is None:
+        return None
+    if not isinstance(samples, list) or not all(_finite(x) and x >= 0 for x in samples):
+        return "raw samples that are not finite numbers of 0 ms or more"
+    if len(samples) >= 2 and not np.median(samples) > 0:
+        return "a median of its raw samples of 0 ms"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def time_change(baseline: Record, candidate: Record) -> TimeChange:
@@ -192,10 +329,18 @@ def compare(baseline: Run, candidate: Run, limits: Limits = Limits()) -> Compari
 
 def _cell_change(match: CellMatch, baseline_run: Run, candidate_run: Run, limits: Limits) -> CellChange:
     baseline, candidate = baseline_run.cells[match], candidate_run.cells[match]
-    change = CellChange(match, baseline, candidate, [])
+    change = CellChange(match, baseline, candidate, [], settings=settings_differences(baseline, candidate))
+    if change.settings and not limits.allow_different_settings:
+        change.verdicts = [SETTINGS_DIFFER]
+        return change
     if not (baseline.ok and candidate.ok):
         change.verdicts = [FAILS_IN_BOTH if not (baseline.ok or candidate.ok) else
                            NOW_FAILS if baseline.ok else NOW_RUNS]
+        return change
+    problem = "; ".join(f"{side} has {found}" for side, record in (("baseline", baseline), ("candidate", candidate))
+                        if (found := timing_problem(record)))
+    if problem:
+        change.problem, change.verdicts = problem, [BAD_TIMING]
         return change
     change.time = time_change(baseline, candidate)
     change.memory = {source: (baseline.peak_bytes(source), candidate.peak_bytes(source))  # type: ignore[misc]
@@ -203,17 +348,65 @@ def _cell_change(match: CellMatch, baseline_run: Run, candidate_run: Run, limits
     accuracy_key = match[:3]
     if accuracy_key in baseline_run.top1 and accuracy_key in candidate_run.top1:
         change.top1 = (baseline_run.top1[accuracy_key], candidate_run.top1[accuracy_key])
-    if not (baseline.valid and candidate.valid):
-        change.verdicts = [INVALID]
-        return change
-    change.verdicts = [time_verdict(change.time, limits.threshold)]
+    # an invalid timing (noise, throttling) leaves its time unjudged; its memory peak and top-1 still count
+    change.verdicts = [time_verdict(change.time, limits.threshold) if baseline.valid and candidate.valid
+                       else INVALID]
     if limits.memory_threshold is not None and any(
-            cand > base * (1 + limits.memory_threshold) for base, cand in change.memory.values()):
+            base > 0 and cand > base * (1 + limits.memory_threshold) for base, cand in change.memory.values()):
         change.verdicts.append(MEMORY_REGRESSION)
     if limits.max_accuracy_drop is not None and change.top1 is not None \
             and change.top1[0] - change.top1[1] > limits.max_accuracy_drop:
         change.verdicts.append(ACCURACY_REGRESSION)
     return change
+
+
+def problems(comparison: Comparison) -> list[str]:
+    """Why the comparison is no verdict (empty when it is one): timings that cannot be compared, no pair
+    judged, or a limit given that no pair had the figures to judge."""
+    name = f"{comparison.candidate.path.name} against {comparison.baseline.path.name}"
+    found = []
+    damaged = [c for c in comparison.changes if c.verdicts[0] == BAD_TIMING]
+    if damaged:
+        found.append(f"{name}: {_count(len(damaged), 'cell')} with a timing that cannot be compared "
+                     f"({_cell_text(damaged[0].match)}: {damaged[0].problem}); measure "
+                     f"{'them' if len(damaged) > 1 else 'it'} again")
+    if not comparison.judged and not damaged:
+        found.append(f"{name}: nothing compared ({_why_nothing(comparison)})")
+    limits, timed = comparison.limits, [c for c in comparison.changes if c.time is not None]
+    if limits.memory_threshold is not None and timed and not any(c.memory for c in timed):
+        found.append(f"{name}: --memory-threshold judged nothing: no compared cell has a memory source read in "
+                     f"both runs")
+    if limits.max_accuracy_drop is not None and timed and not any(c.top1 for c in timed):
+        found.append(f"{name}: --max-accuracy-drop judged nothing: no compared cell has a measured top-1 in both "
+                     f"runs ({_accuracy_counts(comparison)}); top-1 is measured by `python -m harness accuracy` in "
+                     f"runs of its own: pass them with --accuracy BASELINE_ACCURACY_RUN CANDIDATE_ACCURACY_RUN")
+    return found
+
+
+def _why_nothing(comparison: Comparison) -> str:
+    if not comparison.changes:
+        return (f"no cell in common: {len(comparison.only_baseline)} in the baseline only, "
+                f"{len(comparison.only_candidate)} in the candidate only; compare runs of the same plan")
+    unjudged = [f"{comparison.counted(verdict)} {what}" for verdict, what in
+                ((INVALID, "invalid"), (NO_SAMPLES, "without raw samples"), (FAILS_IN_BOTH, "failing in both"),
+                 (SETTINGS_DIFFER, "measured with different settings")) if comparison.counted(verdict)]
+    hint = ("; `compare --allow-different-settings` judges pairs measured with different settings"
+            if comparison.counted(SETTINGS_DIFFER) else "")
+    return f"{_count(len(comparison.changes), 'cell')} in common, none judged: {', '.join(unjudged)}{hint}"
+
+
+def _accuracy_counts(comparison: Comparison) -> str:
+    return (f"baseline: {_count(len(comparison.baseline.top1), 'top-1 figure')}, candidate: "
+            f"{_count(len(comparison.candidate.top1), 'top-1 figure')}")
+
+
+def _cell_text(match: CellMatch) -> str:
+    model, runtime, precision, batch_size, device = match
+    return f"{model} {runtime} {precision} bs{batch_size} {device}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def environment_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -242,7 +435,8 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 VERDICT_BAND = {REGRESSION: "regression", NOW_FAILS: "regression", MEMORY_REGRESSION: "regression",
                 ACCURACY_REGRESSION: "regression", IMPROVEMENT: "better", NOW_RUNS: "better",
-                INVALID: "not judged", NO_SAMPLES: "not judged"}
+                INVALID: "not judged", NO_SAMPLES: "not judged", SETTINGS_DIFFER: "not judged",
+                BAD_TIMING: "not judged"}
 
 
 def _label(match: CellMatch) -> list[Entry]:
@@ -278,9 +472,9 @@ def _top1_entry(change: CellChange) -> Entry:
 
 def cells_table(comparison: Comparison) -> ReportTable:
     limits = comparison.limits
-    judged = [f"time > +{limits.threshold:.0%} with its whole 95 % interval above ×1"]
+    judged = [f"time > +{limits.threshold * 100:g}% with its whole 95 % interval above ×1"]
     if limits.memory_threshold is not None:
-        judged.append(f"a memory peak > +{limits.memory_threshold:.0%}")
+        judged.append(f"a memory peak > +{limits.memory_threshold * 100:g}%")
     if limits.max_accuracy_drop is not None:
         judged.append(f"top-1 down by > {limits.max_accuracy_drop:g} points")
     table = ReportTable(
@@ -289,11 +483,12 @@ def cells_table(comparison: Comparison) -> ReportTable:
                  "time ratio", "95 % interval", "memory ratio", "top-1 (Δ)", "verdict"],
         caption="time ratio: candidate median / baseline median per batch (> 1: slower); interval: percentile "
                 f"bootstrap of the raw samples ({RESAMPLES} resamples). A regression: {'; or '.join(judged)}; or a "
-                "cell that ran before and fails now. Invalid cells (noisy, throttled) are not judged.")
+                "cell that ran before and fails now. Invalid cells (noisy, throttled) are not judged"
+                + (", and pairs measured with different settings are judged (--allow-different-settings)."
+                   if limits.allow_different_settings else
+                   ", nor pairs measured with different settings (threads, runtime options, weights, ONNX file)."))
     for change in comparison.changes:
-        verdict = "; ".join(change.verdicts)
-        if change.verdicts[0] == INVALID:
-            verdict += f" ({_invalid_reasons(change)})"
+        verdict = "; ".join(change.verdicts) + _verdict_reasons(change)
         band = next((VERDICT_BAND[v] for v in change.verdicts if VERDICT_BAND.get(v) == "regression"),
                     VERDICT_BAND.get(change.verdicts[0]))
         note = (change.candidate.error or "") if change.verdicts[0] == NOW_FAILS else ""
@@ -325,6 +520,19 @@ def unmatched_table(comparison: Comparison) -> ReportTable | None:
 def comparison_tables(comparison: Comparison) -> list[ReportTable]:
     unmatched = unmatched_table(comparison)
     return [environment_table(comparison), cells_table(comparison), *([unmatched] if unmatched else [])]
+
+
+def _verdict_reasons(change: CellChange) -> str:
+    """What the verdict column adds after the verdicts: why a pair was not judged, and settings that differ."""
+    reasons = []
+    if change.verdicts[0] == INVALID:
+        reasons.append(_invalid_reasons(change))
+    if change.problem:
+        reasons.append(change.problem)
+    if change.settings:
+        reasons.append(("" if change.verdicts[0] == SETTINGS_DIFFER else "settings differ: ")
+                       + "; ".join(f"{name} {base} → {cand}" for name, base, cand in change.settings))
+    return f" ({'; '.join(reasons)})" if reasons else ""
 
 
 def _invalid_reasons(change: CellChange) -> str:

@@ -65,6 +65,7 @@ class Point:
     onnx_path: str | None = None
     joules_per_image: float | None = None  # net of idle power, from the device's primary energy source
     average_watts: float | None = None  # what that source drew while the cell ran (idle included)
+    energy_missing: str | None = None  # why that source has no figures for the cell (None where it has)
     # a Jetson's clocks and heat during the timed loop: [seconds, GPU MHz, EMC MHz, hottest zone °C] rows
     board_trace: list[list[float | None]] | None = None
 
@@ -121,8 +122,14 @@ class Dataset:
                 and (p.ok or not ok_only)]
 
 
+def _part(env: dict[str, Any], key: str) -> dict[str, Any]:
+    """One section of an environment file, {} where it is absent or not an object (a hand-edited file)."""
+    value = env.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def device_kind(env: dict[str, Any], device: str) -> str:
-    if (env.get("jetson") or {}).get("is_jetson"):
+    if _part(env, "jetson").get("is_jetson"):
         return "jetson"
     return "cuda" if device.startswith("cuda") else "cpu"
 
@@ -131,12 +138,15 @@ def device_name(env: dict[str, Any], device: str) -> str:
     """A readable name for the device a cell ran on, from the env file of the host that ran it."""
     kind = device_kind(env, device)
     if kind == "jetson":
-        jetson = env.get("jetson") or {}
+        jetson = _part(env, "jetson")
         return f"Jetson {jetson.get('model') or jetson.get('module') or '(model unknown)'}"
     if kind == "cuda":
-        index = int(device.split(":")[1]) if ":" in device else 0
-        gpus = (env.get("nvml") or {}).get("gpus") or []
-        name = gpus[index].get("name") if index < len(gpus) else (env.get("torch") or {}).get("cuda_device_name")
+        number = device.partition("@")[0].partition(":")[2]  # cuda:N, or cuda:N@node on a fleet
+        index = int(number) if number.isdigit() else 0
+        gpus = _part(env, "nvml").get("gpus")
+        gpus = gpus if isinstance(gpus, list) else []
+        gpu = gpus[index] if index < len(gpus) and isinstance(gpus[index], dict) else None
+        name = gpu.get("name") if gpu is not None else _part(env, "torch").get("cuda_device_name")
         return f"GPU {name or device}"
     return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('hostname') or 'unknown host'})"
 
@@ -175,9 +185,23 @@ def _board_trace(record: Record) -> list[list[float | None]] | None:
     return during.get("trace") if isinstance(during, dict) else None
 
 
-def _energy(record: Record, source: str) -> dict[str, float | None]:
+def _energy(record: Record, source: str) -> dict[str, Any]:
     figures = record.energy_figures(source) or {}
-    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts")}
+    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts"),
+            "energy_missing": None if figures else _energy_missing(record, source)}
+
+
+def _energy_missing(record: Record, source: str) -> str:
+    """Why a record has no figures from an energy source: no pass, a pass skipped, or the source unreadable."""
+    energy = record.energy if isinstance(record.energy, dict) else {}
+    if not energy:
+        return "no energy pass in the record"
+    if energy.get("skipped"):
+        return f"energy pass skipped ({energy['skipped']})"
+    reading = (energy.get("sources") or {}).get(source) if isinstance(energy.get("sources"), dict) else None
+    if isinstance(reading, dict) and reading.get("missing"):
+        return f"{source}: {reading['missing']}"
+    return f"{source} not readable where the cell ran"
 
 
 def _onnx_path(path: str | None) -> str | None:

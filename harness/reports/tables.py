@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rich.markup import escape
 from rich.table import Table
 
 from harness.reports.best import Constraints, best
@@ -189,11 +190,13 @@ def _rich_style(entry: Entry) -> str | None:
 
 
 def to_rich(table: ReportTable) -> Table:
-    rich_table = Table(title=table.title, caption=table.caption)
+    """The table for the terminal; its texts are shown as written (a '[' in a run's or a model's name is not
+    read as rich markup)."""
+    rich_table = Table(title=escape(table.title), caption=escape(table.caption) if table.caption else None)
     for index, column in enumerate(table.columns):
-        rich_table.add_column(column, justify="left" if index == 0 else "right", no_wrap=index == 0)
+        rich_table.add_column(escape(column), justify="left" if index == 0 else "right", no_wrap=index == 0)
     for row in table.rows:
-        texts = [f"[{style}]{e.text}[/{style}]" if (style := _rich_style(e)) else e.text for e in row]
+        texts = [f"[{style}]{escape(e.text)}[/{style}]" if (style := _rich_style(e)) else escape(e.text) for e in row]
         rich_table.add_row(*texts)
     return rich_table
 

@@ -150,11 +150,22 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
         "model": subject.summary(settings.weights, result.complexity or result.prepared.get("complexity")),
         "runtime": result.runtime,
         "policy": settings.policy.as_dict() if settings.mode == "bench" else None,
+        "settings": asked_settings(cell, settings),
     }
     for key in RESULT_KEYS:
         if getattr(result, key) is not None:
             record[key] = getattr(result, key)
     return record
+
+
+def asked_settings(cell: Cell, settings: BenchSettings) -> dict[str, Any]:
+    """What the cell was asked to run with, whatever its runtime reports (compare refuses to judge pairs whose
+    settings differ): threads, its runtime's options and, for a runtime that runs a torch module, channels-last."""
+    asked: dict[str, Any] = {"threads": settings.threads,
+                             "runtime_options": settings.runtime_options.get(cell.runtime, {})}
+    if consumes(cell.runtime) == TORCH_MODULE:
+        asked["channels_last"] = settings.channels_last
+    return asked
 
 
 def _runtime_or_none(runtime: str) -> type[Runtime] | None:
