@@ -42,6 +42,17 @@ class Flavor:
 FLAVORS = {"int8": Flavor("QUInt8", False, True, "asymmetric uint8 activations (ONNX Runtime's fast CPU kernels, U8S8)"),
            "int8-sym": Flavor("QInt8", True, False, "symmetric int8 activations and float biases (TensorRT explicit "
                                                    "quantization, S8S8)")}
+
+
+def precision_name(onnx_precision: str) -> str:
+    """An ONNX file's precision as a user names it: an int8 flavor is `int8` (the only int8 the command line
+    takes), with what sets its file apart; other precisions as they are."""
+    flavor = FLAVORS.get(onnx_precision)
+    if flavor is None:
+        return onnx_precision
+    return f"int8 ({'symmetric' if flavor.symmetric else 'asymmetric'} activations)"
+
+
 MODEL_FILE = "model.onnx"
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
