@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sized
 
 import numpy as np
 
@@ -42,6 +42,17 @@ class Flavor:
 FLAVORS = {"int8": Flavor("QUInt8", False, True, "asymmetric uint8 activations (ONNX Runtime's fast CPU kernels, U8S8)"),
            "int8-sym": Flavor("QInt8", True, False, "symmetric int8 activations and float biases (TensorRT explicit "
                                                    "quantization, S8S8)")}
+
+
+def precision_name(onnx_precision: str) -> str:
+    """An ONNX file's precision as a user names it: an int8 flavor is `int8` (the only int8 the command line
+    takes), with what sets its file apart; other precisions as they are."""
+    flavor = FLAVORS.get(onnx_precision)
+    if flavor is None:
+        return onnx_precision
+    return f"int8 ({'symmetric' if flavor.symmetric else 'asymmetric'} activations)"
+
+
 MODEL_FILE = "model.onnx"
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -69,21 +80,45 @@ class QuantizeSpec:
 
 
 class _Batches:
-    """The calibration images, as ONNX Runtime's CalibrationDataReader asks for them (one feed at a time)."""
+    """The calibration images as ONNX Runtime's CalibrationDataReader reads them: one batch per range.
+
+    quantize_static is given a stride of one batch (its `CalibStridedMinMax` option, which it applies to every
+    calibrator), so each collecting pass sees a single batch: the Entropy and Percentile calibrators stack a
+    pass's outputs into one array, which failed ("setting an array element with a sequence") when the last
+    batch was smaller than the others; and no calibrator holds every batch's activations at once."""
 
     def __init__(self, input_name: str, batches: Iterable[np.ndarray]) -> None:
         self._input_name = input_name
+        self._count = len(batches) if isinstance(batches, Sized) else None
+        if self._count is None:
+            batches = list(batches)
+            self._count = len(batches)
         self._batches: Iterator[np.ndarray] = iter(batches)
+        self._position = 0  # batches handed out so far
+        self._end = self._count
         self.images = 0
 
+    def __len__(self) -> int:
+        return self._count or 0
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """The batches [start_index, end_index) are read next; they are read in order, once."""
+        if start_index != self._position:
+            raise QuantizationFailed(f"the calibration batches are read in order: batch {start_index} was asked "
+                                     f"for after {self._position}")
+        self._end = end_index
+
     def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._position >= self._end:
+            return None
         batch = next(self._batches, None)
         if batch is None:
             return None
+        self._position += 1
         self.images += len(batch)
         return {self._input_name: batch}
 
-    def rewind(self) -> None:  # the Entropy and Percentile calibrators read the data once, as MinMax does
+    def rewind(self) -> None:  # every calibrator reads the data once
         raise QuantizationFailed("the calibration data can be read only once")
 
 
@@ -123,6 +158,8 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
         except Exception as exc:  # noqa: BLE001 - optional clean-up; quantize the file as it is
             prepared, preprocess_note = fp32_path, f"quant_pre_process skipped: {type(exc).__name__}: {exc}"[:300]
         reader = _Batches(input_name, batches())
+        if len(reader) == 0:
+            raise QuantizationFailed(f"{spec.model}: no calibration image could be read")
         try:
             quantize_static(str(prepared), str(built), reader, quant_format=QuantFormat.QDQ,
                             per_channel=spec.per_channel, activation_type=getattr(QuantType, flavor.activations),
@@ -130,7 +167,7 @@ def quantize(spec: QuantizeSpec, fp32_path: Path, input_name: str, batches: Call
                                                                                   METHODS[spec.method]),
                             nodes_to_exclude=list(spec.exclude_nodes),
                             extra_options={"ActivationSymmetric": flavor.symmetric, "WeightSymmetric": True,
-                                           "QuantizeBias": flavor.quantize_bias})
+                                           "QuantizeBias": flavor.quantize_bias, "CalibStridedMinMax": 1})
         except QuantizationFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - the tooling's errors have no common base
@@ -154,6 +191,10 @@ class CalibrationFeed:
     normalize: Callable[[np.ndarray], np.ndarray]
     batch: int = 16
     used: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        """The number of batches."""
+        return -(-len(self.indices) // self.batch)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for first in range(0, len(self.indices), self.batch):

@@ -4,6 +4,7 @@ refused by torch; calibration and evaluation never share an image."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,30 @@ def test_the_key_follows_the_calibration_set_and_the_method(tmp_path):
     assert len(paths) == 4
 
 
+@pytest.mark.parametrize("flavor", ["int8", "int8-sym"])
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_every_calibration_method_makes_a_q_dq_file_from_uneven_batches(tmp_path, method, flavor):
+    """10 images in batches of 4: the last batch is smaller. Before, Entropy and Percentile stacked every batch's
+    activations into one array and failed ("setting an array element with a sequence")."""
+    import onnxruntime
+    from onnx import numpy_helper
+
+    fp32 = _conv_classifier(tmp_path / "fp32.onnx", biases=True)
+    spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method=method, calibration=CALIBRATION, flavor=flavor)
+    entry, hit = quantize(spec, fp32, "image", lambda: _feed(10), Store(tmp_path / "cache"))
+    assert not hit and entry.meta["calibration_images_read"] == 10 and entry.meta["left_in_float"] == []
+    graph = onnx.load(str(entry.path)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    if flavor == "int8-sym":  # TensorRT's explicit quantization: every zero point 0
+        zero_points = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("zero_point")]
+        assert zero_points and all(not z.any() for z in zero_points)
+    inputs = ((np.random.default_rng(2).integers(0, 256, (16, 3, 8, 8)).astype(np.float32)) - 128) / 64
+    reference = onnxruntime.InferenceSession(str(fp32)).run(None, {"image": inputs})[0]
+    quantized = onnxruntime.InferenceSession(str(entry.path)).run(None, {"image": inputs})[0]
+    cosine = (reference * quantized).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(quantized, axis=1)
+    assert np.median(cosine) > 0.99 and (reference.argmax(1) == quantized.argmax(1)).mean() >= 0.75
+
+
 def test_excluded_nodes_stay_in_float_and_are_named(tmp_path):
     fp32 = _conv_classifier(tmp_path / "fp32.onnx")
     spec = QuantizeSpec(model="tiny", fp32_sha256="f" * 64, method="minmax", calibration=CALIBRATION,
@@ -148,6 +173,124 @@ def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
     assert quantization["images"] == 8 and quantization["method"] == "minmax" and len(quantization["files_sha256"]) == 64
     assert records["torch"]["status"] == "unsupported" and "Q/DQ" in records["torch"]["error"]
     assert result.returncode == 1  # the torch cell did not run
+
+
+def _noise_images(folder: Path, count: int, seed: int = 0, suffix: str = ".bmp") -> Path:
+    """`count` images of seeded noise, 40x50; BMP by default: one size for any pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = np.random.default_rng(seed + index).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}{suffix}")
+    return folder
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The command, run in this process: (exit code, stdout + stderr)."""
+    from harness.cli.main import main
+
+    code = main(list(args))
+    output = capsys.readouterr()
+    return code, output.out + output.err
+
+
+def _ort_int8_record(capsys: pytest.CaptureFixture[str], calibration: Path, out: Path, run_id: str) -> dict:
+    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+                         "--batch-sizes", "1", "--calibration", str(calibration), "--calibration-images", "4",
+                         "--show", "time", "--out", str(out), "--run-id", run_id)
+    assert code == 0, output
+    (record,) = [json.loads(line) for line in (out / run_id / "records.jsonl").read_text().splitlines()]
+    return record["prepared"]["artifact"]
+
+
+def test_an_image_changed_under_its_name_is_quantized_again(tmp_path, capsys):
+    """Before: the key held the calibration files' names only, so new pixels under an old name (here even with
+    the old size and modification time) reused the int8 file calibrated on the old ones."""
+    calibration = _noise_images(tmp_path / "calibration" / "n02123045", 4)
+    first = _ort_int8_record(capsys, calibration.parent, tmp_path, "a")
+    again = _ort_int8_record(capsys, calibration.parent, tmp_path, "b")
+    assert not first["cache_hit"] and again["cache_hit"] and again["path"] == first["path"]
+    changed = calibration / "0.bmp"
+    stat = changed.stat()
+    Image.fromarray(np.full((40, 50, 3), 255, dtype=np.uint8)).save(changed)  # white, same name and size
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert changed.stat().st_size == stat.st_size
+    third = _ort_int8_record(capsys, calibration.parent, tmp_path, "c")
+    assert not third["cache_hit"] and third["path"] != first["path"]
+    assert third["quantization"]["files_sha256"] == first["quantization"]["files_sha256"]
+    assert third["quantization"]["contents_sha256"] != first["quantization"]["contents_sha256"]
+
+
+def test_calibration_needs_no_labels(tmp_path):
+    """A flat folder without ground truth, folders of any names, and a CSV listing paths are calibration sets."""
+    from harness.accuracy.layouts import UNLABELLED, open_unlabelled
+
+    flat = _noise_images(tmp_path / "flat", 3)
+    (flat / "notes.txt").write_text("not an image")
+    images = open_unlabelled(flat, "--calibration")
+    assert [p.name for p in images.paths] == ["0.bmp", "1.bmp", "2.bmp"] and set(images.labels) == {UNLABELLED}
+    _noise_images(tmp_path / "nested" / "cats", 2, suffix=".png")
+    _noise_images(tmp_path / "nested" / "dogs" / "small", 1, suffix=".jpg")
+    nested = open_unlabelled(tmp_path / "nested", "--calibration")
+    assert [str(p.relative_to(tmp_path / "nested")) for p in nested.paths] == ["cats/0.png", "cats/1.png",
+                                                                               "dogs/small/0.jpg"]
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\nflat/0.bmp,n02123045\n" + f"{flat / '2.bmp'}\n")
+    assert open_unlabelled(listing, "--calibration").paths == (flat / "0.bmp", flat / "2.bmp")
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "not-csv", "unreadable"])
+def test_calibration_errors_name_the_calibration_option(tmp_path, capsys, problem):
+    """Before: a plain folder was refused for want of labels and told to pass --labels (an option of accuracy),
+    and images that could not be read said 'check --data'."""
+    data = {"missing": tmp_path / "nowhere", "empty": tmp_path / "empty", "not-csv": tmp_path / "list.txt",
+            "unreadable": tmp_path / "torn"}[problem]
+    if problem == "empty":
+        data.mkdir()
+    elif problem == "not-csv":
+        data.write_text("0.bmp\n")
+    elif problem == "unreadable":  # in a class folder, which was read before too
+        (data / "n02123045").mkdir(parents=True)
+        for name in ("a.png", "b.jpg"):
+            (data / "n02123045" / name).write_bytes(b"not an image")
+    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--precision", "int8",
+                         "--batch-sizes", "1", "--calibration", str(data), "--out", str(tmp_path / "runs"))
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1, output
+    assert "--calibration" in lines[0] and "--data" not in lines[0] and "--labels" not in lines[0], lines[0]
+
+
+def test_a_plain_folder_calibrates_squeezenet_with_entropy(tmp_path, capsys):
+    """18 images: a batch of 16 and one of 2, which Entropy could not stack before; no labels anywhere."""
+    calibration = _noise_images(tmp_path / "calibration", 18, seed=100)
+    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+                         "--batch-sizes", "1", "--calibration", str(calibration), "--calibration-method", "entropy",
+                         "--calibration-images", "18", "--show", "time", "--out", str(tmp_path), "--run-id", "e")
+    assert code == 0, output
+    (record,) = [json.loads(line) for line in (tmp_path / "e" / "records.jsonl").read_text().splitlines()]
+    quantization = record["prepared"]["artifact"]["quantization"]
+    assert record["status"] == "ok" and quantization["method"] == "entropy" and quantization["images"] == 18
+
+
+def test_a_fleet_mismatch_names_int8_not_its_flavor():
+    """The int8 flavors are ONNX files, not precisions: the command line takes int8 only, so messages say int8."""
+    from harness.cell.worker import CellContext
+    from harness.sweep.planning import Cell
+
+    class SymmetricInt8:  # what TensorRT asks for at int8
+        name = "trt"
+
+        @classmethod
+        def onnx_precision(cls, precision: str, versions: object = None) -> str:
+            return "int8-sym" if precision == "int8" else precision
+
+    context = object.__new__(CellContext)  # only what the check reads
+    context.cell = Cell("m", "trt", "int8", 1, "cuda")
+    context.prepared = {"artifact": {"kind": "onnx", "precision": "int8"}}
+    with pytest.raises(RuntimeError) as raised:
+        context._check_onnx_precision(SymmetricInt8())
+    assert "int8-sym" not in str(raised.value)
+    assert "reads the int8 (symmetric activations) ONNX file, but the int8 (asymmetric activations) one" \
+        in str(raised.value)
 
 
 @pytest.mark.slow

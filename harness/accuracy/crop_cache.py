@@ -5,7 +5,8 @@ Folder `<cache>/crops/<geometry>-<key>/`: `crops.npy` (N, 3, S, S) uint8 RGB, `l
 unfinished. Decoding runs in worker processes, a chunk of images at a time, each worker writing its
 rows straight into the memory map; `progress.json` lists the finished chunks, so an interrupted build
 resumes where it stopped. The key covers every image's path, size, modification time and label, the
-geometry, and the Pillow version, so a changed file, label or recipe gets a new folder.
+geometry, and the Pillow version, so a changed file, label or recipe gets a new folder; for a set whose
+files' bytes were hashed (calibration), that hash too.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def cache_key(images: LabelledImages, geometry: Geometry) -> str:
         except OSError:
             identity = "missing"
         digest.update(f"{path.resolve()}\t{identity}\t{label}\n".encode())
+    if images.contents_sha256:  # where the files' bytes were hashed: a file rewritten with its old size and time
+        digest.update(f"contents\t{images.contents_sha256}\n".encode())
     return digest.hexdigest()[:20]
 
 

@@ -5,6 +5,8 @@
     `ILSVRC2012_validation_ground_truth.txt` (ILSVRC2012 ids, one line per image number) with the devkit's
     `meta.mat` beside it (ILSVRC2012 id -> WordNet id), or Kaggle's `LOC_val_solution.csv`;
 (c) a CSV file of `path,label` rows, the label a WordNet id or a class index 0-999, paths relative to the CSV.
+Calibration images need no labels (`open_unlabelled`): any folder of images (its sub-folders too, whatever
+their names) or a CSV whose first column lists image paths.
 A problem with the layout itself is a `UserError` (one line); an image that cannot be decoded is found
 later, when it is decoded, and is counted and listed, not fatal.
 """
@@ -12,6 +14,7 @@ later, when it is decoded, and is counted and listed, not fatal.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +35,7 @@ IMAGE_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)$")
 LAYOUT_HELP = ("expected one of: a folder of WordNet-id class folders (val/n01440764/...), a flat folder of "
                "images with ILSVRC2012_validation_ground_truth.txt (+ meta.mat) or LOC_val_solution.csv "
                "(found beside it or given with --labels), or a CSV of path,label")
+UNLABELLED = -1  # the label of an image read without labels (calibration)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class LabelledImages:
     labels: tuple[int, ...]
     label_source: str  # the file or folder names the labels were read from
     selection: str = ""  # which of the images found are used; empty: all of them
+    flag: str = "--data"  # the command-line option that named the images: what a message about them names
+    contents_sha256: str = ""  # a hash of these files' bytes, where one was taken (calibration): crop cache keys on it
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,7 +62,7 @@ class LabelledImages:
         chosen = np.sort(np.random.default_rng(seed).permutation(len(self))[:limit])
         chose = f"{limit} of {len(self)} images (a seeded shuffle, seed {seed})"
         return replace(self, paths=tuple(self.paths[i] for i in chosen), labels=tuple(self.labels[i] for i in chosen),
-                       selection=f"{self.selection}; then {chose}" if self.selection else chose)
+                       selection=f"{self.selection}; then {chose}" if self.selection else chose, contents_sha256="")
 
     def describe(self) -> str:
         chosen = self.selection or f"all {len(self)} images"
@@ -246,3 +252,47 @@ def _read_path_label_csv(path: Path) -> LabelledImages:
     if not paths:
         raise UserError(f"{path} has no path,label rows")
     return LabelledImages("csv", path.parent, tuple(paths), tuple(labels), str(path))
+
+
+def open_unlabelled(data: Path, flag: str) -> LabelledImages:
+    """Images whose labels nobody needs (calibration), named by the option `flag`: every image file in a folder
+    and its sub-folders, whatever their names (a flat folder, class folders), or the first column of a CSV
+    file; in a stable order, each labelled UNLABELLED. Problems name `flag`."""
+    data = data.expanduser()
+    if not data.exists():
+        raise UserError(f"no such path '{data}' for {flag}: pass a folder of images or a CSV listing image paths")
+    if data.is_file():
+        if data.suffix.lower() != ".csv":
+            raise UserError(f"{flag} '{data}' is a file but not a .csv listing image paths: pass a folder of images")
+        root, paths, layout = data.parent, _listed_images(data, flag), "csv"
+    else:
+        root, paths, layout = data, _images_under(data), "image-folder"
+    if not paths:
+        raise UserError(f"{flag} '{data}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}), in it or in its "
+                        "sub-folders")
+    return LabelledImages(layout, root, tuple(paths), (UNLABELLED,) * len(paths),
+                          f"none ({flag} needs no labels)", flag=flag)
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files in `folder` and its sub-folders, hidden ones left out, sorted folder by folder."""
+    found = []
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found += [Path(parent) / name for name in sorted(files) if is_image(Path(name))]
+    return found
+
+
+def _listed_images(path: Path, flag: str) -> list[Path]:
+    """The image paths in the first column of a CSV (relative to it); a first row that names no image is a header."""
+    paths = []
+    with path.open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            name = row[0].strip() if row else ""
+            if not name or (number == 1 and not is_image(Path(name))):
+                continue
+            if not is_image(Path(name)):
+                raise UserError(f"{flag} {path} line {number}: '{name}' is not an image path "
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths.append(Path(name) if Path(name).is_absolute() else path.parent / name)
+    return paths

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS, ExportFailed, ExportSpec, export, metadata_for
-from exporters.quantize import FLAVORS, CalibrationFeed, QuantizationFailed, QuantizeSpec, quantize
+from exporters.quantize import (FLAVORS, CalibrationFeed, QuantizationFailed, QuantizeSpec, precision_name,
+                               quantize)
 from exporters.store import Entry, Store, sha256_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
@@ -181,7 +182,7 @@ class CellContext:
         normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
                                          for k, v in crop_set["normalization"].items()})
         fp32 = dict(self.prepared["artifact"])
-        identity = {k: calibration[k] for k in ("images", "files_sha256", "seed", "layout")}
+        identity = {k: calibration[k] for k in ("images", "files_sha256", "contents_sha256", "seed", "layout")}
         spec = QuantizeSpec(model=self.model.name, fp32_sha256=fp32["sha256"], method=calibration["method"],
                             flavor=flavor, calibration={**identity, "preprocessing": {"geometry": crop_set["geometry"],
                                                                        "normalization": crop_set["normalization"]}})
@@ -196,7 +197,8 @@ class CellContext:
             "quantize_s": meta["quantize_s"], "file_bytes": meta["file_bytes"], "sha256": meta["sha256"],
             "precision": flavor, "simplified": fp32["simplified"], "fp32_sha256": fp32["sha256"],
             "quantization": {"method": calibration["method"], "images": meta["calibration_images_read"],
-                             "files_sha256": calibration["files_sha256"], "seed": calibration["seed"],
+                             "files_sha256": calibration["files_sha256"],
+                             "contents_sha256": calibration["contents_sha256"], "seed": calibration["seed"],
                              "data": calibration.get("data"), "per_channel": True, "flavor": FLAVORS[flavor].description,
                              "left_in_float": meta["left_in_float"], "preprocess_note": meta["preprocess_note"]}}
 
@@ -232,9 +234,10 @@ class CellContext:
         made = (self.prepared.get("artifact") or {}).get("precision")
         wanted = type(runtime).onnx_precision(self.cell.precision)
         if made and made != wanted and wanted in (*EXPORT_PRECISIONS, *FLAVORS):
-            raise RuntimeError(f"{runtime.name} {self.cell.precision} here reads the {wanted} ONNX file, but the "
-                               f"{made} one was prepared (planned for another version of its library: nodes offering "
-                               "this device differ); pin the device to one node, DEVICE@NODE")
+            raise RuntimeError(f"{runtime.name} {self.cell.precision} here reads the {precision_name(wanted)} ONNX "
+                               f"file, but the {precision_name(made)} one was prepared (planned for another version "
+                               "of its library: nodes offering this device differ); pin the device to one node, "
+                               "DEVICE@NODE")
 
     def onnx_artifact(self) -> OnnxFileArtifact:
         name = self.model.name

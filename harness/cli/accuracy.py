@@ -133,7 +133,7 @@ def _decoded(cache: CropCache, images: LabelledImages, geometry: Any, workers: i
         for path, reason in crop_set.bad_images[:5]:
             err_console.print(f"  {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if crop_set.valid_count == 0:
-        raise UserError(f"none of the {crop_set.count} images could be read: check --data")
+        raise UserError(f"none of the {crop_set.count} images could be read: check {images.flag}")
     return crop_set
 
 

@@ -21,7 +21,7 @@ from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.paths import CACHE_ENV, cache_dir
 from harness.records import Record
-from harness.sweep.runs import last_run_of_plan, read_plan
+from harness.sweep.runs import last_run_of_plan, read_plan, same_plan
 from harness.sweep.sweep import Sweep
 from harness.units import check_seconds, check_seed
 from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
@@ -302,7 +302,7 @@ def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict
             raise UserError(f"no run in {out_dir} has this plan; drop --resume to start one")
         return run_id
     plan = read_plan(out_dir / args.resume)
-    if plan.get("signature") != sweep_signature:
+    if not same_plan(plan, sweep_signature):
         raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
                         "repeat its own command with --resume, or drop --resume to start a new run")
     return args.resume

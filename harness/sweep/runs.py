@@ -58,12 +58,25 @@ NOT_IN_SIGNATURE = ("order", "retry_failed", "energy")  # how a plan runs, not w
 
 def plan_signature(cells: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     """What makes two invocations the same plan: the set of cells and every setting but how it runs
-    (settings left at an empty default are left out, so runs planned before they existed still match)."""
-    return {"cells": sorted(json.dumps(c, sort_keys=True) for c in cells),
-            "settings": {k: v for k, v in settings.items() if k not in NOT_IN_SIGNATURE and v != {}}}
+    (settings left at an empty default are left out, so runs planned before they existed still match).
+    Returned in its JSON form, as plan.json stores it: a tuple in a setting (a recipe's mean and std)
+    comes back from the file as a list, and must compare equal to itself."""
+    return as_json({"cells": sorted(json.dumps(c, sort_keys=True) for c in cells),
+                    "settings": {k: v for k, v in settings.items() if k not in NOT_IN_SIGNATURE and v != {}}})
+
+
+def as_json(value: Any) -> Any:
+    """`value` as it reads back from a JSON file: tuples become lists, keys strings."""
+    return json.loads(json.dumps(value))
+
+
+def same_plan(plan: dict[str, Any], signature: dict[str, Any]) -> bool:
+    """True when a stored plan (plan.json, read back) has this signature; both sides compared in JSON form."""
+    return as_json(plan.get("signature")) == as_json(signature)
 
 
 def read_plan(run_dir: Path) -> dict[str, Any]:
+    """The plan.json of a run folder; one line naming --out and the run id when it has none."""
     try:
         return json.loads((run_dir / PLAN_FILE).read_text())
     except FileNotFoundError:
@@ -94,6 +107,6 @@ def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:
             plan = json.loads(plan_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if plan.get("signature") == signature:
+        if same_plan(plan, signature):
             candidates.append((plan.get("created_at", ""), plan_path.parent.name))
     return max(candidates)[1] if candidates else None

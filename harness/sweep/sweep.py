@@ -29,7 +29,7 @@ from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel,
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
                              repair_torn_tail)
 from harness.sweep.planning import REFERENCE, Cell
-from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan
+from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan, same_plan
 from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
 
@@ -296,7 +296,7 @@ class Sweep:
         plan_path = self.run_dir / PLAN_FILE
         if not plan_path.exists():
             return
-        if read_plan(self.run_dir).get("signature") != self.signature(cells):
+        if not same_plan(read_plan(self.run_dir), self.signature(cells)):
             raise UserError(f"run '{self.run_id}' in {self.run_dir.parent} was planned with other models, runtimes, "
                             "batch sizes or settings; choose another --run-id (or repeat that run's own command "
                             "to resume it)")
