@@ -280,6 +280,14 @@ def test_export_cut_short_while_writing_the_bundle_is_one_line(bundle, tmp_path,
         assert "No space left on device" in lines[0] and "make room" in lines[0]
     assert _folder_state(copy / "squeezenet1_1") == before
     assert bundles.read_bundle(str(copy)).models["squeezenet1_1"].precisions == ["fp16", "fp32"]
+    if code == 130:  # a first export cut short leaves a bundle (of no model yet) that the next export goes on in
+        from harness.cli.bundle import check_bundle_dir
+
+        new = tmp_path / "new"
+        assert main(["export", "--bundle", str(new), "--models", "squeezenet1_1", "--precision", "fp32,fp16",
+                     "--batch-sizes", "1,2", "--profile", "jetson-orin-nano"]) == 130
+        assert json.loads((new / "bundle.json").read_text())["models"] == []
+        assert check_bundle_dir(str(new), 0) == new.resolve()
 
 
 def test_a_bundle_has_one_seed(bundle, tmp_path):
@@ -315,6 +323,9 @@ def _with(manifest: dict, part: str, key: str, value) -> dict:
     ("squeezenet1_1/manifest.json", lambda m: _with(m, "reference", "batches", {"two": {}}), "batch size 'two'"),
     ("squeezenet1_1/manifest.json", lambda m: _with(m, "files", "fp32", {"path": "../../x", "sha256": "0"}),
      "'files.fp32' lacks a file name"),
+    ("squeezenet1_1/manifest.json", lambda m: _with(m, "input", "shape", ["N", 3]), "no 'input' shape"),
+    ("squeezenet1_1/manifest.json", lambda m: {**m, "reference": {**m["reference"], "batches": {
+        "1": {**m["reference"]["batches"]["1"], "outputs_key": "bs9"}}}}, "that reference.npz lacks"),
     ("bundle.json", lambda m: [], "holds a JSON array"),
     ("bundle.json", lambda m: {**m, "models": ["../squeezenet1_1"]}, "as folder names"),
 ])

@@ -148,6 +148,7 @@ def read_bundle(path_text: str) -> Bundle:
                         f"{name}'s {user_precision(precision)} ONNX file")
         reference = manifest["reference"]
         _check_file(model_folder / reference["file"], reference["sha256"], f"{name}'s reference outputs")
+        _check_reference_keys(model_folder / reference["file"], manifest_path, reference["batches"])
         models[name] = BundleModel(name, model_folder, manifest)
     if not models:
         raise UserError(f"the bundle {folder} holds no model; export some with --bundle {folder} --models ...")
@@ -187,8 +188,7 @@ def manifest_problem(manifest: Any) -> str | None:
     for precision, entry in files.items():
         if not (isinstance(entry, dict) and _plain_name(entry.get("path")) and isinstance(entry.get("sha256"), str)):
             return f"'files.{precision}' lacks a file name or its hash"
-    if not isinstance(shape, dict) or not isinstance(shape.get("shape"), list) or \
-            not isinstance(shape.get("dtype"), str):
+    if not isinstance(shape, dict) or not isinstance(shape.get("dtype"), str) or not _is_shape(shape.get("shape")):
         return "no 'input' shape and dtype"
     if not isinstance(manifest.get("summary"), dict):
         return "no 'summary'"
@@ -213,6 +213,12 @@ def _reference_problem(reference: Any) -> str | None:
     return None
 
 
+def _is_shape(shape: Any) -> bool:
+    """A list of positive whole numbers, None for a dynamic dimension."""
+    return isinstance(shape, list) and bool(shape) and all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape)
+
+
 def _plain_name(name: Any) -> bool:
     """A file or folder name inside the bundle: no path separators, not '.' or '..'."""
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
@@ -232,10 +238,27 @@ def _read_json(path: Path) -> Any:
                         f"{EXPORT_AGAIN}") from None
 
 
+def _check_reference_keys(path: Path, manifest_path: Path, batches: dict[str, dict[str, str]]) -> None:
+    """Every reference batch of the manifest has its outputs in the reference file."""
+    try:
+        with np.load(path) as stored:
+            keys = set(stored.files)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}): {EXPORT_AGAIN}") from None
+    missing = sorted(b for b, entry in batches.items() if entry["outputs_key"] not in keys)
+    if missing:
+        raise UserError(f"{manifest_path} names reference outputs at batch size {', '.join(missing)} that {path.name} "
+                        f"lacks: {EXPORT_AGAIN}")
+
+
 def _check_file(path: Path, sha256: str, what: str) -> None:
     if not path.is_file():
         raise UserError(f"{what} ({path}) is missing: copy the whole bundle folder again")
-    if sha256_of(path) != sha256:
+    try:
+        digest = sha256_of(path)
+    except OSError as exc:
+        raise UserError(f"{what} ({path}) cannot be read ({exc.strerror or exc}): copy the bundle again") from None
+    if digest != sha256:
         raise UserError(f"{what} ({path}) does not match the hash in its manifest (damaged or changed in the copy, "
                         f"or its export was cut short): copy the bundle again; if that does not help, {EXPORT_AGAIN}")
 
