@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
     export.add_argument("--bundle", metavar="DIR",
                         help="write a bundle to DIR: ONNX files, reference outputs of PyTorch eager fp32 at batch 1 and "
-                             "the largest --batch-sizes, a manifest per model; copy it to a board as it is")
+                             "the largest --batch-sizes, a manifest per model (int8: the file for ort and the one "
+                             "for TensorRT); copy it to a board as it is")
     export.add_argument("--profile", metavar="NAME",
                         help="with --bundle: a device profile (e.g. jetson-orin-nano) whose TensorRT's newest opset "
                              "caps --opset")
