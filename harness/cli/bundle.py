@@ -9,19 +9,23 @@ files were made is written into the bundle; a model whose export failed is repor
 from __future__ import annotations
 
 import argparse
+import errno
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from harness import __version__
 from harness.catalogue import bundles
 from harness.catalogue.registry import Catalogue
+from harness.cell.worker import reference_outputs_path
+from harness.cli.accuracy import crop_sets
+from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli.common import (check_common, check_precisions, check_sources, check_weights, console, err_console,
                                 export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
 from harness.cli.tables import export_table
-from harness.cell.worker import reference_outputs_path
 from harness.errors import UserError
+from harness.execution.executor import StorageFailed
 from harness.measure.inputs import GENERATOR
 from harness.measure.timing import QUICK
 from harness.paths import cache_dir
@@ -46,24 +50,43 @@ def bundle_opset(args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    """`export --bundle DIR`; Ctrl-C anywhere is one line and exit 130, the bundle as it was or with the models
+    finished so far (each replaced whole), and a full disk one line naming it."""
+    try:
+        return _export_bundle(args, catalogue)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: {args.bundle} keeps each model as it was or as exported now, never half "
+                          "of each; run the same export command again to go on (finished files are cached)")
+        return 130
+
+
+def _export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int:
     precisions = check_precisions(args.precision)
+    if "bf16" in precisions:
+        raise UserError("bf16 has no ONNX file of its own (ov reads the fp32 file with a bf16 hint): bundle "
+                        "--precision fp32")
+    files_wanted = bundles.onnx_precisions(precisions)
     batch_sizes = parse_batch_sizes(args.batch_sizes or "1")
     args.opset, note = bundle_opset(args)
     check_common(args)
-    bundle_dir = check_bundle_dir(args.bundle)
+    bundle_dir = check_bundle_dir(args.bundle, args.seed)
     specs = catalogue.select(args.models)
     check_sources(specs)
     weights = check_weights(args.weights)
+    images = calibration_images(args, precisions)
     subjects = catalogue_subjects(specs)
     if note:
         console.print(note)
+    export = export_settings(args)
+    if images is not None:
+        export["calibration"] = calibration_settings(args, images, specs, crop_sets)
     logs = Path(cache_dir()) / "export-logs"
     exported = _run(Sweep(logs, new_run_id(), subjects, BenchSettings(
-        policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export",
-        export=export_settings(args))), plan_cells(list(subjects), [EXPORT], precisions, [1], "cpu"), "exporting")
+        policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export", export=export)),
+        plan_cells(list(subjects), [EXPORT], files_wanted, [1], "cpu"), "exporting")
     if exported is None:
         return 130
-    made = _files_by_model(exported, precisions)
+    made = _files_by_model(exported, files_wanted)
     reference_batches = sorted({1, max(batch_sizes)})
     references = [Cell(model, *REFERENCE, batch, REFERENCE_DEVICE) for model in made for batch in reference_batches]
     sweep = Sweep(logs, new_run_id(), {m: subjects[m] for m in made}, BenchSettings(
@@ -72,19 +95,9 @@ def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int
     referenced = _run(sweep, references, "reference outputs") if references else []
     if referenced is None:
         return 130
-    written = []
-    for model, files in made.items():
-        outputs = {b: reference_outputs_path(sweep.run_dir, Cell(model, *REFERENCE, b, REFERENCE_DEVICE))
-                   for b in reference_batches}
-        if not all(path.is_file() for path in outputs.values()):
-            continue  # its reference cell failed: its record says why
-        manifest = _manifest(model, files, subjects[model].spec, reference_batches, args)
-        bundles.write_model(bundle_dir, model, manifest, {p: _in_cache(r) for p, r in files.items()},
-                            {b: np.load(path) for b, path in outputs.items()})
-        written.append(model)
-    bundles.write_meta(bundle_dir, {"harness": __version__, "profile": args.profile, "opset": args.opset,
-                                    "seed": args.seed, "precisions": precisions, "weights": weights,
-                                    "reference_batch_sizes": reference_batches, "models": written})
+    meta = {"harness": __version__, "profile": args.profile, "opset": args.opset, "seed": args.seed,
+            "precisions": precisions, "weights": weights, "reference_batch_sizes": reference_batches}
+    written = _write_models(bundle_dir, made, subjects, reference_batches, sweep, args, meta)
     records = as_records(exported) + as_records(referenced)
     console.print(export_table(as_records(exported)))
     console.print(f"bundle {bundle_dir}: {len(written)} of {len(subjects)} models "
@@ -92,14 +105,53 @@ def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int
     return finish(records, sweep.records_path)
 
 
-def check_bundle_dir(path_text: str) -> Path:
-    """A folder a bundle can be written to: new, empty, or a bundle already (models are added to it)."""
+def _write_models(bundle_dir: Path, made: dict[str, dict[str, dict[str, Any]]], subjects: dict[str, Any],
+                  reference_batches: list[int], sweep: Sweep, args: argparse.Namespace,
+                  meta: dict[str, Any]) -> list[str]:
+    """Each model whose files and reference outputs were made, written into the bundle; their names.
+    bundle.json is written first and after each model, so that a bundle cut short is a bundle of the models
+    finished (an export into it goes on)."""
+    _write(bundles.write_meta, bundle_dir, {**meta, "models": []})
+    written = []
+    for model, files in made.items():
+        outputs = {b: reference_outputs_path(sweep.run_dir, Cell(model, *REFERENCE, b, REFERENCE_DEVICE))
+                   for b in reference_batches}
+        if not all(path.is_file() for path in outputs.values()):
+            continue  # its reference cell failed: its record says why
+        manifest = _manifest(model, files, subjects[model].spec, reference_batches, args)
+        _write(bundles.write_model, bundle_dir, model, manifest, {p: _in_cache(r) for p, r in files.items()},
+               {b: np.load(path) for b, path in outputs.items()})
+        _write(bundles.write_meta, bundle_dir, {**meta, "models": [model]})
+        written.append(model)
+    return written
+
+
+def _write(write: Callable[..., Any], bundle_dir: Path, *args: Any) -> None:
+    """`write(bundle_dir, *args)`; a file system that refuses (full disk, gone) is one line naming the bundle."""
+    try:
+        write(bundle_dir, *args)
+    except OSError as exc:
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        fix = "make room, then run" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "run"
+        raise StorageFailed(f"cannot write the bundle {bundle_dir} ({what}); the model being written is left as "
+                            f"it was: {fix} the same export command again") from None
+
+
+def check_bundle_dir(path_text: str, seed: int) -> Path:
+    """A folder a bundle can be written to: new, empty, or a bundle already (models are added to it) made with
+    the same seed, so that every model's reference inputs are those the board regenerates from one seed."""
     folder = Path(path_text).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--bundle '{path_text}' is a file; pass a folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / bundles.BUNDLE_FILE).is_file():
         raise UserError(f"--bundle '{path_text}' is a folder that holds other files; pass a new or empty folder "
                         "(or an existing bundle, to add models to it)")
+    if (folder / bundles.BUNDLE_FILE).is_file():
+        meta = bundles.read_meta(folder, path_text)
+        if meta["models"] and meta.get("seed") != seed:
+            raise UserError(f"the bundle '{path_text}' was exported with --seed {meta.get('seed')} and a bundle has "
+                            f"one seed (the board regenerates its inputs from it): add models with --seed "
+                            f"{meta.get('seed')}, or export into a new folder")
     problem = writable_dir(folder)
     if problem:
         raise UserError(f"cannot write to --bundle '{path_text}': {problem}")
@@ -139,7 +191,8 @@ def _manifest(model: str, files: dict[str, dict[str, Any]], spec: Any, batches: 
         "summary": first["model"],
         "weights": first["prepared"].get("weights"),
         "files": {p: {"precision": p, "opset": a.get("opset"), "exporter": a.get("exporter"),
-                      "fallback_reason": a.get("fallback_reason"), "source_sha256": a.get("sha256")}
+                      "fallback_reason": a.get("fallback_reason"), "source_sha256": a.get("sha256"),
+                      **({"quantization": a["quantization"]} if a.get("quantization") else {})}
                   for p, a in artifacts.items()},
         "input": {"name": "input", "shape": shape, "dtype": "float32"},
         "reference": {"runtime": "PyTorch eager fp32 on the CPU (workstation)", "seed": args.seed,

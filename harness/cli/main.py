@@ -130,13 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--models", required=True, metavar="NAMES", help=MODELS_HELP)
     export.add_argument("--bundle", metavar="DIR",
                         help="write a bundle to DIR: ONNX files, reference outputs of PyTorch eager fp32 at batch 1 and "
-                             "the largest --batch-sizes, a manifest per model; copy it to a board as it is")
+                             "the largest --batch-sizes, a manifest per model (int8: the file for ort and the one "
+                             "for TensorRT); copy it to a board as it is")
     export.add_argument("--profile", metavar="NAME",
                         help="with --bundle: a device profile (e.g. jetson-orin-nano) whose TensorRT's newest opset "
                              "caps --opset")
     export.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
-    export.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    export.add_argument("--seed", type=int, default=0,
+                        help="seed of the random weights and, with --bundle, of the reference inputs (default 0; "
+                             "a bundle keeps the seed it was made with)")
     export.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per model (default 1800)")
     export.add_argument("--engine", action="store_true",
                         help="also build engines from the ONNX files ahead of a sweep (an engine runtime, e.g. trt, "
@@ -452,8 +455,14 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
 
 def _export_with_calibration(args: argparse.Namespace, precisions: list[str],
                              subjects: dict[str, Subject]) -> dict[str, Any]:
-    """The export settings, with the calibration set of int8 (crops decoded now) when int8 is asked for."""
+    """The export settings, with the calibration set of int8 (crops decoded now) when int8 is asked for; a
+    bundle carries its int8 files, calibrated on the workstation."""
     settings = export_settings(args)
+    if getattr(args, "bundle", None):
+        if getattr(args, "calibration", None):
+            raise UserError("--calibration makes int8 files on the workstation; a bundle carries them already: "
+                            "drop --calibration")
+        return settings
     images = calibration_images(args, precisions)
     specs = [s.spec for s in subjects.values() if s.spec is not None]
     if images is not None and specs:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from rich.markup import escape
 from rich.table import Table
 
+from harness.catalogue.bundles import precision_label
 from harness.records import Record
 from harness.sweep.planning import REFERENCE
 
@@ -262,7 +263,8 @@ def export_table(records: list[Record]) -> Table:
         exporter = artifact.get("exporter", "—")
         if artifact.get("fallback_reason"):
             exporter += f"\n[dim]{escape(artifact['fallback_reason'][:80])}[/dim]"
-        table.add_row(record.cell.model, record.cell.precision, "ok" if record.ok else _status_text(record), exporter,
+        table.add_row(record.cell.model, precision_label(record.cell.precision),
+                      "ok" if record.ok else _status_text(record), exporter,
                       str(artifact.get("opset", "—")),
                       f"{artifact['export_s']:.1f}" if "export_s" in artifact else "—", _mb(artifact.get("file_bytes")),
                       "hit" if artifact.get("cache_hit") else ("new" if artifact else "—"))
