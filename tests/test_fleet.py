@@ -20,6 +20,7 @@ from harness.fleet.devices import SLOT, NodeResources, check_device_name, check_
 from harness.fleet.fleet import Node, resolve_devices
 from harness.fleet.files import FileArrivedDamaged, NeededFile, needed_files, place_files
 from harness.records import read_records
+from harness.sweep.planning import Cell
 from harness.sweep.runs import finished_cell_ids
 from tests import onnx_graphs
 from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
@@ -159,6 +160,73 @@ def test_node_dry_run_prints_the_ray_start_command_it_would_run():
     resources = json.loads(command.split("--resources=", 1)[1].split(" --address")[0])
     assert resources == {"harness-cell-slot": 1.0, "harness-device:cpu": 1.0, "harness-device:cuda:0": 1.0,
                          "harness-device:dla:0": 1.0, "harness-node:orin": 1.0}
+
+
+def _sweep_on(fake, tmp_path: Path, catalogue, cells: list) -> tuple[list[dict], float]:
+    """The cells swept through the Ray executor on the double's fleet; the records and the seconds it took."""
+    from harness.execution.executor import Placement
+    from harness.execution.ray_executor import RayExecutor
+    from harness.measure.timing import Policy
+    from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
+
+    def executor(run_dir: Path) -> RayExecutor:
+        return RayExecutor(Placement(cache_dir=tmp_path / "cache", run_dir=run_dir), fake, run_dir.name,
+                           liveness_poll_s=0.05)
+
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=Policy()),
+                  executor_factory=executor)
+    started = time.monotonic()
+    records = sweep.run(cells)
+    return records, time.monotonic() - started
+
+
+def _node_died(fake, name: str) -> Exception:
+    """What Ray raises for a task whose node died: a NodeDiedError naming the node's id."""
+    from tests.ray_double import NodeDiedError
+
+    return NodeDiedError(f"Task failed because the node it was running on is dead or unavailable. Node IP: "
+                         f"10.0.0.3, node ID: {fake.node_id(name)}. This can happen if ...")
+
+
+# how the pinned node goes: Ray names it dead in the task's error while its table lists it alive a while longer;
+# or the task's worker crashes (no node named) and the table says the node died only after the retry was sent;
+# or the node goes before the task started (Ray reports nothing for a task it cannot place)
+NODE_GOES = ("named-before-the-table-says", "worker-crash-then-the-table-says", "silently-before-it-started")
+
+
+@pytest.mark.parametrize("how", NODE_GOES)
+def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep_goes_on(tmp_path, catalogue, how):
+    from harness.fleet.devices import node_resource
+    from tests.ray_double import PENDING, FakeRay, WorkerCrashedError
+
+    def on_submit(fake: FakeRay, options: dict) -> object:
+        if node_resource("c") not in options["resources"]:
+            return fake.answer("a", {"status": "error", "error": "measured on a (the double)"})
+        if not fake.alive("c"):
+            return PENDING  # queued for a node that is gone: Ray's scheduler keeps it forever
+        if how == "named-before-the-table-says":
+            fake.kill("c", listed_alive_reads=3)
+            return _node_died(fake, "c")
+        if how == "worker-crash-then-the-table-says":
+            fake.kill("c", listed_alive_reads=1)
+            return WorkerCrashedError("The worker died unexpectedly while executing this task.")
+        fake.kill("c")
+        return PENDING
+
+    fake = FakeRay({"a": ("cpu",), "c": ("cpu",)}, on_submit)
+    cells = [Cell("resnet18", "null", "fp32", batch, device) for device in ("cpu@c", "cpu@a") for batch in (1, 2)]
+    records, took_s = _sweep_on(fake, tmp_path, catalogue, cells)
+    by_id = {r["cell_id"]: r for r in records}
+    assert sorted(by_id) == sorted(c.cell_id for c in cells)  # every cell recorded: nothing waits forever
+    for batch in (1, 2):
+        lost = by_id[f"resnet18|null|fp32|bs{batch}|cpu@c"]
+        assert lost["status"] == "lost" and lost["host"] == "c", lost
+        assert by_id[f"resnet18|null|fp32|bs{batch}|cpu@a"]["status"] == "error"  # the double's answer, recorded
+    sent_to_c = [s for s in fake.run_jobs() if node_resource("c") in s.options["resources"]]
+    if how == "named-before-the-table-says":  # Ray said c died: nothing is sent there again
+        assert len(sent_to_c) == 1 and "no other live node offers it" in by_id["resnet18|null|fp32|bs1|cpu@c"]["error"]
+    assert all(s.cancelled for s in sent_to_c if s.answer is PENDING)  # nothing left queued in Ray
+    assert took_s < 10
 
 
 # ---------------------------------------------------------------- on a local cluster
@@ -497,6 +565,7 @@ def test_an_engines_cells_run_on_the_node_that_built_it(gpu_nodes, tmp_path):
 @needs_ray
 def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
     fleet = LocalFleet(tmp_path, ("a", "b", "c"))
+    driver = None
     try:
         # any cpu node: the cell on b, lost with b, runs again on a or c
         args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18,mobilenet_v2",
@@ -521,11 +590,17 @@ def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
         deadline = time.time() + 120
         while not fleet.running_on("c", "pinned") and time.time() < deadline:
             time.sleep(0.2)
-        fleet.cluster.remove_node(fleet.nodes.pop("c"))
+        # killed, not stopped: Ray names c dead in the task's error at once but lists it alive for seconds more;
+        # a retry sent to c then would have waited forever (c's resource is gone for good)
+        fleet.cluster.remove_node(fleet.nodes.pop("c"), allow_graceful=False)
+        killed = time.monotonic()
         out, err = driver.communicate(timeout=300)
+        assert time.monotonic() - killed < 60, "the lost cell was not recorded within Ray's time to declare c dead"
         assert driver.returncode == 1, err + out
         [record] = _records(fleet, "pinned")
         assert record["status"] == "lost" and record["host"] == "c"
         assert "no other live node offers it" in record["error"]
     finally:
+        if driver is not None and driver.poll() is None:  # a driver left waiting: ended with the test
+            driver.kill()
         fleet.shutdown()

@@ -1,0 +1,166 @@
+"""A test double of the parts of Ray's API the fleet's driver calls (tests only): a node table whose entries
+can die, tasks whose answer the test decides when they are submitted, and a `wait` that never blocks for
+real — a wait without a timeout on tasks that can never finish fails the test instead of hanging it.
+
+Like Ray, the double may name a node dead in a task's error before its node table says so: `kill(name,
+listed_alive_reads=N)` keeps the node listed alive for N more reads of `nodes()`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from harness.fleet import tasks
+from harness.fleet.devices import NodeResources
+
+
+class RayError(Exception):
+    pass
+
+
+class RayTaskError(RayError):
+    pass
+
+
+class NodeDiedError(RayError):
+    pass
+
+
+class WorkerCrashedError(RayError):
+    pass
+
+
+class WouldWaitForever(AssertionError):
+    """The driver waited without a timeout on tasks none of which can finish: a hang, in real Ray."""
+
+
+PENDING = object()  # a task's answer: queued where no live node can run it, it never finishes
+
+
+@dataclass
+class _Node:
+    name: str
+    node_id: str
+    resources: dict[str, float]
+    alive: bool = True
+    listed_alive_reads: int = 0  # reads of nodes() that still list it alive after it died
+
+
+@dataclass
+class Submitted:
+    function: str
+    options: dict[str, Any]
+    answer: Any  # a dict (the task's return), an exception (raised by get), or PENDING
+    cancelled: bool = False
+    at_s: float = field(default_factory=time.monotonic)
+
+
+class _Ref:
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __repr__(self) -> str:
+        return f"Ref({self.number})"
+
+
+class FakeRay:
+    """`on_submit(fake, options)` decides each run_job task's answer when it is submitted."""
+
+    def __init__(self, nodes: dict[str, tuple[str, ...]],
+                 on_submit: Callable[[FakeRay, dict[str, Any]], Any]) -> None:
+        self.head = _Node("head", "f" * 40, {"CPU": 1.0})  # the driver's node: no harness resources
+        self._nodes = [self.head] + [_Node(name, f"{index:02x}" * 20, NodeResources(name, devices).as_ray())
+                                     for index, (name, devices) in enumerate(nodes.items(), start=1)]
+        self.on_submit = on_submit
+        self.submitted: dict[_Ref, Submitted] = {}
+        self._numbers = itertools.count()
+        self.exceptions = SimpleNamespace(RayError=RayError, RayTaskError=RayTaskError, NodeDiedError=NodeDiedError,
+                                          WorkerCrashedError=WorkerCrashedError)
+        self.util = SimpleNamespace(scheduling_strategies=SimpleNamespace(
+            NodeAffinitySchedulingStrategy=lambda node_id, soft: {"node_id": node_id, "soft": soft}))
+
+    # ------------------------------------------------------------ what the test does
+
+    def node_id(self, name: str) -> str:
+        return next(n.node_id for n in self._nodes if n.name == name)
+
+    def alive(self, name: str) -> bool:
+        return next(n.alive for n in self._nodes if n.name == name)
+
+    def kill(self, name: str, listed_alive_reads: int = 0) -> None:
+        node = next(n for n in self._nodes if n.name == name)
+        node.alive, node.listed_alive_reads = False, listed_alive_reads
+
+    def answer(self, name: str, result: dict[str, Any]) -> dict[str, Any]:
+        """What run_job returns when it ran on node `name`."""
+        now = time.time()
+        return {"node_id": self.node_id(name), "started_unix": now, "ended_unix": now, "fetched": [], "log": "",
+                "result": result, "wall_s": 0.0}
+
+    def run_jobs(self) -> list[Submitted]:
+        return [s for s in self.submitted.values() if s.function == "run_job"]
+
+    # ------------------------------------------------------------ Ray's API
+
+    def nodes(self) -> list[dict[str, Any]]:
+        table = []
+        for node in self._nodes:
+            listed = node.alive or node.listed_alive_reads > 0
+            if not node.alive and node.listed_alive_reads > 0:
+                node.listed_alive_reads -= 1
+            table.append({"NodeID": node.node_id, "Alive": listed, "Resources": dict(node.resources),
+                          "NodeManagerAddress": "10.0.0.1"})
+        return table
+
+    def get_runtime_context(self) -> Any:
+        return SimpleNamespace(get_node_id=lambda: self.head.node_id)
+
+    def remote(self, function: Callable[..., Any]) -> Any:
+        fake = self
+
+        class _Remote:
+            def __init__(self, options: dict[str, Any] | None = None) -> None:
+                self._options = options or {}
+
+            def options(self, **options: Any) -> _Remote:
+                return _Remote(options)
+
+            def remote(self, *args: Any) -> _Ref:
+                ref = _Ref(next(fake._numbers))
+                if function is tasks.run_job:
+                    answer = fake.on_submit(fake, self._options)
+                else:  # probe, versions, forget_run: this double's nodes do not describe themselves
+                    answer = TimeoutError(f"{function.__name__} is not answered by the double")
+                fake.submitted[ref] = Submitted(function.__name__, self._options, answer)
+                return ref
+
+        return _Remote()
+
+    def put(self, data: bytes) -> _Ref:
+        ref = _Ref(next(self._numbers))
+        self.submitted[ref] = Submitted("put", {}, data)
+        return ref
+
+    def get(self, ref: _Ref, timeout: float | None = None) -> Any:
+        answer = self.submitted[ref].answer
+        if answer is PENDING:
+            raise TimeoutError("never finishes") if timeout is not None else WouldWaitForever("get() on a task "
+                                                                                               "that never finishes")
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def wait(self, refs: list[_Ref], num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
+        ready = [r for r in refs if self.submitted[r].answer is not PENDING and not self.submitted[r].cancelled]
+        if len(ready) >= num_returns:
+            return ready[:num_returns], [r for r in refs if r not in ready[:num_returns]]
+        if timeout is None:
+            raise WouldWaitForever(f"wait() without a timeout on {len(refs)} task(s) that can never finish")
+        time.sleep(timeout)
+        return [], refs
+
+    def cancel(self, ref: _Ref, force: bool = False) -> None:
+        self.submitted[ref].cancelled = True
