@@ -28,6 +28,12 @@ from tests.test_bundles import WITH_TRT
 from tests.test_on_device import BOARDS
 from tests.test_cli import _one_error_line, harness
 
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'dnn-harness[ray]')")
+
 ROOT = Path(__file__).resolve().parents[1]
 NODES = [Node("ws1", "id1", "10.0.0.1", True, ("cpu", "cuda:0"), 1),
          Node("orin", "id2", "10.0.0.2", True, ("cpu", "cuda:0", "dla:0", "dla:1"), 1)]
@@ -123,6 +129,66 @@ def test_fleet_mistakes_get_one_line():
     assert "--ray-address HEAD:PORT to join it, or --head" in line
     line = _one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
     assert "unknown device 'gpu'" in line
+
+
+def _closed_port() -> int:
+    """A port of this machine nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fleet_command(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The CLI run with a deadline well under Ray's own retries (minutes); its result and seconds taken."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=90)
+    return result, time.monotonic() - started
+
+
+@needs_ray
+def test_a_wrong_ray_address_is_one_line_within_the_bound():
+    """Ray retries an address where no head answers for minutes, printing reconnect lines; the harness gives up
+    within --ray-timeout (default 30 s) with one line naming the address and the fix."""
+    dead = f"127.0.0.1:{_closed_port()}"
+    plan = ("--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu", "--executor", "ray")
+    result, took_s = _fleet_command("bench", *plan, "--ray-address", dead)
+    line = _one_error_line(result)
+    assert f"no Ray cluster at {dead}" in line and "connection refused" in line and "--ray-address" in line
+    assert took_s < 30
+    for command in (("node", "--list", "--ray-address", dead), ("node", "--ray-address", dead, "--devices", "cpu")):
+        result, took_s = _fleet_command(*command)  # listing the fleet, or joining it (`ray start` retries too)
+        assert f"no Ray cluster at {dead}" in _one_error_line(result) and took_s < 30
+    # no address: the one Ray finds ($RAY_ADDRESS here; else the cluster last started here, perhaps long gone)
+    result, took_s = _fleet_command("bench", *plan, env={"RAY_ADDRESS": dead})
+    assert f"no Ray cluster at {dead} ($RAY_ADDRESS)" in _one_error_line(result) and took_s < 30
+
+
+@needs_ray
+def test_an_address_that_accepts_but_is_no_ray_head_fails_at_the_timeout():
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("", 0))  # every interface: Ray dials this machine's address for 127.0.0.1
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        result, took_s = _fleet_command("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu",
+                                        "--executor", "ray", "--ray-address", address, "--ray-timeout", "3")
+    line = _one_error_line(result)
+    assert f"no Ray cluster at {address}" in line and "no Ray head answered within 3 s" in line
+    assert took_s < 20
+
+
+def test_ray_timeout_is_checked_and_is_for_the_ray_executor():
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout", "5"))
+    assert "--ray-timeout is for --executor ray" in line
+    line = _one_error_line(harness("node", "--list", "--ray-timeout", "0"))
+    assert "bad --ray-timeout 0" in line
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+                                   "--ray-address", "head-without-port"))
+    assert "give the head's HOST:PORT" in line
 
 
 def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
@@ -231,11 +297,6 @@ def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep
 
 # ---------------------------------------------------------------- on a local cluster
 
-try:
-    import ray
-except ImportError:
-    ray = None
-needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'dnn-harness[ray]')")
 
 
 class LocalFleet:
