@@ -24,7 +24,7 @@ from harness.sweep.planning import Cell
 from harness.sweep.runs import finished_cell_ids
 from tests import onnx_graphs
 from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
-from tests.test_bundles import WITH_TRT
+from tests.test_bundles import BOARD_ENV, WITH_TRT
 from tests.test_on_device import BOARDS
 from tests.test_cli import _one_error_line, harness
 
@@ -217,8 +217,9 @@ def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch):
 
 
 def test_node_dry_run_prints_the_ray_start_command_it_would_run():
+    board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
     result = harness("node", "--ray-address", "10.0.0.1:6379", "--name", "orin", "--devices", "cpu,cuda:0,dla:0",
-                     "--dry-run")
+                     "--dry-run", env=board)  # a board with one GPU and two DLA cores (the fixture and doubles)
     assert result.returncode == 0, result.stderr
     assert "node orin offers cpu, cuda:0, dla:0 (one cell at a time)" in result.stdout
     command = result.stdout.split("\n", 1)[1]
@@ -293,6 +294,21 @@ def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep
         assert len(sent_to_c) == 1 and "no other live node offers it" in by_id["resnet18|null|fp32|bs1|cpu@c"]["error"]
     assert all(s.cancelled for s in sent_to_c if s.answer is PENDING)  # nothing left queued in Ray
     assert took_s < 10
+
+
+def test_a_node_refuses_to_offer_a_device_it_does_not_have():
+    """A node that advertised cuda:99 on a CPU-only machine drew GPU cells that could never run there."""
+    for devices, why in (("cpu,cuda:99", "(no CUDA device is visible here)"), ("dla:0", "(it is not a Jetson)"),
+                         ("intel-gpu:3", "")):
+        line = _one_error_line(harness("node", "--head", "--devices", devices, "--dry-run"))
+        assert f"this machine has no {devices.split(',')[-1]} {why}" in line, line
+    board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
+    line = _one_error_line(harness("node", "--head", "--devices", "cuda:1", "--dry-run", env=board))
+    assert "this machine has no cuda:1 (the CUDA driver sees cuda:0)" in line
+    line = _one_error_line(harness("node", "--head", "--devices", "dla:2", "--dry-run", env=board))
+    assert "this machine has no dla:2 (its module has 2 DLA core(s))" in line
+    found = harness("node", "--head", "--devices", "cuda,dla:1", "--dry-run", env=board)
+    assert found.returncode == 0 and "offers cuda:0, dla:1" in found.stdout, found.stderr
 
 
 # ---------------------------------------------------------------- on a local cluster

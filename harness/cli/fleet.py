@@ -128,7 +128,8 @@ def add_node_parser(commands: Any) -> None:
     node.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"with --head: its port (default {DEFAULT_PORT})")
     node.add_argument("--name", help="this node's name in the fleet (default: the host name)")
     node.add_argument("--devices", metavar="LIST",
-                      help="the devices to offer, e.g. cpu,cuda:0 (default: every device found here)")
+                      help="the devices to offer, e.g. cpu,cuda:0, each one this machine has (default: every "
+                           "device found here)")
     node.add_argument("--per-device", action="store_true",
                       help="measure one cell per device at once (default: one cell at a time on this machine)")
     node.add_argument("--dry-run", action="store_true", help="print the `ray start` command and do not run it")
@@ -165,6 +166,8 @@ def _resources(args: argparse.Namespace) -> fleet_devices.NodeResources:
         name = fleet_devices.check_node_name(args.name or fleet_devices.default_node_name())
         found = comma_list(args.devices) if args.devices else fleet_devices.discover()
         found = [fleet_devices.canonical_device(fleet_devices.check_device_name(d)) for d in found]
+        if args.devices:  # named by the user: each must be on this machine (a node never offers what it lacks)
+            found = [fleet_devices.check_present(d) for d in found]
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if ANY_NODE in name:
