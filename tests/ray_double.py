@@ -33,6 +33,10 @@ class WorkerCrashedError(RayError):
     pass
 
 
+class GetTimeoutError(RayError, TimeoutError):
+    pass
+
+
 class WouldWaitForever(AssertionError):
     """The driver waited without a timeout on tasks none of which can finish: a hang, in real Ray."""
 
@@ -67,18 +71,21 @@ class _Ref:
 
 
 class FakeRay:
-    """`on_submit(fake, options)` decides each run_job task's answer when it is submitted."""
+    """`on_submit(fake, options)` decides each run_job task's answer when it is submitted; `on_other(fake,
+    function_name, options)` the answer of any other task (probe, versions, forget_run: by default an error,
+    as from nodes that do not describe themselves)."""
 
-    def __init__(self, nodes: dict[str, tuple[str, ...]],
-                 on_submit: Callable[[FakeRay, dict[str, Any]], Any]) -> None:
+    def __init__(self, nodes: dict[str, tuple[str, ...]], on_submit: Callable[[FakeRay, dict[str, Any]], Any],
+                 on_other: Callable[[FakeRay, str, dict[str, Any]], Any] | None = None) -> None:
         self.head = _Node("head", "f" * 40, {"CPU": 1.0})  # the driver's node: no harness resources
         self._nodes = [self.head] + [_Node(name, f"{index:02x}" * 20, NodeResources(name, devices).as_ray())
                                      for index, (name, devices) in enumerate(nodes.items(), start=1)]
         self.on_submit = on_submit
+        self.on_other = on_other or (lambda fake, name, options: RayError(f"{name} is not answered by the double"))
         self.submitted: dict[_Ref, Submitted] = {}
         self._numbers = itertools.count()
         self.exceptions = SimpleNamespace(RayError=RayError, RayTaskError=RayTaskError, NodeDiedError=NodeDiedError,
-                                          WorkerCrashedError=WorkerCrashedError)
+                                          WorkerCrashedError=WorkerCrashedError, GetTimeoutError=GetTimeoutError)
         self.util = SimpleNamespace(scheduling_strategies=SimpleNamespace(
             NodeAffinitySchedulingStrategy=lambda node_id, soft: {"node_id": node_id, "soft": soft}))
 
@@ -132,8 +139,8 @@ class FakeRay:
                 ref = _Ref(next(fake._numbers))
                 if function is tasks.run_job:
                     answer = fake.on_submit(fake, self._options)
-                else:  # probe, versions, forget_run: this double's nodes do not describe themselves
-                    answer = TimeoutError(f"{function.__name__} is not answered by the double")
+                else:
+                    answer = fake.on_other(fake, function.__name__, self._options)
                 fake.submitted[ref] = Submitted(function.__name__, self._options, answer)
                 return ref
 
@@ -147,8 +154,10 @@ class FakeRay:
     def get(self, ref: _Ref, timeout: float | None = None) -> Any:
         answer = self.submitted[ref].answer
         if answer is PENDING:
-            raise TimeoutError("never finishes") if timeout is not None else WouldWaitForever("get() on a task "
-                                                                                               "that never finishes")
+            if timeout is None:
+                raise WouldWaitForever("get() without a timeout on a task that never finishes")
+            time.sleep(timeout)
+            raise GetTimeoutError(f"{ref} did not finish within {timeout} s")
         if isinstance(answer, BaseException):
             raise answer
         return answer

@@ -131,6 +131,23 @@ def test_fleet_mistakes_get_one_line():
     assert "unknown device 'gpu'" in line
 
 
+def test_nodes_that_do_not_answer_cost_one_timeout_together_not_one_each():
+    """Describing the fleet (at a sweep's start, `node --list`) and forgetting a run (at its end, after Ctrl-C)
+    wait for every node at once: ten silent nodes used to cost ten timeouts in a row."""
+    from harness.fleet import tasks
+    from harness.fleet.fleet import on_each_node, read_nodes
+    from tests.ray_double import PENDING, FakeRay
+
+    fake = FakeRay({name: ("cpu",) for name in "abcd"}, on_submit=lambda fake, options: PENDING,
+                   on_other=lambda fake, name, options: PENDING)
+    nodes = read_nodes(fake)
+    started = time.monotonic()
+    answers = on_each_node(fake, nodes, tasks.versions, 1.0)
+    took_s = time.monotonic() - started
+    assert len(answers) == 4 and all(isinstance(a, TimeoutError) for a in answers.values())
+    assert took_s < 2.5  # one timeout for the four (it was four, one after the other)
+
+
 def _closed_port() -> int:
     """A port of this machine nothing listens on (bound, then released)."""
     import socket

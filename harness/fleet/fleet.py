@@ -156,16 +156,18 @@ def read_nodes(ray: Any, alive_only: bool = True) -> list[Node]:
 
 
 def on_each_node(ray: Any, nodes: list[Node], function: Any, timeout_s: float, *args: Any) -> dict[str, Any]:
-    """`function(*args)` run by a task pinned to each node; node id -> its answer, or the exception that came
-    back instead (a busy or dying node)."""
+    """`function(*args)` run by a task pinned to each node, all within `timeout_s` together (not each: ten
+    silent nodes must not make ten timeouts); node id -> its answer, or the exception that came back instead
+    (a busy or dying node, or a timeout)."""
     remote = ray.remote(function)
     strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
     refs = {n.node_id: remote.options(num_cpus=0, scheduling_strategy=strategy(n.node_id, soft=False)).remote(*args)
             for n in nodes}
+    deadline = time.monotonic() + timeout_s
     answers: dict[str, Any] = {}
     for node_id, ref in refs.items():
         try:
-            answers[node_id] = ray.get(ref, timeout=timeout_s)
+            answers[node_id] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # kept for the caller to say which node did not answer
             answers[node_id] = exc
     return answers
