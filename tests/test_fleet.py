@@ -129,6 +129,12 @@ def test_fleet_mistakes_get_one_line():
     assert "--ray-address HEAD:PORT to join it, or --head" in line
     line = _one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
     assert "unknown device 'gpu'" in line
+    line = _one_error_line(harness("node", "--head", "--port", "70000", "--dry-run"))
+    assert "--port 70000: give a TCP port from 1 to 65535" in line
+    # 'cpu@' read as 'cpu' (any node) would run a pinned plan anywhere: refused before the fleet is asked
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+                                   "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
+    assert "--device cpu@: name the node after '@'" in line
 
 
 def test_nodes_that_do_not_answer_cost_one_timeout_together_not_one_each():

@@ -71,11 +71,14 @@ def plan_devices(args: argparse.Namespace,
         check_device(specs[0])
         return specs, None
     for spec in specs:
-        local, _, _ = spec.partition("@")
+        local, at, node = spec.partition("@")
         try:
             fleet_devices.check_device_name(local)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        if at and not node:  # 'cpu@' would otherwise mean any node: not what a pin says
+            raise UserError(f"--device {spec}: name the node after '@' ({local}@NODE), or {local}@* for each node "
+                            f"offering {local}, or {local} for any")
     ray = connect(args.ray_address, ray_timeout_s(args))
     nodes = read_nodes(ray)
     devices = resolve_devices(specs, nodes)
@@ -140,6 +143,8 @@ def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
     timeout_s = ray_timeout_s(args)
     if args.list:
         return _list_fleet(args)
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: give a TCP port from 1 to 65535 (default {DEFAULT_PORT})")
     if not args.head and not args.ray_address:
         raise UserError("say where the fleet is: --ray-address HEAD:PORT to join it, or --head to start it here")
     resources = _resources(args)
