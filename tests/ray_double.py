@@ -44,6 +44,14 @@ class WouldWaitForever(AssertionError):
 PENDING = object()  # a task's answer: queued where no live node can run it, it never finishes
 
 
+@dataclass(frozen=True)
+class Later:
+    """A task's answer that is ready `after_s` seconds after it was submitted."""
+
+    after_s: float
+    answer: Any
+
+
 @dataclass
 class _Node:
     name: str
@@ -151,7 +159,16 @@ class FakeRay:
         self.submitted[ref] = Submitted("put", {}, data)
         return ref
 
+    def _ready(self, ref: _Ref) -> bool:
+        submitted = self.submitted[ref]
+        if submitted.answer is PENDING or submitted.cancelled:
+            return False
+        return not isinstance(submitted.answer, Later) or time.monotonic() >= submitted.at_s + submitted.answer.after_s
+
     def get(self, ref: _Ref, timeout: float | None = None) -> Any:
+        if isinstance(self.submitted[ref].answer, Later):
+            time.sleep(max(0.0, self.submitted[ref].at_s + self.submitted[ref].answer.after_s - time.monotonic()))
+            return self.submitted[ref].answer.answer
         answer = self.submitted[ref].answer
         if answer is PENDING:
             if timeout is None:
@@ -163,13 +180,19 @@ class FakeRay:
         return answer
 
     def wait(self, refs: list[_Ref], num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
-        ready = [r for r in refs if self.submitted[r].answer is not PENDING and not self.submitted[r].cancelled]
-        if len(ready) >= num_returns:
-            return ready[:num_returns], [r for r in refs if r not in ready[:num_returns]]
-        if timeout is None:
-            raise WouldWaitForever(f"wait() without a timeout on {len(refs)} task(s) that can never finish")
-        time.sleep(timeout)
-        return [], refs
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = [r for r in refs if self._ready(r)]
+            if len(ready) >= num_returns:
+                return ready[:num_returns], [r for r in refs if r not in ready[:num_returns]]
+            later = [s.at_s + s.answer.after_s for s in (self.submitted[r] for r in refs)
+                     if isinstance(s.answer, Later) and not s.cancelled]
+            if deadline is None and not later:
+                raise WouldWaitForever(f"wait() without a timeout on {len(refs)} task(s) that can never finish")
+            wake = min([*later, *([deadline] if deadline is not None else [])])
+            time.sleep(max(0.0, wake - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline and not any(self._ready(r) for r in refs):
+                return [], refs
 
     def cancel(self, ref: _Ref, force: bool = False) -> None:
         self.submitted[ref].cancelled = True

@@ -137,6 +137,27 @@ def test_fleet_mistakes_get_one_line():
     assert "--device cpu@: name the node after '@'" in line
 
 
+def test_a_cell_queued_for_a_node_that_died_is_lost_while_other_cells_keep_finishing(tmp_path, catalogue):
+    """The node table is read again every poll even when Ray never makes the driver wait that long (cells on
+    other nodes finishing one after another): the cell queued for the dead node is lost early, not at the end."""
+    from harness.fleet.devices import node_resource
+    from tests.ray_double import PENDING, FakeRay, Later
+
+    def on_submit(fake: FakeRay, options: dict) -> object:
+        if node_resource("c") in options["resources"]:
+            fake.kill("c")  # before its task started: Ray reports nothing, ever
+            return PENDING
+        return Later(0.02, fake.answer("a", {"status": "error", "error": "measured on a (the double)"}))
+
+    fake = FakeRay({"a": ("cpu",), "c": ("cpu",)}, on_submit)
+    cells = [Cell("resnet18", "null", "fp32", 1, "cpu@c")] + [Cell("resnet18", "null", "fp32", batch, "cpu@a")
+                                                              for batch in range(1, 41)]
+    records, took_s = _sweep_on(fake, tmp_path, catalogue, cells)
+    order = [r["cell"]["device"] for r in records]
+    assert len(records) == 41 and records[order.index("cpu@c")]["status"] == "lost"
+    assert order.index("cpu@c") < 20, order  # within a poll or two of 0.05 s, while a's cells take 0.8 s in all
+
+
 def test_nodes_that_do_not_answer_cost_one_timeout_together_not_one_each():
     """Describing the fleet (at a sweep's start, `node --list`) and forgetting a run (at its end, after Ctrl-C)
     wait for every node at once: ten silent nodes used to cost ten timeouts in a row."""

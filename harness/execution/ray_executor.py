@@ -86,6 +86,7 @@ class RayExecutor(Executor):
         self._every: list[Node] = []  # dead ones included
         self._names: dict[str, str] = {}  # node id -> name, dead nodes included
         self._died: set[str] = set()  # node ids Ray named in a NodeDiedError (its table may still say alive)
+        self._nodes_read_s = 0.0  # time.monotonic() of the last read of the node table
         self.refresh_nodes()
         self.warnings = self._probe_nodes()
         for warning in self.warnings:
@@ -97,6 +98,7 @@ class RayExecutor(Executor):
         """Read Ray's node table; a node Ray said died is dead here even while the table lists it alive."""
         self._every = [replace(n, alive=False) if n.node_id in self._died else n
                        for n in read_nodes(self.ray, alive_only=False)]
+        self._nodes_read_s = time.monotonic()
         self._names.update({n.node_id: n.name for n in self._every})
         self.nodes = [n for n in self._every if n.alive]
 
@@ -208,20 +210,20 @@ class RayExecutor(Executor):
     # ---------------------------------------------------------------- results
 
     def wait(self) -> tuple[Job, Outcome]:
-        """The next job to finish, or to be found stranded: waits at most `liveness_poll_s` at a time, then
-        reads the node table, so a job no live node can run ends `lost` within Ray's own time to declare a
-        node dead plus one poll."""
-        stranded = self._stranded()
-        while stranded is None:
+        """The next job to finish, or to be found stranded: the node table is read again once it is
+        `liveness_poll_s` old (and Ray waited on no longer than that), so a job no live node can run ends `lost`
+        within Ray's own time to declare a node dead plus one poll, whether or not other jobs keep finishing."""
+        while True:
+            if time.monotonic() - self._nodes_read_s >= self.liveness_poll_s:  # also while other jobs keep finishing
+                self.refresh_nodes()
+            stranded = self._stranded()
+            if stranded is not None:
+                return stranded
             ready, _ = self.ray.wait(list(self._flights), num_returns=1, timeout=self.liveness_poll_s)
             if ready:
                 finished = self._finished(ready[0])
                 if finished is not None:
                     return finished
-            else:
-                self.refresh_nodes()
-            stranded = self._stranded()
-        return stranded
 
     def _finished(self, ref: Any) -> tuple[Job, Outcome] | None:
         """The outcome of a job Ray says is done; None when it was lost and submitted again."""
