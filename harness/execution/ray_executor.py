@@ -13,10 +13,11 @@ Where jobs run:
 Faults: a task whose node (or worker) dies is `lost`; it is submitted once more where another live node
 offers the device, else recorded `lost` with the node it was on. A node Ray names in a NodeDiedError counts as
 dead from then on, though Ray's node table may list it alive for seconds more: nothing is sent to it again.
-While no job finishes, `wait()` looks at the node table every `liveness_poll_s`: a job whose device no live
-node offers any more (its pinned node left, queued or running) is `lost` then, instead of waiting forever
-for a node that will not come back. `close()` cancels what is in flight (Ctrl-C): finished records are
-already appended, the rest run again on --resume.
+`wait()` reads the node table again every `liveness_poll_s` (waiting on Ray no longer than that): a job
+whose device no live node offers any more (its pinned node left, queued or running) is `lost` then, instead
+of waiting forever for a node that will not come back; one submitted for such a device is not sent.
+`close()` cancels what is in flight (Ctrl-C): finished records are already appended, the rest run again on
+--resume.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ NODE_ID_IN_ERROR = re.compile(r"node ID: ([0-9a-f]{16,})")
 PINNED_SHARE = 0.001  # of a node's own resource: enough to pin a task there, never enough to block another
 KEPT_OBJECTS = 16  # files kept in the object store at once, most recently used first
 PROBE_TIMEOUT_S = 120.0
-LIVENESS_POLL_S = 5.0  # while no job finishes, how often the driver reads which nodes are alive
+LIVENESS_POLL_S = 5.0  # how often, while jobs are in flight, the driver reads which nodes are alive
 FORGET_TIMEOUT_S = 30.0
 # the packages whose versions must agree across the fleet for its numbers to be compared
 COMPARED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "ray")
@@ -344,7 +345,6 @@ class RayExecutor(Executor):
             on_each_node(self.ray, self.nodes, tasks.forget_run, FORGET_TIMEOUT_S, self.run_id)
         except Exception as exc:  # a fleet going away under us: the folders stay until the next run of that id
             log.debug("forget_run: %s", exc)
-
 
     def _cancel(self, ref: Any) -> None:
         """Cancel a task (ended where it runs, dropped where it waits); one already gone needs nothing."""

@@ -73,10 +73,7 @@ def cuda_devices() -> list[str]:
 
 def dla_devices() -> list[str]:
     """dla:0 .. on a Jetson whose module matches a device profile that lists DLA cores."""
-    cores = _dla_cores()
-    if cores is None:
-        log.info("a Jetson module that matches no profile: no DLA cores advertised (name them with --devices)")
-    return [f"dla:{core}" for core in range(cores or 0)]
+    return [f"dla:{core}" for core in range(_dla_cores() or 0)]
 
 
 def _dla_cores() -> int | None:
@@ -92,6 +89,7 @@ def _dla_cores() -> int | None:
         profile = load_profile(name)
         if profile.kind == "jetson" and any(part.lower() in module for part in profile.device_match):
             return profile.dla_cores
+    log.info("Jetson module %r matches no profile: its DLA cores are unknown (name them with --devices)", module)
     return None
 
 
