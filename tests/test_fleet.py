@@ -20,12 +20,19 @@ from harness.fleet.devices import SLOT, NodeResources, check_device_name, check_
 from harness.fleet.fleet import Node, resolve_devices
 from harness.fleet.files import FileArrivedDamaged, NeededFile, needed_files, place_files
 from harness.records import read_records
+from harness.sweep.planning import Cell
 from harness.sweep.runs import finished_cell_ids
 from tests import onnx_graphs
 from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
-from tests.test_bundles import WITH_TRT
+from tests.test_bundles import BOARD_ENV, WITH_TRT
 from tests.test_on_device import BOARDS
 from tests.test_cli import _one_error_line, harness
+
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'dnn-harness[ray]')")
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = [Node("ws1", "id1", "10.0.0.1", True, ("cpu", "cuda:0"), 1),
@@ -122,6 +129,110 @@ def test_fleet_mistakes_get_one_line():
     assert "--ray-address HEAD:PORT to join it, or --head" in line
     line = _one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
     assert "unknown device 'gpu'" in line
+    line = _one_error_line(harness("node", "--head", "--port", "70000", "--dry-run"))
+    assert "--port 70000: give a TCP port from 1 to 65535" in line
+    # 'cpu@' read as 'cpu' (any node) would run a pinned plan anywhere: refused before the fleet is asked
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+                                   "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
+    assert "--device cpu@: name the node after '@'" in line
+
+
+def test_a_cell_queued_for_a_node_that_died_is_lost_while_other_cells_keep_finishing(tmp_path, catalogue):
+    """The node table is read again every poll even when Ray never makes the driver wait that long (cells on
+    other nodes finishing one after another): the cell queued for the dead node is lost early, not at the end."""
+    from harness.fleet.devices import node_resource
+    from tests.ray_double import PENDING, FakeRay, Later
+
+    def on_submit(fake: FakeRay, options: dict) -> object:
+        if node_resource("c") in options["resources"]:
+            fake.kill("c")  # before its task started: Ray reports nothing, ever
+            return PENDING
+        return Later(0.02, fake.answer("a", {"status": "error", "error": "measured on a (the double)"}))
+
+    fake = FakeRay({"a": ("cpu",), "c": ("cpu",)}, on_submit)
+    cells = [Cell("resnet18", "null", "fp32", 1, "cpu@c")] + [Cell("resnet18", "null", "fp32", batch, "cpu@a")
+                                                              for batch in range(1, 41)]
+    records, took_s = _sweep_on(fake, tmp_path, catalogue, cells)
+    order = [r["cell"]["device"] for r in records]
+    assert len(records) == 41 and records[order.index("cpu@c")]["status"] == "lost"
+    assert order.index("cpu@c") < 20, order  # within a poll or two of 0.05 s, while a's cells take 0.8 s in all
+
+
+def test_nodes_that_do_not_answer_cost_one_timeout_together_not_one_each():
+    """Describing the fleet (at a sweep's start, `node --list`) and forgetting a run (at its end, after Ctrl-C)
+    wait for every node at once: ten silent nodes used to cost ten timeouts in a row."""
+    from harness.fleet import tasks
+    from harness.fleet.fleet import on_each_node, read_nodes
+    from tests.ray_double import PENDING, FakeRay
+
+    fake = FakeRay({name: ("cpu",) for name in "abcd"}, on_submit=lambda fake, options: PENDING,
+                   on_other=lambda fake, name, options: PENDING)
+    nodes = read_nodes(fake)
+    started = time.monotonic()
+    answers = on_each_node(fake, nodes, tasks.versions, 1.0)
+    took_s = time.monotonic() - started
+    assert len(answers) == 4 and all(isinstance(a, TimeoutError) for a in answers.values())
+    assert took_s < 2.5  # one timeout for the four (it was four, one after the other)
+
+
+def _closed_port() -> int:
+    """A port of this machine nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _fleet_command(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The CLI run with a deadline well under Ray's own retries (minutes); its result and seconds taken."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=90)
+    return result, time.monotonic() - started
+
+
+@needs_ray
+def test_a_wrong_ray_address_is_one_line_within_the_bound():
+    """Ray retries an address where no head answers for minutes, printing reconnect lines; the harness gives up
+    within --ray-timeout (default 30 s) with one line naming the address and the fix."""
+    dead = f"127.0.0.1:{_closed_port()}"
+    plan = ("--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu", "--executor", "ray")
+    result, took_s = _fleet_command("bench", *plan, "--ray-address", dead)
+    line = _one_error_line(result)
+    assert f"no Ray cluster at {dead}" in line and "connection refused" in line and "--ray-address" in line
+    assert took_s < 30
+    for command in (("node", "--list", "--ray-address", dead), ("node", "--ray-address", dead, "--devices", "cpu")):
+        result, took_s = _fleet_command(*command)  # listing the fleet, or joining it (`ray start` retries too)
+        assert f"no Ray cluster at {dead}" in _one_error_line(result) and took_s < 30
+    # no address: the one Ray finds ($RAY_ADDRESS here; else the cluster last started here, perhaps long gone)
+    result, took_s = _fleet_command("bench", *plan, env={"RAY_ADDRESS": dead})
+    assert f"no Ray cluster at {dead} ($RAY_ADDRESS)" in _one_error_line(result) and took_s < 30
+
+
+@needs_ray
+def test_an_address_that_accepts_but_is_no_ray_head_fails_at_the_timeout():
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("", 0))  # every interface: Ray dials this machine's address for 127.0.0.1
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        result, took_s = _fleet_command("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu",
+                                        "--executor", "ray", "--ray-address", address, "--ray-timeout", "3")
+    line = _one_error_line(result)
+    assert f"no Ray cluster at {address}" in line and "no Ray head answered within 3 s" in line
+    assert took_s < 20
+
+
+def test_ray_timeout_is_checked_and_is_for_the_ray_executor():
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout", "5"))
+    assert "--ray-timeout is for --executor ray" in line
+    line = _one_error_line(harness("node", "--list", "--ray-timeout", "0"))
+    assert "bad --ray-timeout 0" in line
+    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+                                   "--ray-address", "head-without-port"))
+    assert "give the head's HOST:PORT" in line
 
 
 def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
@@ -150,8 +261,9 @@ def test_without_ray_the_fleet_says_how_to_install_it(monkeypatch):
 
 
 def test_node_dry_run_prints_the_ray_start_command_it_would_run():
+    board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
     result = harness("node", "--ray-address", "10.0.0.1:6379", "--name", "orin", "--devices", "cpu,cuda:0,dla:0",
-                     "--dry-run")
+                     "--dry-run", env=board)  # a board with one GPU and two DLA cores (the fixture and doubles)
     assert result.returncode == 0, result.stderr
     assert "node orin offers cpu, cuda:0, dla:0 (one cell at a time)" in result.stdout
     command = result.stdout.split("\n", 1)[1]
@@ -161,13 +273,90 @@ def test_node_dry_run_prints_the_ray_start_command_it_would_run():
                          "harness-device:dla:0": 1.0, "harness-node:orin": 1.0}
 
 
+def _sweep_on(fake, tmp_path: Path, catalogue, cells: list) -> tuple[list[dict], float]:
+    """The cells swept through the Ray executor on the double's fleet; the records and the seconds it took."""
+    from harness.execution.executor import Placement
+    from harness.execution.ray_executor import RayExecutor
+    from harness.measure.timing import Policy
+    from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
+
+    def executor(run_dir: Path) -> RayExecutor:
+        return RayExecutor(Placement(cache_dir=tmp_path / "cache", run_dir=run_dir), fake, run_dir.name,
+                           liveness_poll_s=0.05)
+
+    sweep = Sweep(tmp_path, "run", catalogue_subjects(catalogue.specs), BenchSettings(policy=Policy()),
+                  executor_factory=executor)
+    started = time.monotonic()
+    records = sweep.run(cells)
+    return records, time.monotonic() - started
+
+
+def _node_died(fake, name: str) -> Exception:
+    """What Ray raises for a task whose node died: a NodeDiedError naming the node's id."""
+    from tests.ray_double import NodeDiedError
+
+    return NodeDiedError(f"Task failed because the node it was running on is dead or unavailable. Node IP: "
+                         f"10.0.0.3, node ID: {fake.node_id(name)}. This can happen if ...")
+
+
+# how the pinned node goes: Ray names it dead in the task's error while its table lists it alive a while longer;
+# or the task's worker crashes (no node named) and the table says the node died only after the retry was sent;
+# or the node goes before the task started (Ray reports nothing for a task it cannot place)
+NODE_GOES = ("named-before-the-table-says", "worker-crash-then-the-table-says", "silently-before-it-started")
+
+
+@pytest.mark.parametrize("how", NODE_GOES)
+def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep_goes_on(tmp_path, catalogue, how):
+    from harness.fleet.devices import node_resource
+    from tests.ray_double import PENDING, FakeRay, WorkerCrashedError
+
+    def on_submit(fake: FakeRay, options: dict) -> object:
+        if node_resource("c") not in options["resources"]:
+            return fake.answer("a", {"status": "error", "error": "measured on a (the double)"})
+        if not fake.alive("c"):
+            return PENDING  # queued for a node that is gone: Ray's scheduler keeps it forever
+        if how == "named-before-the-table-says":
+            fake.kill("c", listed_alive_reads=3)
+            return _node_died(fake, "c")
+        if how == "worker-crash-then-the-table-says":
+            fake.kill("c", listed_alive_reads=1)
+            return WorkerCrashedError("The worker died unexpectedly while executing this task.")
+        fake.kill("c")
+        return PENDING
+
+    fake = FakeRay({"a": ("cpu",), "c": ("cpu",)}, on_submit)
+    cells = [Cell("resnet18", "null", "fp32", batch, device) for device in ("cpu@c", "cpu@a") for batch in (1, 2)]
+    records, took_s = _sweep_on(fake, tmp_path, catalogue, cells)
+    by_id = {r["cell_id"]: r for r in records}
+    assert sorted(by_id) == sorted(c.cell_id for c in cells)  # every cell recorded: nothing waits forever
+    for batch in (1, 2):
+        lost = by_id[f"resnet18|null|fp32|bs{batch}|cpu@c"]
+        assert lost["status"] == "lost" and lost["host"] == "c", lost
+        assert by_id[f"resnet18|null|fp32|bs{batch}|cpu@a"]["status"] == "error"  # the double's answer, recorded
+    sent_to_c = [s for s in fake.run_jobs() if node_resource("c") in s.options["resources"]]
+    if how == "named-before-the-table-says":  # Ray said c died: nothing is sent there again
+        assert len(sent_to_c) == 1 and "no other live node offers it" in by_id["resnet18|null|fp32|bs1|cpu@c"]["error"]
+    assert all(s.cancelled for s in sent_to_c if s.answer is PENDING)  # nothing left queued in Ray
+    assert took_s < 10
+
+
+def test_a_node_refuses_to_offer_a_device_it_does_not_have():
+    """A node that advertised cuda:99 on a CPU-only machine drew GPU cells that could never run there."""
+    for devices, why in (("cpu,cuda:99", "(no CUDA device is visible here)"), ("dla:0", "(it is not a Jetson)"),
+                         ("intel-gpu:3", "")):
+        line = _one_error_line(harness("node", "--head", "--devices", devices, "--dry-run"))
+        assert f"this machine has no {devices.split(',')[-1]} {why}" in line, line
+    board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
+    line = _one_error_line(harness("node", "--head", "--devices", "cuda:1", "--dry-run", env=board))
+    assert "this machine has no cuda:1 (the CUDA driver sees cuda:0)" in line
+    line = _one_error_line(harness("node", "--head", "--devices", "dla:2", "--dry-run", env=board))
+    assert "this machine has no dla:2 (its module has 2 DLA core(s))" in line
+    found = harness("node", "--head", "--devices", "cuda,dla:1", "--dry-run", env=board)
+    assert found.returncode == 0 and "offers cuda:0, dla:1" in found.stdout, found.stderr
+
+
 # ---------------------------------------------------------------- on a local cluster
 
-try:
-    import ray
-except ImportError:
-    ray = None
-needs_ray = pytest.mark.skipif(ray is None, reason="Ray is not installed (pip install 'dnn-harness[ray]')")
 
 
 class LocalFleet:
@@ -497,6 +686,7 @@ def test_an_engines_cells_run_on_the_node_that_built_it(gpu_nodes, tmp_path):
 @needs_ray
 def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
     fleet = LocalFleet(tmp_path, ("a", "b", "c"))
+    driver = None
     try:
         # any cpu node: the cell on b, lost with b, runs again on a or c
         args = fleet.bench("--device", "cpu", "--runtime", "null", "--models", "squeezenet1_1,resnet18,mobilenet_v2",
@@ -521,11 +711,17 @@ def test_a_node_lost_mid_cell_is_retried_elsewhere_or_recorded_lost(tmp_path):
         deadline = time.time() + 120
         while not fleet.running_on("c", "pinned") and time.time() < deadline:
             time.sleep(0.2)
-        fleet.cluster.remove_node(fleet.nodes.pop("c"))
+        # killed, not stopped: Ray names c dead in the task's error at once but lists it alive for seconds more;
+        # a retry sent to c then would have waited forever (c's resource is gone for good)
+        fleet.cluster.remove_node(fleet.nodes.pop("c"), allow_graceful=False)
+        killed = time.monotonic()
         out, err = driver.communicate(timeout=300)
+        assert time.monotonic() - killed < 60, "the lost cell was not recorded within Ray's time to declare c dead"
         assert driver.returncode == 1, err + out
         [record] = _records(fleet, "pinned")
         assert record["status"] == "lost" and record["host"] == "c"
         assert "no other live node offers it" in record["error"]
     finally:
+        if driver is not None and driver.poll() is None:  # a driver left waiting: ended with the test
+            driver.kill()
         fleet.shutdown()

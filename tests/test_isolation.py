@@ -128,3 +128,31 @@ def test_a_zygote_whose_imports_start_threads_is_not_forked_from(tmp_path):
         if started is not None:
             assert (tmp_path / "zygotes.log").stat().st_mtime_ns == started
         assert pool.get(("json",), ()).alive  # a zygote without threads still forks
+
+
+def _zygotes_of_this_process() -> set[int]:
+    """The pids of this process's live children that run `harness.execution.zygote`."""
+    import psutil
+
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "harness.execution.zygote" in child.cmdline():
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_no_zygote_outlives_a_sweep_run_in_process(tmp_path):
+    """An in-process caller of the CLI (a notebook, a test) gets its zygotes closed when the sweep ends: the
+    local executor's close() was indented under a module function and never ran, so each call leaked them."""
+    from harness.cli.main import main
+
+    before = _zygotes_of_this_process()
+    code = main(["bench", "--models", "resnet18", "--runtime", "null", "--device", "cpu", "--batch-sizes", "1",
+                 "--out", str(tmp_path / "runs"), "--run-id", "z"])
+    assert code in (0, 1)
+    [record] = read_records(tmp_path / "runs" / "z" / "records.jsonl").records
+    assert record["process"]["start"] == "fork"  # a zygote served the cell ...
+    assert _zygotes_of_this_process() - before == set()  # ... and is gone once main() returns

@@ -17,9 +17,11 @@ from harness.cli.common import check_device, comma_list, console, print_json
 from harness.errors import UserError
 from harness.execution.executor import Executor, Placement
 from harness.fleet import devices as fleet_devices
-from harness.fleet.fleet import (ANY_NODE, INSTALL_HINT, Node, connect, fleet_summary, import_ray, offering,
-                                 on_each_node, read_nodes, resolve_devices, split_device)
+from harness.fleet.fleet import (ANY_NODE, CONNECT_TIMEOUT_S, INSTALL_HINT, TIMEOUT_FLAG, Node, connect, fleet_summary,
+                                 import_ray, offering, on_each_node, reach_head, read_nodes,
+                                 resolve_devices, split_device)
 from harness.paths import cache_dir
+from harness.units import check_seconds
 
 EXECUTORS = ("local", "ray")
 DEFAULT_PORT = 6379
@@ -34,6 +36,19 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", metavar="ADDRESS",
                         help="with --executor ray: the cluster's head, HOST:PORT (default: the cluster this "
                              "machine's node belongs to)")
+    add_ray_timeout(parser, "with --executor ray: ")
+
+
+def add_ray_timeout(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(TIMEOUT_FLAG, type=float, metavar="S",
+                        help=f"{prefix}seconds the fleet's head has to answer before the command gives up with one "
+                             f"line (default {CONNECT_TIMEOUT_S:g})")
+
+
+def ray_timeout_s(args: argparse.Namespace) -> float:
+    """The --ray-timeout given (checked), or its default."""
+    value = getattr(args, "ray_timeout", None)
+    return CONNECT_TIMEOUT_S if value is None else check_seconds(value, TIMEOUT_FLAG)
 
 
 def plan_devices(args: argparse.Namespace,
@@ -47,20 +62,24 @@ def plan_devices(args: argparse.Namespace,
     if not specs:
         raise UserError("no device given: e.g. --device cpu")
     if args.executor == "local":
-        if args.ray_address:
-            raise UserError("--ray-address is for --executor ray; add --executor ray, or drop --ray-address")
+        for flag, value in (("--ray-address", args.ray_address), (TIMEOUT_FLAG, getattr(args, "ray_timeout", None))):
+            if value is not None:
+                raise UserError(f"{flag} is for --executor ray; add --executor ray, or drop {flag}")
         if len(specs) > 1 or "@" in args.device:
             raise UserError(f"--device {args.device}: several devices, or DEVICE@NODE, need --executor ray (a fleet); "
                             "here one device of this machine is measured")
         check_device(specs[0])
         return specs, None
     for spec in specs:
-        local, _, _ = spec.partition("@")
+        local, at, node = spec.partition("@")
         try:
             fleet_devices.check_device_name(local)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    ray = connect(args.ray_address)
+        if at and not node:  # 'cpu@' would otherwise mean any node: not what a pin says
+            raise UserError(f"--device {spec}: name the node after '@' ({local}@NODE), or {local}@* for each node "
+                            f"offering {local}, or {local} for any")
+    ray = connect(args.ray_address, ray_timeout_s(args))
     nodes = read_nodes(ray)
     devices = resolve_devices(specs, nodes)
     resolve_devices(list(also), nodes)  # devices the command adds (verify's CPU reference) must be offered too
@@ -82,7 +101,7 @@ def one_board(args: argparse.Namespace) -> tuple[str, dict[str, Any], Callable[[
         raise UserError(f"--device {args.device}: a check answers for one board; name one device of one node, "
                         "e.g. --device cuda@orin1")
     [device], executor = plan_devices(args)
-    ray = connect(args.ray_address)
+    ray = connect(args.ray_address, ray_timeout_s(args))
     boards = offering(read_nodes(ray), device)
     local, _ = split_device(device)
     if len(boards) > 1:
@@ -108,10 +127,12 @@ def add_node_parser(commands: Any) -> None:
     action.add_argument("--head", action="store_true", help="start the fleet's head on this machine (a node too)")
     action.add_argument("--list", action="store_true", help="print the fleet: nodes, devices, versions")
     node.add_argument("--ray-address", metavar="ADDRESS", help="the head, HOST:PORT, to join (or to list)")
+    add_ray_timeout(node)
     node.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"with --head: its port (default {DEFAULT_PORT})")
     node.add_argument("--name", help="this node's name in the fleet (default: the host name)")
     node.add_argument("--devices", metavar="LIST",
-                      help="the devices to offer, e.g. cpu,cuda:0 (default: every device found here)")
+                      help="the devices to offer, e.g. cpu,cuda:0, each one this machine has (default: every "
+                           "device found here)")
     node.add_argument("--per-device", action="store_true",
                       help="measure one cell per device at once (default: one cell at a time on this machine)")
     node.add_argument("--dry-run", action="store_true", help="print the `ray start` command and do not run it")
@@ -119,8 +140,11 @@ def add_node_parser(commands: Any) -> None:
 
 
 def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
+    timeout_s = ray_timeout_s(args)
     if args.list:
         return _list_fleet(args)
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: give a TCP port from 1 to 65535 (default {DEFAULT_PORT})")
     if not args.head and not args.ray_address:
         raise UserError("say where the fleet is: --ray-address HEAD:PORT to join it, or --head to start it here")
     resources = _resources(args)
@@ -131,6 +155,8 @@ def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
     console.print(" ".join(argv), highlight=False, soft_wrap=True)
     if args.dry_run:
         return 0
+    if not args.head:  # `ray start --address` retries a wrong address for minutes: checked first, within the bound
+        reach_head(args.ray_address, timeout_s)
     completed = subprocess.run(argv, check=False)
     if completed.returncode != 0:
         raise UserError(f"`ray start` failed (exit code {completed.returncode}); its output is above")
@@ -145,6 +171,8 @@ def _resources(args: argparse.Namespace) -> fleet_devices.NodeResources:
         name = fleet_devices.check_node_name(args.name or fleet_devices.default_node_name())
         found = comma_list(args.devices) if args.devices else fleet_devices.discover()
         found = [fleet_devices.canonical_device(fleet_devices.check_device_name(d)) for d in found]
+        if args.devices:  # named by the user: each must be on this machine (a node never offers what it lacks)
+            found = [fleet_devices.check_present(d) for d in found]
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if ANY_NODE in name:
@@ -162,7 +190,7 @@ def _ray_cli() -> str:
 
 
 def _list_fleet(args: argparse.Namespace) -> int:
-    ray = connect(args.ray_address)
+    ray = connect(args.ray_address, ray_timeout_s(args))
     nodes = read_nodes(ray)
     described = _describe(ray, nodes)
     if args.json:

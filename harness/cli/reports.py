@@ -266,7 +266,8 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
         return command_check_on_device(args)
     measuring_only = [flag for flag, value in (("--bundle", args.bundle), ("--runtime", args.runtime),
                                                ("--precision", args.precision), ("--run-id", args.run_id),
-                                               ("--device", args.device), ("--ray-address", args.ray_address))
+                                               ("--device", args.device), ("--ray-address", args.ray_address),
+                                               ("--ray-timeout", args.ray_timeout))
                       if value is not None] + (["--executor ray"] if args.executor == "ray" else []) + \
         (["--pin-clocks"] if args.pin_clocks else []) + (["--sustained"] if args.sustained is not None else []) + \
         (["--power-mode"] if args.power_mode else []) + (["--with-dla"] if args.with_dla else [])

@@ -65,6 +65,11 @@ class LocalExecutor(Executor):
         elif log.exists():
             cap_log(log)
 
+    def close(self) -> None:
+        """End the zygotes this executor started (idempotent)."""
+        if self._zygotes is not None:
+            self._zygotes.close()
+
 
 LOG_KEEP_BYTES = 256 * 1024  # of a cell's log, the first and the last this many bytes are kept
 
@@ -83,10 +88,6 @@ def cap_log(path: Path, keep_bytes: int = LOG_KEEP_BYTES) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(head + marker + tail)
     tmp.replace(path)
-
-    def close(self) -> None:
-        if self._zygotes is not None:
-            self._zygotes.close()
 
 
 def _result(answer: dict[str, Any]) -> CellResult:

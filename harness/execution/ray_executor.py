@@ -11,8 +11,13 @@ Where jobs run:
   Other nodes receive the files through Ray's object store, checked by hash (harness.fleet.files).
 
 Faults: a task whose node (or worker) dies is `lost`; it is submitted once more where another live node
-offers the device, else recorded `lost` with the node it was on. `close()` cancels what is in flight
-(Ctrl-C): finished records are already appended, the rest run again on --resume.
+offers the device, else recorded `lost` with the node it was on. A node Ray names in a NodeDiedError counts as
+dead from then on, though Ray's node table may list it alive for seconds more: nothing is sent to it again.
+`wait()` reads the node table again every `liveness_poll_s` (waiting on Ray no longer than that): a job
+whose device no live node offers any more (its pinned node left, queued or running) is `lost` then, instead
+of waiting forever for a node that will not come back; one submitted for such a device is not sent.
+`close()` cancels what is in flight (Ctrl-C): finished records are already appended, the rest run again on
+--resume.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ NODE_ID_IN_ERROR = re.compile(r"node ID: ([0-9a-f]{16,})")
 PINNED_SHARE = 0.001  # of a node's own resource: enough to pin a task there, never enough to block another
 KEPT_OBJECTS = 16  # files kept in the object store at once, most recently used first
 PROBE_TIMEOUT_S = 120.0
+LIVENESS_POLL_S = 5.0  # how often, while jobs are in flight, the driver reads which nodes are alive
 FORGET_TIMEOUT_S = 30.0
 # the packages whose versions must agree across the fleet for its numbers to be compared
 COMPARED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "ray")
@@ -66,10 +72,12 @@ class RayExecutor(Executor):
 
     capacity = 1_000_000  # Ray queues what the fleet cannot run yet; `slots` keeps each device's queue short
 
-    def __init__(self, placement: Placement, ray: Any, run_id: str) -> None:
+    def __init__(self, placement: Placement, ray: Any, run_id: str, liveness_poll_s: float = LIVENESS_POLL_S) -> None:
         self.placement, self.ray, self.run_id = placement, ray, run_id
+        self.liveness_poll_s = liveness_poll_s
         self._run_job = ray.remote(tasks.run_job)
         self._flights: dict[Any, _Flight] = {}
+        self._unsent: list[_Flight] = []  # submitted for a device no live node offers: lost at the next wait()
         self._objects: OrderedDict[str, Any] = OrderedDict()
         self._engine_nodes: dict[str, str] = {}  # engine sha256 -> the node id that built it (and holds it)
         self._versions: dict[str, dict[str, str | None]] = {}
@@ -78,6 +86,8 @@ class RayExecutor(Executor):
         self.nodes: list[Node] = []  # alive
         self._every: list[Node] = []  # dead ones included
         self._names: dict[str, str] = {}  # node id -> name, dead nodes included
+        self._died: set[str] = set()  # node ids Ray named in a NodeDiedError (its table may still say alive)
+        self._nodes_read_s = 0.0  # time.monotonic() of the last read of the node table
         self.refresh_nodes()
         self.warnings = self._probe_nodes()
         for warning in self.warnings:
@@ -86,7 +96,10 @@ class RayExecutor(Executor):
     # ---------------------------------------------------------------- the fleet
 
     def refresh_nodes(self) -> None:
-        self._every = read_nodes(self.ray, alive_only=False)
+        """Read Ray's node table; a node Ray said died is dead here even while the table lists it alive."""
+        self._every = [replace(n, alive=False) if n.node_id in self._died else n
+                       for n in read_nodes(self.ray, alive_only=False)]
+        self._nodes_read_s = time.monotonic()
         self._names.update({n.node_id: n.name for n in self._every})
         self.nodes = [n for n in self._every if n.alive]
 
@@ -135,6 +148,9 @@ class RayExecutor(Executor):
         self._start(_Flight(job, job.request.cell.device))
 
     def _start(self, flight: _Flight) -> None:
+        if self._where_gone(flight) is not None:  # Ray would queue it for good: not sent
+            self._unsent.append(flight)
+            return
         request = flight.job.request.to_json()
         local, _ = split_device(flight.device)
         request["cell"]["device"] = local
@@ -195,21 +211,70 @@ class RayExecutor(Executor):
     # ---------------------------------------------------------------- results
 
     def wait(self) -> tuple[Job, Outcome]:
+        """The next job to finish, or to be found stranded: the node table is read again once it is
+        `liveness_poll_s` old (and Ray waited on no longer than that), so a job no live node can run ends `lost`
+        within Ray's own time to declare a node dead plus one poll, whether or not other jobs keep finishing."""
         while True:
-            [ref], _ = self.ray.wait(list(self._flights), num_returns=1)
-            flight = self._flights.pop(ref)
-            try:
-                answer = self.ray.get(ref)
-            except self.ray.exceptions.RayTaskError as exc:  # the harness's own task code failed on the node
-                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                result = CellResult(status="crashed", error=f"the harness's task failed on its node: {first}")
-                return flight.job, Outcome(result, 0.0, {"executor": "ray"})
-            except self.ray.exceptions.RayError as exc:  # the node or the task's worker died
-                outcome = self._lost(flight, exc)
-                if outcome is None:
-                    continue
-                return flight.job, outcome
-            return flight.job, self._outcome(flight, answer)
+            if time.monotonic() - self._nodes_read_s >= self.liveness_poll_s:  # also while other jobs keep finishing
+                self.refresh_nodes()
+            stranded = self._stranded()
+            if stranded is not None:
+                return stranded
+            ready, _ = self.ray.wait(list(self._flights), num_returns=1, timeout=self.liveness_poll_s)
+            if ready:
+                finished = self._finished(ready[0])
+                if finished is not None:
+                    return finished
+
+    def _finished(self, ref: Any) -> tuple[Job, Outcome] | None:
+        """The outcome of a job Ray says is done; None when it was lost and submitted again."""
+        flight = self._flights.pop(ref)
+        try:
+            answer = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:  # the harness's own task code failed on the node
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            result = CellResult(status="crashed", error=f"the harness's task failed on its node: {first}")
+            return flight.job, Outcome(result, 0.0, {"executor": "ray"})
+        except self.ray.exceptions.RayError as exc:  # the node or the task's worker died
+            outcome = self._lost(flight, exc)
+            return None if outcome is None else (flight.job, outcome)
+        return flight.job, self._outcome(flight, answer)
+
+    def _stranded(self) -> tuple[Job, Outcome] | None:
+        """A job that no live node can run any more (its node left the fleet), cancelled and recorded `lost`;
+        None when every job in flight still has a node."""
+        if self._unsent:
+            flight = self._unsent.pop(0)
+            return flight.job, self._left(flight, self._where_gone(flight) or "unknown", sent=False)
+        for ref, flight in list(self._flights.items()):
+            where = self._where_gone(flight)
+            if where is not None:
+                del self._flights[ref]
+                self._cancel(ref)
+                return flight.job, self._left(flight, where, sent=True)
+        return None
+
+    def _where_gone(self, flight: _Flight) -> str | None:
+        """None while a live node can run the job; else the node(s) that could and left the fleet."""
+        if flight.job.key.startswith("prepare|"):
+            return None  # on the driver's own node: while the driver runs, so does its node
+        alive = {n.node_id for n in self.nodes}
+        if flight.pinned_node_id is not None:  # an engine's cell: only the node that built the engine
+            node_id = flight.pinned_node_id
+            return None if node_id in alive else self._names.get(node_id, node_id[:12])
+        if offering(self.nodes, flight.device):
+            return None
+        gone = {n.name for n in offering(self._every, flight.device) if n.node_id not in alive}
+        return ", ".join(sorted(gone)) or "unknown"
+
+    def _left(self, flight: _Flight, where: str, sent: bool) -> Outcome:
+        """The outcome of a job whose node left the fleet: lost, with where it was bound."""
+        flight.lost.append({"node": where, "error": "its node left the fleet", "at_unix": time.time()})
+        what = f"{flight.device} with its engine" if flight.pinned_node_id else flight.device
+        why = "left the fleet before the job finished" if sent else "had left the fleet; the job was not sent"
+        error = f"its node ({where}) {why}, and no live node offers {what}"
+        result = CellResult(status="lost", host=where, error=error)
+        return Outcome(result, 0.0, {"executor": "ray", "node": where, "lost_attempts": flight.lost})
 
     def _outcome(self, flight: _Flight, answer: dict[str, Any]) -> Outcome:
         name = self._node_name(answer["node_id"])
@@ -240,8 +305,10 @@ class RayExecutor(Executor):
     def _lost(self, flight: _Flight, exc: BaseException) -> Outcome | None:
         """A node or worker died under the job: once more on another live node offering the device, if any."""
         alive_before = {n.node_id for n in self.nodes}
-        self.refresh_nodes()
         named = NODE_ID_IN_ERROR.search(str(exc))  # Ray's NodeDiedError names the node it was running on
+        if named:  # dead from now on, though Ray's table may list it alive a while longer: never sent work again
+            self._died.add(named.group(1))
+        self.refresh_nodes()
         if named and named.group(1) in self._names:
             where = self._names[named.group(1)]
         else:  # a worker crash: the nodes that went away since, and offer the device
@@ -266,11 +333,9 @@ class RayExecutor(Executor):
         """Cancel what is in flight (Ctrl-C, or a storage failure): their cells run again on --resume. Then
         each node forgets the run's folder (what the run needs is in the driver's run folder)."""
         for ref in list(self._flights):
-            try:
-                self.ray.cancel(ref, force=True)
-            except Exception as exc:  # a task already gone: nothing to cancel
-                log.debug("cancel: %s", exc)
+            self._cancel(ref)
         self._flights.clear()
+        self._unsent.clear()
         self._objects.clear()
         if self._closed:
             return
@@ -280,6 +345,13 @@ class RayExecutor(Executor):
             on_each_node(self.ray, self.nodes, tasks.forget_run, FORGET_TIMEOUT_S, self.run_id)
         except Exception as exc:  # a fleet going away under us: the folders stay until the next run of that id
             log.debug("forget_run: %s", exc)
+
+    def _cancel(self, ref: Any) -> None:
+        """Cancel a task (ended where it runs, dropped where it waits); one already gone needs nothing."""
+        try:
+            self.ray.cancel(ref, force=True)
+        except Exception as exc:  # a task already gone: nothing to cancel
+            log.debug("cancel: %s", exc)
 
 
 def _builds_module(request: dict[str, Any]) -> bool:

@@ -73,18 +73,24 @@ def cuda_devices() -> list[str]:
 
 def dla_devices() -> list[str]:
     """dla:0 .. on a Jetson whose module matches a device profile that lists DLA cores."""
+    return [f"dla:{core}" for core in range(_dla_cores() or 0)]
+
+
+def _dla_cores() -> int | None:
+    """A Jetson's DLA cores, as its module's device profile lists them: 0 off a Jetson, None on a Jetson whose
+    module matches no profile (unknown)."""
     facts = jetson.facts()
     if not facts.get("is_jetson"):
-        return []
+        return 0
     from harness.reports.check import available_profiles, load_profile
 
     module = (facts.get("module") or "").lower()
     for name in available_profiles():
         profile = load_profile(name)
         if profile.kind == "jetson" and any(part.lower() in module for part in profile.device_match):
-            return [f"dla:{core}" for core in range(profile.dla_cores)]
-    log.info("Jetson module %r matches no profile: no DLA cores advertised (name them with --devices)", module)
-    return []
+            return profile.dla_cores
+    log.info("Jetson module %r matches no profile: its DLA cores are unknown (name them with --devices)", module)
+    return None
 
 
 def openvino_devices() -> list[str]:
@@ -101,6 +107,40 @@ def openvino_devices() -> list[str]:
         elif family == "NPU":
             found.append("npu")
     return found
+
+
+def check_present(device: str) -> str:
+    """`device` (canonical: cuda:0, not cuda) if this machine has it; ValueError naming what it has otherwise.
+    A Jetson whose module matches no profile may name DLA cores the harness cannot count."""
+    family = device.split(":")[0]
+    if family == "cpu":
+        return device
+    if family == "cuda":
+        found = cuda_devices()
+        if device not in found:
+            has = f"the CUDA driver sees {', '.join(found)}" if found else "no CUDA device is visible here"
+            raise ValueError(f"--devices {device}: this machine has no {device} ({has}); offer only what it has, or "
+                             "leave --devices out to offer every device found")
+        return device
+    if family == "dla":
+        cores = _dla_cores()
+        if cores == 0 or (cores is not None and int(device.split(":")[1]) >= cores):
+            has = "it is not a Jetson" if not jetson.is_jetson() else f"its module has {cores} DLA core(s)"
+            raise ValueError(f"--devices {device}: this machine has no {device} ({has}); offer only what it has")
+        return device
+    found = openvino_devices()  # intel-gpu:N, npu: what OpenVINO's plugins find
+    if device not in found:
+        has = "OpenVINO finds " + (", ".join(found) if found else "no Intel GPU or NPU here")
+        if not _has_openvino():
+            has = "OpenVINO, which reaches Intel GPUs and NPUs, is not installed here"
+        raise ValueError(f"--devices {device}: this machine has no {device} ({has}); offer only what it has")
+    return device
+
+
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def discover() -> list[str]:
