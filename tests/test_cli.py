@@ -183,3 +183,16 @@ def test_environment_facts_on_fixture_files(tmp_path):
     assert cpu_frequency_facts(tmp_path / "none")["readable"] is False
     env = collect()
     assert {"cpu_frequency", "jetson", "nvml", "torch"} <= set(env) and "read-only" in env["note"]
+
+
+def test_ctrl_c_outside_a_sweep_is_one_line_and_exit_130(monkeypatch, capsys):
+    """An interrupt in a command's own work (reading a catalogue, waiting on a fleet's address) ends with one
+    line and the shell's 130, not a traceback."""
+    from harness.cli import main as cli
+
+    def interrupted(args, catalogue):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "list", interrupted)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted (Ctrl-C)"

@@ -45,6 +45,7 @@ from runtimes import RUNTIMES
 from runtimes.base import NOTHING, TORCH_MODULE
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
 STRICT_RETRIES = 2
 TABLES = ("time", "memory", "energy", "cold")
@@ -505,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageFailed as exc:  # the harness's own writes failed (a full disk): not a cell's failure
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C outside a sweep (which says what it kept and how to go on)
+        err_console.print("interrupted (Ctrl-C)", highlight=False)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
