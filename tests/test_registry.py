@@ -61,7 +61,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 
 def _entries() -> list[dict]:
-    return copy.deepcopy(yaml.safe_load((ROOT / "models.yaml").read_text())["models"][:3])
+    return copy.deepcopy(yaml.safe_load((ROOT / "harness" / "data" / "models.yaml").read_text())["models"][:3])
 
 
 @pytest.mark.parametrize("mutate, entry, field", [
