@@ -203,8 +203,9 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     try:
         raw = yaml.safe_load(file.read_text())
     except OSError as exc:
-        fix = "give --catalogue (or $HARNESS_MODELS) the path of a readable models.yaml" if isinstance(file, Path) else \
-            "the install lacks its package data: reinstall dnn-harness, or pass --catalogue PATH"
+        named = path or os.environ.get(CATALOGUE_ENV)
+        fix = ("give --catalogue (or $HARNESS_MODELS) the path of a readable models.yaml" if named
+               else "the install lacks its package data: reinstall dnn-harness, or pass --catalogue PATH")
         raise UserError(f"cannot read the model catalogue {file}: {exc.strerror}; {fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
