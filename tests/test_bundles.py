@@ -76,6 +76,26 @@ def test_bench_and_verify_from_a_bundle_without_torch(bundle, tmp_path):
         assert "from the bundle" in record["parity"]["reference"] and record["parity"]["top1_agreement"] == 1.0
 
 
+def test_a_bundle_run_reads_no_catalogue(bundle, tmp_path):
+    """A bundle carries what it needs: bench, verify and check --on-device on one run where no models.yaml can be
+    read (named by --catalogue and by $HARNESS_MODELS alike), while a command that needs the catalogue says so."""
+    missing = str(tmp_path / "nowhere" / "models.yaml")
+    env = {**WITH_TRT, "HARNESS_MODELS": missing}
+    out = str(tmp_path / "runs")
+    bench = harness("--catalogue", missing, "bench", "--bundle", str(bundle), "--runtime", "ort", "--batch-sizes",
+                    "1,2", "--out", out, "--run-id", "b", env=env)
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    assert [r["status"] for r in _records(tmp_path / "runs" / "b")] == ["ok", "ok"]
+    verify = harness("verify", "--bundle", str(bundle), "--runtime", "ort", "--out", out,
+                     "--run-id", "v", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert [r["status"] for r in _records(tmp_path / "runs" / "v")] == ["ok"]
+    check = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--out", out,
+                    env=env)
+    assert "models ready for" in check.stdout and "catalogue" not in check.stderr, check.stdout + check.stderr
+    assert f"cannot read the model catalogue {missing}" in _one_error_line(harness("list", "--no-compute", env=env))
+
+
 def test_trt_from_a_bundle_without_torch(bundle, tmp_path):
     out = str(tmp_path / "runs")
     bench = harness("bench", "--bundle", str(bundle), "--runtime", "trt", "--precision", "fp32,fp16",

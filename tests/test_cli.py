@@ -138,7 +138,7 @@ def test_output_folder_that_cannot_be_written(tmp_path):
 
 
 def test_malformed_catalogue(tmp_path):
-    entries = yaml.safe_load((ROOT / "models.yaml").read_text())["models"][:2]
+    entries = yaml.safe_load((ROOT / "harness" / "data" / "models.yaml").read_text())["models"][:2]
     entries[1]["input_size"] = "big"
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump({"models": entries}))

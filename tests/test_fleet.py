@@ -629,7 +629,7 @@ def test_verify_bundle_on_a_fleet_carries_the_bundles_reference_outputs(fleet, b
 @needs_ray
 def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes, board_bundle, tmp_path):
     fleet = gpu_nodes
-    profile = yaml.safe_load((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml").read_text())
     profile["targets"] = {"batch_size": 1}  # no speed target: the verdict must not hang on a shared machine's timing
     (tmp_path / "orin.yaml").write_text(yaml.safe_dump(profile))
     check = [sys.executable, "-m", "harness", "check", "--on-device", "--bundle", str(board_bundle), "--profile",

@@ -137,7 +137,8 @@ def test_an_unknown_builder_fails_its_models_prepare_job_with_one_line(tmp_path)
     """Before: an AttributeError in every cell of the model. Now the prepare job, before any measuring
     cell, names the entry; the model's other cells are skipped with that reason."""
     catalogue = tmp_path / "models.yaml"
-    catalogue.write_text((ROOT / "models.yaml").read_text().replace("builder: resnet18\n", "builder: resnet19\n", 1))
+    shipped = (ROOT / "harness" / "data" / "models.yaml").read_text()
+    catalogue.write_text(shipped.replace("builder: resnet18\n", "builder: resnet19\n", 1))
     result = harness("--catalogue", str(catalogue), "bench", "--runtime", "torch", "--models", "resnet18",
                      "--batch-sizes", "1,2", "--out", str(tmp_path), "--run-id", "r")
     assert result.returncode == 1 and "Traceback" not in result.stdout

@@ -28,7 +28,7 @@ def bundle(tmp_path_factory) -> Path:
 def _profile(tmp_path: Path, **changes) -> Path:
     """The shipped Orin Nano profile without a speed target (a shared CI machine's timing would make the verdict
     flaky) nor part numbers, with `changes`."""
-    profile = yaml.safe_load((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml").read_text())
     profile["targets"] = {"batch_size": 1}
     profile.pop("part_numbers")  # used on the Xavier NX fixture too: a profile of one's own, for any 8 GB module
     profile.update(changes)

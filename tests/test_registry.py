@@ -61,7 +61,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 
 def _entries() -> list[dict]:
-    return copy.deepcopy(yaml.safe_load((ROOT / "models.yaml").read_text())["models"][:3])
+    return copy.deepcopy(yaml.safe_load((ROOT / "harness" / "data" / "models.yaml").read_text())["models"][:3])
 
 
 @pytest.mark.parametrize("mutate, entry, field", [
@@ -93,6 +93,23 @@ def test_not_yaml_and_wrong_shape(tmp_path):
         load_catalogue(_write(tmp_path, {"model": []}))
     with pytest.raises(UserError, match="cannot read the model catalogue"):
         load_catalogue(tmp_path / "missing.yaml")
+
+
+def test_the_catalogue_is_package_data(tmp_path, monkeypatch):
+    """The default catalogue is the one the package ships, found through importlib.resources (not beside the
+    source tree); an install without it says to reinstall, a missing file named by the user says to fix the path."""
+    import importlib.resources
+
+    from harness.catalogue import registry
+
+    monkeypatch.delenv("HARNESS_MODELS", raising=False)
+    assert load_catalogue().path == importlib.resources.files("harness.data") / "models.yaml"
+    assert not (ROOT / "models.yaml").exists() and not (ROOT / "profiles").exists()  # no stale copy to read
+    monkeypatch.setattr(registry, "shipped_catalogue", lambda: tmp_path / "absent.yaml")
+    with pytest.raises(UserError, match=r"absent.yaml: No such file or directory; the install lacks its package data"):
+        load_catalogue()
+    with pytest.raises(UserError, match=r"named.yaml: No such file or directory; give --catalogue"):
+        load_catalogue(tmp_path / "named.yaml")
 
 
 def test_select_by_names_and_globs(catalogue):

@@ -134,7 +134,7 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
     made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
                    "--profile", profile)
     assert made.returncode == 0, made.stdout + made.stderr
-    spec = (ROOT / "profiles" / f"{profile}.yaml").read_text()
+    spec = (ROOT / "harness" / "data" / "profiles" / f"{profile}.yaml").read_text()
     relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
     relaxed.write_text(spec.replace("  min_fps: 30\n", ""))
     root = _board(tmp_path, board)
@@ -166,7 +166,8 @@ def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
                    "--profile", "jetson-orin-nano")
     assert made.returncode == 0, made.stderr
     relaxed = tmp_path / "profile.yaml"
-    relaxed.write_text((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text().replace("min_fps: 30", "min_fps: 1"))
+    shipped = ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml"
+    relaxed.write_text(shipped.read_text().replace("min_fps: 30", "min_fps: 1"))
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--sustained", "10", "--bundle", str(bundle), "--profile", str(relaxed),
                      "--out", str(tmp_path / "runs"), "--run-id", "s", "--json", env=env)
@@ -225,7 +226,8 @@ def test_check_with_dla_times_the_gpu_and_every_dla_core_at_once(tmp_path, preci
                    "--profile", "jetson-xavier-nx")
     assert made.returncode == 0, made.stderr
     relaxed = tmp_path / "profile.yaml"
-    relaxed.write_text((ROOT / "profiles" / "jetson-xavier-nx.yaml").read_text().replace("  min_fps: 30\n", ""))
+    shipped = ROOT / "harness" / "data" / "profiles" / "jetson-xavier-nx.yaml"
+    relaxed.write_text(shipped.read_text().replace("  min_fps: 30\n", ""))
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "xavier-nx")), "TRTEXEC_DOUBLE_DLA_CORES": "2",
            "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--with-dla", "--precision", precision, "--bundle", str(bundle),

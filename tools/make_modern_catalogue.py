@@ -4,7 +4,7 @@ Figures come from where they are published: torchvision's weight metadata (insta
 accuracy, num_params, _ops, and the weights' own eval transforms) and, for timm models, timm's
 results-imagenet.csv and benchmark CSVs (copies in ../shared/reference/) with the mean/std of the tag's
 pretrained config. Kept to show where every figure came from; models.yaml is the source of truth:
-`python tools/make_modern_catalogue.py >> models.yaml` after removing the old modern entries (from the
+`python tools/make_modern_catalogue.py >> harness/data/models.yaml` after removing the old modern entries (from the
 line "# Modern entries" on).
 """
 

@@ -1,8 +1,8 @@
-"""One-off: write the paper's 44 entries of models.yaml from ../shared/reference/paper_models.csv.
+"""One-off: write the paper's 44 entries of harness/data/models.yaml from ../shared/reference/paper_models.csv.
 
 Kept to show where every figure in models.yaml came from. models.yaml is the source of truth from
 now on: edit it by hand, and rerun this only to regenerate the paper entries from the reference CSV
-(`python tools/make_paper_catalogue.py > models.yaml`).
+(`python tools/make_paper_catalogue.py > harness/data/models.yaml`).
 """
 
 from __future__ import annotations

@@ -8,15 +8,18 @@ import importlib.util
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporters.sources import SOURCES
+from harness.data import shipped_catalogue
 from harness.errors import UserError
 
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "models.yaml"
+if TYPE_CHECKING:
+    from harness.data import Traversable
+
 CATALOGUE_ENV = "HARNESS_MODELS"
 
 Source = Literal["torchvision", "timm", "pretrainedmodels", "project"]
@@ -131,7 +134,7 @@ SET_PREFIX = "@"
 class Catalogue:
     """All `ModelSpec`s of one models.yaml, in file order."""
 
-    def __init__(self, specs: list[ModelSpec], path: Path) -> None:
+    def __init__(self, specs: list[ModelSpec], path: Path | Traversable) -> None:
         self.specs = specs
         self.path = path
 
@@ -188,8 +191,10 @@ def _unknown_model_message(name: str, known: list[str]) -> str:
     return f"unknown model '{name}'{hint}"
 
 
-def catalogue_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)
+def catalogue_path(path: str | Path | None = None) -> Path | Traversable:
+    """The catalogue to read: `path` (--catalogue), else $HARNESS_MODELS, else the one the package ships."""
+    chosen = path or os.environ.get(CATALOGUE_ENV)
+    return Path(chosen) if chosen else shipped_catalogue()
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
@@ -198,7 +203,10 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     try:
         raw = yaml.safe_load(file.read_text())
     except OSError as exc:
-        raise UserError(f"cannot read the model catalogue {file}: {exc.strerror}") from None
+        named = path or os.environ.get(CATALOGUE_ENV)
+        fix = ("give --catalogue (or $HARNESS_MODELS) the path of a readable models.yaml" if named
+               else "the install lacks its package data: reinstall dnn-harness, or pass --catalogue PATH")
+        raise UserError(f"cannot read the model catalogue {file}: {exc.strerror}; {fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -222,3 +230,23 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         if spec.successor_of and spec.successor_of not in seen:
             raise UserError(f"{file}: entry '{spec.name}': field 'successor_of': no entry named '{spec.successor_of}'")
     return Catalogue(specs, file)
+
+
+class LazyCatalogue(Catalogue):
+    """The catalogue of `load_catalogue(path)`, read the first time a command looks at it: a command that needs no
+    catalogue (a bundle's bench, verify and check --on-device; report; compare) runs where none can be read."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.source = path  # no super().__init__: `_loaded` reads the file when `specs` or `path` is first asked
+
+    @cached_property
+    def _loaded(self) -> Catalogue:
+        return load_catalogue(self.source)
+
+    @cached_property
+    def specs(self) -> list[ModelSpec]:  # type: ignore[override]
+        return self._loaded.specs
+
+    @cached_property
+    def path(self) -> Path | Traversable:  # type: ignore[override]
+        return self._loaded.path

@@ -18,7 +18,7 @@ from harness.catalogue.bundles import read_bundle
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.catalogue.onnx_files import inspect_onnx
 from harness.catalogue.recipes import complexity_key_for, recipe_for
-from harness.catalogue.registry import Catalogue, ModelSpec, load_catalogue
+from harness.catalogue.registry import Catalogue, LazyCatalogue, ModelSpec
 from harness.cli import accuracy as accuracy_command
 from harness.cli import bundle as bundle_command
 from harness.cli import fleet as fleet_command
@@ -61,8 +61,8 @@ WEIGHTS_NOTE = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dnn-harness {__version__}")
-    parser.add_argument("--catalogue", metavar="PATH", help="models.yaml to use (default: the project's; "
-                                                            "or $HARNESS_MODELS)")
+    parser.add_argument("--catalogue", metavar="PATH", help="models.yaml to use (default: the one the package "
+                        "ships, or $HARNESS_MODELS); commands on a bundle, runs or reports read none")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="show the model catalogue")
@@ -498,8 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        catalogue = load_catalogue(args.catalogue)
-        return COMMANDS[args.command](args, catalogue)
+        return COMMANDS[args.command](args, LazyCatalogue(args.catalogue))  # read only by commands that need it
     except UserError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR

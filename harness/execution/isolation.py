@@ -26,6 +26,8 @@ from typing import Any
 
 from harness.paths import write_atomically
 
+# The folder the harness's packages are imported from (a checkout, or site-packages for a wheel install): put on a
+# child's PYTHONPATH so a child started from another folder imports the same code. No data is read from it.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KILL_GRACE_S = 5.0
 LOG_TAIL_CHARS = 2000

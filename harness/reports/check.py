@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from harness.data import shipped_profiles
 from harness.errors import UserError
 from harness.reports.data import Dataset, Point
 from harness.reports.fits import MB, Line, memory_fits
 from harness.units import parse_size
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
+if TYPE_CHECKING:
+    from harness.data import Traversable
+
 PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
 
 
@@ -65,17 +68,18 @@ class DeviceProfile(BaseModel):
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    """The names of the profiles the package ships (harness/data/profiles)."""
+    return sorted(shipped_profiles())
 
 
 def load_profile(name_or_path: str) -> DeviceProfile:
-    """A profile by path, or by the name of a shipped one (profiles/<name>.yaml)."""
-    path = Path(name_or_path)
+    """A profile by path, or by the name of a shipped one (harness/data/profiles/<name>.yaml)."""
+    path: Path | Traversable = Path(name_or_path)
     if not path.is_file():
-        shipped = PROFILES_DIR / f"{name_or_path}.yaml"
-        if not shipped.is_file():
+        shipped = shipped_profiles().get(name_or_path)
+        if shipped is None:
             raise UserError(f"unknown profile '{name_or_path}': give a YAML file or one of "
-                            f"{', '.join(available_profiles())}")
+                            f"{', '.join(available_profiles()) or '(none shipped: reinstall dnn-harness)'}")
         path = shipped
     try:
         return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
