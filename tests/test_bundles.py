@@ -424,7 +424,7 @@ def test_check_on_device_at_int8_from_a_bundle(int8_bundle, tmp_path):
     from tests.test_trtexec_runtime import _board
 
     relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
-    relaxed.write_text((ROOT / "profiles" / "jetson-orin-nano.yaml").read_text().replace("  min_fps: 30\n", ""))
+    relaxed.write_text((ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml").read_text().replace("  min_fps: 30\n", ""))
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--bundle", str(int8_bundle), "--profile", str(relaxed), "--precision",
                      "int8", "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
