@@ -183,3 +183,24 @@ def test_environment_facts_on_fixture_files(tmp_path):
     assert cpu_frequency_facts(tmp_path / "none")["readable"] is False
     env = collect()
     assert {"cpu_frequency", "jetson", "nvml", "torch"} <= set(env) and "read-only" in env["note"]
+
+
+@pytest.mark.parametrize("low, high, pinned", [("3000000", "3000000", True), ("1000000", "3000000", False),
+                                               (None, None, None), ("garbage", "garbage", None), ("0", "0", None),
+                                               ("\udcff", "\udcff", None)])
+def test_cpu_pinning_in_the_environment_is_unknown_where_unreadable(tmp_path, low, high, pinned):
+    """env.json's min_equals_max_on_all: unreadable or garbage ranges are unknown (None), never pinned; an open
+    range on one CPU is not pinned whatever the others read."""
+    from harness.measure.environment import cpu_frequency_facts
+
+    for cpu, (cpu_low, cpu_high) in {"cpu0": ("3000000", "3000000"), "cpu1": (low, high)}.items():
+        folder = tmp_path / cpu / "cpufreq"
+        folder.mkdir(parents=True)
+        for name, value in {"scaling_min_freq": cpu_low, "scaling_max_freq": cpu_high}.items():
+            if value is not None:
+                (folder / name).write_bytes(value.encode("utf-8", "surrogateescape") + b"\n")
+    assert cpu_frequency_facts(tmp_path)["min_equals_max_on_all"] is pinned
+    (tmp_path / "cpu2" / "cpufreq").mkdir(parents=True)
+    for name, value in {"scaling_min_freq": "800000", "scaling_max_freq": "3000000"}.items():
+        (tmp_path / "cpu2" / "cpufreq" / name).write_text(value)
+    assert cpu_frequency_facts(tmp_path)["min_equals_max_on_all"] is False
