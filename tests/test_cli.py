@@ -45,6 +45,37 @@ def test_list_json_has_exact_complexity():
     assert rows["resnet18"]["published_top1"] == 70.142 and rows["resnet18"]["source_installed"] is True
 
 
+JSON_ELSEWHERE = {"node": "tests/test_fleet.py (node --list --json needs a Ray cluster)"}
+
+
+def _json_commands() -> set[str]:
+    """Every command that takes --json."""
+    import argparse
+
+    from harness.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name for name, parser in commands.choices.items()
+            if any("--json" in action.option_strings for action in parser._actions)}
+
+
+def test_every_json_command_prints_json_alone_on_stdout(tmp_path):
+    """With --json, stdout parses as JSON as a whole (json.loads(stdout)): people's lines go to stderr.
+    check --on-device --json is covered in tests/test_on_device.py and tests/test_trtexec_runtime.py."""
+    from tests.report_fixtures import cpu_records, write_run
+
+    run = str(write_run(tmp_path / "run", cpu_records()))
+    commands = {"list": ["list", "--filter", "squeezenet*", "--no-compute", "--json"],
+                "show": ["show", run, "--json"], "best": ["best", run, "--json"],
+                "check": ["check", run, "--profile", "workstation", "--models", "squeezenet1_1", "--json"],
+                "compare": ["compare", run, run, "--json"]}
+    assert set(commands) | set(JSON_ELSEWHERE) == _json_commands(), "a new --json command needs a case here"
+    for name, argv in commands.items():
+        result = harness(*argv)
+        assert result.returncode in (0, 1), result.stderr
+        json.loads(result.stdout), name
+
+
 def test_list_table():
     result = harness("list", "--filter", "squeezenet*")
     assert result.returncode == 0, result.stderr

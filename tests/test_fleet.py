@@ -449,7 +449,7 @@ def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes
     result = subprocess.run([*check, "--device", "cuda@orin", "--run-id", "od", "--json"], cwd=ROOT, env=_env(fleet),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr + result.stdout
-    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    answer = json.loads(result.stdout)  # stdout is the JSON alone
     assert answer["measured_on"] == "node orin" and answer["ready"] == 1
     assert {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]} == {
         "memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}

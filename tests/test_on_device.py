@@ -45,7 +45,9 @@ def test_on_device_passes_and_writes_ordinary_runs(bundle, tmp_path):
     result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
                      "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=_on_board("orin-nano"))
     assert result.returncode == 0, result.stdout + result.stderr
-    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    answer = json.loads(result.stdout)  # stdout is the JSON alone
+    said = " ".join(result.stderr.split())  # people's lines, as the terminal wraps them
+    assert "mode: measured now on this machine" in said and "done" in said  # and the progress bars
     assert answer["mode"] == "on-device" and answer["ready"] == 1
     verdicts = {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]}
     assert verdicts == {"memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}

@@ -4,12 +4,13 @@ progress bar, and running a sweep of cells with it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -49,9 +50,33 @@ console = make_console()
 err_console = make_console(stderr=True)
 
 
+_json_stdout: list[TextIO] = []  # the real stdout while a --json command runs (json_only_stdout)
+
+
 def print_json(value: Any) -> None:
     """JSON for scripts on stdout, nothing else (tables and notes are for people)."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    stream = _json_stdout[-1] if _json_stdout else sys.stdout
+    stream.write(json.dumps(value, indent=2, default=str) + "\n")
+    stream.flush()
+
+
+@contextlib.contextmanager
+def json_only_stdout(active: bool) -> Iterator[None]:
+    """With --json, stdout carries the JSON alone: whatever else this process prints while the command runs
+    (progress bars, mode lines, tables, notes, a library's print) goes to stderr; `print_json` writes to the
+    real stdout. The consoles follow, since rich looks sys.stdout up at each print."""
+    if not active:
+        yield
+        return
+    real = sys.stdout
+    real.flush()
+    _json_stdout.append(real)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        _json_stdout.pop()
 
 
 def comma_list(text: str) -> list[str]:

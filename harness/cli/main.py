@@ -5,9 +5,7 @@ User mistakes: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +26,8 @@ from harness.cli import reports as report_commands
 from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
                                 check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, check_weights, comma_list, console, err_console,
-                                export_settings, finish, parse_batch_sizes, print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
+                                export_settings, finish, json_only_stdout, parse_batch_sizes, print_json, progress_bar,
+                                resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
                                 export_table, largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError
@@ -217,7 +216,7 @@ def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
         check_cache_dir()  # counted figures are cached there
     rows = _complexity_rows(catalogue, specs, compute=not args.no_compute)
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
     else:
         console.print(catalogue_table(rows))
         console.print(f"{len(rows)} models from {catalogue.path}")
@@ -489,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         catalogue = load_catalogue(args.catalogue)
-        return COMMANDS[args.command](args, catalogue)
+        with json_only_stdout(getattr(args, "json", False)):
+            return COMMANDS[args.command](args, catalogue)
     except UserError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR
