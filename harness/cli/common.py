@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -333,10 +334,21 @@ def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict
     return args.resume
 
 
-def resume_hint(run_id: str) -> str:
-    words = [w for w in sys.argv[1:]]
-    if "--resume" in words:
-        index = words.index("--resume")
-        del words[index:index + 2]
-    words = [w for i, w in enumerate(words) if not (w == "--run-id" or (i and words[i - 1] == "--run-id"))]
-    return "python -m harness " + " ".join(words + ["--resume", run_id])
+RESUME_DROPPED = ("--resume", "--run-id")  # replaced by --resume RUN-ID in the command printed
+
+
+def resume_hint(run_id: str, argv: list[str] | None = None) -> str:
+    """The command that resumes this run: this one's words (`argv`, default sys.argv[1:]) without --run-id and
+    --resume (apart, with '=', or abbreviated as argparse takes them), then --resume RUN-ID; every word
+    shell-quoted, so a path with spaces or a device such as cpu@* pastes as it is."""
+    words, kept, skip_value = list(sys.argv[1:] if argv is None else argv), [], False
+    for word in words:
+        if skip_value:
+            skip_value = False
+            continue
+        flag = word.split("=", 1)[0]
+        if len(flag) > 3 and any(option.startswith(flag) for option in RESUME_DROPPED):
+            skip_value = "=" not in word
+            continue
+        kept.append(word)
+    return shlex.join(["python", "-m", "harness", *kept, "--resume", run_id])
