@@ -172,3 +172,17 @@ def test_pip_resolves_the_device_install_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert "onnxruntime" in names and not names & set(HIDDEN), sorted(names)
+
+
+def test_weights_beside_a_bundle_are_refused_and_its_own_are_named(bundle, tmp_path):
+    """A bundle's weights are those it was exported with: --weights beside it would be planned and printed as if it
+    applied (bench said 'the source library's pretrained weights' over a random-weight bundle)."""
+    for command in ("bench", "verify"):
+        line = _one_error_line(harness(command, "--bundle", str(bundle), "--runtime", "ort", "--weights", "pretrained",
+                                       "--out", str(tmp_path), env=BOARD_ENV))
+        assert "a bundle's weights are those it was exported with; drop --weights pretrained" in line
+    bench = harness("bench", "--bundle", str(bundle), "--runtime", "null", "--batch-sizes", "1", "--out",
+                    str(tmp_path), "--run-id", "b", env=BOARD_ENV)
+    assert bench.returncode == 0, bench.stderr
+    assert "weights: the bundle's, as exported (random)" in " ".join(bench.stdout.split())
+    assert _records(tmp_path / "b")[0]["model"]["weights"] == "random"

@@ -143,15 +143,17 @@ def check_device(device: str) -> None:
         return
     if openvino_device(device) is not None:
         return  # OpenVINO's GPU/NPU plugins (ov only); a cell says `unsupported` where OpenVINO finds none
+    gpu = device
     if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
-        device = "cuda:0"
-    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        gpu = "cuda:0"
+    if not (gpu == "cuda" or (gpu.startswith("cuda:") and gpu[5:].isdigit())):
         raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N, dla:N (a Jetson's DLA core, trt), "
                         "intel-gpu[:N] or npu (OpenVINO's GPU and NPU plugins, ov)")
+    beside = " (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec only)" if gpu != device else ""
     count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
     if count == 0:
-        raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")
-    if cuda_driver.device_index(device) >= count:
+        raise UserError(f"device '{device}'{beside} asked for, but no CUDA device is visible here; use --device cpu")
+    if cuda_driver.device_index(gpu) >= count:
         raise UserError(f"device '{device}' asked for, but the driver sees {count} CUDA device(s): use cuda:0 to "
                         f"cuda:{count - 1}")
 
@@ -222,14 +224,19 @@ def check_out_dir(out: str, fix: str = "pass --out DIR") -> Path:
     return path
 
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_ID_MAX_CHARS = 128
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def check_run_id(run_id: str | None, flag: str = "--run-id") -> str | None:
-    """A run id names one folder inside --out: letters, digits, '.', '_' and '-', no path."""
+    """A run id names one folder inside --out: letters, digits, '.', '_' and '-', no path, at most
+    RUN_ID_MAX_CHARS characters."""
+    if run_id is not None and len(run_id) > RUN_ID_MAX_CHARS:
+        raise UserError(f"bad {flag}: {len(run_id)} characters ('{run_id[:24]}...'), more than the "
+                        f"{RUN_ID_MAX_CHARS} a run id may have; give a shorter one")
     if run_id is not None and (not RUN_ID.match(run_id) or run_id.endswith(".")):
-        raise UserError(f"bad {flag} '{run_id}': use letters, digits, '.', '_' and '-' (a folder name inside --out, "
-                        "not a path)")
+        raise UserError(f"bad {flag} '{run_id}': use 1 to {RUN_ID_MAX_CHARS} letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit (a folder name inside --out, not a path)")
     return run_id
 
 
@@ -302,8 +309,10 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
     return records
 
 
-def finish(records: list[Record], records_path: Path, planned: list[Any] | None = None) -> int:
-    """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record."""
+def finish(records: list[Record], records_path: Path, planned: list[Any] | None = None,
+           not_counted: list[Record] | None = None) -> int:
+    """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record, or is
+    one of `not_counted` (listed, and said to be left out of the exit code)."""
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
     recorded = {r.cell_id for r in records}
@@ -313,8 +322,11 @@ def finish(records: list[Record], records_path: Path, planned: list[Any] | None 
                       f"{' ...' if len(missing) > 5 else ''}; run the command again with --resume[/yellow]")
     ok = sum(r.ok for r in records)
     total = len(records) + len(missing)
-    console.print(f"{ok}/{total} cells ok. Records: {records_path}")
-    return 0 if ok == total else 1
+    left_out = len(not_counted or [])
+    console.print(f"{ok}/{total} cells ok"
+                  + (f", {left_out} that their runtime cannot run here not counted as failures (--strict counts "
+                     "them)" if left_out else "") + f". Records: {records_path}")
+    return 0 if ok + left_out == total else 1
 
 
 def export_settings(args: argparse.Namespace) -> dict[str, Any]:
