@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from typing import Iterator
 
-from runtimes.base import Runtime, RuntimeOptions
+from runtimes.base import CannotRunHere, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 # name -> (module, class, what it needs installed)
 RUNTIMES: dict[str, tuple[str, str, str]] = {
@@ -51,4 +53,19 @@ def runtime_class(name: str, installed_here: bool = True) -> type[Runtime]:
 
 
 def create_runtime(name: str, options: RuntimeOptions) -> Runtime:
-    return runtime_class(name)(options)
+    """The runtime, created for `options`; its refusal (this device, this precision) raised as CannotRunHere."""
+    cls = runtime_class(name)
+    with before_any_model():
+        return cls(options)
+
+
+@contextlib.contextmanager
+def before_any_model() -> Iterator[None]:
+    """Around a runtime's creation and device set-up: an UnsupportedConfiguration raised there says the runtime
+    cannot run here at all, whatever the model, and goes on as CannotRunHere."""
+    try:
+        yield
+    except CannotRunHere:
+        raise
+    except UnsupportedConfiguration as exc:
+        raise CannotRunHere(str(exc)) from exc

@@ -18,6 +18,12 @@ class UnsupportedConfiguration(Exception):
     """This runtime cannot run the requested device/precision/option; recorded as `unsupported`."""
 
 
+class CannotRunHere(UnsupportedConfiguration):
+    """This runtime cannot run here at all, whatever the model: refused while it was created or its device set
+    up (this device, this precision, a missing tool). Recorded as `unsupported`; a verdict on the model (check's
+    criteria, verify's exit code) is then unknown, not failed."""
+
+
 class OutOfMemory(Exception):
     """The runtime's library ran out of memory (host or device); recorded as `oom`."""
 

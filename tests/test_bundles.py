@@ -442,3 +442,17 @@ def test_a_bundle_without_int8_says_so_in_the_clis_words(bundle):
                                        "--device", "cuda" if runtime == "trt" else "cpu", env=env))
         assert "no int8 file" in line and "export it again with --precision int8 --calibration DATA" in line
         assert "int8-sym" not in line and "(it has fp16, fp32)" in line
+
+
+def test_weights_beside_a_bundle_are_refused_and_its_own_are_named(bundle, tmp_path):
+    """A bundle's weights are those it was exported with: --weights beside it would be planned and printed as if it
+    applied (bench said 'the source library's pretrained weights' over a random-weight bundle)."""
+    for command in ("bench", "verify"):
+        line = _one_error_line(harness(command, "--bundle", str(bundle), "--runtime", "ort", "--weights", "pretrained",
+                                       "--out", str(tmp_path), env=BOARD_ENV))
+        assert "a bundle's weights are those it was exported with; drop --weights pretrained" in line
+    bench = harness("bench", "--bundle", str(bundle), "--runtime", "null", "--batch-sizes", "1", "--out",
+                    str(tmp_path), "--run-id", "b", env=BOARD_ENV)
+    assert bench.returncode == 0, bench.stderr
+    assert "weights: the bundle's, as exported (random)" in " ".join(bench.stdout.split())
+    assert _records(tmp_path / "b")[0]["model"]["weights"] == "random"

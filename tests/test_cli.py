@@ -45,6 +45,37 @@ def test_list_json_has_exact_complexity():
     assert rows["resnet18"]["published_top1"] == 70.142 and rows["resnet18"]["source_installed"] is True
 
 
+JSON_ELSEWHERE = {"node": "tests/test_fleet.py (node --list --json needs a Ray cluster)"}
+
+
+def _json_commands() -> set[str]:
+    """Every command that takes --json."""
+    import argparse
+
+    from harness.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name for name, parser in commands.choices.items()
+            if any("--json" in action.option_strings for action in parser._actions)}
+
+
+def test_every_json_command_prints_json_alone_on_stdout(tmp_path):
+    """With --json, stdout parses as JSON as a whole (json.loads(stdout)): people's lines go to stderr.
+    check --on-device --json is covered in tests/test_on_device.py and tests/test_trtexec_runtime.py."""
+    from tests.report_fixtures import cpu_records, write_run
+
+    run = str(write_run(tmp_path / "run", cpu_records()))
+    commands = {"list": ["list", "--filter", "squeezenet*", "--no-compute", "--json"],
+                "show": ["show", run, "--json"], "best": ["best", run, "--json"],
+                "check": ["check", run, "--profile", "workstation", "--models", "squeezenet1_1", "--json"],
+                "compare": ["compare", run, run, "--json"]}
+    assert set(commands) | set(JSON_ELSEWHERE) == _json_commands(), "a new --json command needs a case here"
+    for name, argv in commands.items():
+        result = harness(*argv)
+        assert result.returncode in (0, 1), result.stderr
+        json.loads(result.stdout), name
+
+
 def test_list_table():
     result = harness("list", "--filter", "squeezenet*")
     assert result.returncode == 0, result.stderr
@@ -196,3 +227,24 @@ def test_ctrl_c_outside_a_sweep_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "list", interrupted)
     assert cli.main(["list"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted (Ctrl-C)"
+
+
+@pytest.mark.parametrize("low, high, pinned", [("3000000", "3000000", True), ("1000000", "3000000", False),
+                                               (None, None, None), ("garbage", "garbage", None), ("0", "0", None),
+                                               ("\udcff", "\udcff", None)])
+def test_cpu_pinning_in_the_environment_is_unknown_where_unreadable(tmp_path, low, high, pinned):
+    """env.json's min_equals_max_on_all: unreadable or garbage ranges are unknown (None), never pinned; an open
+    range on one CPU is not pinned whatever the others read."""
+    from harness.measure.environment import cpu_frequency_facts
+
+    for cpu, (cpu_low, cpu_high) in {"cpu0": ("3000000", "3000000"), "cpu1": (low, high)}.items():
+        folder = tmp_path / cpu / "cpufreq"
+        folder.mkdir(parents=True)
+        for name, value in {"scaling_min_freq": cpu_low, "scaling_max_freq": cpu_high}.items():
+            if value is not None:
+                (folder / name).write_bytes(value.encode("utf-8", "surrogateescape") + b"\n")
+    assert cpu_frequency_facts(tmp_path)["min_equals_max_on_all"] is pinned
+    (tmp_path / "cpu2" / "cpufreq").mkdir(parents=True)
+    for name, value in {"scaling_min_freq": "800000", "scaling_max_freq": "3000000"}.items():
+        (tmp_path / "cpu2" / "cpufreq" / name).write_text(value)
+    assert cpu_frequency_facts(tmp_path)["min_equals_max_on_all"] is False

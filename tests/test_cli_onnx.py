@@ -35,6 +35,23 @@ def test_verify_against_torch(tmp_path):
     assert "BatchNorm" in record["prepared"]["weights"]["description"]
 
 
+def test_verify_leaves_a_precision_the_runtime_cannot_run_out_of_its_exit_code(tmp_path):
+    """ort has no bf16: verify --precision fp32,bf16 lists that cell as unsupported and exits 0 when the rest
+    agree; --strict counts it; a verify where nothing could be compared fails."""
+    base = ["verify", "--models", "squeezenet1_1", "--runtime", "ort", "--out", str(tmp_path)]
+    both = harness(*base, "--precision", "fp32,bf16", "--run-id", "v")
+    assert both.returncode == 0, both.stdout + both.stderr
+    said = " ".join(both.stdout.split())
+    assert "unsupported: CannotRunHere: ort runs fp32, fp16 or int8 (Q/DQ) graphs, not bf16" in said
+    assert "2/3 cells ok, 1 that their runtime cannot run here not counted as failures (--strict counts them)" in said
+    strict = harness(*base, "--precision", "fp32,bf16", "--run-id", "s", "--strict")
+    assert strict.returncode == 1 and "2/3 cells ok. Records" in strict.stdout, strict.stdout + strict.stderr
+    alone = harness(*base, "--precision", "bf16", "--run-id", "b")
+    assert alone.returncode == 1 and "no cell was compared" in alone.stdout, alone.stdout + alone.stderr
+    again = harness(*base, "--precision", "bf16", "--run-id", "b")  # the run id again: judged on its records
+    assert again.returncode == 1 and "1/2 cells ok" in again.stdout, again.stdout + again.stderr
+
+
 def test_bench_torch_and_ort_side_by_side(tmp_path):
     result = harness("bench", "--runtime", "torch,ort", "--models", "squeezenet1_1", "--batch-sizes", "1",
                      "--out", str(tmp_path), "--run-id", "b")

@@ -37,6 +37,7 @@ def test_rapl_adds_the_packages_and_survives_a_wrapped_counter(tmp_path, monkeyp
     rapl = energy.RaplPackages()
     assert rapl.reason is None and "package-0, package-1" in rapl.what
     rapl.begin()
+    time.sleep(0.02)  # 4 J in 20 ms: 200 W, a physical package power
     (tmp_path / "intel-rapl:0" / "energy_uj").write_text("3500000\n")  # +2.5 J
     (tmp_path / "intel-rapl:1" / "energy_uj").write_text("1000000\n")  # wrapped: +0.5 J to the top, +1 J after
     assert rapl.end() == pytest.approx(2.5 + 1.5, abs=1e-5)
@@ -267,3 +268,137 @@ def test_an_unphysical_rail_reading_makes_energy_missing_with_the_reason(monkeyp
 
     figures = energy.measure([source], run_once, 1, min_busy_s=0.1)
     assert "not a physical reading" in figures["sources"]["jetson_rails"]["missing"]
+
+
+@pytest.mark.parametrize("wrap_range, said", [(None, "no "), ("", "not a whole number"), ("garbage\n", "'garbage'"),
+                                              ("0\n", "not a positive range"), ("-5\n", "not a positive range"),
+                                              ("\xff\xfe\n", "not a whole number")])
+def test_a_broken_wrap_range_makes_rapl_missing_with_the_reason(tmp_path, monkeypatch, wrap_range, said):
+    """max_energy_range_uj missing, empty, garbage or not positive: RAPL is missing and says which file, instead of
+    an exception that turned the whole cell into an error."""
+    tree = _powercap(tmp_path, {"package-0": 1_000_000})
+    top = tree / "intel-rapl:0" / "max_energy_range_uj"
+    top.unlink() if wrap_range is None else top.write_text(wrap_range)
+    monkeypatch.setenv(energy.POWERCAP_ENV, str(tree))
+    rapl = next(s for s in energy.sources_for("cpu") if s.name == "rapl")
+    assert rapl.reason is not None and said in rapl.reason and "max_energy_range_uj" in rapl.reason
+
+
+def test_a_cell_on_a_broken_rapl_tree_keeps_its_timing(tmp_path):
+    tree = _powercap(tmp_path / "powercap", {"package-0": 1_000_000})
+    (tree / "intel-rapl:0" / "max_energy_range_uj").write_text("garbage\n")
+    result = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "e", env={"HARNESS_POWERCAP_DIR": str(tree)})
+    assert result.returncode in (0, 1), result.stderr
+    record = json.loads((tmp_path / "e" / "records.jsonl").read_text().splitlines()[0])
+    assert record["status"] == "ok" and record["timing"]["host"]["samples"] > 0
+    assert "max_energy_range_uj reads 'garbage'" in record["energy"]["sources"]["rapl"]["missing"]
+
+
+@pytest.mark.parametrize("counter", ["999999999999999\n", "-4\n", "lots\n"])
+def test_a_rapl_counter_outside_its_range_or_garbage_is_no_figure(tmp_path, monkeypatch, counter):
+    monkeypatch.setenv(energy.POWERCAP_ENV, str(_powercap(tmp_path, {"package-0": 1_000_000})))
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text(counter)
+    reason = energy.RaplPackages().reason
+    assert reason is not None and "intel-rapl:0/energy_uj reads" in reason
+
+
+def test_a_rapl_counter_that_goes_backwards_is_no_figure(tmp_path, monkeypatch):
+    """A reset counter reads as a wrap of almost the whole range: hundreds of kJ in a second, not physical."""
+    monkeypatch.setattr(energy, "IDLE_S", 0.05)
+    monkeypatch.setenv(energy.POWERCAP_ENV, str(_powercap(tmp_path, {"package-0": 5_000_000})))
+    rapl = energy.RaplPackages()
+
+    def run_once() -> None:
+        (tmp_path / "intel-rapl:0" / "energy_uj").write_text("4000000\n")
+
+    figures = energy.measure([rapl], run_once, images_per_call=1, min_busy_s=0.05)
+    assert figures["pass"] is None and "not a physical reading" in figures["sources"]["rapl"]["missing"]
+
+
+class BrokenSource(SteadySource):
+    """A test double: a source whose library raises its own error (as NVMLError, not an OSError) at `end()`."""
+
+    name = "broken"
+
+    def end(self) -> float:
+        raise RuntimeError("NVML: GPU is lost")
+
+
+class BackwardsSource(SteadySource):
+    """A test double: a counter reset between begin and end (NVML's after a driver reload)."""
+
+    name = "backwards"
+
+    def end(self) -> float:
+        return -3.0
+
+
+def test_a_source_that_fails_mid_pass_is_missing_and_the_others_keep_their_figures(monkeypatch):
+    monkeypatch.setattr(energy, "IDLE_S", 0.05)
+    steady = SteadySource(idle_w=10.0, busy_w=30.0)
+
+    def run_once() -> None:
+        steady.busy = True
+        time.sleep(0.01)
+
+    figures = energy.measure([BrokenSource(1.0, 2.0), steady, BackwardsSource(1.0, 2.0)], run_once, 1,
+                             min_busy_s=0.1)
+    assert figures["sources"]["broken"]["missing"] == ("the energy pass could not read broken: RuntimeError: NVML: "
+                                                       "GPU is lost")
+    assert "not a physical reading" in figures["sources"]["backwards"]["missing"]
+    assert figures["sources"]["steady"]["average_watts"] == pytest.approx(30.0, rel=0.1)
+    assert figures["pass"]["calls"] >= energy.MIN_CALLS
+
+
+def test_the_runtimes_own_failure_in_the_pass_is_not_blamed_on_a_source(monkeypatch):
+    monkeypatch.setattr(energy, "IDLE_S", 0.01)
+
+    def run_once() -> None:
+        raise ValueError("the runtime broke")
+
+    with pytest.raises(ValueError, match="the runtime broke"):
+        energy.measure([SteadySource(1.0, 2.0)], run_once, 1, min_busy_s=0.01)
+
+
+def test_a_source_that_cannot_be_set_up_is_missing_not_the_cell(monkeypatch):
+    def damaged() -> None:
+        raise RuntimeError("a damaged tree")
+
+    monkeypatch.setattr(energy, "JetsonRails", damaged)
+    sources = {s.name: s for s in energy.sources_for("cpu")}
+    assert set(sources) == set(energy.SOURCES)
+    assert sources["jetson_rails"].reason == "could not be set up: RuntimeError: a damaged tree"
+
+
+def test_a_rail_reading_garbage_mid_pass_names_the_file(monkeypatch, tmp_path):
+    import shutil
+
+    monkeypatch.setattr(energy, "IDLE_S", 0.05)
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    volts = tmp_path / "board/sys/bus/i2c/devices/1-0040/hwmon/hwmon1/in1_input"
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(tmp_path / "board"))
+    source = energy.JetsonRails()
+    assert source.reason is None
+
+    def run_once() -> None:
+        volts.write_text("5.0V\n")
+        time.sleep(0.05)
+
+    missing = energy.measure([source], run_once, 1, min_busy_s=0.1)["sources"]["jetson_rails"]["missing"]
+    assert "hwmon1/in1_input reads '5.0V', not a whole number" in missing
+
+
+def test_a_rails_closing_reading_lost_is_bridged(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    current = tmp_path / "board/sys/bus/i2c/devices/1-0040/hwmon/hwmon1/curr1_input"
+    monkeypatch.setenv("HARNESS_JETSON_ROOT", str(tmp_path / "board"))
+    source = energy.JetsonRails()
+    source.begin()
+    time.sleep(0.1)
+    current.write_text("")  # caught empty mid-update at the very end
+    start = source._samples[0][0]
+    joules = source.end()
+    assert joules / (time.perf_counter() - start) == pytest.approx(5.056 * 1.416, rel=0.1)

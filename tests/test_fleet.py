@@ -266,9 +266,11 @@ def test_node_dry_run_prints_the_ray_start_command_it_would_run():
                      "--dry-run", env=board)  # a board with one GPU and two DLA cores (the fixture and doubles)
     assert result.returncode == 0, result.stderr
     assert "node orin offers cpu, cuda:0, dla:0 (one cell at a time)" in result.stdout
-    command = result.stdout.split("\n", 1)[1]
-    assert " start --resources=" in command and "--address=10.0.0.1:6379" in command
-    resources = json.loads(command.split("--resources=", 1)[1].split(" --address")[0])
+    import shlex
+
+    words = shlex.split(result.stdout.split("\n", 1)[1])  # pasted into a shell, it is these words
+    assert words[1:2] == ["start"] and words[-1] == "--address=10.0.0.1:6379"
+    resources = json.loads(words[2].removeprefix("--resources="))
     assert resources == {"harness-cell-slot": 1.0, "harness-device:cpu": 1.0, "harness-device:cuda:0": 1.0,
                          "harness-device:dla:0": 1.0, "harness-node:orin": 1.0}
 
@@ -638,7 +640,7 @@ def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes
     result = subprocess.run([*check, "--device", "cuda@orin", "--run-id", "od", "--json"], cwd=ROOT, env=_env(fleet),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr + result.stdout
-    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    answer = json.loads(result.stdout)  # stdout is the JSON alone
     assert answer["measured_on"] == "node orin" and answer["ready"] == 1
     assert {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]} == {
         "memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}

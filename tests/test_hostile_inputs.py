@@ -24,6 +24,7 @@ NULL = ["bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "
     (["--seed", "-1"], "bad --seed -1"),
     (["--run-id", "../../x"], "bad --run-id '../../x'"),
     (["--run-id", "a/b"], "bad --run-id 'a/b'"),
+    (["--run-id", "r" * 129], "129 characters ('rrrrrrrrrrrrrrrrrrrrrrrr...'), more than the 128 a run id may have"),
     (["--runtime-option", "ort.graph_optimization=basic"], "no requested runtime takes 'ort.' options"),
     (["--runtime-option", "nonsense"], "write RUNTIME.NAME=VALUE"),
     (["--retry-failed"], "add --resume"),
@@ -146,3 +147,17 @@ def test_an_unknown_builder_fails_its_models_prepare_job_with_one_line(tmp_path)
     assert first["status"] == "error" and first["error_type"] == "UnknownBuilder"
     assert "models.yaml entry 'resnet18': torchvision has no builder 'resnet19'" in first["error"]
     assert second["status"] == "skipped" and "resnet19" in second["error"]
+
+
+def test_a_dla_core_without_a_gpu_is_named_as_given(monkeypatch):
+    """--device dla:9 (with ort or ov too) on a machine without CUDA: the line names dla:9, not the cuda:0 it sits
+    beside."""
+    from harness.cli.common import check_device
+    from harness.errors import UserError
+    from runtimes import cuda_driver
+
+    monkeypatch.setattr(cuda_driver, "device_count", lambda: 0)
+    with pytest.raises(UserError) as raised:
+        check_device("dla:9")
+    assert str(raised.value).startswith("device 'dla:9' (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec "
+                                        "only) asked for, but no CUDA device is visible here")

@@ -252,3 +252,103 @@ def test_a_power_mode_without_a_name_in_the_conf_says_so(monkeypatch, tmp_path):
     warnings = board_warnings(load_profile("jetson-orin-nano").model_copy(update={"power_mode": "MAXN_SUPER"}),
                               jetson.facts())
     assert any("mode 0 (no name for it in /etc/nvpmodel/gone.conf)" in w for w in warnings), warnings
+
+
+def _pinned_board(tmp_path: Path) -> Path:
+    """The Xavier NX fixture with its GPU and EMC pinned (min = max), as jetson_clocks leaves them."""
+    import shutil
+
+    root = tmp_path / "board"
+    shutil.copytree(BOARDS / "xavier-nx", root)
+    gpu = next((root / "sys" / "class" / "devfreq").glob("*gv11b"))
+    (gpu / "min_freq").write_text((gpu / "max_freq").read_text())
+    emc = root / "sys" / "kernel" / "debug" / "bpmp" / "debug" / "clk" / "emc"
+    (emc / "min_rate").write_text((emc / "max_rate").read_text())
+    return root
+
+
+@pytest.mark.parametrize("damage", [{"gpu/min_freq": "0\n", "gpu/max_freq": "0\n"},
+                                    {"emc/min_rate": "-1\n", "emc/max_rate": "-1\n"},
+                                    {"gpu/min_freq": "garbage\n"}, {"gpu/max_freq": None},
+                                    {"emc/max_rate": "\xff\xfe"}, {"gpu/min_freq": "2000000000\n"}])
+def test_unreadable_or_garbage_clock_ranges_are_unknown_never_pinned(monkeypatch, tmp_path, damage):
+    """Every place that records pinning (the facts, the cell's validity notes, check's board warnings) says
+    unknown where a range is missing, garbage, not positive or upside down."""
+    from harness.cli.on_device import board_warnings
+    from harness.reports.check import load_profile
+
+    root = _pinned_board(tmp_path)
+    monkeypatch.setenv(jetson.ROOT_ENV, str(root))
+    assert jetson.clocks()["pinned"] is True
+    folders = {"gpu": next((root / "sys" / "class" / "devfreq").glob("*gv11b")),
+               "emc": root / "sys" / "kernel" / "debug" / "bpmp" / "debug" / "clk" / "emc"}
+    for where, text in damage.items():
+        folder, name = where.split("/")
+        path = folders[folder] / name
+        path.unlink() if text is None else path.write_text(text)
+    facts = jetson.facts()
+    assert facts["clocks"]["pinned"] is None, facts["clocks"]
+    _, notes = validity.board_findings(facts, facts)
+    assert any(note.startswith("clocks pinning unknown") for note in notes), notes
+    warnings = board_warnings(load_profile("jetson-xavier-nx"), facts)
+    assert any("may not be pinned: unknown" in w for w in warnings), warnings
+
+
+DAMAGE = {"empty": b"", "garbage": b"garbage\n", "binary": b"\xff\xfe\x00\x01", "negative": b"-5\n",
+          "huge": b"99999999999999999999999999\n"}
+
+
+@pytest.mark.parametrize("name", ["nano", "xavier-nx", "orin-nano"])
+def test_every_board_file_damaged_in_turn_gives_no_traceback(tmp_path, monkeypatch, name):
+    """Each file of the fixture board made empty, garbage, binary, negative or huge, or a folder, one at a time:
+    the facts, the validity verdict, the clock trace, the energy source and unified memory all answer (with
+    unknowns and reasons), none raises."""
+    import shutil
+
+    from harness.measure import energy, memory
+
+    root = tmp_path / name
+    shutil.copytree(BOARDS / name, root)
+    monkeypatch.setenv(jetson.ROOT_ENV, str(root))
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        original = path.read_bytes()
+        path.unlink()
+        for kind, content in [*DAMAGE.items(), ("folder", None)]:
+            path.mkdir() if content is None else path.write_bytes(content)
+            where = f"{path.relative_to(root)} {kind}"
+            facts = jetson.facts()
+            validity.verdict({"samples": 100, "cv": 0.01}, 10, 0.1, {}, {}, None, facts, facts, None)
+            assert (facts.get("clocks") or {}).get("pinned") is not True, where  # no fixture board is pinned
+            trace = jetson.ClockTrace()
+            trace._read()
+            trace.summary()
+            energy.JetsonRails()
+            unified = memory.JetsonUnified()
+            memory.jetson_process({"peak_bytes": 1}, unified.reading())
+            path.rmdir() if content is None else path.unlink()
+        path.write_bytes(original)
+
+
+def test_damaged_meminfo_is_missing_memory_not_a_traceback_nor_zero(tmp_path):
+    from harness.measure.memory import JetsonUnified, jetson_process
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_bytes(b"\xff\xfeNvMapMemUsed: \x00")
+    assert "no NvMapMemUsed" in JetsonUnified(meminfo).reading()["missing"]
+    meminfo.write_text("MemTotal: 8000 kB\nNvMapMemUsed: 100 kB\n")  # no MemAvailable line
+    reading = JetsonUnified(meminfo).reading()
+    assert reading["baseline_bytes"] == 100 * 1024 and reading["mem_available_baseline_bytes"] is None
+    unsampled = {**reading, "peak_bytes": None, "process_nvmap": {"missing": "needs root"}}
+    own = jetson_process({"peak_bytes": 1 << 20}, unsampled)  # no reading during the cell: not 0 GPU bytes
+    assert "could not be read during the cell" in own["missing"]
+
+
+def test_a_garbled_power_mode_status_says_so(monkeypatch, tmp_path):
+    import shutil
+
+    shutil.copytree(BOARDS / "orin-nano", tmp_path / "board")
+    (tmp_path / "board" / "var" / "lib" / "nvpmodel" / "status").write_text("pmode:zz\n")
+    monkeypatch.setenv(jetson.ROOT_ENV, str(tmp_path / "board"))
+    assert jetson.power_mode() == {"missing": "/var/lib/nvpmodel/status reads 'pmode:zz', not pmode:N (damaged)"}
+    (tmp_path / "board" / "var" / "lib" / "nvpmodel" / "status").unlink()
+    assert "nvpmodel not set up" in jetson.power_mode()["missing"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +46,9 @@ def test_on_device_passes_and_writes_ordinary_runs(bundle, tmp_path):
     result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
                      "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=_on_board("orin-nano"))
     assert result.returncode == 0, result.stdout + result.stderr
-    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    answer = json.loads(result.stdout)  # stdout is the JSON alone
+    said = " ".join(result.stderr.split())  # people's lines, as the terminal wraps them
+    assert "mode: measured now on this machine" in said and "done" in said  # and the progress bars
     assert answer["mode"] == "on-device" and answer["ready"] == 1
     verdicts = {c["name"]: c["verdict"] for c in answer["checks"][0]["criteria"]}
     assert verdicts == {"memory": "PASS", "numerics": "PASS", "opset/ops": "PASS"}
@@ -279,3 +282,45 @@ def test_clocks_and_power_mode_are_restored_when_the_check_is_interrupted(tmp_pa
             raise KeyboardInterrupt
     assert gpu_min.read_text() == unpinned and jetson.power_mode()["name"] == "MODE_15W_6CORE"
     assert (root / "jetson_clocks.log").read_text().splitlines()[-1].startswith("--restore")
+
+
+def _record(status: str, error_type: str | None, error: str = "") -> Any:
+    from harness.records import Record
+
+    return Record.model_validate({"schema_version": 1, "kind": "parity", "status": status, "error": error,
+                                  "error_type": error_type, "cell": {"model": "m", "runtime": "ort", "precision":
+                                                                     "fp32", "batch_size": 1, "device": "cuda"}})
+
+
+@pytest.mark.parametrize("error_type, error", [
+    ("CannotRunHere", "CannotRunHere: this onnxruntime build has no CUDAExecutionProvider"),
+    ("RuntimeUnavailable", "RuntimeUnavailable: runtime 'ort' needs onnxruntime: No module named 'onnxruntime'")])
+def test_a_runtime_that_cannot_run_here_judges_nothing(error_type, error):
+    """Not installed (a fleet node), or refusing this device or precision whatever the model: every criterion is
+    UNKNOWN with the reason, not FAIL. A model whose graph the runtime rejects still fails its ops."""
+    from harness.reports.check import FAIL, UNKNOWN, load_profile, on_device_checks
+
+    profile = load_profile("workstation")
+    unable = _record("unsupported" if error_type == "CannotRunHere" else "error", error_type, error)
+    [check] = on_device_checks(profile, {"m": 17}, [unable], [unable], False, "cuda_nvml")
+    assert {c.name: c.verdict for c in check.criteria} == {"memory": UNKNOWN, "speed": UNKNOWN, "numerics": UNKNOWN,
+                                                           "opset/ops": UNKNOWN}
+    assert all(c.figure.startswith("not measured: ort cannot run here (") and error.split(": ", 1)[1] in c.figure
+               for c in check.criteria)
+    rejected = _record("unsupported", "UnsupportedConfiguration", "UnsupportedConfiguration: the parser rejects Foo")
+    [check] = on_device_checks(profile, {"m": 17}, [rejected], [rejected], False, "cuda_nvml")
+    assert {c.name: c.verdict for c in check.criteria}["opset/ops"] == FAIL
+
+
+def test_on_device_with_a_runtime_that_cannot_reach_the_gpu_says_unknown(bundle, tmp_path):
+    """ort without a CUDA execution provider, checked on a GPU profile: UNKNOWN with the reason, exit 1."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime reaches a GPU")
+    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--runtime", "ort",
+                     "--precision", "fp32", "--out", str(tmp_path / "runs"), "--json", env=WITH_TRT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    criteria = json.loads(result.stdout)["checks"][0]["criteria"]
+    assert {c["verdict"] for c in criteria} == {"UNKNOWN"}
+    assert all("no CUDAExecutionProvider" in c["figure"] for c in criteria)

@@ -210,3 +210,41 @@ def test_verify_with_int8_calibration_resumes_under_its_run_id(tmp_path, capsys)
     code, output = _run(capsys, *args, "--out", str(tmp_path), "--run-id", "v")
     assert code in (0, 1) and "other models, runtimes" not in output, output
     assert _cell_ids(tmp_path / "v" / "records.jsonl") == recorded
+
+
+@pytest.mark.parametrize("argv, kept", [
+    (["bench", "--out", "my results/été", "--device", "cpu@*", "--run-id", "old", "--models", "resnet18"],
+     ["bench", "--out", "my results/été", "--device", "cpu@*", "--models", "resnet18"]),
+    (["bench", "--run-id=old", "--resume", "last", "--models", "a b"], ["bench", "--models", "a b"]),
+    (["bench", "--resu=last", "--run-i", "x", "--runtime", "ort"], ["bench", "--runtime", "ort"]),
+])
+def test_the_printed_resume_command_is_shell_quoted(argv, kept):
+    """Pasted into a shell, the resume command is the same words: a path with a space, unicode, a device with
+    '*' (which a shell would expand), --run-id and --resume dropped in every form argparse takes."""
+    import shlex
+
+    from harness.cli.common import resume_hint
+
+    hint = resume_hint("20260101-x", argv)
+    assert shlex.split(hint) == ["python", "-m", "harness", *kept, "--resume", "20260101-x"]
+    assert "'cpu@*'" in hint or "cpu@*" not in argv
+
+
+def test_the_printed_resume_command_pastes_into_a_shell_and_resumes(tmp_path):
+    """Ctrl-C in a run whose --out has a space and an accent: the 'resume with:' line, split as a shell splits
+    it, is the command that resumes the run."""
+    import shlex
+
+    out = tmp_path / "my results été"
+    parent = _start(out, "--run-id", "r")
+    _wait_for_records(out / "r" / "records.jsonl", 1)
+    parent.send_signal(signal.SIGINT)
+    _, stderr = parent.communicate(timeout=60)
+    assert parent.returncode == 130, stderr
+    line = next(line for line in stderr.splitlines() if line.startswith("resume with: "))
+    words = shlex.split(line.removeprefix("resume with: "))
+    assert words[:3] == ["python", "-m", "harness"] and words[-2:] == ["--resume", "r"] and str(out) in words
+    time.sleep(0.5)
+    resumed = harness(*words[3:])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "already recorded in r" in resumed.stdout and len(_cell_ids(out / "r" / "records.jsonl")) == 6

@@ -43,7 +43,7 @@ from harness.measure.timing import Policy, sample, summarize
 from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, reference_outputs_file
 from harness.sweep.planning import Cell
-from runtimes import RuntimeUnavailable, create_runtime, runtime_class
+from runtimes import RuntimeUnavailable, before_any_model, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
                            OutOfMemory, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)
 
@@ -319,7 +319,8 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         artifact = context.artifact(runtime)
         inputs = make_inputs(context.input_shape(), context.seed, getattr(context.model, "input_dtype", "float32"))
         host, nvml, jetson = memory.HostRss(), memory.NvmlProcess(device), memory.JetsonUnified()
-        runtime.init_device()
+        with before_any_model():
+            runtime.init_device()
         nvml.mark_context()
         host.start()
         samplers = (nvml, jetson)
@@ -617,7 +618,8 @@ def run_build(context: CellContext) -> dict[str, Any]:
     shapes = EngineShapes(**request.shapes)
     runtime = create_runtime(cell.runtime, context.options())
     with runtime:
-        runtime.init_device()
+        with before_any_model():
+            runtime.init_device()
         onnx = context.artifact(runtime)
         assert isinstance(onnx, OnnxFileArtifact)
         key = runtime.engine_key(onnx, context.onnx_sha256(), shapes)

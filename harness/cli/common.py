@@ -4,12 +4,14 @@ progress bar, and running a sweep of cells with it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -49,9 +51,33 @@ console = make_console()
 err_console = make_console(stderr=True)
 
 
+_json_stdout: list[TextIO] = []  # the real stdout while a --json command runs (json_only_stdout)
+
+
 def print_json(value: Any) -> None:
     """JSON for scripts on stdout, nothing else (tables and notes are for people)."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    stream = _json_stdout[-1] if _json_stdout else sys.stdout
+    stream.write(json.dumps(value, indent=2, default=str) + "\n")
+    stream.flush()
+
+
+@contextlib.contextmanager
+def json_only_stdout(active: bool) -> Iterator[None]:
+    """With --json, stdout carries the JSON alone: whatever else this process prints while the command runs
+    (progress bars, mode lines, tables, notes, a library's print) goes to stderr; `print_json` writes to the
+    real stdout. The consoles follow, since rich looks sys.stdout up at each print."""
+    if not active:
+        yield
+        return
+    real = sys.stdout
+    real.flush()
+    _json_stdout.append(real)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        _json_stdout.pop()
 
 
 def comma_list(text: str) -> list[str]:
@@ -117,15 +143,17 @@ def check_device(device: str) -> None:
         return
     if openvino_device(device) is not None:
         return  # OpenVINO's GPU/NPU plugins (ov only); a cell says `unsupported` where OpenVINO finds none
+    gpu = device
     if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
-        device = "cuda:0"
-    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        gpu = "cuda:0"
+    if not (gpu == "cuda" or (gpu.startswith("cuda:") and gpu[5:].isdigit())):
         raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N, dla:N (a Jetson's DLA core, trt), "
                         "intel-gpu[:N] or npu (OpenVINO's GPU and NPU plugins, ov)")
+    beside = " (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec only)" if gpu != device else ""
     count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
     if count == 0:
-        raise UserError(f"device '{device}' asked for, but no CUDA device is visible here; use --device cpu")
-    if cuda_driver.device_index(device) >= count:
+        raise UserError(f"device '{device}'{beside} asked for, but no CUDA device is visible here; use --device cpu")
+    if cuda_driver.device_index(gpu) >= count:
         raise UserError(f"device '{device}' asked for, but the driver sees {count} CUDA device(s): use cuda:0 to "
                         f"cuda:{count - 1}")
 
@@ -196,14 +224,19 @@ def check_out_dir(out: str, fix: str = "pass --out DIR") -> Path:
     return path
 
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_ID_MAX_CHARS = 128
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def check_run_id(run_id: str | None, flag: str = "--run-id") -> str | None:
-    """A run id names one folder inside --out: letters, digits, '.', '_' and '-', no path."""
+    """A run id names one folder inside --out: letters, digits, '.', '_' and '-', no path, at most
+    RUN_ID_MAX_CHARS characters."""
+    if run_id is not None and len(run_id) > RUN_ID_MAX_CHARS:
+        raise UserError(f"bad {flag}: {len(run_id)} characters ('{run_id[:24]}...'), more than the "
+                        f"{RUN_ID_MAX_CHARS} a run id may have; give a shorter one")
     if run_id is not None and (not RUN_ID.match(run_id) or run_id.endswith(".")):
-        raise UserError(f"bad {flag} '{run_id}': use letters, digits, '.', '_' and '-' (a folder name inside --out, "
-                        "not a path)")
+        raise UserError(f"bad {flag} '{run_id}': use 1 to {RUN_ID_MAX_CHARS} letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit (a folder name inside --out, not a path)")
     return run_id
 
 
@@ -276,8 +309,10 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
     return records
 
 
-def finish(records: list[Record], records_path: Path, planned: list[Any] | None = None) -> int:
-    """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record."""
+def finish(records: list[Record], records_path: Path, planned: list[Any] | None = None,
+           not_counted: list[Record] | None = None) -> int:
+    """Failures, the count of ok cells, and exit code 0 only when every planned cell has an ok record, or is
+    one of `not_counted` (listed, and said to be left out of the exit code)."""
     for line in failures(records):
         console.print(f"[yellow]{escape(line)}[/yellow]")
     recorded = {r.cell_id for r in records}
@@ -287,8 +322,11 @@ def finish(records: list[Record], records_path: Path, planned: list[Any] | None 
                       f"{' ...' if len(missing) > 5 else ''}; run the command again with --resume[/yellow]")
     ok = sum(r.ok for r in records)
     total = len(records) + len(missing)
-    console.print(f"{ok}/{total} cells ok. Records: {records_path}")
-    return 0 if ok == total else 1
+    left_out = len(not_counted or [])
+    console.print(f"{ok}/{total} cells ok"
+                  + (f", {left_out} that their runtime cannot run here not counted as failures (--strict counts "
+                     "them)" if left_out else "") + f". Records: {records_path}")
+    return 0 if ok + left_out == total else 1
 
 
 def export_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -308,10 +346,21 @@ def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict
     return args.resume
 
 
-def resume_hint(run_id: str) -> str:
-    words = [w for w in sys.argv[1:]]
-    if "--resume" in words:
-        index = words.index("--resume")
-        del words[index:index + 2]
-    words = [w for i, w in enumerate(words) if not (w == "--run-id" or (i and words[i - 1] == "--run-id"))]
-    return "python -m harness " + " ".join(words + ["--resume", run_id])
+RESUME_DROPPED = ("--resume", "--run-id")  # replaced by --resume RUN-ID in the command printed
+
+
+def resume_hint(run_id: str, argv: list[str] | None = None) -> str:
+    """The command that resumes this run: this one's words (`argv`, default sys.argv[1:]) without --run-id and
+    --resume (apart, with '=', or abbreviated as argparse takes them), then --resume RUN-ID; every word
+    shell-quoted, so a path with spaces or a device such as cpu@* pastes as it is."""
+    words, kept, skip_value = list(sys.argv[1:] if argv is None else argv), [], False
+    for word in words:
+        if skip_value:
+            skip_value = False
+            continue
+        flag = word.split("=", 1)[0]
+        if len(flag) > 3 and any(option.startswith(flag) for option in RESUME_DROPPED):
+            skip_value = "=" not in word
+            continue
+        kept.append(word)
+    return shlex.join(["python", "-m", "harness", *kept, "--resume", run_id])

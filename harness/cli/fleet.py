@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import check_device, comma_list, console, print_json
@@ -152,7 +154,7 @@ def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
     argv += ["--head", f"--port={args.port}"] if args.head else [f"--address={args.ray_address}"]
     console.print(f"node [bold]{resources.name}[/bold] offers {', '.join(resources.devices)} "
                   f"({'one cell per device' if resources.per_device else 'one cell at a time'})", highlight=False)
-    console.print(" ".join(argv), highlight=False, soft_wrap=True)
+    console.print(escape(shlex.join(argv)), highlight=False, soft_wrap=True)
     if args.dry_run:
         return 0
     if not args.head:  # `ray start --address` retries a wrong address for minutes: checked first, within the bound
@@ -160,7 +162,7 @@ def command_node(args: argparse.Namespace, catalogue: Any = None) -> int:
     completed = subprocess.run(argv, check=False)
     if completed.returncode != 0:
         raise UserError(f"`ray start` failed (exit code {completed.returncode}); its output is above")
-    joined = f"--ray-address {args.ray_address}" if args.ray_address else f"--ray-address <this host>:{args.port}"
+    joined = f"--ray-address {shlex.quote(args.ray_address) if args.ray_address else f'<this host>:{args.port}'}"
     console.print(f"joined. On the driver: python -m harness node --list {joined}; leave with: ray stop",
                   highlight=False)
     return 0

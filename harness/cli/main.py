@@ -5,9 +5,7 @@ User mistakes: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +26,8 @@ from harness.cli import reports as report_commands
 from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
                                 check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, check_weights, comma_list, console, err_console,
-                                export_settings, finish, parse_batch_sizes, print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
+                                export_settings, finish, json_only_stdout, parse_batch_sizes, print_json, progress_bar,
+                                resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
                                 export_table, largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError
@@ -86,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: the paper's 1,2,4,8,16,32,64")
     bench.add_argument("--device", default="cpu", help=DEVICE_HELP)
     bench.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
-    bench.add_argument("--weights", default="random",
+    bench.add_argument("--weights",
                        help="random (default), pretrained, or a path to a state dict (loaded with weights_only)")
     bench.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads (default: library default)")
     bench.add_argument("--channels-last", action="store_true", help="NHWC memory format (torch)")
@@ -163,12 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--batch-size", type=int, metavar="N",
                         help="images compared (default 4; with --bundle the largest batch of its references)")
     verify.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    verify.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
+    verify.add_argument("--weights", help="random (default), pretrained, or a state-dict path (catalogue models; a "
+                                           "bundle's are its own)")
     verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
     verify.add_argument("--seed", type=int, default=0, help="seed of the inputs and random weights (default 0)")
     verify.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="seconds per cell (default 1800)")
     verify.add_argument("--out", default="results", metavar="DIR", help="parent of the run folder (default results/)")
     verify.add_argument("--run-id", metavar="ID", help="name of the run folder (default: timestamp)")
+    verify.add_argument("--strict", action="store_true",
+                        help="count cells a runtime cannot run here (e.g. ort at bf16) as failures; by default they "
+                             "are listed as unsupported and leave the exit code alone, unless nothing was compared")
     add_runtime_options(verify)
     add_export_options(verify)
     fleet_command.add_executor_options(verify)
@@ -221,7 +224,7 @@ def command_list(args: argparse.Namespace, catalogue: Catalogue) -> int:
         check_cache_dir()  # counted figures are cached there
     rows = _complexity_rows(catalogue, specs, compute=not args.no_compute)
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
     else:
         console.print(catalogue_table(rows))
         console.print(f"{len(rows)} models from {catalogue.path}")
@@ -260,6 +263,27 @@ def _check_bundle_precisions(subject: Subject, precisions: list[str], classes: l
     for runtime in classes:
         for precision in precisions:
             subject.bundle_model.request_model(runtime.onnx_precision(precision))
+
+
+def _check_weights_for(args: argparse.Namespace) -> str:
+    """--weights (default random) for catalogue models. A bundle or an outside ONNX file carries the weights it
+    was exported with: --weights beside one would be planned and printed as if it applied, so it is refused."""
+    carrier = "bundle" if getattr(args, "bundle", None) else "ONNX file" if getattr(args, "onnx", None) else None
+    if carrier and args.weights is not None:
+        raise UserError(f"--weights applies to catalogue models (--models): a {carrier}'s weights are those it was "
+                        f"exported with; drop --weights {args.weights}")
+    return check_weights(args.weights or "random")
+
+
+def _weights_note(weights: str, subjects: dict[str, Subject]) -> str:
+    """What the cells' weights are, for the plan's line: a bundle's as exported, an ONNX file's own."""
+    exported = sorted({str(s.bundle_model.manifest["summary"].get("weights", "?")) for s in subjects.values()
+                       if s.bundle_model is not None})
+    if exported:
+        return f"the bundle's, as exported ({', '.join(exported)})"
+    if any(s.onnx_file is not None for s in subjects.values()):
+        return "those in the ONNX file"
+    return WEIGHTS_NOTE.get(weights, f"from {weights}")
 
 
 def _check_tables(text: str) -> list[str]:
@@ -303,7 +327,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
             subject.onnx_file.check_batch_sizes(batch_sizes)
             subject.onnx_file.check_precisions(precisions, classes)
         _check_bundle_precisions(subject, precisions, classes)
-    weights = check_weights(args.weights)
+    weights = _check_weights_for(args)
     out_dir = check_out_dir(args.out)
     export = _export_with_calibration(args, precisions, subjects)
 
@@ -324,7 +348,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     console.print(f"[bold]{len(cells)} cells[/bold] ({len(subjects)} models x {len(runtime_names)} runtimes x "
                   f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {', '.join(devices)}"
                   + (f", {len(cells) - len(pending)} already recorded in {sweep.run_id}" if args.resume else "")
-                  + f"; weights: {WEIGHTS_NOTE.get(weights, f'from {weights}')}; policy: {preset}"
+                  + f"; weights: {_weights_note(weights, subjects)}; policy: {preset}"
                   + (f"; memory cap {max_memory:,} bytes per cell" if max_memory else ""))
     records = run_sweep(sweep, cells, "timing")
     if records is None:
@@ -429,7 +453,7 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     check_common(args)
     devices, executor = fleet_command.plan_devices(args, also=("cpu",) if not args.bundle else ())
     subjects = _subjects(args, catalogue, classes)
-    weights = check_weights(args.weights)
+    weights = _check_weights_for(args)
     seed = args.seed
     if args.bundle:
         batch_size, seed = _bundle_batch_and_seed(args, subjects)
@@ -450,8 +474,21 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     if records is None:
         err_console.print("run the same verify command again to check the remaining cells")
         return 130
-    console.print(parity_table(as_records(records)))
-    return finish(as_records(records), sweep.records_path)
+    typed = latest_records(read_records(sweep.records_path).typed)  # a run id given again: its earlier cells too
+    console.print(parity_table(typed))
+    return finish(typed, sweep.records_path, planned=cells, not_counted=[] if args.strict else _not_runnable(typed))
+
+
+def _not_runnable(records: list[Record]) -> list[Record]:
+    """The cells whose runtime cannot run here at all (this precision or device, whatever the model): verify
+    leaves them out of its exit code, unless no other cell was compared (then nothing was verified)."""
+    unable = [r for r in records if r.status == "unsupported" and r.error_type == "CannotRunHere"]
+    left_out = {id(r) for r in unable}
+    compared = [r for r in records if id(r) not in left_out and not (r.parity or {}).get("is_reference")]
+    if unable and not compared:
+        console.print("[yellow]no cell was compared: every runtime and precision asked for cannot run here[/yellow]")
+        return []
+    return unable
 
 
 def _export_with_calibration(args: argparse.Namespace, precisions: list[str],
@@ -498,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args, LazyCatalogue(args.catalogue))  # read only by commands that need it
+        with json_only_stdout(getattr(args, "json", False)):
+            return COMMANDS[args.command](args, LazyCatalogue(args.catalogue))  # read only by commands that need it
     except UserError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR

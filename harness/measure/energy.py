@@ -14,11 +14,13 @@ Sources, each read where it exists and recorded as missing with the reason where
 The pass: every readable source over IDLE_S with the process asleep (the idle power), then over back-to-back
 `run()` + `synchronize()` calls for at least `min_s` (the busy energy). Recorded per source: the gross
 energy per image, the idle watts, the net energy per image (gross minus idle power times the busy time:
-what the inference itself cost), and the average watts while busy (what the device drew).
+what the inference itself cost), and the average watts while busy (what the device drew). A source that
+fails (set up or mid-pass) is missing with the reason, and the pass runs again without it: never the cell.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -62,12 +64,16 @@ def powercap_dir() -> Path:
     return Path(os.environ.get(POWERCAP_ENV, "/sys/class/powercap"))
 
 
+MAX_PACKAGE_WATTS = 1000.0  # above any CPU package's power (the largest server parts draw about 500 W)
+
+
 class RaplPackages(EnergySource):
     name = "rapl"
 
     def __init__(self) -> None:
         folder = powercap_dir()
         self.domains: list[Path] = []
+        self.ranges: list[int] = []
         if not folder.is_dir():
             self.reason = f"no {folder} (a VM, or a kernel without the RAPL powercap driver)"
             return
@@ -77,32 +83,67 @@ class RaplPackages(EnergySource):
             self.reason = f"no RAPL package domain (intel-rapl:N named package-N) under {folder}"
             return
         try:
+            self.ranges = [_wrap_range(d / "max_energy_range_uj") for d in self.domains]
             self._read()
-        except PermissionError:
-            self.reason = (f"{self.domains[0] / 'energy_uj'} is readable by root only (Linux 5.10 and later, "
-                           "CVE-2020-8694): run as root, or make energy_uj readable")
+        except PermissionError as exc:
+            self.reason = (f"{exc.filename or self.domains[0] / 'energy_uj'} is readable by root only (Linux 5.10 "
+                           "and later, CVE-2020-8694): run as root, or make energy_uj readable")
             return
         except (OSError, ValueError) as exc:
-            self.reason = f"cannot read {self.domains[0] / 'energy_uj'}: {exc}"
+            self.reason = f"cannot read RAPL: {exc}"
             return
-        self.ranges = [int(_text(d / "max_energy_range_uj")) for d in self.domains]
         names = ", ".join(_text(d / "name") for d in self.domains)
         self.what = f"CPU package energy (RAPL {names}; whole sockets: other processes count too)"
 
     def _read(self) -> list[int]:
-        return [int((d / "energy_uj").read_text()) for d in self.domains]
+        """Each package's counter; ValueError naming the file where it is not a number within its wrap range."""
+        readings = []
+        for domain, top in zip(self.domains, self.ranges):
+            path = domain / "energy_uj"
+            value = _whole_number(path)
+            if not 0 <= value <= top:
+                raise ValueError(f"{path} reads {value}, outside its range 0-{top} (max_energy_range_uj)")
+            readings.append(value)
+        return readings
 
     def begin(self) -> None:
         self._start = self._read()
+        self._start_s = time.perf_counter()
 
     def end(self) -> float:
-        after = self._read()
-        return sum((b - a) % (r + 1) for a, b, r in zip(self._start, after, self.ranges)) / 1e6  # a wrapped counter
+        after, elapsed_s = self._read(), max(time.perf_counter() - self._start_s, 1e-9)
+        joules = [((b - a) % (r + 1)) / 1e6 for a, b, r in zip(self._start, after, self.ranges)]  # a wrapped counter
+        for domain, package_j in zip(self.domains, joules):
+            if package_j / elapsed_s > MAX_PACKAGE_WATTS:
+                raise ValueError(f"{domain / 'energy_uj'} moved by {package_j:.4g} J in {elapsed_s:.2f} s "
+                                 f"(over {MAX_PACKAGE_WATTS:g} W): a counter that was reset or went backwards, not "
+                                 "a physical reading")
+        return sum(joules)
+
+
+def _whole_number(path: Path) -> int:
+    """A sysfs counter; ValueError naming the file where it is empty or not a whole number."""
+    text = path.read_text(errors="replace").strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{path} reads {text[:40]!r}, not a whole number") from None
+
+
+def _wrap_range(path: Path) -> int:
+    """A package's `max_energy_range_uj`: where its counter wraps. Missing, garbage or not positive: ValueError
+    naming it (the counter's wraps could not be told from resets, so no figure is made)."""
+    if not path.is_file():
+        raise ValueError(f"no {path} (where the counter wraps is unknown)")
+    top = _whole_number(path)
+    if top <= 0:
+        raise ValueError(f"{path} reads {top}, not a positive range")
+    return top
 
 
 def _text(path: Path) -> str:
     try:
-        return path.read_text().strip()
+        return path.read_text(errors="replace").strip()
     except OSError:
         return ""
 
@@ -170,11 +211,15 @@ MAX_RAIL_WATTS = 500.0  # above any Jetson module's input power (AGX Thor's is a
 
 
 def _number(path: Path) -> int:
-    """A sysfs number; OSError where the file cannot be read, or is caught empty mid-update (a lost reading)."""
-    words = path.read_text().split()
+    """A sysfs number; OSError where the file cannot be read, or is caught empty mid-update (a lost reading);
+    ValueError naming the file where it holds something else than a whole number."""
+    words = path.read_text(errors="replace").split()
     if not words:
         raise OSError(f"{path} read empty")
-    return int(words[0])
+    try:
+        return int(words[0])
+    except ValueError:
+        raise ValueError(f"{path} reads {words[0][:40]!r}, not a whole number") from None
 
 
 def _volts_times_amps(millivolts: Path, milliamps: Path) -> Callable[[], float]:
@@ -249,7 +294,11 @@ class JetsonRails(EnergySource):
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        samples = [*self._samples, (time.perf_counter(), self._watts())]
+        try:
+            last = self._watts()
+        except OSError:  # the closing reading lost: the last one holds to the end, as a lost poll is bridged
+            last = self._samples[-1][1]
+        samples = [*self._samples, (time.perf_counter(), last)]
         if self._unphysical:
             raise ValueError(self._unphysical)
         return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(samples, samples[1:]))
@@ -257,20 +306,69 @@ class JetsonRails(EnergySource):
 
 # ---------------------------------------------------------------- the pass
 
+class Unreadable(EnergySource):
+    """A source that could not even be set up (an unexpected failure while looking for it): missing, with why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+
+    def begin(self) -> None:
+        raise RuntimeError(self.reason)
+
+    def end(self) -> float:
+        raise RuntimeError(self.reason)
+
+
 def sources_for(device: str) -> list[EnergySource]:
     """Every source, readable or not, for a cell on `device` (the CPU packages for every cell: they power
-    the host side of a GPU cell too)."""
-    return [RaplPackages(), NvmlEnergy(device), JetsonRails()]
+    the host side of a GPU cell too). A source that fails while being set up is missing with the reason: energy
+    is never worth a cell."""
+    makers: dict[str, Callable[[], EnergySource]] = {
+        "rapl": RaplPackages, "nvml": lambda: NvmlEnergy(device), "jetson_rails": JetsonRails}
+    sources: list[EnergySource] = []
+    for name, make in makers.items():
+        try:
+            sources.append(make())
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged tree or driver raises, the cell goes on
+            sources.append(Unreadable(name, f"could not be set up: {type(exc).__name__}: {exc}"))
+    return sources
+
+
+class SourceFailed(Exception):
+    """One source failed to read during the pass (its counter vanished, read garbage, or its library raised)."""
+
+    def __init__(self, source: EnergySource, exc: BaseException) -> None:
+        super().__init__(f"the energy pass could not read {source.name}: {_said(exc)}")
+        self.source = source
+
+
+def _said(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
 
 
 def measure(sources: list[EnergySource], run_once: Callable[[], None], images_per_call: int,
             min_busy_s: float = MIN_BUSY_S) -> dict[str, Any]:
     """The idle window, then back-to-back calls for at least `min_busy_s` (and MIN_CALLS): per source its
-    energy per image and power; a source that cannot be read is recorded as missing, with the reason."""
+    energy per image and power; a source that cannot be read is recorded as missing, with the reason. A source
+    that fails during the pass is recorded as missing with the reason, and the pass runs again without it
+    (the others' figures are kept); an exception from `run_once` (the runtime's) is the cell's, and goes up."""
     figures: dict[str, Any] = {s.name: {"missing": s.reason} for s in sources if s.reason is not None}
     readable = [s for s in sources if s.reason is None]
-    if not readable:
-        return {"sources": figures, "pass": None}
+    while readable:
+        try:
+            return _pass(readable, run_once, images_per_call, min_busy_s, figures)
+        except SourceFailed as failed:
+            for source in readable:
+                source.abandon()
+            figures[failed.source.name] = {"missing": str(failed)}
+            readable = [s for s in readable if s is not failed.source]
+    return {"sources": figures, "pass": None}
+
+
+def _pass(readable: list[EnergySource], run_once: Callable[[], None], images_per_call: int, min_busy_s: float,
+          figures: dict[str, Any]) -> dict[str, Any]:
+    """One idle and one busy window over `readable`; SourceFailed where a source fails or reads an unphysical
+    figure (negative or not finite: a counter reset)."""
     calls = 0
 
     def busy() -> None:
@@ -278,15 +376,15 @@ def measure(sources: list[EnergySource], run_once: Callable[[], None], images_pe
         run_once()
         calls += 1
 
-    try:
-        idle_j, idle_s = _window(readable, lambda: time.sleep(IDLE_S), 0.0, 1)
-        busy_j, busy_s = _window(readable, busy, min_busy_s, MIN_CALLS)
-    except (OSError, ValueError, ArithmeticError) as exc:  # a counter that vanished or read garbage mid-pass
-        for source in readable:
-            source.abandon()
-        return {"sources": {**figures, **{s.name: {"missing": f"the energy pass could not read {s.name}: {exc}"}
-                                          for s in readable}}, "pass": None}
+    idle_j, idle_s = _window(readable, lambda: time.sleep(IDLE_S), 0.0, 1)
+    busy_j, busy_s = _window(readable, busy, min_busy_s, MIN_CALLS)
+    for source in readable:
+        for joules, window in ((idle_j[source.name], "idle"), (busy_j[source.name], "busy")):
+            if not math.isfinite(joules) or joules < 0:
+                raise SourceFailed(source, ValueError(f"{joules:.4g} J over the {window} window: a counter that "
+                                                      "was reset or went backwards, not a physical reading"))
     images = calls * images_per_call
+    figures = dict(figures)
     for source in readable:
         idle_w, gross = idle_j[source.name] / idle_s, busy_j[source.name]
         net = gross - idle_w * busy_s
@@ -302,11 +400,21 @@ def measure(sources: list[EnergySource], run_once: Callable[[], None], images_pe
 
 def _window(sources: list[EnergySource], step: Callable[[], None], min_s: float,
             min_steps: int) -> tuple[dict[str, float], float]:
+    started: list[EnergySource] = []
     for source in sources:
-        source.begin()
+        _read(source, source.begin)
+        started.append(source)
     start, steps = time.perf_counter(), 0
     while steps < min_steps or time.perf_counter() - start < min_s:
         step()
         steps += 1
     elapsed = time.perf_counter() - start
-    return {source.name: source.end() for source in sources}, elapsed
+    return {source.name: _read(source, source.end) for source in sources}, elapsed
+
+
+def _read(source: EnergySource, call: Callable[[], Any]) -> Any:
+    """`call` (the source's begin or end), any failure of it raised as SourceFailed naming the source."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - an NVMLError, OSError, garbage: that source's figure is lost
+        raise SourceFailed(source, exc) from exc

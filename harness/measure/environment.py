@@ -60,7 +60,7 @@ def cpu_low_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
+        return path.read_text(errors="replace").strip()
     except OSError:
         return None
 
@@ -73,8 +73,18 @@ def cpu_frequency_facts(root: Path = Path("/sys/devices/system/cpu")) -> dict[st
                                      ("scaling_governor", "scaling_cur_freq", "scaling_min_freq", "scaling_max_freq")}
     if not cpus:
         return {"readable": False, "reason": f"no {root}/cpu*/cpufreq (a VM or a kernel without cpufreq)"}
-    pinned = all(c["scaling_min_freq"] == c["scaling_max_freq"] for c in cpus.values())
-    return {"readable": True, "per_cpu_khz": cpus, "min_equals_max_on_all": pinned}
+    return {"readable": True, "per_cpu_khz": cpus, "min_equals_max_on_all": _all_pinned(cpus)}
+
+
+def _all_pinned(cpus: dict[str, dict[str, str | None]]) -> bool | None:
+    """True when every CPU's min equals its max; False when one's range is open; else None (unknown: a range
+    that cannot be read or is not a frequency range). Unreadable is never pinned."""
+    ranges = [(facts["scaling_min_freq"] or "", facts["scaling_max_freq"] or "") for facts in cpus.values()]
+    readable = [(int(low), int(high)) for low, high in ranges
+                if low.isdigit() and high.isdigit() and 0 < int(low) <= int(high)]
+    if any(low != high for low, high in readable):
+        return False
+    return True if len(readable) == len(ranges) else None
 
 
 def _torch_facts() -> dict[str, Any]:

@@ -74,7 +74,7 @@ def _read(relative: str | Path) -> str | None:
     path = relative if isinstance(relative, Path) else _path(relative)
     try:
         return path.read_text(errors="replace").strip().rstrip("\x00")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a path with a NUL in it (read from a damaged file)
         return None
 
 
@@ -128,7 +128,8 @@ def power_mode() -> dict[str, Any]:
     status = _read("/var/lib/nvpmodel/status")
     match = re.search(r"pmode:(\d+)", status or "")
     if not match:
-        return {"missing": "no /var/lib/nvpmodel/status (nvpmodel not set up)"}
+        return {"missing": "no /var/lib/nvpmodel/status (nvpmodel not set up)" if status is None else
+                f"/var/lib/nvpmodel/status reads {status[:40]!r}, not pmode:N (damaged)"}
     mode_id = int(match.group(1))
     conf = (_read("/var/lib/nvpmodel/conf_file_path") or "").strip() or "/etc/nvpmodel.conf"
     names = {int(m["id"]): m["name"] for m in POWER_MODEL.finditer(_read(conf) or "")}
@@ -198,17 +199,28 @@ def clocks() -> dict[str, Any]:
 
 def pinned(gpu: dict[str, Any] | None, emc: dict[str, Any]) -> tuple[bool | None, str]:
     """(pinned, why): True when the GPU's and the EMC's min equal their max, as jetson_clocks leaves them; False
-    when either range is open; None (unknown) when a range cannot be read."""
+    when either range is open; None (unknown) when a range cannot be read, or reads what no clock is (a
+    frequency of 0 or less, min above max): unknown is never pinned."""
     ranges = {"GPU": gpu or {}, "EMC": emc}
-    open_ranges = [f"{name} {r['min'] / 1e6:.0f}-{r['max'] / 1e6:.0f} MHz" for name, r in ranges.items()
-                   if r.get("min") is not None and r.get("max") is not None and r["min"] != r["max"]]
+    readable = {name: r for name, r in ranges.items() if _plausible_range(r)}
+    open_ranges = [f"{name} {r['min'] / 1e6:.0f}-{r['max'] / 1e6:.0f} MHz" for name, r in readable.items()
+                   if r["min"] != r["max"]]
     if open_ranges:
         return False, "open range: " + ", ".join(open_ranges)
-    unreadable = [name for name, r in ranges.items() if r.get("min") is None or r.get("max") is None]
+    unreadable = [name for name in ranges if name not in readable]
     if unreadable:
-        return None, f"{' and '.join(unreadable)} min/max unreadable" + \
-            (" (the EMC's range is in debugfs: run as root)" if "EMC" in unreadable else "")
+        garbled = [name for name in unreadable if ranges[name].get("min") is not None
+                   and ranges[name].get("max") is not None]
+        why = f"{' and '.join(unreadable)} min/max " + ("not a clock range" if garbled else "unreadable")
+        return None, why + (" (the EMC's range is in debugfs: run as root)" if "EMC" in unreadable and not garbled
+                            else "")
     return True, "GPU and EMC min = max"
+
+
+def _plausible_range(clock: dict[str, Any]) -> bool:
+    """A min and a max that a clock can have: both read, above 0, min not above max."""
+    low, high = clock.get("min"), clock.get("max")
+    return isinstance(low, int) and isinstance(high, int) and 0 < low <= high
 
 
 def thermal() -> dict[str, Any]:

@@ -94,15 +94,15 @@ class JetsonUnified:
         self._jetson = jetson
         self.reason: str | None = None
         try:
-            values = parse_meminfo(self.path.read_text())
+            values = parse_meminfo(self.path.read_text(errors="replace"))
         except OSError as exc:
             values, self.reason = {}, f"cannot read {self.path}: {exc.strerror}"
         if self.reason is None and "NvMapMemUsed" not in values:
             self.reason = "no NvMapMemUsed in /proc/meminfo" + (" (a Jetson without it: Thor, or a kernel that does not "
                                                                 "export it)" if jetson.is_jetson() else " (not a Jetson)")
         self.baseline = values
-        self.nvmap = Sampler(lambda: parse_meminfo(self.path.read_text())["NvMapMemUsed"])
-        self.unavailable = Sampler(lambda: -parse_meminfo(self.path.read_text())["MemAvailable"])
+        self.nvmap = Sampler(lambda: parse_meminfo(self.path.read_text(errors="replace"))["NvMapMemUsed"])
+        self.unavailable = Sampler(lambda: -parse_meminfo(self.path.read_text(errors="replace"))["MemAvailable"])
 
     def start(self) -> None:
         if self.reason is None:
@@ -118,7 +118,7 @@ class JetsonUnified:
         if self.reason is not None:
             return missing(self.reason)
         return {"baseline_bytes": self.baseline["NvMapMemUsed"], "peak_bytes": self.nvmap.peak,
-                "mem_available_baseline_bytes": self.baseline["MemAvailable"],
+                "mem_available_baseline_bytes": self.baseline.get("MemAvailable"),
                 "mem_available_min_bytes": -self.unavailable.peak if self.unavailable.peak is not None else None,
                 "process_nvmap": self._jetson.process_gpu_memory(),
                 "source": "/proc/meminfo NvMapMemUsed (system-wide), sampled through load and the memory pass; "
@@ -190,6 +190,9 @@ def jetson_process(host_rss: dict[str, Any], unified: dict[str, Any]) -> dict[st
     own = unified.get("process_nvmap") or {}
     if "bytes" in own:
         gpu, how = int(own["bytes"]), "this process's rows of nvmap's iovmm maps"
+    elif unified.get("peak_bytes") is None:  # not a rise of 0: no reading during the cell
+        return missing("NvMapMemUsed could not be read during the cell, and this process's own nvmap rows need root: "
+                       f"{own.get('missing', 'unreadable')}")
     else:
         gpu = max(0, int(unified.get("peak_bytes") or 0) - int(unified.get("baseline_bytes") or 0))
         how = ("the rise of the system-wide NvMapMemUsed during the cell (its own nvmap rows need root: "

@@ -234,8 +234,24 @@ def _failed(record: Any) -> str:
     return f"{record.status}: {(record.error or '').split(': ', 1)[-1][:160]}" if record else "did not run"
 
 
+CANNOT_RUN = ("CannotRunHere", "RuntimeUnavailable")  # error types: the runtime, not the model, could not run
+
+
+def _cannot_run(*records: Any) -> str | None:
+    """Why the runtime could not run here at all (not installed, or refusing this device or precision whatever
+    the model), from the first such record; None where none says so. Such a cell judges nothing: UNKNOWN."""
+    for record in records:
+        if record is not None and not record.ok and getattr(record, "error_type", None) in CANNOT_RUN:
+            reason = (record.error or "").split(": ", 1)[-1][:160]
+            return f"not measured: {record.cell.runtime} cannot run here ({reason})"
+    return None
+
+
 def _measured_memory(profile: DeviceProfile, record: Any, source: str) -> Criterion:
     limit = f"<= {profile.memory_budget_bytes / 1e9:g} GB"
+    unable = _cannot_run(record)
+    if unable:
+        return Criterion("memory", UNKNOWN, unable, limit)
     if record is None or not record.ok:
         return Criterion("memory", FAIL, _failed(record), limit)
     peak = record.peak_bytes(source)
@@ -266,6 +282,9 @@ def _measured_speed(profile: DeviceProfile, record: Any, sustained: bool = False
     if target is None:
         return None
     limit = f">= {target:g} images/s at batch {profile.targets.batch_size}"
+    unable = _cannot_run(record)
+    if unable:
+        return Criterion("speed", UNKNOWN, unable, limit)
     if record is None or not record.ok:
         return Criterion("speed", FAIL, _failed(record), limit)
     fps = record.host_timing.images_per_s
@@ -283,6 +302,9 @@ def _measured_speed(profile: DeviceProfile, record: Any, sustained: bool = False
 
 def _numerics(record: Any) -> Criterion:
     limit = "outputs within the precision's tolerance of the bundle's PyTorch eager fp32"
+    unable = _cannot_run(record)
+    if unable:
+        return Criterion("numerics", UNKNOWN, unable, limit)
     if record is None or record.status not in ("ok", "parity_failed"):
         return Criterion("numerics", FAIL, _failed(record), limit)
     parity = record.parity or {}
@@ -294,6 +316,9 @@ def _numerics(record: Any) -> Criterion:
 
 def _ops(profile: DeviceProfile, opset: int | None, bench: Any, parity: Any) -> Criterion:
     limit = f"opset <= {profile.onnx_max_opset}, every op accepted" if profile.onnx_max_opset else "every op accepted"
+    unable = _cannot_run(bench, parity)
+    if unable:  # the ops were never put to the runtime
+        return Criterion("opset/ops", UNKNOWN, unable, limit)
     for record in (bench, parity):
         if record is not None and record.status == "unsupported":
             return Criterion("opset/ops", FAIL, _failed(record), limit)
