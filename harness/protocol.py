@@ -12,13 +12,14 @@ a weights file); the cache and run folders come from the executor's placement.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.sweep.planning import Cell
 
 MODES = ("prepare", "build", "bench", "parity", "accuracy")
 # lost: the machine running the cell went away (a fleet node died); the cell runs again on --resume
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost")
+Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost"]
+STATUSES: tuple[str, ...] = get_args(Status)  # the one list: records, results and the sweep read it
 
 
 def _build(cls: type, data: dict[str, Any], what: str) -> Any:

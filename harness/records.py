@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
 from harness.errors import UserError
-from harness.protocol import STATUSES
+from harness.protocol import STATUSES, Status
 from harness.sweep.planning import cell_id_of
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ READABLE_SCHEMAS = (1, 2)
 RECORDS_FILE = "records.jsonl"
 ENV_FILE = "env.json"  # schema 1: one environment per run
 ENV_PREFIX = "env-"  # schema 2: env-<host>.json, one per host
-Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost"]
 
 
 class CellKey(BaseModel):
