@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from harness.sweep.planning import Cell
+from harness.cells import Cell
 
 MODES = ("prepare", "build", "bench", "parity", "accuracy")
 # lost: the machine running the cell went away (a fleet node died); the cell runs again on --resume
@@ -63,7 +63,7 @@ class OnnxModel:
 
 @dataclass(frozen=True)
 class Reference:
-    """What every other runtime and precision is compared with (harness.sweep.planning.REFERENCE)."""
+    """What every other runtime and precision is compared with (harness.cells.REFERENCE)."""
 
     runtime: str
     precision: str

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
+from harness.cells import cell_id_of
 from harness.errors import UserError
 from harness.protocol import STATUSES, Status
-from harness.sweep.planning import cell_id_of
 
 log = logging.getLogger(__name__)
 

@@ -278,7 +278,7 @@ def test_node_dry_run_prints_the_ray_start_command_it_would_run():
 def _sweep_on(fake, tmp_path: Path, catalogue, cells: list) -> tuple[list[dict], float]:
     """The cells swept through the Ray executor on the double's fleet; the records and the seconds it took."""
     from harness.execution.executor import Placement
-    from harness.execution.ray_executor import RayExecutor
+    from harness.fleet.ray_executor import RayExecutor
     from harness.measure.timing import Policy
     from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
 

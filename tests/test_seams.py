@@ -12,7 +12,7 @@ import pytest
 
 from harness.cell import worker
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
-from harness.execution.isolation import EXIT_RESULT_UNWRITABLE
+from harness.cell.limits import EXIT_RESULT_UNWRITABLE
 from harness.execution.local import LocalExecutor, default_placement
 from harness.measure.timing import Policy
 from harness.records import read_records

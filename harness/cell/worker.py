@@ -35,14 +35,14 @@ from exporters.weights import random_weights
 from harness import __version__
 from harness.cell.tool_timed import run_tool_timed_bench
 from harness.catalogue.complexity import ComplexityCache, measure
-from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
+from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
 from harness.measure import energy, jetson as board, memory, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
 from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, reference_outputs_file
-from harness.sweep.planning import Cell
+from harness.cells import Cell
 from runtimes import RuntimeUnavailable, before_any_model, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
                            OutOfMemory, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)

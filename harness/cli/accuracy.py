@@ -13,7 +13,7 @@ from rich.markup import escape
 from harness.accuracy.crop_cache import CropCache, CropSet
 from harness.accuracy.layouts import LabelledImages, open_images
 from harness.accuracy.preprocess import recipe_parts
-from harness.accuracy.table import accuracy_table, data_lines
+from harness.cli.accuracy_table import accuracy_table, data_lines
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.calibration import calibration_images, calibration_settings, split_halves
 from harness.cli.common import (DEVICE_HELP, add_export_options, add_runtime_options, check_common,

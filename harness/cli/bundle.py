@@ -30,7 +30,7 @@ from harness.measure.inputs import GENERATOR
 from harness.measure.timing import QUICK
 from harness.paths import cache_dir
 from harness.records import as_records
-from harness.reports.check import load_profile
+from harness.profiles import load_profile
 from harness.sweep.planning import EXPORT, REFERENCE, Cell, plan_cells
 from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects, new_run_id
 

@@ -87,7 +87,7 @@ def plan_devices(args: argparse.Namespace,
     resolve_devices(list(also), nodes)  # devices the command adds (verify's CPU reference) must be offered too
 
     def executor(run_dir: Path) -> Executor:
-        from harness.execution.ray_executor import RayExecutor
+        from harness.fleet.ray_executor import RayExecutor
 
         return RayExecutor(Placement(cache_dir=cache_dir(), run_dir=run_dir), ray, run_dir.name)
 

@@ -28,13 +28,14 @@ from harness.catalogue.bundles import Bundle, read_bundle
 from harness.cli import fleet as fleet_command
 from harness.cli.common import (check_common, check_out_dir, check_precisions, check_runtimes,
                                 comma_list, console, err_console, print_json, run_sweep, runtime_options)
-from harness.cli.reports import at_once_table, checks_table
+from harness.cli.tables import at_once_table, checks_table
 from harness.errors import UserError
 from harness.measure import jetson
 from harness.measure.timing import QUICK, Policy
 from harness.measure.validity import MAX_CV
 from harness.records import Record, latest_records, read_records
-from harness.reports.check import DeviceProfile, ModelCheck, available_profiles, load_profile, on_device_checks
+from harness.profiles import DeviceProfile, available_profiles, load_profile
+from harness.reports.check import ModelCheck, on_device_checks
 from harness.reports.data import PRIMARY_MEMORY_SOURCE
 from harness.sweep.planning import plan_cells
 from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id

@@ -16,17 +16,17 @@ from harness.catalogue.recipes import complexity_key_for
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli import fleet as fleet_command
 from harness.cli.common import make_console, print_json, writable_dir
+from harness.cli.tables import checks_table
 from harness.errors import UserError
 from harness.reports import data
 from harness.reports.best import (LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked,
                                   unmeasured_lower_precision)
-from harness.reports.check import FAIL, PASS, UNKNOWN, ModelCheck, available_profiles, check_models, load_profile
+from harness.reports.check import available_profiles, check_models, load_profile
 from harness.reports.tables import to_rich
 from harness.units import check_positive, parse_size
 
 console = make_console()
 DEFAULT_RESULTS = "results"
-VERDICT_STYLE = {PASS: "green", FAIL: "red", UNKNOWN: "yellow"}
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -293,40 +293,6 @@ def command_check(args: argparse.Namespace, catalogue: Catalogue) -> int:
                                "ESTIMATE = not measured on this device; UNKNOWN counts as not ready", checks))
     console.print(f"{ready}/{len(checks)} models ready for {profile.name}")
     return 0 if ready == len(checks) else 1
-
-
-def checks_table(title: str, caption: str, checks: list[ModelCheck]) -> Table:
-    """One row per criterion of each model: verdict, figure, limit (estimate and on-device checks alike)."""
-    table = Table(title=title, caption=caption)
-    for column in ("model", "criterion", "verdict", "figure", "limit"):
-        table.add_column(column)
-    for check in checks:
-        for index, criterion in enumerate(check.criteria):
-            style = VERDICT_STYLE[criterion.verdict]
-            table.add_row(check.model if index == 0 else "", criterion.name,
-                          f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
-    return table
-
-
-def at_once_table(at_once: dict[str, Any]) -> Table:
-    """Each model's engines alone and all at once (check --on-device --with-dla): images/s, and their sum."""
-    table = Table(title="GPU and DLA cores at once", caption="images/s over a common window past warm-up, each "
-                  "engine in its own trtexec; alone = the same engine with the others idle")
-    for column, justify in (("model", "left"), ("engine", "left"), ("alone img/s", "right"),
-                            ("at once img/s", "right"), ("note", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for model, result in at_once.items():
-        if "skipped" in result:
-            table.add_row(model, "", "", "", escape(f"not run: {result['skipped']}"))
-            continue
-        together = result["at_once"]
-        for index, (engine, alone) in enumerate(result["alone"].items()):
-            table.add_row(model if index == 0 else "", engine, f"{alone['images_per_s'].get(engine, 0):.1f}",
-                          f"{together['images_per_s'].get(engine, 0):.1f}", escape(alone["why"] or ""))
-        summed = sum(a["images_per_s"].get(e, 0) for e, a in result["alone"].items())
-        table.add_row("", "[bold]all[/bold]", f"{summed:.1f}", f"[bold]{together['aggregate_images_per_s']:.1f}[/bold]",
-                      escape(together["why"] or f"over {together['window_s']:.1f} s together"))
-    return table
 
 
 def _cached_params(spec: ModelSpec) -> int | None:

@@ -1,4 +1,5 @@
-"""Tables for the terminal: the catalogue, and a run's per-image times (model x batch size)."""
+"""Tables for the terminal: the catalogue, a run's per-image times (model x batch size), and the readiness
+checks' verdicts (check, check --on-device and its GPU + DLA run)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.catalogue.bundles import precision_label
+from harness.cells import REFERENCE
 from harness.records import Record
-from harness.sweep.planning import REFERENCE
+from harness.reports.check import FAIL, PASS, UNKNOWN, ModelCheck
 
 STATUS_STYLE = {"error": "red", "crashed": "red", "timeout": "yellow", "oom": "magenta", "unsupported": "dim",
                 "skipped": "magenta", "parity_failed": "red", "lost": "yellow"}
@@ -310,4 +312,41 @@ def parity_table(records: list[Record]) -> Table:
             f"{parity['max_abs_err']:.2e}", f"{parity['max_rel_err']:.2e}", f"{parity['min_cosine']:.6f}",
             f"{parity['top1_agreement']:.2f}", f"{parity['top5_overlap']:.2f}"]
         table.add_row(cell.model, cell.runtime, cell.precision, verdict, *figures)
+    return table
+
+
+VERDICT_STYLE = {PASS: "green", FAIL: "red", UNKNOWN: "yellow"}
+
+
+def checks_table(title: str, caption: str, checks: list[ModelCheck]) -> Table:
+    """One row per criterion of each model: verdict, figure, limit (estimate and on-device checks alike)."""
+    table = Table(title=title, caption=caption)
+    for column in ("model", "criterion", "verdict", "figure", "limit"):
+        table.add_column(column)
+    for check in checks:
+        for index, criterion in enumerate(check.criteria):
+            style = VERDICT_STYLE[criterion.verdict]
+            table.add_row(check.model if index == 0 else "", criterion.name,
+                          f"[{style}]{criterion.verdict}[/{style}]", escape(criterion.figure), escape(criterion.limit))
+    return table
+
+
+def at_once_table(at_once: dict[str, Any]) -> Table:
+    """Each model's engines alone and all at once (check --on-device --with-dla): images/s, and their sum."""
+    table = Table(title="GPU and DLA cores at once", caption="images/s over a common window past warm-up, each "
+                  "engine in its own trtexec; alone = the same engine with the others idle")
+    for column, justify in (("model", "left"), ("engine", "left"), ("alone img/s", "right"),
+                            ("at once img/s", "right"), ("note", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for model, result in at_once.items():
+        if "skipped" in result:
+            table.add_row(model, "", "", "", escape(f"not run: {result['skipped']}"))
+            continue
+        together = result["at_once"]
+        for index, (engine, alone) in enumerate(result["alone"].items()):
+            table.add_row(model if index == 0 else "", engine, f"{alone['images_per_s'].get(engine, 0):.1f}",
+                          f"{together['images_per_s'].get(engine, 0):.1f}", escape(alone["why"] or ""))
+        summed = sum(a["images_per_s"].get(e, 0) for e, a in result["alone"].items())
+        table.add_row("", "[bold]all[/bold]", f"{summed:.1f}", f"[bold]{together['aggregate_images_per_s']:.1f}[/bold]",
+                      escape(together["why"] or f"over {together['window_s']:.1f} s together"))
     return table

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.execution.executor import Executor, Job, Outcome, Placement, StorageFailed
-from harness.execution.isolation import EXIT_RESULT_UNWRITABLE, ZygoteDied, ZygotePool, run_isolated
+from harness.cell.limits import EXIT_RESULT_UNWRITABLE
+from harness.execution.isolation import ZygoteDied, ZygotePool, run_isolated
 from harness.protocol import CellResult
 
 PROCESS_STARTS = ("fork", "exec")

@@ -82,7 +82,7 @@ def _dla_cores() -> int | None:
     facts = jetson.facts()
     if not facts.get("is_jetson"):
         return 0
-    from harness.reports.check import available_profiles, load_profile
+    from harness.profiles import available_profiles, load_profile
 
     module = (facts.get("module") or "").lower()
     for name in available_profiles():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from harness.reports.data import Dataset, Point
 from harness.reports.tradeoff import BASE_PRECISION, accuracy_drop
-from harness.sweep.planning import REFERENCE  # PyTorch eager fp32: what every speed-up is over
+from harness.cells import REFERENCE  # PyTorch eager fp32: what every speed-up is over
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fastest import ModelSpeeds, model_speeds
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
 from harness.reports.tradeoff import tradeoffs
-from harness.sweep.planning import REFERENCE
+from harness.cells import REFERENCE
 
 # matplotlib looks for the STIX and Computer Modern fonts of its mathtext once per machine and logs each one it
 # falls back from as a warning: twenty lines of noise on a first `report`, about nothing the figures lose

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
 from itertools import product
-from typing import Any
+
+from harness.cells import EXPORT, REFERENCE, Cell, cell_id_of
+
+__all__ = ["EXPORT", "ORDERS", "PAPER_BATCH_SIZES", "REFERENCE", "Cell", "cell_id_of", "plan_cells",
+           "plan_with_reference"]
 
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
-
-
-@dataclass(frozen=True)
-class Cell:
-    model: str
-    runtime: str
-    precision: str
-    batch_size: int
-    device: str
-
-    @property
-    def cell_id(self) -> str:
-        return cell_id_of(self.as_dict())
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def cell_id_of(cell: dict[str, Any]) -> str:
-    """model|runtime|precision|bs<N>|device: how records and resumes name a cell."""
-    return f"{cell['model']}|{cell['runtime']}|{cell['precision']}|bs{cell['batch_size']}|{cell['device']}"
-
-
 ORDERS = ("model", "interleaved", "random")
 
 
@@ -55,8 +35,6 @@ def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], ba
     return by_model
 
 
-REFERENCE = ("torch", "fp32")  # what every other runtime and precision is compared with: PyTorch eager fp32
-EXPORT = "export"  # the runtime column of an export cell: it makes the ONNX file, no runtime runs it
 
 
 def plan_with_reference(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,

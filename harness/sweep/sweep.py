@@ -28,7 +28,7 @@ from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
                              repair_torn_tail)
-from harness.sweep.planning import REFERENCE, Cell
+from harness.cells import REFERENCE, Cell
 from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan, same_plan
 from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
