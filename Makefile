@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: venv demo test test-fast bench-overhead gpu-check clean
+.PHONY: venv demo test test-slow test-all test-fast bench-overhead gpu-check clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,19 @@ demo: $(STAMP)
 		--batch-sizes 1,4 --device cpu --out results/ --run-id $(DEMO_RUN); status=$$?; \
 	$(PY) -m harness report results/$(DEMO_RUN) --quiet && exit $$status
 
+# The fast tier (under 10 minutes on 2 cores); CI runs it and then the slow tier.
 test: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Tests marked slow: building every catalogue model, exports of large models, the wheel install, real Ray
+# clusters, long on-device runs.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: $(STAMP)
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+test-fast: test
 
 bench-overhead: $(STAMP)
 	$(PY) bench/overhead.py
