@@ -321,10 +321,15 @@ def test_ctrl_c_during_the_at_once_run_leaves_no_trtexec_running(trtexec, tmp_pa
         runtime.measure = lambda policy, on_start=None, on_line=None, measure=measure: measure(
             policy, on_start=lambda pid: (started.append(pid), on_start(pid)), on_line=on_line)
         runtimes[device] = runtime
+    # Ctrl-C as in a terminal: a test run started in the background (`pytest &`) has SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # as Ctrl-C does
     began = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        at_once.alone_and_at_once(runtimes, 1, 60.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            at_once.alone_and_at_once(runtimes, 1, 60.0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - began < 30, "the interrupt waited for the run to end"
     assert started, "no trtexec was started"
     for pid in started:
