@@ -132,7 +132,8 @@ def main() -> int:
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     if not runtimes:
-        print("no CUDA runtime is installed: see the README (TensorRT, onnxruntime-gpu, torch with CUDA)")
+        print("no CUDA runtime is installed: see docs/runtimes.md and docs/tensorrt.md (TensorRT, onnxruntime-gpu, "
+              "torch with CUDA)")
         return 1
     out = Path(args.out)
     bench: list[dict[str, Any]] = []
