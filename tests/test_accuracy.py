@@ -383,6 +383,7 @@ def shared_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+@pytest.mark.slow
 def test_real_photos_in_class_folders_on_torch_and_onnxruntime(tmp_path, lite0_weights, photos, shared_cache,
                                                                capsys):
     val = tmp_path / "val"
@@ -439,6 +440,7 @@ def test_real_photos_in_the_flat_and_csv_layouts(tmp_path, lite0_weights, photos
     assert records[0]["accuracy"]["top1"] == 50.0 * (1 + (int(coffee) == 967))
 
 
+@pytest.mark.slow
 def test_real_photos_on_openvino_and_torch_compile_at_fp32_and_bf16(tmp_path, lite0_weights, photos, shared_cache):
     """Both new runtimes answer like PyTorch eager fp32 on real photographs at fp32; at bf16 (where the CPU
     computes it; elsewhere its cells are `unsupported`, recorded) the answer stays a cat and a coffee, though

@@ -137,6 +137,7 @@ def test_frequency_changes_within_ten_percent_are_not_changes():
     assert frequency_changes({"cpu0": 2_000_000}, {"cpu0": 2_150_000}) == []
 
 
+@pytest.mark.slow
 def test_strict_reruns_invalid_cells_a_bounded_number_of_times(tmp_path, catalogue):
     sweep = _sweep(tmp_path, catalogue, strict_retries=2, max_cv=0.05)
     [record] = sweep.run([Cell("resnet18", f"{PLUGINS}:JitteryRuntime", "fp32", 1, "cpu")])

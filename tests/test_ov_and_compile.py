@@ -236,6 +236,7 @@ def test_torch_bf16_autocasts(name):
 # ---------------------------------------------------------------- from the command line
 
 
+@pytest.mark.slow
 @needs_ov
 def test_verify_and_bench_ov_and_torch_compile(tmp_path):
     result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ov,torch-compile", "--precision",

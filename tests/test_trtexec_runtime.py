@@ -124,7 +124,8 @@ def _board(tmp_path: Path, name: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("board", sorted(JETPACKS))
+@pytest.mark.parametrize("board", [pytest.param(b, marks=[] if b == "orin-nano" else [pytest.mark.slow])
+                                   for b in sorted(JETPACKS)])
 def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
     """Each board as it ships: no TensorRT Python bindings for the harness's Python, no torch, JetPack's trtexec
     at /usr/src/tensorrt/bin. The check picks trtexec by itself, builds, checks numerics against the bundle
@@ -158,6 +159,7 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
             answer["checks"], again.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
     """--sustained 10: trtexec runs for at least 10 s of timed inferences, the clock and temperature trace covers
     the run, and the speed verdict reads its last half."""
@@ -214,7 +216,8 @@ def test_engines_at_once_are_put_on_one_time_line():
     assert not short.valid and "ran together for 0.0 s" in short.why
 
 
-@pytest.mark.parametrize("precision", ["fp16", pytest.param("int8", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_check_with_dla_times_the_gpu_and_every_dla_core_at_once(tmp_path, precision, request):
     """Xavier NX (JetPack 5.1, two DLA cores): --with-dla checks the model on the GPU and on each DLA core, then
     times the three engines alone and at once; the aggregate is the sum of what each did in the common window.
@@ -277,6 +280,7 @@ def test_int8_is_refused_on_a_board_without_fast_int8(tmp_path):
     assert result.returncode == 2 and "no fast int8" in result.stderr and "--precision fp16" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_dla_core_the_board_lacks_fails_its_rows_and_skips_the_at_once_run(tmp_path):
     """The profile says two DLA cores, the board has one: dla:1's engine cannot be built (trtexec says so), its
     rows say why and no 'built and ran' is claimed for it, and the at-once run is not started."""
