@@ -11,13 +11,14 @@ from tests import onnx_graphs
 from tests.test_cli import _one_error_line, harness
 
 
-def test_export_catalogue_models_then_hit_the_cache():
+def test_export_catalogue_models_then_hit_the_cache(tmp_path):
     models = "squeezenet1_1,mobilenet_v2,shufflenet_v1_g8"
-    first = harness("export", "--models", models)
+    own = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}  # the session's cache may hold these from other tests
+    first = harness("export", "--models", models, env=own)
     assert first.returncode == 0, first.stderr + first.stdout
     assert "3/3 cells ok" in first.stdout and first.stdout.count("torch.onnx dynamo") == 3
     assert first.stdout.count(" new ") == 3
-    second = harness("export", "--models", models)
+    second = harness("export", "--models", models, env=own)
     assert second.returncode == 0 and second.stdout.count(" hit ") == 3
 
 
