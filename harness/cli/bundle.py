@@ -143,7 +143,8 @@ def check_bundle_dir(path_text: str, seed: int) -> Path:
     folder = Path(path_text).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--bundle '{path_text}' is a file; pass a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / bundles.BUNDLE_FILE).is_file():
+    others = folder.is_dir() and any(entry.name != bundles.LOCK_FILE for entry in folder.iterdir())
+    if others and not (folder / bundles.BUNDLE_FILE).is_file():
         raise UserError(f"--bundle '{path_text}' is a folder that holds other files; pass a new or empty folder "
                         "(or an existing bundle, to add models to it)")
     if (folder / bundles.BUNDLE_FILE).is_file():
