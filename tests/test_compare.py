@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -331,6 +332,10 @@ def test_the_same_run_twice_is_refused(tmp_path):
     assert "is both the baseline and a candidate" in itself
     twice = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
     assert "is a candidate twice" in twice
+    shutil.copytree(tmp_path / "base", tmp_path / "copy")  # the same records under another folder: no verdict
+    copied = harness("compare", str(tmp_path / "base"), str(tmp_path / "copy"))
+    assert copied.returncode == 2 and "every compared cell is the same measurement in both" in \
+        _one_error_line(copied)
 
 
 def test_markdown_naming_a_folder_is_one_line(tmp_path):
