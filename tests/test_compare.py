@@ -463,6 +463,9 @@ def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
     assert "## Compared with base: other against base: nothing judged in 0 compared cells" in tables
     assert "no verdict: other against base: nothing compared (no cell in common" in tables
     assert "other-acc against base" not in tables
+    page = (tmp_path / "report" / "report.html").read_text()  # the page says it too, not only tables.md
+    assert "<h2>Compared with base: other against base: nothing judged in 0 compared cells" in page
+    assert "no verdict: other against base: nothing compared (no cell in common" in page
 
 
 def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path):
