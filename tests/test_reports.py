@@ -158,6 +158,9 @@ def test_bad_inputs_get_one_clear_line(tmp_path):
     bad.write_text("name: x\nkind: toaster\ndevice_match: [x]\nmemory_total: 1GB\nmemory_budget: 1GB\n")
     with pytest.raises(UserError, match="kind"):
         load_profile(str(bad))
+    bad.write_bytes(b"\xbd\xff\x00name")  # was a UnicodeDecodeError traceback
+    with pytest.raises(UserError, match="is not a YAML profile"):
+        load_profile(str(bad))
 
 
 def test_shipped_profiles_load():
