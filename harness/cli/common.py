@@ -334,16 +334,20 @@ def export_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict[str, Any]) -> str:
+    """The run --resume names (the newest run of this plan for 'last'), checked to have this plan; also left in
+    `args.run_id`, where a caller of the command (the Python API) finds the run that was resumed."""
     if args.resume == "last":
         run_id = last_run_of_plan(out_dir, sweep_signature)
         if run_id is None:
             raise UserError(f"no run in {out_dir} has this plan; drop --resume to start one")
-        return run_id
-    plan = read_plan(out_dir / args.resume)
-    if not same_plan(plan, sweep_signature):
-        raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
-                        "repeat its own command with --resume, or drop --resume to start a new run")
-    return args.resume
+    else:
+        plan = read_plan(out_dir / args.resume)
+        if not same_plan(plan, sweep_signature):
+            raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
+                            "repeat its own command with --resume, or drop --resume to start a new run")
+        run_id = args.resume
+    args.run_id = run_id
+    return run_id
 
 
 RESUME_DROPPED = ("--resume", "--run-id")  # replaced by --resume RUN-ID in the command printed
