@@ -85,6 +85,21 @@ def test_resume_with_another_plan_is_refused(tmp_path):
                                                   str(tmp_path), "--resume", "last"))
 
 
+@pytest.mark.parametrize("damage", [b"", b"\xeb\xff\x00plan", b"[]"], ids=["empty", "binary", "array"])
+def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, damage):
+    """plan.json empty, binary or not an object: --resume and --run-id of that run were a JSONDecodeError,
+    UnicodeDecodeError or AttributeError traceback; --resume last (which reads every run's plan) too."""
+    args = [*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path)]
+    assert harness(*args, "--run-id", "good").returncode == 0
+    assert harness(*args, "--run-id", "bad").returncode == 0
+    (tmp_path / "bad" / "plan.json").write_bytes(damage)
+    for how in (["--resume", "bad"], ["--run-id", "bad"]):
+        line = _one_error_line(harness(*args, *how))
+        assert "bad/plan.json is damaged" in line and "start a new run" in line, how
+    last = harness(*args, "--resume", "last")
+    assert last.returncode == 0 and "Records: " + str(tmp_path / "good") in last.stdout, last.stderr
+
+
 def test_a_second_writer_is_refused(tmp_path):
     with RunLock(tmp_path / "busy"):
         line = _one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
