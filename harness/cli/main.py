@@ -5,6 +5,7 @@ User mistakes: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -546,6 +547,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a sweep (which says what it kept and how to go on)
         err_console.print("interrupted (Ctrl-C)", highlight=False)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a full disk while writing a report, a --markdown file...: one line, not a traceback
+        if exc.errno not in FULL_DISK:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        err_console.print(f"[red]error:[/red] cannot write{escape(where)}: {exc.strerror}; make room, then run the "
+                          "same command again", highlight=False, soft_wrap=True)
+        return 1
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
 if __name__ == "__main__":
