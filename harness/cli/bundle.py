@@ -21,8 +21,8 @@ from harness.catalogue.registry import Catalogue
 from harness.cell.worker import reference_outputs_path
 from harness.cli.accuracy import crop_sets
 from harness.cli.calibration import calibration_images, calibration_settings
-from harness.cli.common import (check_common, check_precisions, check_sources, check_weights, console, err_console,
-                                export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
+from harness.cli.common import (EXPORT_AGAIN, check_common, check_precisions, check_sources, check_weights, console,
+                                err_console, export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
 from harness.cli.tables import export_table
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
@@ -160,7 +160,7 @@ def check_bundle_dir(path_text: str, seed: int) -> Path:
 
 
 def _run(sweep: Sweep, cells: list[Cell], verb: str) -> list[dict[str, Any]] | None:
-    records = run_sweep(sweep, cells, verb)
+    records = run_sweep(sweep, cells, verb, EXPORT_AGAIN)
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
     return records
