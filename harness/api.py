@@ -101,13 +101,17 @@ def _parse(argv: list[str]) -> Any:
         raise UserError(message) from None
 
 
-def _run(command: str, models: Sequence[str] | str, options: dict[str, Any], quiet: bool) -> Run:
+def _run(command: str, models: Sequence[str] | str | None, options: dict[str, Any], quiet: bool) -> Run:
+    """The command run in this process; `models` None leaves --models out (a bundle's, with `bundle=`). The run
+    folder is the one the command wrote: a new run id, or the run `resume=` resumed."""
     from harness.catalogue.registry import load_catalogue
     from harness.cli.main import COMMANDS
     from harness.sweep.sweep import new_run_id
 
-    options = {**options, "models": models if isinstance(models, str) else list(models)}
-    options["run_id"] = options.get("run_id") or new_run_id()
+    if models is not None:
+        options = {**options, "models": models if isinstance(models, str) else list(models)}
+    if not options.get("resume"):  # resuming: the command finds the run (and says it in args.run_id)
+        options["run_id"] = options.get("run_id") or new_run_id()
     args = _parse([command, *_flags(options)])
     with _quiet(quiet):
         code = COMMANDS[command](args, load_catalogue(args.catalogue))
@@ -115,15 +119,19 @@ def _run(command: str, models: Sequence[str] | str, options: dict[str, Any], qui
     return Run(run_dir, code, records(run_dir) if (run_dir / RECORDS_FILE).is_file() else [])
 
 
-def bench(models: Sequence[str] | str, runtimes: Sequence[str] | str, *, quiet: bool = True, **options: Any) -> Run:
-    """`python -m harness bench`: time `models` (names, globs or @sets) on `runtimes`. Options as the CLI's
-    (`batch_sizes=[1, 8]`, `precision=["fp32", "fp16"]`, `device="cuda"`, `out="results"`, `thorough=True`...)."""
+def bench(models: Sequence[str] | str | None, runtimes: Sequence[str] | str, *, quiet: bool = True,
+          **options: Any) -> Run:
+    """`python -m harness bench`: time `models` (names, globs or @sets; None with `bundle=DIR`: the bundle's) on
+    `runtimes`. Options as the CLI's (`batch_sizes=[1, 8]`, `precision=["fp32", "fp16"]`, `device="cuda"`,
+    `out="results"`, `thorough=True`, `resume="last"`...)."""
     return _run("bench", models, {**options, "runtime": runtimes if isinstance(runtimes, str) else list(runtimes)},
                 quiet)
 
 
-def verify(models: Sequence[str] | str, runtimes: Sequence[str] | str, *, quiet: bool = True, **options: Any) -> Run:
-    """`python -m harness verify`: each runtime's outputs against PyTorch eager fp32's."""
+def verify(models: Sequence[str] | str | None, runtimes: Sequence[str] | str, *, quiet: bool = True,
+           **options: Any) -> Run:
+    """`python -m harness verify`: each runtime's outputs against PyTorch eager fp32's (None with `bundle=DIR`:
+    the bundle's models, against its reference outputs)."""
     return _run("verify", models, {**options, "runtime": runtimes if isinstance(runtimes, str) else list(runtimes)},
                 quiet)
 

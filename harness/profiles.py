@@ -78,6 +78,11 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         return DeviceProfile.model_validate(yaml.safe_load(path.read_text()))
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a YAML profile (byte {exc.start} is not UTF-8 text): give a profile's "
+                        "YAML file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read the profile {path}: {exc.strerror or exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"

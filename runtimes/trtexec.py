@@ -15,9 +15,11 @@ each figure. `run()` / `synchronize()` / `outputs()` serve numerics and accuracy
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -38,6 +40,7 @@ INSTALL_HINT = ("runtime 'trtexec' needs NVIDIA's trtexec: JetPack puts it at /u
                 "elsewhere put it on PATH or set HARNESS_TRTEXEC=/path/to/trtexec")
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_FORMAT = 1
+PR_SET_PDEATHSIG = 1
 LOADED = re.compile(r"Engine (?:deserialized|loaded) in ([\d.]+) sec")
 PARSE_FAILURE = re.compile(r"Failed to parse onnx file|Unsupported ONNX|No importer registered|ModelImporter|"
                            r"only activation types allowed|opset", re.IGNORECASE)
@@ -158,7 +161,8 @@ class TrtexecRuntime(Runtime):
         """trtexec with `flags`; (its result, its peak RSS in bytes from wait4, its pid). `on_line` sees each line
         it prints as the line arrives."""
         command = [self.trtexec, *flags]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                   preexec_fn=_die_with_parent)
         output: list[str] = []
 
         def pump() -> None:
@@ -292,3 +296,12 @@ class TrtexecRuntime(Runtime):
                             "cuda_graph": self.options.extra.get("cuda_graph", "off") == "on",
                             "runtime_options": dict(self.options.extra),
                             "timed_by": self.timed_by}}
+
+
+def _die_with_parent() -> None:
+    """Runs in trtexec's process before exec: the kernel kills it when the thread that started it (and waits for
+    it) ends, so a harness or cell killed outright leaves no trtexec running on the board beside what runs next."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass

@@ -154,6 +154,30 @@ def test_path_label_csv(tmp_path):
         open_images(listing)
 
 
+@pytest.mark.parametrize("content", [b"\xf5\x01\x80garbage\xff", b"imgs/a\x00.png,1\n"], ids=["binary", "nul"])
+def test_a_listing_that_is_not_text_is_one_line(tmp_path, monkeypatch, content):
+    """A binary or NUL-holding file where a CSV or the devkit's text is expected (--data, --labels, --calibration)
+    is one line naming the file; it was a UnicodeDecodeError or 'embedded null byte' traceback."""
+    from harness.accuracy.layouts import open_unlabelled
+
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(content)
+    with pytest.raises(UserError, match="list.csv is not a text file"):
+        open_images(listing)
+    with pytest.raises(UserError, match="list.csv is not a text file"):
+        open_unlabelled(listing, "--calibration")
+    flat = tmp_path / "val"
+    _image(flat / "ILSVRC2012_val_00000001.JPEG")
+    loc = tmp_path / "LOC_val_solution.csv"
+    loc.write_bytes(content)
+    with pytest.raises(UserError, match="LOC_val_solution.csv is not a text file"):
+        open_images(flat)
+    truth = tmp_path / "devkit" / "ILSVRC2012_validation_ground_truth.txt"
+    truth.parent.mkdir()
+    truth.write_bytes(content)
+    monkeypatch.setattr("harness.accuracy.layouts.read_devkit_meta", lambda path: {1: "n01440764"})  # no scipy
+    with pytest.raises(UserError, match="ground_truth.txt is not a text file"):
+        open_images(flat, labels=truth)
 def test_limit_is_a_seeded_subset_across_classes():
     images = LabelledImages("csv", Path("."), tuple(Path(f"{i:03d}.png") for i in range(100)),
                             tuple(i // 10 for i in range(100)), "test")

@@ -38,6 +38,26 @@ def test_frames_of_several_runs_merge_and_round_trip_through_csv(tmp_path):
         pytest.approx(both["images_per_s"].tolist())
 
 
+def test_resume_returns_the_run_it_resumed(tmp_path):
+    """resume= went with a new run id the command ignored: the Run named a folder that does not exist, with no
+    records and exit code 0."""
+    first = api.bench("squeezenet1_1", "null", batch_sizes=[1, 2], out=tmp_path, run_id="first")
+    for resume in ("first", "last"):
+        again = api.bench("squeezenet1_1", "null", batch_sizes=[1, 2], out=tmp_path, resume=resume)
+        assert again.run_dir == first.run_dir and len(again.records) == 2, resume
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]
+
+
+def test_a_bundle_is_benched_without_models(tmp_path):
+    """models=None leaves --models out, as a bundle's bench and verify need (it was a TypeError)."""
+    from tests.test_cli import harness
+
+    made = harness("export", "--bundle", str(tmp_path / "b"), "--models", "squeezenet1_1", "--batch-sizes", "1")
+    assert made.returncode == 0, made.stderr
+    run = api.bench(None, "null", bundle=str(tmp_path / "b"), batch_sizes=[1], out=tmp_path / "runs")
+    assert run.ok and [r.cell.model for r in run.records] == ["squeezenet1_1"]
+
+
 @pytest.mark.parametrize("call, says", [
     (lambda out: api.bench(["nope"], ["null"], out=out), "unknown model 'nope'"),
     (lambda out: api.bench(["resnet18"], ["null"], batch_sizes=[0], out=out), "batch"),

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +274,39 @@ def test_a_model_exported_again_keeps_only_its_new_files(tmp_path):
     bundles.write_model(bundle_dir, "m", *_fake_model(tmp_path, "new", ("fp32",)))
     assert sorted(p.name for p in (bundle_dir / "m").iterdir()) == ["manifest.json", "model-fp32.onnx",
                                                                     "reference.npz"]
+
+
+def test_two_exports_at_once_keep_each_others_models(tmp_path, monkeypatch):
+    """bundle.json is read, added to and written: an export that reads it while another is between its read and
+    its write kept only its own models, so the board did not see the other's (its files were there)."""
+    import threading
+
+    from harness.catalogue import bundles
+
+    bundle_dir = tmp_path / "b"
+    bundle_dir.mkdir()
+    first_has_read, real_read = threading.Event(), bundles.read_meta
+
+    def read_then_let_the_other_in(folder, text):
+        meta = real_read(folder, text)
+        if threading.current_thread().name == "first":
+            first_has_read.set()
+            time.sleep(1.0)  # the other export's whole update fits here, unless it waits for this one
+        return meta
+
+    bundles.write_meta(bundle_dir, {"seed": 0, "models": []})
+    monkeypatch.setattr(bundles, "read_meta", read_then_let_the_other_in)
+    first = threading.Thread(target=bundles.write_meta, args=(bundle_dir, {"seed": 0, "models": ["a"]}),
+                             name="first")
+    first.start()
+    assert first_has_read.wait(10)
+    bundles.write_meta(bundle_dir, {"seed": 0, "models": ["b"]})
+    first.join()
+    assert json.loads((bundle_dir / "bundle.json").read_text())["models"] == ["a", "b"]
+    from harness.cli.bundle import check_bundle_dir
+
+    (bundle_dir / "bundle.json").unlink()  # the lock file alone does not make the folder "hold other files"
+    assert check_bundle_dir(str(bundle_dir), 0) == bundle_dir.resolve()
 
 
 @pytest.mark.parametrize("exc, code, says", [

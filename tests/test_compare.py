@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -331,6 +332,10 @@ def test_the_same_run_twice_is_refused(tmp_path):
     assert "is both the baseline and a candidate" in itself
     twice = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
     assert "is a candidate twice" in twice
+    shutil.copytree(tmp_path / "base", tmp_path / "copy")  # the same records under another folder: no verdict
+    copied = harness("compare", str(tmp_path / "base"), str(tmp_path / "copy"))
+    assert copied.returncode == 2 and "every compared cell is the same measurement in both" in \
+        _one_error_line(copied)
 
 
 def test_markdown_naming_a_folder_is_one_line(tmp_path):
@@ -458,6 +463,9 @@ def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
     assert "## Compared with base: other against base: nothing judged in 0 compared cells" in tables
     assert "no verdict: other against base: nothing compared (no cell in common" in tables
     assert "other-acc against base" not in tables
+    page = (tmp_path / "report" / "report.html").read_text()  # the page says it too, not only tables.md
+    assert "<h2>Compared with base: other against base: nothing judged in 0 compared cells" in page
+    assert "no verdict: other against base: nothing compared (no cell in common" in page
 
 
 def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path):

@@ -39,6 +39,13 @@ def test_each_model_gets_its_fastest_runtime_at_fp32_and_at_any_precision(tmp_pa
     assert wins_by_family(list(rows.values()))["Fam"] == {"ov · bf16": 3}
 
 
+def test_the_null_runtime_is_never_the_fastest(tmp_path):
+    """The null runtime runs no model (~0 ms): it was every model's fastest runtime in the report."""
+    dataset = data.load([write_run(tmp_path / "run", _four_runtimes() + cpu_records("null", speed=1000.0))])
+    rows = {row.model: row for row in model_speeds(dataset)[DEVICE]}
+    assert rows["resnet50"].fastest.label == "ov · bf16" and rows["resnet50"].of("null · fp32") is None
+
+
 def test_a_model_without_the_torch_reference_has_times_but_no_speedup(tmp_path):
     rows = [record("resnet50", "ort", 1, 50.0, 1), record("resnet50", "ov", 1, 40.0, 1)]
     [row] = model_speeds(data.load([write_run(tmp_path / "run", rows)]))[DEVICE]

@@ -161,3 +161,26 @@ def test_a_dla_core_without_a_gpu_is_named_as_given(monkeypatch):
         check_device("dla:9")
     assert str(raised.value).startswith("device 'dla:9' (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec "
                                         "only) asked for, but no CUDA device is visible here")
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_full_disk_while_writing_a_report_is_one_line(tmp_path, monkeypatch, capsys, command):
+    """report's files and compare --markdown on a full disk were an OSError traceback; now one line naming the
+    file and what to do, exit 1."""
+    import errno
+
+    from harness.cli.main import main
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("harness.reports.report.write_atomically", full)
+    monkeypatch.setattr("harness.cli.compare.write_atomically", full)
+    base = write_run(tmp_path / "base", cpu_records("ort"))
+    cand = write_run(tmp_path / "cand", cpu_records("ort", speed=0.5))
+    args = (["report", str(base), "--out", str(tmp_path / "r"), "--quiet"] if command == "report" else
+            ["compare", str(base), str(cand), "--markdown", str(tmp_path / "c.md")])
+    assert main(args) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: cannot write ") and "No space left on device; make room" in lines[-1]
+    assert "Traceback" not in "\n".join(lines)

@@ -324,3 +324,30 @@ def test_on_device_with_a_runtime_that_cannot_reach_the_gpu_says_unknown(bundle,
     criteria = json.loads(result.stdout)["checks"][0]["criteria"]
     assert {c["verdict"] for c in criteria} == {"UNKNOWN"}
     assert all("no CUDAExecutionProvider" in c["figure"] for c in criteria)
+
+
+@pytest.mark.parametrize("stop, code, says", [(KeyboardInterrupt, 130, "to go on: "),
+                                              (None, 1, "make room, then run: ")])
+def test_a_check_cut_short_names_the_command_that_goes_on(bundle, tmp_path, monkeypatch, trt_cli, stop, code, says):
+    """Ctrl-C or a full disk in check --on-device said nothing (Ctrl-C) or 'resume with: ... --resume ID' (a full
+    disk), a flag check does not take, and the same command again started a new run and measured every cell
+    anew. Now the line names the command with --run-id, under which the check goes on from its records."""
+    import shlex
+    import sys
+
+    from harness.execution.executor import StorageFailed
+    from harness.sweep.sweep import Sweep
+
+    def cut_short(self, *args, **kwargs):
+        raise stop() if stop else StorageFailed("cannot write in cells/: No space left on device")
+
+    args = ["check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)), "--out",
+            str(tmp_path / "my runs")]
+    monkeypatch.setattr(sys, "argv", ["harness", *args])
+    monkeypatch.setattr(Sweep, "run", cut_short)
+    got, out, err = trt_cli(*args, HARNESS_JETSON_ROOT=str(BOARDS / "orin-nano"))
+    assert got == code, out + err
+    line = " ".join(err.split())  # rich wraps long lines
+    command = shlex.split(line[line.index(says) + len(says):].split(";")[0])
+    assert command[:4] == ["python", "-m", "harness", "check"] and command[-2] == "--run-id", line
+    assert "--resume" not in command and str(tmp_path / "my runs") in command

@@ -93,6 +93,10 @@ def test_not_yaml_and_wrong_shape(tmp_path):
         load_catalogue(_write(tmp_path, {"model": []}))
     with pytest.raises(UserError, match="cannot read the model catalogue"):
         load_catalogue(tmp_path / "missing.yaml")
+    binary = tmp_path / "binary.yaml"  # was a UnicodeDecodeError traceback
+    binary.write_bytes(b"\xbd\xff\x00models")
+    with pytest.raises(UserError, match="not a YAML catalogue"):
+        load_catalogue(binary)
 
 
 def test_the_catalogue_is_package_data(tmp_path, monkeypatch):

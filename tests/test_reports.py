@@ -158,6 +158,9 @@ def test_bad_inputs_get_one_clear_line(tmp_path):
     bad.write_text("name: x\nkind: toaster\ndevice_match: [x]\nmemory_total: 1GB\nmemory_budget: 1GB\n")
     with pytest.raises(UserError, match="kind"):
         load_profile(str(bad))
+    bad.write_bytes(b"\xbd\xff\x00name")  # was a UnicodeDecodeError traceback
+    with pytest.raises(UserError, match="is not a YAML profile"):
+        load_profile(str(bad))
 
 
 def test_shipped_profiles_load():
@@ -198,6 +201,26 @@ def test_check_opset_against_the_profile(tmp_path, cpu_run):
     assert criteria["memory"].verdict == PASS and criteria["speed"].verdict == PASS
     [check] = check_models(profile.model_copy(update={"onnx_max_opset": 18}), [("resnet50", 175_000_000)], dataset)
     assert check.passed
+
+
+def test_null_cells_and_invalid_timings_pass_nothing(tmp_path, cpu_run):
+    """The null runtime runs no model (it times the harness: ~0 ms, millions of images/s): its cells were best's
+    pick and check's PASS for any model. A speed the harness marked invalid was a PASS in check's estimate mode,
+    while the same figure on the device is UNKNOWN."""
+    write_run(tmp_path / "null-run", cpu_records("null", speed=1000.0))
+    dataset = data.load([cpu_run, tmp_path / "null-run"])
+    pick = best(dataset.points, Constraints(max_memory_bytes=10**9, min_fps=30))
+    assert (pick.model, pick.runtime) == ("mobilenet_v2", "torch")  # as without the null run
+    assert best(dataset.points, Constraints(min_fps=30, runtime="null")).runtime == "null"  # asked for by name
+    profile = _profile(device_match=["Test CPU"], memory_budget="3GB", targets={"batch_size": 1, "min_fps": 5000})
+    [check] = check_models(profile, [("resnet50", 175_000_000)], dataset)
+    speed = next(c for c in check.criteria if c.name == "speed")
+    assert speed.verdict == FAIL and "(torch, fp32)" in speed.figure
+    noisy = [record("resnet50", "torch", 1, 40.0, 10**9, valid=False)]
+    [check] = check_models(profile.model_copy(update={"targets": profile.targets.model_copy(update={"min_fps": 5})}),
+                           [("resnet50", 175_000_000)], data.load([write_run(tmp_path / "noisy", noisy)]))
+    speed = next(c for c in check.criteria if c.name == "speed")
+    assert speed.verdict == UNKNOWN and "INVALID: coefficient of variation" in speed.figure
 
 
 def test_write_report_files_and_fits(tmp_path, two_devices):

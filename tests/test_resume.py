@@ -85,6 +85,21 @@ def test_resume_with_another_plan_is_refused(tmp_path):
                                                   str(tmp_path), "--resume", "last"))
 
 
+@pytest.mark.parametrize("damage", [b"", b"\xeb\xff\x00plan", b"[]"], ids=["empty", "binary", "array"])
+def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, damage):
+    """plan.json empty, binary or not an object: --resume and --run-id of that run were a JSONDecodeError,
+    UnicodeDecodeError or AttributeError traceback; --resume last (which reads every run's plan) too."""
+    args = [*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path)]
+    assert harness(*args, "--run-id", "good").returncode == 0
+    assert harness(*args, "--run-id", "bad").returncode == 0
+    (tmp_path / "bad" / "plan.json").write_bytes(damage)
+    for how in (["--resume", "bad"], ["--run-id", "bad"]):
+        line = _one_error_line(harness(*args, *how))
+        assert "bad/plan.json is damaged" in line and "start a new run" in line, how
+    last = harness(*args, "--resume", "last")
+    assert last.returncode == 0 and "Records: " + str(tmp_path / "good") in last.stdout, last.stderr
+
+
 def test_a_second_writer_is_refused(tmp_path):
     with RunLock(tmp_path / "busy"):
         line = _one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
@@ -248,3 +263,37 @@ def test_the_printed_resume_command_pastes_into_a_shell_and_resumes(tmp_path):
     resumed = harness(*words[3:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "already recorded in r" in resumed.stdout and len(_cell_ids(out / "r" / "records.jsonl")) == 6
+
+
+@pytest.mark.parametrize("stop, code, says", [(KeyboardInterrupt, 130, "to check the remaining cells: "),
+                                              (None, 1, "make room, then run: ")])
+def test_verify_cut_short_names_the_command_that_goes_on(tmp_path, monkeypatch, capsys, stop, code, says):
+    """verify has no --resume: Ctrl-C said 'run the same verify command again' (without --run-id: a new run, every
+    cell measured anew) and a full disk printed '--resume ID', which verify refuses. Both now name the command with
+    --run-id, and that command goes on from the run's records."""
+    import shlex
+
+    from harness.cli.main import main
+    from harness.execution.executor import StorageFailed
+    from harness.sweep.sweep import Sweep
+
+    real_run = Sweep.run
+
+    def one_cell_then_stop(self, cells, on_done=None, **kwargs):
+        def done_then_stop(cell, record):  # the reference cell is recorded, then the sweep stops
+            on_done(cell, record)
+            raise stop() if stop else StorageFailed("cannot write in cells/: No space left on device")
+
+        return real_run(self, cells, on_done=done_then_stop, **kwargs)
+
+    args = ["verify", "--runtime", "ort", "--models", "squeezenet1_1", "--batch-size", "1", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", ["harness", *args])
+    monkeypatch.setattr(Sweep, "run", one_cell_then_stop)
+    assert main(args) == code
+    line = " ".join(capsys.readouterr().err.split())
+    words = shlex.split(line[line.index(says) + len(says):].split(";")[0])
+    assert words[:4] == ["python", "-m", "harness", "verify"] and words[-2] == "--run-id", line
+    monkeypatch.setattr(Sweep, "run", real_run)
+    assert main(words[3:]) == 0
+    records = read_records(tmp_path / words[-1] / "records.jsonl").records
+    assert len(records) == 2 and len({r["cell_id"] for r in records}) == 2  # the reference cell not run again

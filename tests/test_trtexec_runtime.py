@@ -301,6 +301,42 @@ def test_a_dla_core_the_board_lacks_fails_its_rows_and_skips_the_at_once_run(tmp
     assert answer["at_once"]["squeezenet1_1"] == {"skipped": "dla:1 did not pass its timing cell"}
 
 
+def test_a_process_killed_outright_takes_its_trtexec_with_it(tmp_path):
+    """kill -9 of the process running trtexec (the harness during the at-once run, a cell's worker while it times)
+    left trtexec running for the rest of its --duration, beside whatever ran next on the board (a resumed check
+    timed against it). trtexec now dies with the thread that started it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from runtimes.trtexec import TrtexecRuntime\n"
+              "runtime = TrtexecRuntime.__new__(TrtexecRuntime)\n"
+              "runtime.trtexec = '/bin/sleep'  # stands for a trtexec run of 60 s\n"
+              "runtime._run(['60'], 120, on_start=lambda pid: print(pid, flush=True))\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(child):
+        time.sleep(0.05)
+    alive = _running(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, "trtexec outlived the process that ran it"
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_ctrl_c_during_the_at_once_run_leaves_no_trtexec_running(trtexec, tmp_path):
     """Ctrl-C while the engines run together: every trtexec process the run started is ended before the
     interrupt goes on (none is left on the board competing with what runs next)."""

@@ -14,10 +14,12 @@ later, when it is decoded, and is counted and listed, not fatal.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -99,6 +101,26 @@ def open_images(data: Path, labels: Path | None = None) -> LabelledImages:
     raise UserError(f"'{data}' holds no images and no class folders; {LAYOUT_HELP}")
 
 
+def _text(path: Path) -> str:
+    """`path`'s text (UTF-8, a byte-order mark allowed); a file that is not text or cannot be read is one line."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a text file (byte {exc.start} is not UTF-8): pass the right file, saved as "
+                        "UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if "\0" in text:
+        raise UserError(f"{path} is not a text file (it holds NUL bytes): pass the right file, saved as "
+                        "UTF-8 text")
+    return text
+
+
+def _csv_rows(path: Path) -> Iterator[list[str]]:
+    """The rows of a CSV file, read whole first (one line when it is not text)."""
+    return csv.reader(io.StringIO(_text(path), newline=""))
+
+
 def _unknown_wnids_message(unknown: list[str], where: str) -> str:
     shown = ", ".join(sorted(unknown)[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
     return (f"{where}: {len(unknown)} WordNet id(s) not among the 1000 ImageNet-1k classes ({shown}); "
@@ -157,19 +179,18 @@ def _read_loc_solution(path: Path) -> dict[str, int]:
     index = class_index()
     labels: dict[str, int] = {}
     unknown: list[str] = []
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        header = next(rows, None)
-        if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
-            raise UserError(f"{path} does not start with ImageId,PredictionString (the LOC_val_solution.csv form)")
-        for row in rows:
-            if len(row) < 2 or not row[1].split():
-                raise UserError(f"{path} line {rows.line_num}: expected ImageId,PredictionString")
-            wnid = row[1].split()[0]
-            if wnid not in index:
-                unknown.append(wnid)
-            else:
-                labels[row[0].strip()] = index[wnid]
+    rows = _csv_rows(path)
+    header = next(rows, None)
+    if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
+        raise UserError(f"{path} does not start with ImageId,PredictionString (the LOC_val_solution.csv form)")
+    for row in rows:
+        if len(row) < 2 or not row[1].split():
+            raise UserError(f"{path} line {rows.line_num}: expected ImageId,PredictionString")
+        wnid = row[1].split()[0]
+        if wnid not in index:
+            unknown.append(wnid)
+        else:
+            labels[row[0].strip()] = index[wnid]
     if unknown:
         raise UserError(_unknown_wnids_message(sorted(set(unknown)), str(path)))
     return labels
@@ -179,7 +200,7 @@ def _read_devkit_ground_truth(path: Path, images: list[Path]) -> dict[str, int]:
     """Line k of the devkit's file is the ILSVRC2012 id of ILSVRC2012_val_{k:08d}; meta.mat maps ids to WordNet ids."""
     ilsvrc_to_wnid = read_devkit_meta(path.parent / DEVKIT_META)
     index = class_index()
-    lines = path.read_text().split()
+    lines = _text(path).split()
     if not all(line.isdigit() for line in lines):
         raise UserError(f"{path}: expected one ILSVRC2012 class id (1-1000) per line")
     labels: dict[str, int] = {}
@@ -224,29 +245,27 @@ def _read_path_label_csv(path: Path) -> LabelledImages:
     paths: list[Path] = []
     labels: list[int] = []
     unknown: list[str] = []
-    with path.open(newline="") as handle:
-        rows = csv.reader(handle)
-        for number, row in enumerate(rows, start=1):
-            if not row or not "".join(row).strip():
+    for number, row in enumerate(_csv_rows(path), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise UserError(f"{path} line {number}: expected path,label, got {len(row)} fields")
+        name, label = row[0].strip(), row[1].strip()
+        if number == 1 and [name, label] == ["ImageId", "PredictionString"]:
+            raise UserError(f"{path} is a LOC_val_solution.csv (labels only): pass the image folder as --data "
+                            f"and this file as --labels")
+        if number == 1 and not (is_wnid(label) or label.isdigit()):
+            continue  # a header row
+        if is_wnid(label):
+            if label not in index:
+                unknown.append(label)
                 continue
-            if len(row) != 2:
-                raise UserError(f"{path} line {number}: expected path,label, got {len(row)} fields")
-            name, label = row[0].strip(), row[1].strip()
-            if number == 1 and [name, label] == ["ImageId", "PredictionString"]:
-                raise UserError(f"{path} is a LOC_val_solution.csv (labels only): pass the image folder as --data "
-                                f"and this file as --labels")
-            if number == 1 and not (is_wnid(label) or label.isdigit()):
-                continue  # a header row
-            if is_wnid(label):
-                if label not in index:
-                    unknown.append(label)
-                    continue
-                labels.append(index[label])
-            elif label.isdigit() and int(label) < NUM_CLASSES:
-                labels.append(int(label))
-            else:
-                raise UserError(f"{path} line {number}: label '{label}' is neither a WordNet id nor a class index 0-999")
-            paths.append((path.parent / name) if not Path(name).is_absolute() else Path(name))
+            labels.append(index[label])
+        elif label.isdigit() and int(label) < NUM_CLASSES:
+            labels.append(int(label))
+        else:
+            raise UserError(f"{path} line {number}: label '{label}' is neither a WordNet id nor a class index 0-999")
+        paths.append((path.parent / name) if not Path(name).is_absolute() else Path(name))
     if unknown:
         raise UserError(_unknown_wnids_message(sorted(set(unknown)), str(path)))
     if not paths:
@@ -286,13 +305,12 @@ def _images_under(folder: Path) -> list[Path]:
 def _listed_images(path: Path, flag: str) -> list[Path]:
     """The image paths in the first column of a CSV (relative to it); a first row that names no image is a header."""
     paths = []
-    with path.open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            name = row[0].strip() if row else ""
-            if not name or (number == 1 and not is_image(Path(name))):
-                continue
-            if not is_image(Path(name)):
-                raise UserError(f"{flag} {path} line {number}: '{name}' is not an image path "
-                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-            paths.append(Path(name) if Path(name).is_absolute() else path.parent / name)
+    for number, row in enumerate(_csv_rows(path), start=1):
+        name = row[0].strip() if row else ""
+        if not name or (number == 1 and not is_image(Path(name))):
+            continue
+        if not is_image(Path(name)):
+            raise UserError(f"{flag} {path} line {number}: '{name}' is not an image path "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths.append(Path(name) if Path(name).is_absolute() else path.parent / name)
     return paths

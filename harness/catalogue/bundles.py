@@ -21,6 +21,7 @@ export leaves each model as it was before or as it is now, never half of each.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -41,6 +42,7 @@ from harness.measure.inputs import input_sha256, make_inputs
 from harness.protocol import OnnxModel
 
 BUNDLE_FILE = "bundle.json"
+LOCK_FILE = ".bundle.lock"  # exports into one bundle update bundle.json one at a time
 MANIFEST = "manifest.json"
 REFERENCE_FILE = "reference.npz"
 FORMAT = 1
@@ -312,10 +314,19 @@ def write_model(bundle_dir: Path, name: str, manifest: dict[str, Any], onnx_file
 def write_meta(bundle_dir: Path, meta: dict[str, Any]) -> None:
     """bundle.json: the models it holds now (models exported into it before are kept)."""
     path = bundle_dir / BUNDLE_FILE
-    before = read_meta(bundle_dir, str(bundle_dir)) if path.is_file() else {}
-    models = sorted(set(before.get("models", [])) | set(meta["models"]))
-    _write_json(path, {**before, **meta, "format": FORMAT, "models": models,
-                       "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    with _locked(bundle_dir / LOCK_FILE):  # read, add, write: two exports at once must not drop each other's models
+        before = read_meta(bundle_dir, str(bundle_dir)) if path.is_file() else {}
+        models = sorted(set(before.get("models", [])) | set(meta["models"]))
+        _write_json(path, {**before, **meta, "format": FORMAT, "models": models,
+                           "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (made if missing) while the block runs; waits for another holder."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _beside(path: Path) -> Path:

@@ -207,6 +207,9 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         fix = ("give --catalogue (or $HARNESS_MODELS) the path of a readable models.yaml" if named
                else "the install lacks its package data: reinstall dnn-harness, or pass --catalogue PATH")
         raise UserError(f"cannot read the model catalogue {file}: {exc.strerror}; {fix}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not a YAML catalogue (byte {exc.start} is not UTF-8 text); give --catalogue "
+                        "(or $HARNESS_MODELS) the path of a models.yaml") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

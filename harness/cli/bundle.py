@@ -21,8 +21,8 @@ from harness.catalogue.registry import Catalogue
 from harness.cell.worker import reference_outputs_path
 from harness.cli.accuracy import crop_sets
 from harness.cli.calibration import calibration_images, calibration_settings
-from harness.cli.common import (check_common, check_precisions, check_sources, check_weights, console, err_console,
-                                export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
+from harness.cli.common import (EXPORT_AGAIN, check_common, check_precisions, check_sources, check_weights, console,
+                                err_console, export_settings, finish, parse_batch_sizes, run_sweep, writable_dir)
 from harness.cli.tables import export_table
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
@@ -143,7 +143,8 @@ def check_bundle_dir(path_text: str, seed: int) -> Path:
     folder = Path(path_text).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--bundle '{path_text}' is a file; pass a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / bundles.BUNDLE_FILE).is_file():
+    others = folder.is_dir() and any(entry.name != bundles.LOCK_FILE for entry in folder.iterdir())
+    if others and not (folder / bundles.BUNDLE_FILE).is_file():
         raise UserError(f"--bundle '{path_text}' is a folder that holds other files; pass a new or empty folder "
                         "(or an existing bundle, to add models to it)")
     if (folder / bundles.BUNDLE_FILE).is_file():
@@ -159,7 +160,7 @@ def check_bundle_dir(path_text: str, seed: int) -> Path:
 
 
 def _run(sweep: Sweep, cells: list[Cell], verb: str) -> list[dict[str, Any]] | None:
-    records = run_sweep(sweep, cells, verb)
+    records = run_sweep(sweep, cells, verb, EXPORT_AGAIN)
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
     return records

@@ -281,7 +281,12 @@ def check_common(args: argparse.Namespace) -> None:
     check_cache_dir()
 
 
-def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]] | None:
+EXPORT_AGAIN = "run the same export command again (finished files are cached)"
+
+
+def run_sweep(sweep: Sweep, cells: list[Any], verb: str, go_on: str | None = None) -> list[dict[str, Any]] | None:
+    """The sweep with a progress bar; None when Ctrl-C ended it. A full disk is StorageFailed saying how to go
+    on: `go_on` (default: resume with the command and --resume RUN-ID, for commands that take --resume)."""
     with progress_bar(console) as progress:
         task = progress.add_task("starting", total=len(cells))
 
@@ -298,8 +303,8 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str) -> list[dict[str, Any]]
             records = sweep.run(cells, on_done=on_done, on_start=on_start)
         except StorageFailed as exc:
             progress.stop()
-            raise StorageFailed(f"{exc}; no cell is blamed for it: make room, then resume with: "
-                                f"{resume_hint(sweep.run_id)}") from None
+            raise StorageFailed(f"{exc}; no cell is blamed for it: make room, then "
+                                f"{go_on or 'resume with: ' + resume_hint(sweep.run_id)}") from None
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted: the running cell's process was ended; every finished record is "
@@ -334,25 +339,30 @@ def export_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict[str, Any]) -> str:
+    """The run --resume names (the newest run of this plan for 'last'), checked to have this plan; also left in
+    `args.run_id`, where a caller of the command (the Python API) finds the run that was resumed."""
     if args.resume == "last":
         run_id = last_run_of_plan(out_dir, sweep_signature)
         if run_id is None:
             raise UserError(f"no run in {out_dir} has this plan; drop --resume to start one")
-        return run_id
-    plan = read_plan(out_dir / args.resume)
-    if not same_plan(plan, sweep_signature):
-        raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
-                        "repeat its own command with --resume, or drop --resume to start a new run")
-    return args.resume
+    else:
+        plan = read_plan(out_dir / args.resume)
+        if not same_plan(plan, sweep_signature):
+            raise UserError(f"run {args.resume} was planned with other models, runtimes, batch sizes or settings; "
+                            "repeat its own command with --resume, or drop --resume to start a new run")
+        run_id = args.resume
+    args.run_id = run_id
+    return run_id
 
 
 RESUME_DROPPED = ("--resume", "--run-id")  # replaced by --resume RUN-ID in the command printed
 
 
-def resume_hint(run_id: str, argv: list[str] | None = None) -> str:
+def resume_hint(run_id: str, argv: list[str] | None = None, resume_flag: str = "--resume") -> str:
     """The command that resumes this run: this one's words (`argv`, default sys.argv[1:]) without --run-id and
-    --resume (apart, with '=', or abbreviated as argparse takes them), then --resume RUN-ID; every word
-    shell-quoted, so a path with spaces or a device such as cpu@* pastes as it is."""
+    --resume (apart, with '=', or abbreviated as argparse takes them), then --resume RUN-ID (`resume_flag`:
+    --run-id for a command that goes on in a run named again); every word shell-quoted, so a path with spaces or
+    a device such as cpu@* pastes as it is."""
     words, kept, skip_value = list(sys.argv[1:] if argv is None else argv), [], False
     for word in words:
         if skip_value:
@@ -363,4 +373,4 @@ def resume_hint(run_id: str, argv: list[str] | None = None) -> str:
             skip_value = "=" not in word
             continue
         kept.append(word)
-    return shlex.join(["python", "-m", "harness", *kept, "--resume", run_id])
+    return shlex.join(["python", "-m", "harness", *kept, resume_flag, run_id])

@@ -5,6 +5,7 @@ User mistakes: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +24,7 @@ from harness.cli import fleet as fleet_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import compare as compare_command
 from harness.cli import reports as report_commands
-from harness.cli.common import (DEVICE_HELP, PRECISION_HELP, add_export_options, add_runtime_options,
+from harness.cli.common import (DEVICE_HELP, EXPORT_AGAIN, PRECISION_HELP, add_export_options, add_runtime_options,
                                 check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
                                 check_runtimes, check_sources, check_weights, comma_list, console, err_console,
                                 export_settings, finish, json_only_stdout, parse_batch_sizes, print_json, progress_bar,
@@ -415,7 +416,7 @@ def command_export(args: argparse.Namespace, catalogue: Catalogue) -> int:
                                  export=_export_with_calibration(args, precisions, subjects))
     sweep = Sweep(check_out_dir(str(Path(cache_dir()) / "export-logs"), "pass --cache-dir DIR"), new_run_id(),
                   subjects, settings)
-    records = run_sweep(sweep, cells, "building engines" if args.engine else "exporting")
+    records = run_sweep(sweep, cells, "building engines" if args.engine else "exporting", EXPORT_AGAIN)
     if records is None:
         err_console.print("run the same export command again to go on: finished files are cached")
         return 130
@@ -470,9 +471,10 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              seed=seed, mode="parity", export=_export_with_calibration(args, precisions, subjects),
                              runtime_options=runtime_options(args, runtime_names))
     sweep = Sweep(check_out_dir(args.out), args.run_id or new_run_id(), subjects, settings, executor)
-    records = run_sweep(sweep, cells, "verifying")
+    go_on = resume_hint(sweep.run_id, resume_flag="--run-id")  # verify goes on in a run named again
+    records = run_sweep(sweep, cells, "verifying", f"run: {go_on}")
     if records is None:
-        err_console.print("run the same verify command again to check the remaining cells")
+        err_console.print(f"to check the remaining cells: {escape(go_on)}", highlight=False, soft_wrap=True)
         return 130
     typed = latest_records(read_records(sweep.records_path).typed)  # a run id given again: its earlier cells too
     console.print(parity_table(typed))
@@ -546,6 +548,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a sweep (which says what it kept and how to go on)
         err_console.print("interrupted (Ctrl-C)", highlight=False)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a full disk while writing a report, a --markdown file...: one line, not a traceback
+        if exc.errno not in FULL_DISK:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        err_console.print(f"[red]error:[/red] cannot write{escape(where)}: {exc.strerror}; make room, then run the "
+                          "same command again", highlight=False, soft_wrap=True)
+        return 1
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from exporters.store import Store
 from harness.catalogue.bundles import Bundle, read_bundle
 from harness.cli import fleet as fleet_command
 from harness.cli.common import (check_common, check_out_dir, check_precisions, check_runtimes,
-                                comma_list, console, err_console, print_json, run_sweep, runtime_options)
+                                comma_list, console, err_console, print_json, resume_hint, run_sweep,
+                                runtime_options)
 from harness.cli.tables import at_once_table, checks_table
 from harness.errors import UserError
 from harness.measure import jetson
@@ -344,7 +345,7 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
                   f"{', '.join(e.split('@', 1)[0] for e in engines)}, batch {profile.targets.batch_size}; references "
                   f"from {bundle.folder})")
     out_dir = check_out_dir(args.out)
-    run_id = args.run_id or new_run_id()
+    run_id = args.run_id = args.run_id or new_run_id()  # named in the command that goes on after an interrupt
     options = runtime_options(args, [runtime])
     opsets = {name: bundle.models[name].manifest["files"][onnx_precision]["opset"] for name in names}
     checks, runs, timed = [], [], {}
@@ -353,11 +354,11 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
         parity = _sweep(out_dir, f"{run_id}{suffix}-verify", subjects, bundle, names, runtime, precision[0], device,
                         _reference_batch(bundle, names), "parity", options, args, board.executor)
         if parity is None:
-            return 130
+            return _interrupted(run_id)
         bench = _sweep(out_dir, f"{run_id}{suffix}", subjects, bundle, names, runtime, precision[0], device,
                        profile.targets.batch_size, "bench", options, args, board.executor)
         if bench is None:
-            return 130
+            return _interrupted(run_id)
         found = on_device_checks(profile, opsets, bench, parity, bool(args.sustained),
                                  PRIMARY_MEMORY_SOURCE[profile.kind])
         checks += found if not suffix else [replace(c, model=f"{c.model} on {device}") for c in found]
@@ -368,9 +369,16 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
             if len(engines) > 1 else None
     except KeyboardInterrupt:
         err_console.print(f"interrupted: the engines' run at once was stopped; every cell's records are in "
-                          f"{out_dir / run_id}*; run the same command again to measure them at once", highlight=False)
-        return 130
+                          f"{out_dir / run_id}*", highlight=False)
+        return _interrupted(run_id)
     return _report(profile, checks, args.json, runs, board.where, at_once)
+
+
+def _interrupted(run_id: str) -> int:
+    """Says the command that goes on from the records kept (this run named again: a new run id would measure
+    every cell anew); the exit code of an interrupt."""
+    err_console.print(f"to go on: {resume_hint(run_id, resume_flag='--run-id')}", highlight=False, soft_wrap=True)
+    return 130
 
 
 AT_ONCE_WINDOW_S = 10.0  # seconds of all engines running together past warm-up (--sustained makes it longer)
@@ -430,7 +438,8 @@ def _sweep(out_dir: Any, run_id: str, subjects: dict[str, Subject], bundle: Bund
                              runtime_options=options, strict_retries=STRICT_RETRIES)
     cells = plan_cells(names, [runtime], [precision], [batch_size], device)
     sweep = Sweep(out_dir, run_id, subjects, settings, executor)
-    if run_sweep(sweep, cells, "checking numerics" if mode == "parity" else "timing") is None:
+    go_on = f"run: {resume_hint(args.run_id, resume_flag='--run-id')}"  # the check's own run id: it names every run
+    if run_sweep(sweep, cells, "checking numerics" if mode == "parity" else "timing", go_on) is None:
         return None
     planned = {cell.cell_id for cell in cells}  # this call's and, resuming a --run-id, the earlier calls' records
     return [r for r in latest_records(read_records(sweep.records_path).typed) if r.cell_id in planned]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.reports.data import Point
+from harness.reports.data import NO_MODEL_RUNTIME, Point
 from harness.reports.tradeoff import BASE_PRECISION, accuracy_drop
 
 LATENCY_STATS = ("median", "p90")
@@ -59,8 +59,10 @@ def unmeasured_lower_precision(point: Point, constraints: Constraints) -> bool:
 
 def in_scope(point: Point, constraints: Constraints) -> bool:
     """Measured at the batch size, on the runtime/device/precision asked for, with an accuracy to rank by (a
-    measured one for a lower precision ranked against others)."""
+    measured one for a lower precision ranked against others); the null runtime's cells (no model ran) only
+    when asked for by name."""
     return (point.ok and point.batch_size == constraints.batch_size
+            and (point.runtime != NO_MODEL_RUNTIME or constraints.runtime == NO_MODEL_RUNTIME)
             and point.accuracy is not None and point.accuracy.top1 is not None
             and not unmeasured_lower_precision(point, constraints)
             and (constraints.runtime is None or point.runtime == constraints.runtime)

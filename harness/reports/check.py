@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.profiles import DeviceProfile, Targets, available_profiles, load_profile
-from harness.reports.data import Dataset, Point
+from harness.reports.data import NO_MODEL_RUNTIME, Dataset, Point
 from harness.reports.fits import MB, Line, memory_fits
 
 __all__ = ["FAIL", "PASS", "UNKNOWN", "Criterion", "DeviceProfile", "ModelCheck", "Targets", "available_profiles",
@@ -43,7 +43,7 @@ def _measured(dataset: Dataset | None, profile: DeviceProfile, model: str) -> li
     if dataset is None:
         return []
     return [p for p in dataset.points if p.ok and p.model == model and profile.matches(p)
-            and p.batch_size == profile.targets.batch_size]
+            and p.batch_size == profile.targets.batch_size and p.runtime != NO_MODEL_RUNTIME]  # null ran no model
 
 
 def memory_estimator(dataset: Dataset | None, profile: DeviceProfile) -> tuple[Line, str] | None:
@@ -52,6 +52,8 @@ def memory_estimator(dataset: Dataset | None, profile: DeviceProfile) -> tuple[L
         return None
     best: tuple[int, bool, Line, str] | None = None
     for series in dataset.series():
+        if series[0] == NO_MODEL_RUNTIME:  # the harness's own memory, not a model's
+            continue
         points = dataset.of(series, batch_size=1)
         line = memory_fits(points).get("all models")
         if line is None:
@@ -89,7 +91,12 @@ def _speed(profile: DeviceProfile, measured: list[Point]) -> Criterion | None:
     timed = [p for p in measured if p.images_per_s]
     if not timed:
         return Criterion("speed", UNKNOWN, "not measured on this device (no estimate is honest)", limit)
-    point = max(timed, key=lambda p: p.images_per_s)  # type: ignore[arg-type,return-value]
+    trusted = [p for p in timed if p.valid]
+    if not trusted:  # a figure the harness does not trust answers nothing, as on the device
+        point = max(timed, key=lambda p: p.images_per_s)  # type: ignore[arg-type,return-value]
+        return Criterion("speed", UNKNOWN, f"{point.images_per_s:.1f} images/s measured ({point.runtime}, "
+                                           f"{point.precision}), INVALID: {'; '.join(point.invalid_reasons)}", limit)
+    point = max(trusted, key=lambda p: p.images_per_s)  # type: ignore[arg-type,return-value]
     verdict = PASS if point.images_per_s >= target else FAIL  # type: ignore[operator]
     return Criterion("speed", verdict, f"{point.images_per_s:.1f} images/s measured ({point.runtime}, "
                                        f"{point.precision})", limit)

@@ -372,6 +372,10 @@ def problems(comparison: Comparison) -> list[str]:
                      f"{'them' if len(damaged) > 1 else 'it'} again")
     if not comparison.judged and not damaged:
         found.append(f"{name}: nothing compared ({_why_nothing(comparison)})")
+    if comparison.judged and all(_same_measurement(c) for c in comparison.judged):
+        found.append(f"{name}: every compared cell is the same measurement in both (run "
+                     f"{comparison.judged[0].baseline.run_id}: a copy of the baseline, or the same run under two "
+                     f"names); compare two different runs")
     limits, timed = comparison.limits, [c for c in comparison.changes if c.time is not None]
     if limits.memory_threshold is not None and timed and not any(c.memory for c in timed):
         found.append(f"{name}: --memory-threshold judged nothing: no compared cell has a memory source read in "
@@ -381,6 +385,17 @@ def problems(comparison: Comparison) -> list[str]:
                      f"runs ({_accuracy_counts(comparison)}); top-1 is measured by `python -m harness accuracy` in "
                      f"runs of its own: pass them with --accuracy BASELINE_ACCURACY_RUN CANDIDATE_ACCURACY_RUN")
     return found
+
+
+def _same_measurement(change: CellChange) -> bool:
+    """Both sides are one record: the same run, cell, start and raw samples (a run folder copied, then compared
+    with itself)."""
+    baseline, candidate = change.baseline, change.candidate
+    if (baseline.run_id, baseline.cell_id, baseline.started_at) != (candidate.run_id, candidate.cell_id,
+                                                                     candidate.started_at):
+        return False
+    samples = _samples(baseline), _samples(candidate)
+    return samples[0] is not None and samples[1] is not None and np.array_equal(*samples)
 
 
 def _why_nothing(comparison: Comparison) -> str:

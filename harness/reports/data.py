@@ -24,6 +24,8 @@ FALLBACK_MEMORY_SOURCE = {"jetson_process": "jetson_unified"}  # records made be
 # the energy source that stands for the device (harness.measure.energy): the GPU board, the whole Jetson
 # module, the CPU packages
 PRIMARY_ENERGY_SOURCE = {"cuda": "nvml", "jetson": "jetson_rails", "cpu": "rapl"}
+# the runtime that runs no model (it measures the harness itself): its cells answer nothing about a model
+NO_MODEL_RUNTIME = "null"
 
 
 @dataclass(frozen=True)

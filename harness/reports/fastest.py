@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.reports.data import Dataset, Point
+from harness.reports.data import NO_MODEL_RUNTIME, Dataset, Point
 from harness.reports.tradeoff import BASE_PRECISION, accuracy_drop
 from harness.cells import REFERENCE  # PyTorch eager fp32: what every speed-up is over
 
@@ -60,8 +60,10 @@ def _contender(point: Point, reference: Point | None) -> Contender:
 
 
 def model_speeds(dataset: Dataset, batch_size: int = 1) -> dict[str, list[ModelSpeeds]]:
-    """Per device, one entry per model that ran on at least two runtime·precision pairs there, by model name."""
-    timed = [p for p in dataset.points if p.ok and p.batch_size == batch_size and p.batch_median_ms]
+    """Per device, one entry per model that ran on at least two runtime·precision pairs there, by model name
+    (the null runtime, which runs no model, is no contender)."""
+    timed = [p for p in dataset.points if p.ok and p.batch_size == batch_size and p.batch_median_ms
+             and p.runtime != NO_MODEL_RUNTIME]
     by_model: dict[tuple[str, str], list[Point]] = {}
     for point in timed:
         by_model.setdefault((point.device, point.model), []).append(point)

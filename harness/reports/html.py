@@ -115,7 +115,10 @@ def _json_script(element_id: str, value: object) -> str:
 
 def render(dataset: Dataset, tables: dict[tuple[str, str, str], list[ReportTable]],
            upper_bounds: dict[str, Line], fit_lines: list[str], title: str,
-           overall: list[ReportTable] | None = None, board_traces: dict[str, str] | None = None) -> str:
+           overall: list[ReportTable] | None = None, board_traces: dict[str, str] | None = None,
+           compared: list[tuple[str, list[ReportTable]]] | None = None) -> str:
+    """The self-contained page; `compared`: (heading, tables) per run compared with a baseline, the heading
+    saying the summary and, where there is one, why there is no verdict."""
     points = [_point_json(p) for p in dataset.points]
     filters = "".join(_checkboxes(name, sorted({getattr(p, name) for p in dataset.points}))
                       for name in ("runtime", "device", "family"))
@@ -134,6 +137,8 @@ def render(dataset: Dataset, tables: dict[tuple[str, str, str], list[ReportTable
         bounds[label] = {"intercept": line.intercept, "slope": line.slope, "x": grid, "y": ys}
     fits = "".join(f"<li>{html.escape(line)}</li>" for line in fit_lines)
     runs = ", ".join(html.escape(Path(run).name) for run in dataset.runs)
+    comparisons = "".join(f"<section><h2>{html.escape(heading)}</h2>{''.join(map(to_html, compared_tables))}"
+                          "</section>" for heading, compared_tables in compared or [])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style><script>{get_plotlyjs()}</script></head>
@@ -145,6 +150,7 @@ timing verdict is invalid.</p>
 <div id="chart-flops" class="chart"></div>
 <h2>Fitted lines</h2><ul>{fits}</ul>
 {''.join(f"<section><h2>{html.escape(t.title)}</h2>{to_html(t)}</section>" for t in overall or [])}
+{comparisons}
 {''.join(f'<section><h2>{html.escape(device)}: clocks and temperature during each timed loop</h2>'
          f'<img src="{html.escape(name)}" alt="GPU clock and hottest zone over each timed loop on '
          f'{html.escape(device)}"></section>' for device, name in (board_traces or {}).items())}

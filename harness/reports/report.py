@@ -94,9 +94,10 @@ def write_report(dataset: Dataset, out_dir: Path, title: str,
     markdown += ["## Fitted lines", ""] + [f"- {line}" for line in report.fit_lines]
     for path, text in ((out_dir / "tables.md", "\n".join(markdown) + "\n"),
                        (report.html_path, html.render(dataset, tables, figures.upper_bounds, report.fit_lines,
-                                                      title, report.overall + report.compared,
+                                                      title, report.overall,
                                                       {device: path.relative_to(out_dir).as_posix()
-                                                       for device, path in figures.board_traces.items()}))):
+                                                       for device, path in figures.board_traces.items()},
+                                                      compared or []))):
         write_atomically(path, text)
         report.files.append(path)
     return report

@@ -76,11 +76,19 @@ def same_plan(plan: dict[str, Any], signature: dict[str, Any]) -> bool:
 
 
 def read_plan(run_dir: Path) -> dict[str, Any]:
-    """The plan.json of a run folder; one line naming --out and the run id when it has none."""
+    """The plan.json of a run folder; one line naming --out and the run id when it has none, and one naming the
+    file when it is damaged (empty, binary, not a JSON object)."""
+    path = run_dir / PLAN_FILE
     try:
-        return json.loads((run_dir / PLAN_FILE).read_text())
+        plan = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{run_dir} is not a run folder (no {PLAN_FILE}); check --out and the run id") from None
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        plan = f"{type(exc).__name__}: {exc}"
+    if not isinstance(plan, dict):
+        raise UserError(f"{path} is damaged ({str(plan)[:80]}), so the run cannot be resumed: start a new run "
+                        f"(another --run-id, or no --resume); report, show and compare still read its records")
+    return plan
 
 
 RETRIED_STATUSES = ("error", "crashed", "timeout")  # what --retry-failed runs again
@@ -105,8 +113,8 @@ def last_run_of_plan(out_dir: Path, signature: dict[str, Any]) -> str | None:
     for plan_path in out_dir.glob(f"*/{PLAN_FILE}"):
         try:
             plan = json.loads(plan_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # ValueError: not JSON, not UTF-8
             continue
-        if same_plan(plan, signature):
+        if isinstance(plan, dict) and same_plan(plan, signature):
             candidates.append((plan.get("created_at", ""), plan_path.parent.name))
     return max(candidates)[1] if candidates else None
