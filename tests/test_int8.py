@@ -15,6 +15,7 @@ from PIL import Image
 from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, left_in_float, quantize
 from exporters.store import Store
 from tests import onnx_graphs
+from tests.helpers import noise_images, run_main
 from tests.test_cli import _one_error_line, harness
 from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
 
@@ -175,26 +176,8 @@ def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
     assert result.returncode == 1  # the torch cell did not run
 
 
-def _noise_images(folder: Path, count: int, seed: int = 0, suffix: str = ".bmp") -> Path:
-    """`count` images of seeded noise, 40x50; BMP by default: one size for any pixels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        pixels = np.random.default_rng(seed + index).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{index}{suffix}")
-    return folder
-
-
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The command, run in this process: (exit code, stdout + stderr)."""
-    from harness.cli.main import main
-
-    code = main(list(args))
-    output = capsys.readouterr()
-    return code, output.out + output.err
-
-
 def _ort_int8_record(capsys: pytest.CaptureFixture[str], calibration: Path, out: Path, run_id: str) -> dict:
-    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+    code, output = run_main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
                          "--batch-sizes", "1", "--calibration", str(calibration), "--calibration-images", "4",
                          "--show", "time", "--out", str(out), "--run-id", run_id)
     assert code == 0, output
@@ -205,7 +188,7 @@ def _ort_int8_record(capsys: pytest.CaptureFixture[str], calibration: Path, out:
 def test_an_image_changed_under_its_name_is_quantized_again(tmp_path, capsys):
     """Before: the key held the calibration files' names only, so new pixels under an old name (here even with
     the old size and modification time) reused the int8 file calibrated on the old ones."""
-    calibration = _noise_images(tmp_path / "calibration" / "n02123045", 4)
+    calibration = noise_images(tmp_path / "calibration" / "n02123045", 4)
     first = _ort_int8_record(capsys, calibration.parent, tmp_path, "a")
     again = _ort_int8_record(capsys, calibration.parent, tmp_path, "b")
     assert not first["cache_hit"] and again["cache_hit"] and again["path"] == first["path"]
@@ -224,12 +207,12 @@ def test_calibration_needs_no_labels(tmp_path):
     """A flat folder without ground truth, folders of any names, and a CSV listing paths are calibration sets."""
     from harness.accuracy.layouts import UNLABELLED, open_unlabelled
 
-    flat = _noise_images(tmp_path / "flat", 3)
+    flat = noise_images(tmp_path / "flat", 3)
     (flat / "notes.txt").write_text("not an image")
     images = open_unlabelled(flat, "--calibration")
     assert [p.name for p in images.paths] == ["0.bmp", "1.bmp", "2.bmp"] and set(images.labels) == {UNLABELLED}
-    _noise_images(tmp_path / "nested" / "cats", 2, suffix=".png")
-    _noise_images(tmp_path / "nested" / "dogs" / "small", 1, suffix=".jpg")
+    noise_images(tmp_path / "nested" / "cats", 2, suffix=".png")
+    noise_images(tmp_path / "nested" / "dogs" / "small", 1, suffix=".jpg")
     nested = open_unlabelled(tmp_path / "nested", "--calibration")
     assert [str(p.relative_to(tmp_path / "nested")) for p in nested.paths] == ["cats/0.png", "cats/1.png",
                                                                                "dogs/small/0.jpg"]
@@ -252,7 +235,7 @@ def test_calibration_errors_name_the_calibration_option(tmp_path, capsys, proble
         (data / "n02123045").mkdir(parents=True)
         for name in ("a.png", "b.jpg"):
             (data / "n02123045" / name).write_bytes(b"not an image")
-    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--precision", "int8",
+    code, output = run_main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--precision", "int8",
                          "--batch-sizes", "1", "--calibration", str(data), "--out", str(tmp_path / "runs"))
     lines = [line for line in output.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1, output
@@ -261,8 +244,8 @@ def test_calibration_errors_name_the_calibration_option(tmp_path, capsys, proble
 
 def test_a_plain_folder_calibrates_squeezenet_with_entropy(tmp_path, capsys):
     """18 images: a batch of 16 and one of 2, which Entropy could not stack before; no labels anywhere."""
-    calibration = _noise_images(tmp_path / "calibration", 18, seed=100)
-    code, output = _main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+    calibration = noise_images(tmp_path / "calibration", 18, seed=100)
+    code, output = run_main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
                          "--batch-sizes", "1", "--calibration", str(calibration), "--calibration-method", "entropy",
                          "--calibration-images", "18", "--show", "time", "--out", str(tmp_path), "--run-id", "e")
     assert code == 0, output

@@ -13,6 +13,7 @@ import pytest
 
 from harness.records import read_records
 from harness.sweep.planning import plan_cells
+from tests.helpers import noise_images, run_main
 from harness.sweep.runs import RunLock
 from tests.test_cli import ROOT, _one_error_line, harness
 
@@ -156,35 +157,14 @@ def test_retry_failed_runs_failed_cells_again(tmp_path):
 
 # ---------------------------------------------------------------- every command that writes plan.json resumes
 
-def _images(folder: Path, count: int = 5, seed: int = 0) -> Path:
-    """`count` small noise images, PNG, in `folder` (made if missing)."""
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        pixels = np.random.default_rng(seed + index).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{index}.png")
-    return folder
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """The command run in this process: (exit code, stdout + stderr)."""
-    from harness.cli.main import main
-
-    code = main(list(args))
-    output = capsys.readouterr()
-    return code, output.out + output.err
-
-
 def _resumes(capsys: pytest.CaptureFixture[str], args: list[str], out: Path, first_code: int) -> None:
     """The command's run `r` is taken up again by --resume r, --resume last and --run-id r: no cell runs
     twice and none of the three is refused as another plan."""
-    code, output = _run(capsys, *args, "--out", str(out), "--run-id", "r")
+    code, output = run_main(capsys, *args, "--out", str(out), "--run-id", "r")
     assert code == first_code, output
     recorded = _cell_ids(out / "r" / "records.jsonl")
     for again in (["--resume", "r"], ["--resume", "last"], ["--run-id", "r"]):
-        code, output = _run(capsys, *args, "--out", str(out), *again)
+        code, output = run_main(capsys, *args, "--out", str(out), *again)
         assert code == first_code and "other models, runtimes" not in output and "has this plan" not in output, \
             (again, output)
         assert _cell_ids(out / "r" / "records.jsonl") == recorded, again  # nothing ran twice
@@ -193,7 +173,7 @@ def _resumes(capsys: pytest.CaptureFixture[str], args: list[str], out: Path, fir
 def test_bench_with_int8_calibration_resumes(tmp_path, capsys):
     """Before: the recipe's mean and std, tuples in the plan, came back from plan.json as lists, so every
     resume of an int8 bench was refused as another plan."""
-    calibration = _images(tmp_path / "calibration" / "n02123045")
+    calibration = noise_images(tmp_path / "calibration" / "n02123045", count=5, suffix=".png")
     _resumes(capsys, ["bench", "--runtime", "null", "--models", "resnet18", "--precision", "fp32,int8",
                       "--batch-sizes", "1", "--calibration", str(calibration.parent), "--calibration-images", "4",
                       "--show", "time"], tmp_path / "runs", 0)
@@ -208,21 +188,21 @@ def test_accuracy_resumes(tmp_path, capsys):
     """Before: the crop sets' normalization (tuples) made every accuracy resume 'another plan'. The model has no
     pretrained weights, so its reference cell fails at once (exit 1) and the rest are skipped: the plan is
     what is tested."""
-    data = _images(tmp_path / "val" / "n02123045", count=3)
-    calibration = _images(tmp_path / "calibration" / "n02123045", count=3, seed=10)
+    data = noise_images(tmp_path / "val" / "n02123045", count=3, suffix=".png")
+    calibration = noise_images(tmp_path / "calibration" / "n02123045", count=3, seed=10, suffix=".png")
     _resumes(capsys, ["accuracy", "--data", str(data.parent), "--models", "shufflenet_v1_g8", "--runtime", "null",
                       "--precision", "fp32,int8", "--calibration", str(calibration.parent), "--workers", "1"],
              tmp_path / "runs", 1)
 
 
 def test_verify_with_int8_calibration_resumes_under_its_run_id(tmp_path, capsys):
-    calibration = _images(tmp_path / "calibration" / "n02123045")
+    calibration = noise_images(tmp_path / "calibration" / "n02123045", count=5, suffix=".png")
     args = ["verify", "--runtime", "null", "--models", "squeezenet1_1", "--precision", "int8", "--batch-size", "1",
             "--calibration", str(calibration.parent), "--calibration-images", "4"]
-    code, output = _run(capsys, *args, "--out", str(tmp_path), "--run-id", "v")
+    code, output = run_main(capsys, *args, "--out", str(tmp_path), "--run-id", "v")
     assert code in (0, 1), output
     recorded = _cell_ids(tmp_path / "v" / "records.jsonl")
-    code, output = _run(capsys, *args, "--out", str(tmp_path), "--run-id", "v")
+    code, output = run_main(capsys, *args, "--out", str(tmp_path), "--run-id", "v")
     assert code in (0, 1) and "other models, runtimes" not in output, output
     assert _cell_ids(tmp_path / "v" / "records.jsonl") == recorded
 
