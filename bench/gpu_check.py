@@ -5,6 +5,7 @@ PyTorch eager fp32, and for TensorRT cells trtexec's GPU Compute Time median on 
 the ratio (trtexec's flags chosen by trtexec's own version: harness/measure/trtexec.py), or why there is none.
 
     python bench/gpu_check.py [--out results/] [--models resnet50,mobilenet_v2] [--batch-sizes 1,8]
+                              [--runtimes torch,torch-compile,ort,ort-trt,trt]
     make gpu-check
 
 It runs to the end with whatever subset is installed and says what it skipped and why. Exit 0 when
@@ -122,13 +123,20 @@ def main() -> int:
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--runtimes", default=",".join(PROBES),
+                        help=f"the CUDA runtimes to check, of {', '.join(PROBES)} (default: all; those not installed "
+                             "are skipped with the reason)")
     args = parser.parse_args()
+    asked = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+    unknown = [name for name in asked if name not in PROBES]
+    if unknown:
+        parser.error(f"--runtimes: {', '.join(unknown)} is not a CUDA runtime here; choose from {', '.join(PROBES)}")
     if cuda_driver.device_count() == 0:
         print("no CUDA GPU is visible here (the CUDA driver sees none): nothing to check")
         return 2
     run_id = f"gpu-check-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    skipped = {name: why for name, probe in PROBES.items() if (why := probe()) is not None}
-    runtimes = [name for name in PROBES if name not in skipped]
+    skipped = {name: why for name in asked if (why := PROBES[name]()) is not None}
+    runtimes = [name for name in asked if name not in skipped]
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     if not runtimes:
