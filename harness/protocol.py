@@ -12,11 +12,16 @@ a weights file); the cache and run folders come from the executor's placement.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Callable, Literal, get_args
 
 from harness.cells import Cell
+from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared
 
-MODES = ("prepare", "build", "bench", "parity", "accuracy")
+# what a job does: prepare a model's artifacts, build an engine from them, or measure a cell (bench, parity,
+# accuracy)
+JobMode = Literal["prepare", "build", "bench", "parity", "accuracy"]
+MODES: tuple[str, ...] = get_args(JobMode)
+MEASURING_MODES = ("bench", "parity", "accuracy")
 # lost: the machine running the cell went away (a fleet node died); the cell runs again on --resume
 Status = Literal["ok", "error", "oom", "timeout", "crashed", "unsupported", "parity_failed", "skipped", "lost"]
 STATUSES: tuple[str, ...] = get_args(Status)  # the one list: records, results and the sweep read it
@@ -74,7 +79,7 @@ class CellRequest:
     """One job: prepare a model's artifacts, build an engine from them, or measure one cell (bench, parity,
     accuracy)."""
 
-    mode: str
+    mode: JobMode
     cell: Cell
     model: CatalogueModel | OnnxModel
     reference: Reference
@@ -89,7 +94,7 @@ class CellRequest:
     export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
     accuracy: dict[str, Any] | None = None  # accuracy mode: crop sets per model, the data's description
     onnx_precision: str | None = None  # prepare mode: also export the ONNX file at this precision
-    prepared: dict[str, Any] = field(default_factory=dict)  # what the prepare (and build) jobs made
+    prepared: Prepared = field(default_factory=Prepared)  # what the prepare (and build) jobs made
     shapes: dict[str, Any] | None = None  # build mode: runtimes.base.EngineShapes, as a dict
     reference_outputs: dict[str, Any] | None = None  # parity mode on a bundle: its reference file, key, input hash
     energy: bool = True  # bench mode: the energy pass (harness.measure.energy) where a source is readable
@@ -106,7 +111,7 @@ class CellRequest:
         return dict(self.runtime_options.get(runtime, {}))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "prepared": self.prepared.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellRequest:
@@ -114,13 +119,30 @@ class CellRequest:
         model_type = OnnxModel if "onnx_path" in model else CatalogueModel
         return _build(cls, {**data, "cell": _build(Cell, data["cell"], "request.cell"),
                             "model": _build(model_type, model, "request.model"),
-                            "reference": _build(Reference, data["reference"], "request.reference")}, "request")
+                            "reference": _build(Reference, data["reference"], "request.reference"),
+                            "prepared": _part(Prepared.from_json, data.get("prepared") or {}, "request.prepared")},
+                      "request")
+
+
+def _part(read: Callable[[Any], Any], data: Any, what: str) -> Any:
+    try:
+        return read(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+# CellResult's measured parts, typed (harness.parts), and how each is read from its JSON form
+PARTS: dict[str, Callable[[Any], Any]] = {"prepared": Prepared.from_json, "memory": Memory.from_json,
+                                          "energy": Energy.from_json, "parity": ParityVerdict.from_json,
+                                          "accuracy": AccuracyFigures.from_json}
 
 
 @dataclass
 class CellResult:
-    """What a job's process answers. The measuring parts are dicts the child writes and the record keeps
-    as they are; the fields the parent acts on (status, error type, validity) are read by name."""
+    """What a job's process answers. Memory, energy, parity, accuracy and the prepared artifacts are typed
+    (harness.parts) and written in the records' JSON form; the other measuring parts (runtime facts, cold
+    start, timing, validity) are the child's dicts, kept as they are; the fields the parent acts on (status,
+    error type, validity) are read by name."""
 
     status: str
     error: str | None = None
@@ -128,16 +150,16 @@ class CellResult:
     traceback: str | None = None
     host: str | None = None
     worker_s: float | None = None
-    prepared: dict[str, Any] = field(default_factory=dict)
+    prepared: Prepared = field(default_factory=Prepared)
     runtime: dict[str, Any] | None = None
     cold_start: dict[str, Any] | None = None
     timing: dict[str, Any] | None = None
     samples_ms: dict[str, Any] | None = None
     input: dict[str, Any] | None = None
-    parity: dict[str, Any] | None = None
-    accuracy: dict[str, Any] | None = None
-    memory: dict[str, Any] | None = None
-    energy: dict[str, Any] | None = None  # harness.measure.energy: per source, or why it is missing
+    parity: ParityVerdict | None = None
+    accuracy: AccuracyFigures | None = None
+    memory: Memory | None = None
+    energy: Energy | None = None  # harness.measure.energy: per source, or why it is missing
     validity: dict[str, Any] | None = None
     complexity: dict[str, Any] | None = None
     jetson: dict[str, Any] | None = None  # a Jetson's facts before and after the timed loop
@@ -154,8 +176,11 @@ class CellResult:
         return list(self.validity.get("reasons") or [])
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**data, **{name: part.to_json() for name in PARTS if (part := data[name]) is not None}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellResult:
-        return _build(cls, data, "result")
+        parts = {name: _part(read, data[name], f"result.{name}") for name, read in PARTS.items()
+                 if data.get(name) is not None}
+        return _build(cls, {**data, **parts}, "result")

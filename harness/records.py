@@ -16,12 +16,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, StrictInt, StrictStr,
+                      ValidationError, model_validator)
 
 from harness.cells import cell_id_of
 from harness.errors import UserError
+from harness.parts import AccuracyFigures, Energy, EnergyFigures, Memory, ParityVerdict, Prepared
 from harness.protocol import STATUSES, Status
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,23 @@ class CellKey(BaseModel):
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
+
+
+T = TypeVar("T")
+
+
+def _typed_part(cls: type[T], read: Callable[[Any], T]) -> Any:
+    """A field holding one of harness.parts' types: read from its JSON form (or taken as it is), written back
+    in that form."""
+    return Annotated[cls, PlainValidator(lambda value: value if isinstance(value, cls) else read(value)),
+                     PlainSerializer(lambda value: value.to_json())]
+
+
+MemoryPart = _typed_part(Memory, Memory.from_json)
+EnergyPart = _typed_part(Energy, Energy.from_json)
+ParityPart = _typed_part(ParityVerdict, ParityVerdict.from_json)
+AccuracyPart = _typed_part(AccuracyFigures, AccuracyFigures.from_json)
+PreparedPart = _typed_part(Prepared, Prepared.from_json)
 
 
 class Statistics(_Part):
@@ -110,12 +129,12 @@ class Record(_Part):
     error_type: str | None = None
     timing: Timing | None = None
     validity: Validity | None = None
-    memory: dict[str, Any] = Field(default_factory=dict)  # source -> reading, or {"missing": reason}
+    memory: MemoryPart = Field(default_factory=Memory)  # source -> reading, or why it is missing
     model: ModelSummary = ModelSummary()
-    prepared: dict[str, Any] = Field(default_factory=dict)
-    parity: dict[str, Any] | None = None
-    accuracy: dict[str, Any] | None = None
-    energy: dict[str, Any] | None = None  # harness.measure.energy: {"sources": {name: figures or missing}, "pass"}
+    prepared: PreparedPart = Field(default_factory=Prepared)
+    parity: ParityPart | None = None
+    accuracy: AccuracyPart | None = None
+    energy: EnergyPart | None = None  # harness.measure.energy: per source its figures or why it is missing
 
     @model_validator(mode="after")
     def _timed_when_ok(self) -> "Record":
@@ -138,26 +157,25 @@ class Record(_Part):
 
     @property
     def artifact(self) -> dict[str, Any]:
-        return self.prepared.get("artifact") or {}
+        return self.prepared.artifact or {}
 
     def peak_bytes(self, source: str) -> int | None:
         """The peak of one memory source (the allocator's reserved peak for torch_allocator); None if missing."""
-        reading = self.memory.get(source)
-        if not isinstance(reading, dict) or "missing" in reading:
-            return None
-        peak = reading.get("peak_bytes", reading.get("peak_reserved_bytes"))
-        return None if peak is None else int(peak)
+        return self.memory.peak_bytes(source)
 
     def readable_sources(self) -> list[str]:
-        return [source for source in self.memory if self.peak_bytes(source) is not None]
+        return self.memory.readable_sources()
 
-    def energy_figures(self, source: str) -> dict[str, Any] | None:
+    def energy_figures(self, source: str) -> EnergyFigures | None:
         """One energy source's figures (joules per image, watts); None where it was missing or not measured."""
-        reading = ((self.energy or {}).get("sources") or {}).get(source)
-        return reading if isinstance(reading, dict) and "missing" not in reading else None
+        return self.energy.figures(source) if self.energy is not None else None
 
     def measured_energy_sources(self) -> list[str]:
-        return [s for s in ((self.energy or {}).get("sources") or {}) if self.energy_figures(s) is not None]
+        return self.energy.measured_sources() if self.energy is not None else []
+
+    def why_no_energy(self, source: str) -> str:
+        """Why this record has no figures from an energy source: no pass, a pass skipped, the source unreadable."""
+        return "no energy pass in the record" if self.energy is None else self.energy.why_missing(source)
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

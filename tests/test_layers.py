@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared vocabulary at the bottom: what each of these may import of the harness (nothing else of it).
-BOTTOM = {"cells": set(), "errors": set(), "paths": set(), "units": {"errors", "paths"}}
+BOTTOM = {"cells": set(), "errors": set(), "paths": set(), "parts": set(), "units": {"errors", "paths"}}
 # What each part above may not import (parts named by the harness's first-level module or package).
 FORBIDDEN = {
     "protocol": {"sweep", "cli", "reports", "fleet", "execution", "cell", "api", "measure", "accuracy"},

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from harness.measure import jetson as board, memory, validity
 from harness.measure.periodic import Periodic
 from harness.measure.timing import Policy, from_trace, summarize
+from harness.parts import Energy, Memory, memory_reading
 
 if TYPE_CHECKING:
     from harness.cell.worker import CellContext
@@ -97,11 +98,10 @@ def run_tool_timed_bench(context: "CellContext", runtime: "Runtime") -> dict[str
     if "missing" not in unified_reading:
         unified_reading["process_nvmap"] = process_nvmap
     in_tool = memory.missing("the inferences ran in trtexec's process, which this reading does not follow")
-    result["memory"] = {"host_rss": host_reading, "cuda_nvml": in_tool, "torch_allocator": in_tool,
-                        "jetson_unified": unified_reading,
-                        "jetson_process": memory.jetson_process(host_reading, unified_reading), "memory_pass_runs": 0}
-    result["energy"] = {"sources": {}, "pass": None,
-                        "skipped": "the inferences ran in trtexec's process: the energy pass needs them here"}
+    readings = {"host_rss": host_reading, "cuda_nvml": in_tool, "torch_allocator": in_tool,
+                "jetson_unified": unified_reading, "jetson_process": memory.jetson_process(host_reading, unified_reading)}
+    result["memory"] = Memory({source: memory_reading(reading) for source, reading in readings.items()}, 0)
+    result["energy"] = Energy(skipped="the inferences ran in trtexec's process: the energy pass needs them here")
     board_during = trace.summary() if trace is not None else None
     result["validity"] = validity.verdict(host_stats, policy.min_samples, context.request.max_cv, frequency_before,
                                           frequency_after, None, board_before, board_after, board_during)

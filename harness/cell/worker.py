@@ -41,6 +41,7 @@ from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - mak
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import Policy, sample, summarize
 from harness.paths import write_atomically
+from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, memory_reading
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, reference_outputs_file
 from harness.cells import Cell
 from runtimes import RuntimeUnavailable, before_any_model, create_runtime, runtime_class
@@ -74,7 +75,7 @@ class CellContext:
             name=model.name, source=model.source, builder=model.builder, builder_kwargs=dict(model.builder_kwargs),
             pretrained_tag=model.pretrained_tag, weights=request.weights)
         self.model = model
-        self.prepared: dict[str, Any] = dict(request.prepared)
+        self.prepared: Prepared = request.prepared.copy()
         self.built: dict[str, Any] = {}
 
     @property
@@ -108,17 +109,17 @@ class CellContext:
 
         assert self.recipe is not None
         if self.recipe.weights == PRETRAINED:
-            self.prepared["weights"] = {"kind": PRETRAINED, "tag": self.recipe.pretrained_tag,
+            self.prepared.weights = {"kind": PRETRAINED, "tag": self.recipe.pretrained_tag,
                                         "library": library_version(self.recipe.source)}
             return
         if self.recipe.weights != RANDOM:  # a state-dict file: its content names it (two files may share a name)
-            self.prepared["weights"] = {"kind": self.recipe.weights_label, "path": self.recipe.weights,
+            self.prepared.weights = {"kind": self.recipe.weights_label, "path": self.recipe.weights,
                                         "sha256": sha256_of(Path(self.recipe.weights))}
             return
         start = time.perf_counter()
         entry = random_weights(self.recipe, self.catalogue_model.input_size, self.seed, self.store,
                                library_version(self.recipe.source))
-        self.prepared["weights"] = {"kind": "random", "seed": self.seed, "description": entry.meta["description"],
+        self.prepared.weights = {"kind": "random", "seed": self.seed, "description": entry.meta["description"],
                                     "sha256": entry.meta["sha256"], "file_bytes": entry.meta["file_bytes"],
                                     "path": str(entry.path.relative_to(self.cache_dir)),
                                     "prepare_s": time.perf_counter() - start}
@@ -126,7 +127,7 @@ class CellContext:
     def weights_recipe(self) -> ModelRecipe:
         """The recipe with the prepared weights: the cached random file, a user's file, or pretrained."""
         assert self.recipe is not None
-        weights = self.prepared.get("weights") or {}
+        weights = self.prepared.weights or {}
         if weights.get("kind") == "random":
             return replace(self.recipe, weights=self.in_cache(weights["path"]))
         return self.recipe
@@ -137,7 +138,7 @@ class CellContext:
         return module
 
     def weights_id(self) -> str:
-        weights = self.prepared.get("weights", {})
+        weights = (self.prepared.weights or {})
         assert self.recipe is not None
         return weights.get("sha256") or f"{self.recipe.weights_label}:{self.recipe.pretrained_tag}:" \
                                         f"{weights.get('library')}"
@@ -155,13 +156,13 @@ class CellContext:
                           opset=options.get("opset", 18), precision=precision,
                           simplify=options.get("simplify", False),
                           metadata=metadata_for(name, model.preprocessing,
-                                                self.prepared.get("weights", {}).get("description",
+                                                (self.prepared.weights or {}).get("description",
                                                                                      self.weights_recipe().weights_label),
                                                 __version__))
         start = time.perf_counter()
         entry, hit = export(spec, self.build, self.store)
         meta = entry.meta
-        self.prepared["artifact"] = {
+        self.prepared.artifact = {
             "kind": "onnx", "path": str(entry.path.relative_to(self.cache_dir)), "cache_hit": hit,
             "lookup_s": time.perf_counter() - start, "exporter": meta["exporter"],
             "fallback_reason": meta["fallback_reason"], "opset": meta["opset"], "export_s": meta["export_s"],
@@ -181,7 +182,7 @@ class CellContext:
         crops, _, valid = open_crops(Path(self.in_cache(crop_set["folder"])))
         normalization = Normalization(**{k: tuple(v) if isinstance(v, list) else v
                                          for k, v in crop_set["normalization"].items()})
-        fp32 = dict(self.prepared["artifact"])
+        fp32 = dict(self.prepared.artifact or {})
         identity = {k: calibration[k] for k in ("images", "files_sha256", "contents_sha256", "seed", "layout")}
         spec = QuantizeSpec(model=self.model.name, fp32_sha256=fp32["sha256"], method=calibration["method"],
                             flavor=flavor, calibration={**identity, "preprocessing": {"geometry": crop_set["geometry"],
@@ -190,7 +191,7 @@ class CellContext:
         start = time.perf_counter()
         entry, hit = quantize(spec, Path(self.in_cache(fp32["path"])), "input", lambda: feed, self.store)
         meta = entry.meta
-        self.prepared["artifact"] = {
+        self.prepared.artifact = {
             "kind": "onnx", "path": str(entry.path.relative_to(self.cache_dir)), "cache_hit": hit,
             "lookup_s": time.perf_counter() - start, "exporter": f"{fp32['exporter']}, then {meta['quantizer']}",
             "fallback_reason": fp32["fallback_reason"], "opset": fp32["opset"], "export_s": fp32["export_s"],
@@ -211,7 +212,7 @@ class CellContext:
             module = self.built.get("module") or self.build()
             cached = measure(module, self.catalogue_model.input_size)
             cache.put(key, cached)
-        self.prepared["complexity"] = cached.as_dict()
+        self.prepared.complexity = cached.as_dict()
 
     # ---------------------------------------------------------------- measuring jobs
 
@@ -231,7 +232,7 @@ class CellContext:
     def _check_onnx_precision(self, runtime: Runtime) -> None:
         """The prepared ONNX file is the one this machine's runtime reads at the cell's precision (a fleet's
         driver chose it from the nodes' library versions; TensorRT's choice changes at 11.x)."""
-        made = (self.prepared.get("artifact") or {}).get("precision")
+        made = (self.prepared.artifact or {}).get("precision")
         wanted = type(runtime).onnx_precision(self.cell.precision)
         if made and made != wanted and wanted in (*EXPORT_PRECISIONS, *FLAVORS):
             raise RuntimeError(f"{runtime.name} {self.cell.precision} here reads the {precision_name(wanted)} ONNX "
@@ -242,22 +243,22 @@ class CellContext:
     def onnx_artifact(self) -> OnnxFileArtifact:
         name = self.model.name
         if self.external_onnx:
-            self.prepared["artifact"] = {"kind": "onnx", "path": self.external_onnx, "external": True}
+            self.prepared.artifact = {"kind": "onnx", "path": self.external_onnx, "external": True}
             return OnnxFileArtifact(name=name, path=self.external_onnx)
-        artifact = self.prepared.get("artifact")
+        artifact = self.prepared.artifact
         if not artifact or artifact.get("kind") != "onnx":
             raise RuntimeError(f"no ONNX file was prepared for {name} (a prepare job must run first)")
         return OnnxFileArtifact(name=name, path=self.in_cache(artifact["path"]))
 
     def onnx_sha256(self) -> str:
-        artifact = self.prepared.get("artifact") or {}
+        artifact = self.prepared.artifact or {}
         if artifact.get("sha256"):
             return artifact["sha256"]
         return sha256_of(Path(self.onnx_artifact().path))  # an outside ONNX file: hashed as it is now
 
     def engine_artifact(self) -> EngineArtifact:
         """The engine the build job made, handed over only while its hash is the one recorded at the build."""
-        engine = self.prepared.get("engine")
+        engine = self.prepared.engine
         if not engine:
             raise RuntimeError(f"no engine was built for {self.model.name} (a build job must run first)")
         entry = self.store.lookup(Path(self.in_cache(engine["folder"])), ENGINE_FILE)
@@ -271,8 +272,8 @@ class CellContext:
         """What the prepare job counted, or a cached figure (cells that need no preparation)."""
         if self.recipe is None:
             return None
-        if "complexity" in self.prepared:
-            return self.prepared["complexity"]
+        if self.prepared.complexity is not None:
+            return self.prepared.complexity
         cached = ComplexityCache(self.cache_dir / "complexity.json").get(self.request.complexity_key)
         return cached.as_dict() if cached else None
 
@@ -287,17 +288,18 @@ def _run_once(runtime: Runtime) -> float:
 MEMORY_PASS_RUNS = 3
 
 
-def _energy_pass(context: CellContext, runtime: Runtime) -> dict[str, Any]:
+def _energy_pass(context: CellContext, runtime: Runtime) -> Energy:
     """Energy per image from every readable source, in a pass of its own after the timed loop."""
     if not context.request.energy:
-        return {"sources": {}, "pass": None, "skipped": "--energy off"}
+        return Energy(skipped="--energy off")
 
     def run_once() -> None:
         runtime.run()
         runtime.synchronize()
 
     busy_s = max(energy.MIN_BUSY_S, Policy(**context.request.policy).min_duration_s / 2)
-    return energy.measure(energy.sources_for(context.cell.device), run_once, context.cell.batch_size, busy_s)
+    return Energy.from_json(energy.measure(energy.sources_for(context.cell.device), run_once,
+                                           context.cell.batch_size, busy_s))
 
 
 def run_bench(context: CellContext) -> dict[str, Any]:
@@ -363,7 +365,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         _check_outputs(outputs, cell.batch_size)
     host_stats = summarize(measurement.host_ms, cell.batch_size).__dict__
     result["prepared"] = context.prepared
-    result["cold_start"] = {"library_import_s": context.prepared.get("library_import_s"), "load_s": load_s,
+    result["cold_start"] = {"library_import_s": context.prepared.library_import_s, "load_s": load_s,
                             "first_run_ms": first_run_ms, "load_includes": runtime.load_includes}
     result["timing"] = {
         "clock": "host perf_counter_ns around run()+synchronize()",
@@ -380,12 +382,12 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     if runtime.own_memory_source != "torch_allocator" and device != "cpu":
         torch_memory = torch_buffers or memory.missing(f"{runtime.name} does not allocate through PyTorch")
     host_reading, unified_reading = host.reading(), jetson.reading()
-    result["memory"] = {"host_rss": host_reading, "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
-                        "jetson_unified": unified_reading,
-                        "jetson_process": memory.jetson_process(host_reading, unified_reading),
-                        "memory_pass_runs": memory_pass_runs}
+    readings = {"host_rss": host_reading, "cuda_nvml": nvml.reading(), "torch_allocator": torch_memory,
+                "jetson_unified": unified_reading, "jetson_process": memory.jetson_process(host_reading, unified_reading)}
     if runtime.own_memory_source not in (None, "torch_allocator"):
-        result["memory"][runtime.own_memory_source] = device_memory
+        readings[runtime.own_memory_source] = device_memory
+    result["memory"] = Memory({source: memory_reading(reading) for source, reading in readings.items()},
+                              memory_pass_runs)
     gpu = None
     if gpu_before is not None:
         gpu = {"before": gpu_before, "after": gpu_after, "other_processes": nvml.other_processes(),
@@ -431,7 +433,7 @@ def run_parity(context: CellContext) -> dict[str, Any]:
     elif (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
         _save_array(reference_path, outputs.astype(np.float32))
         return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
-                "parity": {"is_reference": True, "outputs_file": str(reference_path.relative_to(context.run_dir))}}
+                "parity": ParityVerdict(True, outputs_file=str(reference_path.relative_to(context.run_dir)))}
     elif not reference_path.is_file():
         raise RuntimeError(f"the reference outputs {reference_path} are missing: the reference cell did not finish")
     else:
@@ -443,8 +445,8 @@ def run_parity(context: CellContext) -> dict[str, Any]:
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,
-            "parity": {**parity.as_dict(), "is_reference": False, "reference": described,
-                       "tolerance": tolerance.__dict__},
+            "parity": ParityVerdict(False, figures=parity.as_dict(), reference=described,
+                                    tolerance=dict(tolerance.__dict__)),
             "input": input_note}
 
 
@@ -491,7 +493,8 @@ def run_accuracy(context: CellContext) -> dict[str, Any]:
     }
     reference_path = predictions_path(run_dir, cell.model, reference.runtime, reference.precision)
     figures.update(_against_reference(predictions.top5, labels, reference_path, is_reference=reference_path == own))
-    return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "accuracy": figures}
+    return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared,
+            "accuracy": AccuracyFigures.from_json(figures)}
 
 
 def _evaluate(context: CellContext, crop_set: dict[str, Any]) -> tuple[Any, np.ndarray, float, dict[str, Any]]:
@@ -550,7 +553,7 @@ def _import_model_library(context: CellContext, runtime: Runtime) -> None:
     if runtime.consumes == TORCH_MODULE and context.recipe is not None:
         start = time.perf_counter()
         import_source(context.recipe.source, hub_needed=context.recipe.weights == PRETRAINED)
-        context.prepared["library_import_s"] = time.perf_counter() - start
+        context.prepared.library_import_s = time.perf_counter() - start
 
 
 def classify(exc: BaseException, runtime_name: str | None, memory_capped: bool) -> str:
@@ -599,13 +602,13 @@ def run_prepare(context: CellContext) -> dict[str, Any]:
         return {"status": "ok", "error": None, "prepared": context.prepared}
     start = time.perf_counter()
     import_source(context.recipe.source, hub_needed=context.recipe.weights == PRETRAINED)
-    context.prepared["library_import_s"] = time.perf_counter() - start
+    context.prepared.library_import_s = time.perf_counter() - start
     context.prepare_weights()
     onnx_precision = context.request.onnx_precision
     if onnx_precision:
         context.export_onnx(onnx_precision)
     context.measure_complexity()
-    context.prepared.pop("library_import_s")
+    context.prepared.library_import_s = None
     return {"status": "ok", "error": None, "prepared": context.prepared}
 
 
@@ -636,7 +639,7 @@ def run_build(context: CellContext) -> dict[str, Any]:
             entry = _build_engine(context, runtime, onnx, shapes, key, folder)
         info = runtime.info()
     meta = entry.meta
-    context.prepared["engine"] = {
+    context.prepared.engine = {
         "folder": str(folder.relative_to(context.cache_dir)), "sha256": meta["sha256"], "cache_hit": hit,
         "rebuilt_because": not_used_because, "build_s": meta["build_s"], "built_at": meta["built_at"],
         "plan_file_bytes": meta["file_bytes"],

@@ -3,12 +3,12 @@ reference (PyTorch eager fp32 on the same images) and the published figure with 
 
 from __future__ import annotations
 
-from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.tables import STATUS_STYLE
+from harness.parts import AccuracyFigures
 from harness.records import Record
 
 
@@ -16,18 +16,18 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _delta(figures: dict[str, Any]) -> str:
-    if figures.get("reference_top1") is None or figures.get("is_reference"):
+def _delta(figures: AccuracyFigures) -> str:
+    if figures.reference_top1 is None or figures.top1 is None or figures.is_reference:
         return "—"
-    delta = figures["top1"] - figures["reference_top1"]
+    delta = figures.top1 - figures.reference_top1
     style = "green" if abs(delta) < 0.005 else ("red" if delta < 0 else "yellow")
     return f"[{style}]{delta:+.2f}[/{style}]"
 
 
-def _agreement(figures: dict[str, Any]) -> str:
-    if figures.get("is_reference"):
+def _agreement(figures: AccuracyFigures) -> str:
+    if figures.is_reference:
         return "reference"
-    share = figures.get("agreement_top1")
+    share = figures.agreement_top1
     return "—" if share is None else f"{100 * share:.2f} %"
 
 
@@ -43,21 +43,21 @@ def accuracy_table(records: list[Record], title: str) -> tuple[Table, list[str]]
     sources: dict[str, int] = {}
     several_devices = len({r.cell.device for r in records}) > 1
     for record in records:
-        cell, figures, published = record.cell, record.accuracy or {}, record.model.published
+        cell, figures, published = record.cell, record.accuracy, record.model.published
         source = published.accuracy_source
         note = ""
         if published.top1 is not None and source:
             note = f" [{sources.setdefault(source, len(sources) + 1)}]"
         published_text = _pct(published.top1) + note
         runtime = f"{cell.runtime} {cell.precision}" + (f" on {cell.device}" if several_devices else "")
-        if not record.ok:
+        if not record.ok or figures is None:
             style = STATUS_STYLE.get(record.status, "red")
             table.add_row(cell.model, runtime, f"[{style}]{record.status}[/{style}]", "", "", "", "",
                           escape(published_text), "")
             continue
-        table.add_row(cell.model, runtime, _pct(figures["top1"]), _pct(figures["top5"]),
-                      f"{figures['images']:,}", _agreement(figures), _delta(figures), escape(published_text),
-                      f"{figures['images_per_s']:,.1f}" if figures.get("images_per_s") else "—")
+        table.add_row(cell.model, runtime, _pct(figures.top1), _pct(figures.top5),
+                      f"{figures.images or 0:,}", _agreement(figures), _delta(figures), escape(published_text),
+                      f"{figures.images_per_s:,.1f}" if figures.images_per_s else "—")
     notes = [f"[{number}] {source}" for source, number in sources.items()]
     return table, notes
 
@@ -69,7 +69,7 @@ def data_lines(records: list[Record]) -> list[str]:
         figures = record.accuracy
         if not figures:
             continue
-        data, preprocessing = figures["data"], figures["preprocessing"]
+        data, preprocessing = figures.details["data"], figures.details["preprocessing"]
         geometry = preprocessing["geometry"]
         lines[f"{record.cell.model}: {data['layout']} data, {data['selection']}, labels from "
               f"{data['label_source']}; {data['bad_images']} unreadable; {geometry['interpolation']} resize of the "

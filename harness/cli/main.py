@@ -486,7 +486,7 @@ def _not_runnable(records: list[Record]) -> list[Record]:
     leaves them out of its exit code, unless no other cell was compared (then nothing was verified)."""
     unable = [r for r in records if r.status == "unsupported" and r.error_type == "CannotRunHere"]
     left_out = {id(r) for r in unable}
-    compared = [r for r in records if id(r) not in left_out and not (r.parity or {}).get("is_reference")]
+    compared = [r for r in records if id(r) not in left_out and not (r.parity and r.parity.is_reference)]
     if unable and not compared:
         console.print("[yellow]no cell was compared: every runtime and precision asked for cannot run here[/yellow]")
         return []

@@ -405,7 +405,7 @@ def _at_once(args: argparse.Namespace, profile: DeviceProfile, names: list[str],
             continue
         runtimes = {}
         for device, record in records.items():
-            engine = record.prepared["engine"]
+            engine = record.prepared.engine
             entry = store.lookup(cache_dir() / engine["folder"], ENGINE_FILE)
             if entry is None or entry.meta.get("sha256") != engine["sha256"]:
                 results[name] = {"skipped": f"the {device} engine changed or vanished after its cell; run again"}

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from harness.catalogue.bundles import precision_label
 from harness.cells import REFERENCE
+from harness.parts import MemoryReading, Missing
 from harness.records import Record
 from harness.reports.check import FAIL, PASS, UNKNOWN, ModelCheck
 
@@ -86,12 +87,12 @@ def cell_summary(record: Record) -> dict[str, Any]:
             "valid": record.validity.valid if record.validity else None,
             "invalid_reasons": record.validity.reasons if record.validity else None,
             "memory_peak_bytes": {source: record.peak_bytes(source) for source in record.readable_sources()},
-            "energy": {source: {k: record.energy_figures(source).get(k)  # type: ignore[union-attr]
+            "energy": {source: {k: getattr(record.energy_figures(source), k)
                                 for k in ("joules_per_image", "average_watts", "idle_watts")}
                        for source in record.measured_energy_sources()},
-            "accuracy": {k: (record.accuracy or {}).get(k) for k in ("top1", "top5", "images")}
-            if record.kind == "accuracy" else None,
-            "parity": record.parity, "run_id": record.run_id}
+            "accuracy": {k: getattr(record.accuracy, k) for k in ("top1", "top5", "images")}
+            if record.kind == "accuracy" and record.accuracy is not None else None,
+            "parity": record.parity.to_json() if record.parity else None, "run_id": record.run_id}
 
 
 def failures(records: list[Record]) -> list[str]:
@@ -122,8 +123,7 @@ def _row_columns(records: list[Record]) -> tuple[str, ...]:
 
 def memory_table(records: list[Record], title: str) -> Table | str:
     """Peak memory per model/runtime/precision and batch size, one column group per readable source."""
-    present = [s for s in MEMORY_SOURCES
-               if any(isinstance(r.memory.get(s), dict) and "missing" not in r.memory[s] for r in records)]
+    present = [s for s in MEMORY_SOURCES if any(isinstance(r.memory.readings.get(s), MemoryReading) for r in records)]
     if not present:
         return "no memory readings in these records"
     return _per_source_table(records, title, "MB = 10^6 bytes; " + "; ".join(f"{s}: {MEMORY_SOURCES[s]}"
@@ -153,9 +153,9 @@ def energy_table(records: list[Record], title: str) -> Table | str | None:
         return None
     present = sorted({s for r in with_pass for s in r.measured_energy_sources()})
     if not present:
-        reasons = {name: reading.get("missing") for r in with_pass
-                   for name, reading in ((r.energy or {}).get("sources") or {}).items() if isinstance(reading, dict)}
-        skipped = next((r.energy.get("skipped") for r in with_pass if (r.energy or {}).get("skipped")), None)
+        reasons = {name: reading.reason for r in with_pass if r.energy
+                   for name, reading in r.energy.sources.items() if isinstance(reading, Missing)}
+        skipped = next((r.energy.skipped for r in with_pass if r.energy and r.energy.skipped), None)
         why = skipped or "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()) if reason)
         return f"no energy readings ({why})"
     return _per_source_table(records, title, "images per joule of the inference itself (idle power subtracted), "
@@ -171,9 +171,9 @@ def _energy_text(record: Record | None, source: str) -> str:
     figures = record.energy_figures(source)
     if figures is None:
         return "[dim]—[/dim]"
-    per_image = figures.get("joules_per_image")
+    per_image = figures.joules_per_image
     images = f"{1 / per_image:,.1f} img/J" if per_image else "≈ idle"
-    return f"{images} ({figures['average_watts']:.1f} W)"
+    return f"{images} ({figures.average_watts:.1f} W)"
 
 
 def _memory_text(record: Record | None, source: str) -> str:
@@ -281,7 +281,7 @@ def engine_table(records: list[Record]) -> Table:
                    "cache"):
         table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime", "status") else "right")
     for record in records:
-        engine, cell = record.prepared.get("engine") or {}, record.cell
+        engine, cell = record.prepared.engine or {}, record.cell
         cache = "—"
         if engine:
             cache = "hit" if engine.get("cache_hit") else "new"
@@ -305,12 +305,13 @@ def parity_table(records: list[Record]) -> Table:
     for record in records:
         cell, parity = record.cell, record.parity
         verdict = "[green]ok[/green]" if record.ok else _status_text(record)
-        if parity and parity.get("is_reference"):
+        if parity and parity.is_reference:
             verdict = "[bold]reference[/bold]" if record.ok else verdict
             parity = None
-        figures = ["—"] * 5 if not parity else [
-            f"{parity['max_abs_err']:.2e}", f"{parity['max_rel_err']:.2e}", f"{parity['min_cosine']:.6f}",
-            f"{parity['top1_agreement']:.2f}", f"{parity['top5_overlap']:.2f}"]
+        errors = parity.figures if parity else {}
+        figures = ["—"] * 5 if not errors else [
+            f"{errors['max_abs_err']:.2e}", f"{errors['max_rel_err']:.2e}", f"{errors['min_cosine']:.6f}",
+            f"{errors['top1_agreement']:.2f}", f"{errors['top5_overlap']:.2f}"]
         table.add_row(cell.model, cell.runtime, cell.precision, verdict, *figures)
     return table
 

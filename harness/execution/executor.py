@@ -9,7 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+
+# What the sweep does with a job's outcome: a cell's is recorded; a preparation's (a model's weights file, ONNX
+# file, params and MACs) and a build's (an engine) are what later jobs run from.
+JobKind = Literal["cell", "prepare", "build"]
 
 from harness.protocol import CellRequest, CellResult
 
@@ -18,12 +22,13 @@ from harness.protocol import CellRequest, CellResult
 class Job:
     """One unit of work for a fresh process: the request the worker reads, and how to run it."""
 
-    key: str  # unique within a sweep: a cell id, or "prepare|..." for an artifact
+    key: str  # unique within a sweep: a cell id, or a preparation's or build's key
     request: CellRequest
     log_name: str  # stem of the job's log file, readable by a person
     timeout_s: float
     max_memory_bytes: int | None = None
     preload: tuple[tuple[str, ...], tuple[str, ...]] = (("harness.cell.worker",), ())  # modules, model libraries
+    kind: JobKind = "cell"
 
 
 @dataclass(frozen=True)

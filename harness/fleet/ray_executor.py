@@ -154,7 +154,7 @@ class RayExecutor(Executor):
         request = flight.job.request.to_json()
         local, _ = split_device(flight.device)
         request["cell"]["device"] = local
-        prepare = flight.job.key.startswith("prepare|")
+        prepare = flight.job.kind == "prepare"
         if not prepare:
             self._add_cached_complexity(request)
         files = [] if prepare else [(needed, self._object(path, needed.sha256)) for needed, path in
@@ -256,7 +256,7 @@ class RayExecutor(Executor):
 
     def _where_gone(self, flight: _Flight) -> str | None:
         """None while a live node can run the job; else the node(s) that could and left the fleet."""
-        if flight.job.key.startswith("prepare|"):
+        if flight.job.kind == "prepare":
             return None  # on the driver's own node: while the driver runs, so does its node
         alive = {n.node_id for n in self.nodes}
         if flight.pinned_node_id is not None:  # an engine's cell: only the node that built the engine
@@ -287,7 +287,7 @@ class RayExecutor(Executor):
                 write_bytes_atomically(self.placement.run_dir / relative, data)
             except OSError as exc:
                 raise StorageFailed(f"cannot write in {self.placement.run_dir}: {exc.strerror or exc}") from None
-        engine = result.prepared.get("engine") if flight.job.key.startswith("build|") else None
+        engine = result.prepared.engine if flight.job.kind == "build" else None
         if engine and result.status == "ok":
             self._engine_nodes[engine["sha256"]] = answer["node_id"]
         process: dict[str, Any] = {"start": "exec", "executor": "ray", "node": name,

@@ -193,11 +193,11 @@ def _measured_memory(profile: DeviceProfile, record: Any, source: str) -> Criter
         return Criterion("memory", FAIL, _failed(record), limit)
     peak = record.peak_bytes(source)
     if peak is None:
-        why = (record.memory.get(source) or {}).get("missing", "not recorded")
+        why = record.memory.why_missing(source)
         return Criterion("memory", UNKNOWN, f"{source} unreadable: {why}", limit)
     verdict = PASS if peak <= profile.memory_budget_bytes else FAIL
     figure = f"{peak / 1e9:.2f} GB measured ({source})"
-    reading = record.memory.get(source) or {}
+    reading = record.memory.readings[source].figures  # a peak was read above
     if source == "jetson_process":  # the process's own; the system-wide figure beside it, not judged
         figure = (f"{peak / 1e9:.2f} GB measured (host RSS {reading['host_rss_peak_bytes'] / 1e9:.2f} + GPU buffers "
                   f"{reading['gpu_buffers_bytes'] / 1e9:.2f}, from {reading['gpu_buffers_from'].split(' (')[0]}); "
@@ -244,9 +244,9 @@ def _numerics(record: Any) -> Criterion:
         return Criterion("numerics", UNKNOWN, unable, limit)
     if record is None or record.status not in ("ok", "parity_failed"):
         return Criterion("numerics", FAIL, _failed(record), limit)
-    parity = record.parity or {}
-    figure = f"max rel err {parity.get('max_rel_err', float('nan')):.2e}, top-1 agreement " \
-             f"{parity.get('top1_agreement', float('nan')):.2f}"
+    errors = record.parity.figures if record.parity else {}
+    figure = f"max rel err {errors.get('max_rel_err', float('nan')):.2e}, top-1 agreement " \
+             f"{errors.get('top1_agreement', float('nan')):.2f}"
     return Criterion("numerics", PASS if record.ok else FAIL, figure if record.ok else f"{figure}; {record.error}",
                      limit)
 

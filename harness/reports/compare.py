@@ -172,7 +172,7 @@ def top1_figures(records: list[Record]) -> tuple[dict[tuple[str, str, str], floa
     top1: dict[tuple[str, str, str], float] = {}
     unreadable = []
     for record in latest_records([r for r in records if r.kind == "accuracy"]):
-        figure = (record.accuracy or {}).get("top1") if record.ok else None
+        figure = record.accuracy.top1 if record.ok and record.accuracy else None
         if figure is None:
             continue
         if isinstance(figure, bool) or not isinstance(figure, (int, float)) or not math.isfinite(figure):
@@ -208,7 +208,7 @@ def measured_settings(record: Record) -> dict[str, str]:
         source = asked if key in asked else reported if fallback in reported else None
         if source is not None:
             settings[name] = _setting_text(source[key if source is asked else fallback])
-    weights = _weights_text(_dict(record.prepared.get("weights")))
+    weights = _weights_text(_dict(record.prepared.weights))
     if weights:
         settings["weights"] = weights
     artifact = record.artifact if isinstance(record.artifact, dict) else {}

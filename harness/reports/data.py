@@ -188,22 +188,11 @@ def _board_trace(record: Record) -> list[list[float | None]] | None:
 
 
 def _energy(record: Record, source: str) -> dict[str, Any]:
-    figures = record.energy_figures(source) or {}
-    return {"joules_per_image": figures.get("joules_per_image"), "average_watts": figures.get("average_watts"),
-            "energy_missing": None if figures else _energy_missing(record, source)}
-
-
-def _energy_missing(record: Record, source: str) -> str:
-    """Why a record has no figures from an energy source: no pass, a pass skipped, or the source unreadable."""
-    energy = record.energy if isinstance(record.energy, dict) else {}
-    if not energy:
-        return "no energy pass in the record"
-    if energy.get("skipped"):
-        return f"energy pass skipped ({energy['skipped']})"
-    reading = (energy.get("sources") or {}).get(source) if isinstance(energy.get("sources"), dict) else None
-    if isinstance(reading, dict) and reading.get("missing"):
-        return f"{source}: {reading['missing']}"
-    return f"{source} not readable where the cell ran"
+    figures = record.energy_figures(source)
+    if figures is None:
+        return {"joules_per_image": None, "average_watts": None, "energy_missing": record.why_no_energy(source)}
+    return {"joules_per_image": figures.joules_per_image, "average_watts": figures.average_watts,
+            "energy_missing": None}
 
 
 def _onnx_path(path: str | None) -> str | None:
@@ -271,7 +260,9 @@ def with_measured_accuracy(points: list[Point], accuracy_records: list[Record]) 
     for record in accuracy_records:
         if not record.ok:
             continue
-        cell, figures = record.cell, record.accuracy or {}
+        cell, figures = record.cell, record.accuracy
+        if figures is None:
+            continue
         measured[(cell.model, cell.runtime, cell.precision)] = Accuracy(
-            figures.get("top1"), figures.get("top5"), "measured", f"run {record.run_id}: {figures.get('images')} images")
+            figures.top1, figures.top5, "measured", f"run {record.run_id}: {figures.images} images")
     return [replace(p, accuracy=measured.get((p.model, p.runtime, p.precision), p.accuracy)) for p in points]

@@ -24,6 +24,7 @@ from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
 from harness.measure import environment
 from harness.measure.timing import Policy
+from harness.parts import Prepared
 from harness.paths import write_atomically
 from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
@@ -147,14 +148,13 @@ def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSetti
         "error": result.error,
         "started_at": started_at,
         "wall_s": wall_s,
-        "model": subject.summary(settings.weights, result.complexity or result.prepared.get("complexity")),
+        "model": subject.summary(settings.weights, result.complexity or result.prepared.complexity),
         "runtime": result.runtime,
         "policy": settings.policy.as_dict() if settings.mode == "bench" else None,
         "settings": asked_settings(cell, settings),
     }
-    for key in RESULT_KEYS:
-        if getattr(result, key) is not None:
-            record[key] = getattr(result, key)
+    answered = result.to_json()
+    record.update({key: answered[key] for key in RESULT_KEYS if answered[key] is not None})
     return record
 
 
@@ -261,7 +261,7 @@ class Sweep:
         self.executor_factory = executor_factory or self._local_executor
         self._oom_batch: dict[tuple[str, str, str, str], int] = {}
         self._weights_missing: dict[str, str] = {}  # model -> why its weights could not be loaded
-        self._prepared: dict[str, dict[str, Any]] = {}  # preparation key -> what it made
+        self._prepared: dict[str, Prepared] = {}  # preparation key -> what it made
         self._prepare_failed: dict[str, Outcome] = {}  # preparation key -> its failed outcome
         self._blamed: set[str] = set()  # failed preparations already recorded on their first cell
         self._earlier_invalid: dict[str, list[list[str]]] = {}
@@ -389,7 +389,7 @@ class Sweep:
             return Job(cell.cell_id, request, stem, self.settings.timeout_s,
                        preload=(PREPARE_MODULES, self._sources(subject)))
         steps = self.prerequisites(cell)
-        prepared = self._prepared[steps[-1].key] if steps else {}
+        prepared = self._prepared[steps[-1].key] if steps else Prepared()
         extra: dict[str, Any] = {}
         if self.settings.mode == "build":
             runtime = self.runtime_of(cell)
@@ -405,14 +405,14 @@ class Sweep:
         if isinstance(step, Preparation):
             return self._prepare_job(step, cell)
         subject = self.subjects[cell.model]
-        prepared = self._prepared.get(step.preparation.key, {})
+        prepared = self._prepared.get(step.preparation.key, Prepared())
         request = build_request(cell, subject, self.settings, mode="build", prepared=prepared,
                                 versions=self.versions_for(cell.device),
                                 shapes=asdict(step.shapes))
         stem = f"build-{cell.model}-{cell.runtime}-{cell.precision}-{cell.device.replace(':', '_')}-{step.shapes.label}"
         # like a prepare job, a build is not measured: the --max-memory cap is for measuring cells
-        return Job(step.key, request, stem, self.settings.timeout_s, preload=preload_for(cell, subject,
-                                                                                      self.settings.weights))
+        return Job(step.key, request, stem, self.settings.timeout_s,
+                   preload=preload_for(cell, subject, self.settings.weights), kind="build")
 
     def _prepare_job(self, preparation: Preparation, cell: Cell) -> Job:
         subject = self.subjects[preparation.model]
@@ -420,7 +420,7 @@ class Sweep:
                                 onnx_precision=preparation.onnx_precision, versions=self.versions_for(cell.device))
         stem = f"prepare-{preparation.model}-{preparation.onnx_precision or 'weights'}"
         return Job(preparation.key, request, stem, self.settings.timeout_s,
-                   preload=(PREPARE_MODULES, self._sources(subject)))
+                   preload=(PREPARE_MODULES, self._sources(subject)), kind="prepare")
 
     def _sources(self, subject: Subject) -> tuple[str, ...]:
         return (subject.spec.source,) if subject.spec and self.settings.weights != "pretrained" else ()
@@ -505,7 +505,7 @@ class _Schedule:
                 break
             job, outcome = self.executor.wait()
             cell, started_at = self.in_flight.pop(job.key)
-            if job.key.startswith(("prepare|", "build|")):
+            if job.kind in ("prepare", "build"):
                 self._prepared(job, outcome)
             else:
                 self._finished(job, cell, outcome, started_at)
