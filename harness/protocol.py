@@ -16,6 +16,8 @@ from typing import Any, Callable, Literal, get_args
 
 from harness.cells import Cell
 from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared
+from harness.policy import Policy
+from runtimes.base import EngineShapes
 
 # what a job does: prepare a model's artifacts, build an engine from them, or measure a cell (bench, parity,
 # accuracy)
@@ -75,6 +77,33 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """How a prepare job exports the model's ONNX file, and for int8 the calibration it quantizes on (the crop
+    sets per model and what identifies the images: harness.cli.calibration.calibration_settings)."""
+
+    opset: int = 18
+    simplify: bool = False
+    calibration: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As plans before this type stored it: the calibration only where there is one."""
+        return {"opset": self.opset, "simplify": self.simplify,
+                **({"calibration": self.calibration} if self.calibration is not None else {})}
+
+
+@dataclass(frozen=True)
+class BundledReference:
+    """A bundle's reference outputs for one batch size, made on the workstation: the file and its key, and the
+    seed and hash of the inputs they answer (the board regenerates the inputs and checks the hash)."""
+
+    file: str
+    key: str
+    input_sha256: str
+    seed: int
+    source: str  # the runtime and precision that made them
+
+
+@dataclass(frozen=True)
 class CellRequest:
     """One job: prepare a model's artifacts, build an engine from them, or measure one cell (bench, parity,
     accuracy)."""
@@ -88,15 +117,15 @@ class CellRequest:
     threads: int | None = None
     channels_last: bool = False
     runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> its validated options
-    policy: dict[str, Any] = field(default_factory=dict)  # harness.measure.timing.Policy, as a dict
+    policy: Policy = field(default_factory=Policy)
     max_cv: float = 0.10
     complexity_key: str | None = None
-    export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
+    export: ExportSettings = field(default_factory=ExportSettings)
     accuracy: dict[str, Any] | None = None  # accuracy mode: crop sets per model, the data's description
     onnx_precision: str | None = None  # prepare mode: also export the ONNX file at this precision
     prepared: Prepared = field(default_factory=Prepared)  # what the prepare (and build) jobs made
-    shapes: dict[str, Any] | None = None  # build mode: runtimes.base.EngineShapes, as a dict
-    reference_outputs: dict[str, Any] | None = None  # parity mode on a bundle: its reference file, key, input hash
+    shapes: EngineShapes | None = None  # build mode: the engine's batch sizes
+    reference_outputs: BundledReference | None = None  # parity mode on a bundle
     energy: bool = True  # bench mode: the energy pass (harness.measure.energy) where a source is readable
 
     def __post_init__(self) -> None:
@@ -120,8 +149,15 @@ class CellRequest:
         return _build(cls, {**data, "cell": _build(Cell, data["cell"], "request.cell"),
                             "model": _build(model_type, model, "request.model"),
                             "reference": _build(Reference, data["reference"], "request.reference"),
-                            "prepared": _part(Prepared.from_json, data.get("prepared") or {}, "request.prepared")},
+                            "prepared": _part(Prepared.from_json, data.get("prepared") or {}, "request.prepared"),
+                            **{name: _build(kind, data[name], f"request.{name}") for name, kind in REQUEST_PARTS.items()
+                               if data.get(name) is not None}},
                       "request")
+
+
+# CellRequest's typed settings, each read from its JSON object by field name
+REQUEST_PARTS: dict[str, type] = {"policy": Policy, "export": ExportSettings, "shapes": EngineShapes,
+                                  "reference_outputs": BundledReference}
 
 
 def _part(read: Callable[[Any], Any], data: Any, what: str) -> Any:

@@ -11,8 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared vocabulary at the bottom: what each of these may import of the harness (nothing else of it).
-BOTTOM = {"cells": set(), "errors": set(), "paths": set(), "parts": set(), "units": {"errors", "paths"}}
+BOTTOM = {"cells": set(), "errors": set(), "paths": set(), "parts": set(), "policy": set(), "units": {"errors", "paths"}}
 # What each part above may not import (parts named by the harness's first-level module or package).
+# protocol reads the timing policy (harness.policy) and the engine shapes (runtimes.base); parts and policy are
+# at the bottom
 FORBIDDEN = {
     "protocol": {"sweep", "cli", "reports", "fleet", "execution", "cell", "api", "measure", "accuracy"},
     "records": {"sweep", "cli", "reports", "fleet", "execution", "cell", "api", "measure", "accuracy"},

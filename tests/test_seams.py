@@ -201,13 +201,20 @@ def test_a_chatty_cell_leaves_a_capped_log(tmp_path, catalogue):
 def test_requests_and_results_are_typed_both_ways():
     """One set of types for both sides of the process boundary: a round trip is lossless, and a field
     either side does not know, or an unknown status, fails naming it."""
-    from harness.protocol import CatalogueModel, CellRequest, CellResult, Reference
+    from harness.measure.timing import THOROUGH
+    from harness.parts import Prepared
+    from harness.protocol import BundledReference, CatalogueModel, CellRequest, CellResult, ExportSettings, Reference
+    from runtimes.base import EngineShapes
 
     request = CellRequest(mode="bench", cell=Cell("resnet18", "ort", "fp32", 4, "cpu"),
                           model=CatalogueModel(name="resnet18", source="torchvision", builder="resnet18",
                                                input_size=224),
-                          reference=Reference("torch", "fp32"), prepared={"artifact": {"path": "onnx/x/model.onnx"}})
+                          reference=Reference("torch", "fp32"),
+                          prepared=Prepared(artifact={"path": "onnx/x/model.onnx"}), policy=THOROUGH,
+                          export=ExportSettings(opset=17, simplify=True), shapes=EngineShapes.dynamic([1, 8]),
+                          reference_outputs=BundledReference("refs.npz", "bs8", "ab12", 0, "torch fp32"))
     assert CellRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+    assert request.to_json()["policy"]["min_samples"] == 100 and request.to_json()["shapes"]["kind"] == "dynamic"
     with pytest.raises(ValueError, match="unknown field.*cache_dir"):
         CellRequest.from_json({**request.to_json(), "cache_dir": "/home/me/.cache"})
     with pytest.raises(ValueError, match="mode must be one of"):

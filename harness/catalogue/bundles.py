@@ -39,7 +39,7 @@ from exporters.quantize import FLAVORS
 from exporters.store import sha256_of
 from harness.errors import UserError
 from harness.measure.inputs import input_sha256, make_inputs
-from harness.protocol import OnnxModel
+from harness.protocol import BundledReference, OnnxModel
 
 BUNDLE_FILE = "bundle.json"
 LOCK_FILE = ".bundle.lock"  # exports into one bundle update bundle.json one at a time
@@ -99,14 +99,14 @@ class BundleModel:
     def seed(self) -> int:
         return int(self.manifest["reference"]["seed"])
 
-    def reference_outputs(self, batch_size: int) -> dict[str, Any] | None:
+    def reference_outputs(self, batch_size: int) -> BundledReference | None:
         """Where the board finds the reference outputs for `batch_size`, and the hash its inputs must have."""
         batch = self.manifest["reference"]["batches"].get(str(batch_size))
         if batch is None:
             return None
-        return {"file": str(self.folder / self.manifest["reference"]["file"]), "key": batch["outputs_key"],
-                "input_sha256": batch["input_sha256"], "seed": self.seed,
-                "source": self.manifest["reference"]["runtime"]}
+        return BundledReference(file=str(self.folder / self.manifest["reference"]["file"]), key=batch["outputs_key"],
+                                input_sha256=batch["input_sha256"], seed=self.seed,
+                                source=self.manifest["reference"]["runtime"])
 
     def request_model(self, precision: str) -> OnnxModel:
         """The ONNX file of `precision` (an ONNX precision: a runtime's `onnx_precision`); one line if absent."""

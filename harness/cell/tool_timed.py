@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.measure import jetson as board, memory, validity
 from harness.measure.periodic import Periodic
-from harness.measure.timing import Policy, from_trace, summarize
+from harness.measure.timing import from_trace, summarize
 from harness.parts import Energy, Memory, memory_reading
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class _ProcessNvmap:
 
 def run_tool_timed_bench(context: "CellContext", runtime: "Runtime") -> dict[str, Any]:
     """load -> the tool's timing run (board facts, clock trace and memory around it) -> the harness's rules."""
-    cell, policy = context.cell, Policy(**context.request.policy)
+    cell, policy = context.cell, context.request.policy
     result: dict[str, Any] = {"status": "ok", "error": None}
     runtime.load(context.artifact(runtime))
     unified, nvmap = memory.JetsonUnified(), _ProcessNvmap()
@@ -69,7 +69,7 @@ def run_tool_timed_bench(context: "CellContext", runtime: "Runtime") -> dict[str
     if trace is not None:
         trace.start()
     try:
-        run = runtime.measure(context.request.policy, on_start=nvmap.watch)  # type: ignore[attr-defined]
+        run = runtime.measure(policy.as_dict(), on_start=nvmap.watch)  # type: ignore[attr-defined]
     finally:
         if trace is not None:
             trace.stop()

@@ -39,10 +39,11 @@ from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit
 from harness.measure import energy, jetson as board, memory, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
-from harness.measure.timing import Policy, sample, summarize
+from harness.measure.timing import sample, summarize
 from harness.paths import write_atomically
 from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, memory_reading
-from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, reference_outputs_file
+from harness.protocol import (BundledReference, CatalogueModel, CellRequest, CellResult, OnnxModel,
+                              reference_outputs_file)
 from harness.cells import Cell
 from runtimes import RuntimeUnavailable, before_any_model, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
@@ -153,8 +154,7 @@ class CellContext:
         options, model = self.request.export, self.catalogue_model
         name = model.name
         spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=model.input_size,
-                          opset=options.get("opset", 18), precision=precision,
-                          simplify=options.get("simplify", False),
+                          opset=options.opset, precision=precision, simplify=options.simplify,
                           metadata=metadata_for(name, model.preprocessing,
                                                 (self.prepared.weights or {}).get("description",
                                                                                      self.weights_recipe().weights_label),
@@ -175,7 +175,7 @@ class CellContext:
         from harness.accuracy.crop_cache import open_crops
         from harness.accuracy.preprocess import Normalization, normalize
 
-        calibration = self.request.export.get("calibration")
+        calibration = self.request.export.calibration
         if not calibration:
             raise UnsupportedConfiguration("int8 needs calibration images: pass --calibration DATA")
         crop_set = calibration["sets"][self.model.name]
@@ -297,7 +297,7 @@ def _energy_pass(context: CellContext, runtime: Runtime) -> Energy:
         runtime.run()
         runtime.synchronize()
 
-    busy_s = max(energy.MIN_BUSY_S, Policy(**context.request.policy).min_duration_s / 2)
+    busy_s = max(energy.MIN_BUSY_S, context.request.policy.min_duration_s / 2)
     return Energy.from_json(energy.measure(energy.sources_for(context.cell.device), run_once,
                                            context.cell.batch_size, busy_s))
 
@@ -341,7 +341,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         trace = board.ClockTrace() if board_before.get("is_jetson") else None
         if trace is not None:
             trace.start()
-        measurement = sample(runtime, Policy(**context.request.policy), first_run_ms=first_run_ms)
+        measurement = sample(runtime, context.request.policy, first_run_ms=first_run_ms)
         if trace is not None:
             trace.stop()
         frequency_after, gpu_after = validity.cpu_frequencies_khz(), validity.gpu_clocks(device)
@@ -394,7 +394,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                "sm_clock_before_mhz": gpu_before.get("sm_clock_mhz"),
                "sm_clock_after_mhz": (gpu_after or {}).get("sm_clock_mhz"),
                "throttle_reasons_after": (gpu_after or {}).get("throttle_reasons")}
-    result["validity"] = validity.verdict(host_stats, context.request.policy["min_samples"], context.request.max_cv,
+    result["validity"] = validity.verdict(host_stats, context.request.policy.min_samples, context.request.max_cv,
                                           frequency_before, frequency_after, gpu, board_before, board_after,
                                           board_during)
     if board_after.get("is_jetson"):
@@ -429,7 +429,7 @@ def run_parity(context: CellContext) -> dict[str, Any]:
                   "generator": f"numpy default_rng({context.seed})"}
     bundled = context.request.reference_outputs
     if bundled is not None:  # a bundle's model: the workstation's reference outputs travel with it
-        expected, described = _bundled_reference(bundled, inputs), f"{bundled['source']}, from the bundle"
+        expected, described = _bundled_reference(bundled, inputs), f"{bundled.source}, from the bundle"
     elif (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
         _save_array(reference_path, outputs.astype(np.float32))
         return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
@@ -450,13 +450,13 @@ def run_parity(context: CellContext) -> dict[str, Any]:
             "input": input_note}
 
 
-def _bundled_reference(bundled: dict[str, Any], inputs: np.ndarray) -> np.ndarray:
+def _bundled_reference(bundled: BundledReference, inputs: np.ndarray) -> np.ndarray:
     """The bundle's reference outputs, once the inputs regenerated here are shown to be the ones they came from."""
-    if input_sha256(inputs) != bundled["input_sha256"]:
-        raise RuntimeError(f"the inputs regenerated from seed {bundled['seed']} differ from the workstation's "
+    if input_sha256(inputs) != bundled.input_sha256:
+        raise RuntimeError(f"the inputs regenerated from seed {bundled.seed} differ from the workstation's "
                            "(another numpy stream?): the bundle's reference outputs cannot be compared")
-    with np.load(bundled["file"]) as stored:
-        return stored[bundled["key"]]
+    with np.load(bundled.file) as stored:
+        return stored[bundled.key]
 
 
 def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: str) -> Path:
@@ -618,7 +618,7 @@ def run_build(context: CellContext) -> dict[str, Any]:
     Why a cached engine was not used is recorded."""
     cell, request = context.cell, context.request
     assert request.shapes is not None, "a build request names the shapes"
-    shapes = EngineShapes(**request.shapes)
+    shapes = request.shapes
     runtime = create_runtime(cell.runtime, context.options())
     with runtime:
         with before_any_model():

@@ -155,9 +155,9 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     images = images.limited(args.limit, args.seed)
     console.print(f"[bold]data[/bold]: {escape(images.describe())}")
     sets = crop_sets(specs, images, args.crop_pct, args.workers)
-    export = export_settings(args)
+    export = export_settings(args, calibration_settings(args, calibration, specs, crop_sets)
+                             if calibration is not None else None)
     if calibration is not None:
-        export["calibration"] = calibration_settings(args, calibration, specs, crop_sets)
         console.print(f"[bold]calibration[/bold]: {escape(calibration.describe())}")
 
     cells = [cell for device in devices  # each device's cells against the reference on that device

@@ -77,9 +77,7 @@ def _export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int:
     subjects = catalogue_subjects(specs)
     if note:
         console.print(note)
-    export = export_settings(args)
-    if images is not None:
-        export["calibration"] = calibration_settings(args, images, specs, crop_sets)
+    export = export_settings(args, calibration_settings(args, images, specs, crop_sets) if images is not None else None)
     logs = Path(cache_dir()) / "export-logs"
     exported = _run(Sweep(logs, new_run_id(), subjects, BenchSettings(
         policy=QUICK, weights=weights, timeout_s=args.timeout, seed=args.seed, mode="export", export=export)),

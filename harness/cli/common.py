@@ -22,6 +22,7 @@ from harness.cli.tables import failures
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.paths import CACHE_ENV, cache_dir
+from harness.protocol import ExportSettings
 from harness.records import Record
 from harness.sweep.runs import last_run_of_plan, read_plan, same_plan
 from harness.sweep.sweep import Sweep
@@ -334,8 +335,8 @@ def finish(records: list[Record], records_path: Path, planned: list[Any] | None 
     return 0 if ok + left_out == total else 1
 
 
-def export_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"opset": args.opset, "simplify": args.simplify}
+def export_settings(args: argparse.Namespace, calibration: dict[str, Any] | None = None) -> ExportSettings:
+    return ExportSettings(opset=args.opset, simplify=args.simplify, calibration=calibration)
 
 
 def resume_run_id(args: argparse.Namespace, out_dir: Path, sweep_signature: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
 from harness.measure.validity import MAX_CV
 from harness.paths import cache_dir
+from harness.protocol import ExportSettings
 from harness.records import RECORDS_FILE, Record, as_records, latest_records, read_records
 from harness.sweep.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells, plan_with_reference
 from harness.sweep.sweep import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
@@ -494,20 +495,19 @@ def _not_runnable(records: list[Record]) -> list[Record]:
 
 
 def _export_with_calibration(args: argparse.Namespace, precisions: list[str],
-                             subjects: dict[str, Subject]) -> dict[str, Any]:
+                             subjects: dict[str, Subject]) -> ExportSettings:
     """The export settings, with the calibration set of int8 (crops decoded now) when int8 is asked for; a
     bundle carries its int8 files, calibrated on the workstation."""
-    settings = export_settings(args)
     if getattr(args, "bundle", None):
         if getattr(args, "calibration", None):
             raise UserError("--calibration makes int8 files on the workstation; a bundle carries them already: "
                             "drop --calibration")
-        return settings
+        return export_settings(args)
     images = calibration_images(args, precisions)
     specs = [s.spec for s in subjects.values() if s.spec is not None]
     if images is not None and specs:
-        settings["calibration"] = calibration_settings(args, images, specs, accuracy_command.crop_sets)
-    return settings
+        return export_settings(args, calibration_settings(args, images, specs, accuracy_command.crop_sets))
+    return export_settings(args)
 
 
 def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject]) -> tuple[int, int]:

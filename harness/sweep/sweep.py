@@ -7,7 +7,7 @@ import logging
 import secrets
 import socket
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,10 +23,10 @@ from harness.errors import UserError
 from harness.execution.executor import Executor, Job, Outcome, StorageFailed
 from harness.execution.local import PROCESS_STARTS, LocalExecutor, default_placement  # noqa: F401 - re-exported
 from harness.measure import environment
-from harness.measure.timing import Policy
+from harness.policy import Policy
 from harness.parts import Prepared
 from harness.paths import write_atomically
-from harness.protocol import CatalogueModel, CellRequest, CellResult, OnnxModel, Reference
+from harness.protocol import CatalogueModel, CellRequest, CellResult, ExportSettings, OnnxModel, Reference
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
                              repair_torn_tail)
 from harness.cells import REFERENCE, Cell
@@ -52,7 +52,7 @@ class BenchSettings:
     timeout_s: float = 900.0
     seed: int = 0
     mode: str = "bench"  # or "parity", "export", "build" (engines ahead of a sweep), "accuracy"
-    export: dict[str, Any] = field(default_factory=lambda: {"opset": 18, "simplify": False})
+    export: ExportSettings = field(default_factory=ExportSettings)
     max_memory_bytes: int | None = None  # enforced on each cell's process (RLIMIT_DATA)
     strict_retries: int = 0  # re-runs of a cell whose verdict is invalid
     max_cv: float = 0.10  # a cell whose samples vary more is invalid
@@ -64,7 +64,7 @@ class BenchSettings:
     energy: bool = True  # bench: the energy pass after the timed loop, where an energy source is readable
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "policy": self.policy.as_dict()}
+        return {**self.__dict__, "policy": self.policy.as_dict(), "export": self.export.to_json()}
 
 
 class Subject:
@@ -130,7 +130,7 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: s
     return CellRequest(mode=mode, cell=cell, model=subject.request_model(cell, versions),
                        reference=Reference(*REFERENCE), weights=settings.weights, seed=settings.seed,
                        threads=settings.threads, channels_last=settings.channels_last,
-                       runtime_options=settings.runtime_options, policy=settings.policy.as_dict(),
+                       runtime_options=settings.runtime_options, policy=settings.policy,
                        max_cv=settings.max_cv, complexity_key=subject.complexity_key(), export=settings.export,
                        accuracy=settings.accuracy, energy=settings.energy, **extra)
 
@@ -394,7 +394,7 @@ class Sweep:
         if self.settings.mode == "build":
             runtime = self.runtime_of(cell)
             shapes = self.engine_shapes(cell, runtime) if runtime else EngineShapes.static(cell.batch_size)
-            extra["shapes"] = asdict(shapes)
+            extra["shapes"] = shapes
         request = build_request(cell, subject, self.settings, prepared=prepared,
                                 versions=self.versions_for(cell.device), **extra)
         return Job(cell.cell_id, request, stem,
@@ -408,7 +408,7 @@ class Sweep:
         prepared = self._prepared.get(step.preparation.key, Prepared())
         request = build_request(cell, subject, self.settings, mode="build", prepared=prepared,
                                 versions=self.versions_for(cell.device),
-                                shapes=asdict(step.shapes))
+                                shapes=step.shapes)
         stem = f"build-{cell.model}-{cell.runtime}-{cell.precision}-{cell.device.replace(':', '_')}-{step.shapes.label}"
         # like a prepare job, a build is not measured: the --max-memory cap is for measuring cells
         return Job(step.key, request, stem, self.settings.timeout_s,
