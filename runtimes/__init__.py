@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from runtimes.base import PRECISIONS, CannotRunHere, DeviceFamily, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import CannotRunHere, DeviceFamily, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 # name -> (module, class, what it needs installed)
 RUNTIMES: dict[str, tuple[str, str, str]] = {
@@ -121,15 +121,6 @@ def device_patterns() -> list[str]:
 def precision_takers(precision: str) -> dict[str, str]:
     """{runtime: condition} for each registered runtime that takes `precision` ('' = always)."""
     return {name: cls.precisions[precision] for name, cls in declared_classes().items() if precision in cls.precisions}
-
-
-def check_declared_precisions() -> None:
-    """Every declared precision is one the harness plans cells at (its exporters make the files)."""
-    for name, cls in declared_classes().items():
-        unknown = sorted(set(cls.precisions) - set(PRECISIONS))
-        if unknown:
-            raise ValueError(f"runtime '{name}' declares {', '.join(unknown)}: the harness plans "
-                             f"{', '.join(PRECISIONS)}")
 
 
 def default_runtime(kind: str, installed: Callable[[str], bool] | None = None) -> str | None:
