@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from harness.reports.data import Point
 
 
+PROFILE_KINDS = ("jetson", "cuda", "cpu")  # a runtime declares which it is check --on-device's default for
+
+
 class Targets(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(1, ge=1)
@@ -27,7 +30,7 @@ class Targets(BaseModel):
 class DeviceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: str = Field(pattern="^(jetson|cuda|cpu)$")
+    kind: str = Field(pattern=f"^({'|'.join(PROFILE_KINDS)})$")
     device_match: list[str]
     part_numbers: list[str] = Field(default_factory=list)  # the Jetson modules it answers for ('p3448-0000')
     memory_total_bytes: int = Field(alias="memory_total")

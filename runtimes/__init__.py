@@ -1,12 +1,18 @@
-"""Runtimes behind one contract (`runtimes.base.Runtime`). Importing this package imports no runtime library."""
+"""Runtimes behind one contract (`runtimes.base.Runtime`). Importing this package imports no runtime library.
+
+The registry: `RUNTIMES` names each built-in runtime; what each class declares (the device families it runs on,
+the precisions it takes, the device profile kinds it is the default for) is read here, by importing the
+runtime's module and never its library, so that the CLI builds --device parsing and help from it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
-from runtimes.base import CannotRunHere, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import CannotRunHere, DeviceFamily, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 # name -> (module, class, what it needs installed)
 RUNTIMES: dict[str, tuple[str, str, str]] = {
@@ -69,3 +75,67 @@ def before_any_model() -> Iterator[None]:
         raise
     except UnsupportedConfiguration as exc:
         raise CannotRunHere(str(exc)) from exc
+
+
+# ---------------------------------------------------------------- what the registered runtimes declare
+
+
+@dataclass(frozen=True)
+class OfferedFamily:
+    """A device family and the registered runtimes that declare it, in RUNTIMES order."""
+
+    family: DeviceFamily
+    runtimes: tuple[str, ...]
+
+
+def declared_classes() -> dict[str, type[Runtime]]:
+    """Each registered runtime's class, whether or not its library is installed here (none is imported)."""
+    return {name: runtime_class(name, installed_here=False) for name in RUNTIMES}
+
+
+def device_families() -> list[OfferedFamily]:
+    """Every device family a registered runtime declares, in the order first declared, with its runtimes; two
+    runtimes that declare a family of the same name must declare the same one."""
+    families: dict[str, DeviceFamily] = {}
+    takers: dict[str, list[str]] = {}
+    for name, cls in declared_classes().items():
+        for family in cls.devices:
+            known = families.setdefault(family.name, family)
+            if known != family:
+                raise ValueError(f"runtime '{name}' declares device family '{family.name}' as {family}, another "
+                                 f"runtime as {known}: declare one DeviceFamily and share it")
+            takers.setdefault(family.name, []).append(name)
+    return [OfferedFamily(family, tuple(takers[key])) for key, family in families.items()]
+
+
+def device_family(device: str) -> OfferedFamily | None:
+    """The declared family `device` (no '@NODE') belongs to, or None where no registered runtime runs on it."""
+    return next((offered for offered in device_families() if offered.family.matches(device)), None)
+
+
+def device_patterns() -> list[str]:
+    """The --device forms the registry offers: cpu, cuda[:N], dla:N, ..."""
+    return [offered.family.pattern for offered in device_families()]
+
+
+def precision_takers(precision: str) -> dict[str, str]:
+    """{runtime: condition} for each registered runtime that takes `precision` ('' = always)."""
+    return {name: cls.precisions[precision] for name, cls in declared_classes().items() if precision in cls.precisions}
+
+
+def default_runtime(kind: str, installed: Callable[[str], bool] | None = None) -> str | None:
+    """The runtime `check --on-device` takes for a device profile of `kind`: the first registered runtime that
+    declares it the default and that `installed(name)` accepts (None: any), else the first that declares it
+    (its install line then says what is missing); None where no runtime declares `kind`."""
+    candidates = [name for name, cls in declared_classes().items() if kind in cls.default_for]
+    if not candidates:
+        return None
+    return next((name for name in candidates if installed is None or installed(name)), candidates[0])
+
+
+def discover_devices(family: DeviceFamily) -> list[str]:
+    """The devices of `family` its declared discoverer finds here (it may import the runtime's library)."""
+    if family.discover is None:
+        return []
+    module_name, _, function = family.discover.partition(":")
+    return list(getattr(importlib.import_module(module_name), function)())

@@ -66,10 +66,64 @@ class OptionSpec:
 
 
 @dataclass(frozen=True)
+class DeviceFamily:
+    """A family of devices, as `--device` names them, that a runtime declares it runs on.
+
+    `pattern`: the family's name alone ("cpu", "npu"), with an optional index ("cuda[:N]": cuda is cuda:0) or
+    with a required one ("dla:N"). `description`: one line for --help. `cuda_gpu`: the CUDA GPU the driver must
+    see before a sweep starts: "self" (the device is one), a fixed one ("cuda:0": a Jetson's DLA sits beside
+    it), or None (not checked up front; the runtime says in its cell whether it finds the device). `discover`:
+    "module:function" returning the devices of this family present on this machine (a fleet node offers them);
+    it may import the runtime's library, so it is called only when a node looks.
+    """
+
+    pattern: str
+    description: str
+    cuda_gpu: str | None = None
+    discover: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pattern.split("[", 1)[0].split(":", 1)[0]
+
+    @property
+    def index(self) -> str:
+        """'none', 'optional' or 'required': whether a device of this family takes ':N'."""
+        if self.pattern.endswith("[:N]"):
+            return "optional"
+        return "required" if self.pattern.endswith(":N") else "none"
+
+    def matches(self, device: str) -> bool:
+        """Whether `device` (no '@NODE') names one of this family: cuda, cuda:1; not cuda:x or cuda1."""
+        name, colon, index = device.partition(":")
+        if name != self.name:
+            return False
+        if not colon:
+            return self.index != "required"
+        return self.index != "none" and index.isdigit()
+
+    def canonical(self, device: str) -> str:
+        """The device as a fleet names it: the first of its family where the index is optional (cuda -> cuda:0)."""
+        return f"{device}:0" if self.index == "optional" and ":" not in device else device
+
+    def cuda_device(self, device: str) -> str | None:
+        """The CUDA GPU the driver must see for `device` (see `cuda_gpu`), or None."""
+        return device if self.cuda_gpu == "self" else self.cuda_gpu
+
+
+CPU = DeviceFamily("cpu", "the host CPU")
+CUDA = DeviceFamily("cuda[:N]", "an NVIDIA GPU, cuda:0 where N is left out", cuda_gpu="self")
+DLA = DeviceFamily("dla:N", "a Jetson's DLA core, beside its GPU cuda:0", cuda_gpu="cuda:0")
+
+# The precisions the harness plans cells at (the exporters make their ONNX files); a runtime declares which it takes.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
 class RuntimeOptions:
     """Every knob that changes a number; all are recorded with each result."""
 
-    device: str = "cpu"  # "cpu", "cuda" / "cuda:N", "dla:N", "intel-gpu[:N]" or "npu"
+    device: str = "cpu"  # a device of a family the runtime declares (`Runtime.devices`): "cpu", "cuda:1", "npu"
     precision: str = "fp32"  # "fp32", "fp16", "bf16" or "int8"
     threads: int | None = None  # intra-op CPU threads; None keeps the library default (recorded)
     channels_last: bool = False
@@ -196,6 +250,15 @@ class Runtime(ABC):
                                     "to the device")  # what cold start's load() time holds, recorded with it
     option_prefix: ClassVar[str] = ""  # --runtime-option <prefix>.<name>=<value>; "" = none taken
     option_specs: ClassVar[dict[str, OptionSpec]] = {}
+    # Where it runs and at what precision, read by the harness without importing the runtime's library: --device
+    # parsing and help, --precision help, the README's table. `devices`: the families it runs on. `precisions`:
+    # each precision it takes -> "" (always) or the condition, as text ("CUDA only", "where the device lists
+    # it"); the runtime still refuses a combination it cannot run, in its cell (`UnsupportedConfiguration`).
+    # `default_for`: the device profile kinds (jetson, cuda, cpu) it is `check --on-device`'s runtime for; where
+    # several runtimes declare a kind, the first in `runtimes.RUNTIMES` installed here is taken.
+    devices: ClassVar[tuple[DeviceFamily, ...]] = (CPU,)
+    precisions: ClassVar[dict[str, str]] = {"fp32": ""}
+    default_for: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

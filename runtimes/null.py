@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import NOTHING, Artifact, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import CPU, NOTHING, PRECISIONS, Artifact, Runtime, RuntimeOptions, UnsupportedConfiguration
 
 NUM_CLASSES = 1000
 
@@ -16,6 +16,8 @@ class NullRuntime(Runtime):
 
     name = "null"
     consumes = NOTHING
+    devices = (CPU,)
+    precisions = dict.fromkeys(PRECISIONS, "runs no model")  # what a pipeline test at any precision needs
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from runtimes.base import ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import (CPU, CUDA, ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration)
 
 NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
@@ -56,6 +57,9 @@ class OnnxRuntime(Runtime):
     required_modules = ("onnxruntime",)
     install_hint = "runtime 'ort' needs ONNX Runtime: pip install 'dnn-harness[ort]' (or '[device]' on a board)"
     accelerator_provider = "CUDAExecutionProvider"
+    devices = (CPU, CUDA)
+    precisions = {"fp32": "", "fp16": "", "int8": ""}
+    default_for = ("cpu",)
     option_prefix = "ort"
     option_specs = {
         "graph_optimization": OptionSpec("graph optimization level", tuple(GRAPH_OPTIMIZATION), "all"),
@@ -183,6 +187,8 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     """The TensorRT execution provider of onnxruntime-gpu (CUDA as its fallback); takes the ort options."""
 
     name = "ort-trt"
+    devices = (CUDA,)
+    default_for = ()
     accelerator_provider = "TensorrtExecutionProvider"
     install_hint = "runtime 'ort-trt' needs onnxruntime-gpu built with TensorRT: pip install onnxruntime-gpu"
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from runtimes.base import (ONNX_FILE, Artifact, DeviceClock, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
-                           UnsupportedConfiguration)
+from runtimes.base import (CPU, ONNX_FILE, Artifact, DeviceClock, DeviceFamily, OnnxFileArtifact, OptionSpec, Runtime,
+                           RuntimeOptions, UnsupportedConfiguration)
 
 # harness precision -> (INFERENCE_PRECISION_HINT, the optimization capability the device must list)
 PRECISION_HINTS = {"fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16"),
@@ -32,6 +32,9 @@ DEVICE_FAMILIES = {"cpu": "CPU", "intel-gpu": "GPU", "npu": "NPU"}
 # openvino._pyopenvino's own failure kinds that mean the graph needs what this OpenVINO lacks; its frontends
 # raise them wrapped in a RuntimeError whose message names the kind ("FrontEnd API failed with ...")
 UNSUPPORTED_ERRORS = ("OpConversionFailure", "NotImplementedFailure", "OpValidationFailure")
+INTEL_GPU = DeviceFamily("intel-gpu[:N]", "an Intel GPU, through OpenVINO's GPU plugin",
+                         discover="runtimes.openvino:present_devices")
+NPU = DeviceFamily("npu", "an NPU, through OpenVINO's NPU plugin", discover="runtimes.openvino:present_devices")
 
 
 def openvino_device(device: str) -> str | None:
@@ -41,6 +44,23 @@ def openvino_device(device: str) -> str | None:
     if name is None or (index and not index.isdigit()):
         return None
     return f"{name}.{index}" if index else name
+
+
+def present_devices() -> list[str]:
+    """The Intel GPUs and NPU OpenVINO's plugins find here (intel-gpu:N, npu); none where openvino is not
+    installed."""
+    try:
+        import openvino
+    except ImportError:
+        return []
+    found = []
+    for name in openvino.Core().available_devices:
+        family, _, index = name.partition(".")
+        if family == "GPU":
+            found.append(f"intel-gpu:{index or 0}")
+        elif family == "NPU":
+            found.append("npu")
+    return found
 
 
 class RequestLatencyClock:
@@ -72,6 +92,9 @@ class OpenVinoRuntime(Runtime):
     install_hint = "runtime 'ov' needs OpenVINO: pip install 'dnn-harness[ov]'"
     load_includes = ("reading the ONNX file into an OpenVINO model, fixing its batch axis, and compiling it for the "
                      "device")
+    devices = (CPU, INTEL_GPU, NPU)
+    precisions = {"fp32": "", "fp16": "where the device lists it", "bf16": "where the device lists it",
+                  "int8": "where the device lists it"}
     option_prefix = "ov"
     option_specs = {
         "hint": OptionSpec("performance hint: latency (one stream, the default) or throughput", tuple(HINTS),
@@ -98,7 +121,8 @@ class OpenVinoRuntime(Runtime):
             raise UnsupportedConfiguration(f"ov runs {', '.join(PRECISION_HINTS)}, not {options.precision}")
         device = openvino_device(options.device)
         if device is None:
-            raise UnsupportedConfiguration(f"ov runs on cpu, intel-gpu[:N] or npu, not {options.device}")
+            raise UnsupportedConfiguration(f"ov runs on {', '.join(f.pattern for f in self.devices)}, "
+                                          f"not {options.device}")
         self._ov = importlib.import_module("openvino")
         self._core = self._ov.Core()
         self._device = device

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import (COMMON_SOURCES, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime, RuntimeOptions,
-                           TorchModuleArtifact, UnsupportedConfiguration)
+from runtimes.base import (COMMON_SOURCES, CPU, CUDA, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime,
+                           RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)
 
 from runtimes.cpu_features import native_bf16
 
@@ -46,6 +46,8 @@ class TorchEagerRuntime(Runtime):
     required_modules = ("torch",)
     install_hint = "runtime 'torch' needs PyTorch: pip install 'dnn-harness[torch]' (on a board, measure a bundle's " \
                    "ONNX files with --runtime ort or trt instead)"
+    devices = (CPU, CUDA)
+    precisions = {"fp32": "", "fp16": "CUDA only", "bf16": "where the hardware computes it"}
     option_prefix = "torch"
     option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",
                                                   ("on", "off"), "on")}

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from runtimes import cuda_driver
-from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, EngineArtifact, EngineShapes,
+from runtimes.base import (COMMON_SOURCES, CUDA, DLA, ONNX_FILE, Artifact, BuiltEngine, EngineArtifact, EngineShapes,
                            IncompatibleEngine, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
                            UnsupportedConfiguration)
 from runtimes.trtexec_tool import (BOARD_ROOT_ENV, Flags, find, read_outputs, read_times, read_version,
@@ -93,6 +93,11 @@ class TrtexecRuntime(Runtime):
                     "'Engine deserialized in' figure is recorded as load_s)"
     install_hint = INSTALL_HINT
     memory_sources = COMMON_SOURCES
+    # after trt in RUNTIMES: check --on-device takes it where TensorRT's Python bindings are out of reach (JetPack's
+    # bindings exist only for its system Python, which may be older than the harness's)
+    devices = (CUDA, DLA)
+    precisions = {"fp32": "GPU only, not on a DLA", "fp16": "", "int8": ""}
+    default_for = ("jetson", "cuda")
     option_prefix = "trtexec"
     option_specs = {
         "cuda_graph": OptionSpec("run the timed inferences as a CUDA graph (trtexec 11's default)", ("on", "off"),

@@ -159,7 +159,7 @@ def test_a_dla_core_without_a_gpu_is_named_as_given(monkeypatch):
     monkeypatch.setattr(cuda_driver, "device_count", lambda: 0)
     with pytest.raises(UserError) as raised:
         check_device("dla:9")
-    assert str(raised.value).startswith("device 'dla:9' (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec "
+    assert str(raised.value).startswith("device 'dla:9' (a Jetson's DLA core, beside its GPU cuda:0; trt, trtexec "
                                         "only) asked for, but no CUDA device is visible here")
 
 

@@ -562,7 +562,7 @@ def test_engine_flags_without_engine_and_other_mistakes_are_one_line(trt_cli):
     for args, words in [(("export", "--models", "resnet18", "--device", "cuda"), "--device only apply to engines"),
                         (("export", "--models", "resnet18", "--runtime-option", "trt.tf32=off"), "add --engine"),
                         (("export", "--engine", "--models", "resnet18", "--runtime", "ort"), "builds no engine"),
-                        (("export", "--engine", "--models", "resnet18", "--device", "cpu"), "built for a GPU"),
+                        (("export", "--engine", "--models", "resnet18", "--device", "cpu"), "are built for cuda[:N] or dla:N"),
                         (("export", "--engine", "--models", "resnet18", "--runtime-option", "trt.profile=wide"),
                          "bad value 'wide' for trt.profile"),
                         (("bench", "--models", "resnet18", "--runtime", "trt", "--device", "dla:x"),

@@ -16,7 +16,7 @@ from harness.accuracy.preprocess import recipe_parts
 from harness.cli.accuracy_table import accuracy_table, data_lines
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli.calibration import calibration_images, calibration_settings, split_halves
-from harness.cli.common import (DEVICE_HELP, add_export_options, add_runtime_options, check_common,
+from harness.cli.common import (add_export_options, add_runtime_options, check_common, device_help,
                                 check_out_dir, check_precisions, check_runtimes, check_sources, check_weights_file,
                                 comma_list, console, err_console, export_settings, finish, progress_bar, resume_hint,
                                 resume_run_id, run_sweep, runtime_options)
@@ -63,7 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                "default: each model's own recipe")
     accuracy.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                           help=f"images per inference (default {DEFAULT_BATCH_SIZE}, as in the paper)")
-    accuracy.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    accuracy.add_argument("--device", default="cpu", help=device_help())
     accuracy.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                           help="processes decoding images (default: one per CPU)")
     accuracy.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads of the runtimes")

@@ -27,15 +27,9 @@ from harness.records import Record
 from harness.sweep.runs import last_run_of_plan, read_plan, same_plan
 from harness.sweep.sweep import Sweep
 from harness.units import check_seconds, check_seed
-from runtimes import RUNTIMES, RuntimeUnavailable, cuda_driver, runtime_class
-from runtimes.base import BadOption
-from runtimes.openvino import openvino_device
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-DEVICE_HELP = ("cpu (default), cuda, cuda:N, dla:N (a Jetson's DLA core; trt), intel-gpu[:N] or npu (OpenVINO's "
-               "plugins; ov)")
-PRECISION_HELP = ("fp32, fp16, bf16 (ov, and torch/torch-compile on hardware with bf16) and/or int8 (ort, ov, trt), "
-                  "comma-separated")
+from runtimes import (RUNTIMES, OfferedFamily, RuntimeUnavailable, cuda_driver, declared_classes, device_families,
+                      device_family, device_patterns, precision_takers, runtime_class)
+from runtimes.base import PRECISIONS, BadOption
 
 UNWRAPPED_WIDTH = 400  # outside a terminal (a pipe, a CI log, tee): tables at their full width, never cut
 
@@ -79,6 +73,11 @@ def json_only_stdout(active: bool) -> Iterator[None]:
     finally:
         sys.stdout = real
         _json_stdout.pop()
+
+
+def either(words: list[str]) -> str:
+    """'a, b or c'."""
+    return " or ".join(filter(None, [", ".join(words[:-1]), words[-1] if words else ""]))
 
 
 def comma_list(text: str) -> list[str]:
@@ -136,21 +135,58 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
     add_calibration_options(parser)
 
 
+def _family_line(offered: OfferedFamily) -> str:
+    """'dla:N: a Jetson's DLA core, beside its GPU cuda:0 (trt, trtexec)'."""
+    return f"{offered.family.pattern}: {offered.family.description} ({', '.join(offered.runtimes)})"
+
+
+def device_help() -> str:
+    """--device's help: each device family the registered runtimes declare, what it is and which runtimes take it."""
+    return "; ".join(_family_line(offered) for offered in device_families()) + "; default cpu"
+
+
+def _grouped(takers: dict[str, str]) -> str:
+    """'ort, trt; torch, torch-compile: CUDA only': runtimes with the same condition together, unconditional first."""
+    conditions: dict[str, list[str]] = {}
+    for name, condition in sorted(takers.items(), key=lambda item: item[1] != ""):
+        conditions.setdefault(condition, []).append(name)
+    return "; ".join(", ".join(names) + (f": {condition}" if condition else "")
+                     for condition, names in conditions.items())
+
+
+def precision_help() -> str:
+    """--precision's help: each precision and the registered runtimes that take it, with their conditions."""
+    offered = [(precision, precision_takers(precision)) for precision in PRECISIONS]
+    return ", ".join(f"{precision} ({_grouped(takers)})" for precision, takers in offered if takers) + \
+        "; comma-separated"
+
+
+def default_runtime_help(kinds: tuple[str, ...]) -> str:
+    """check --on-device --runtime's default per device profile kind, from what the runtimes declare:
+    'jetson and cuda profiles: trt, else trtexec where trt is not installed; cpu profiles: ort'."""
+    chosen: dict[tuple[str, ...], list[str]] = {}
+    for kind in kinds:
+        names = tuple(name for name, cls in declared_classes().items() if kind in cls.default_for)
+        chosen.setdefault(names, []).append(kind)
+    parts = []
+    for names, group in chosen.items():
+        choice = "".join(f", else {name} where {names[0]} is not installed" for name in names[1:])
+        parts.append(f"{' and '.join(group)} profiles: {names[0] + choice if names else 'none (pass --runtime)'}")
+    return "; ".join(parts)
+
+
 def check_device(device: str) -> None:
-    """cpu, or a CUDA device the driver sees. Whether each runtime can reach it is the runtime's to say,
-    in its cell (`unsupported` with the reason): ONNX Runtime or TensorRT may reach a GPU that a CPU-only
-    torch cannot."""
-    if device == "cpu":
-        return
-    if openvino_device(device) is not None:
-        return  # OpenVINO's GPU/NPU plugins (ov only); a cell says `unsupported` where OpenVINO finds none
-    gpu = device
-    if device.startswith("dla:") and device[4:].isdigit():  # a DLA core beside a Jetson's GPU (trt only)
-        gpu = "cuda:0"
-    if not (gpu == "cuda" or (gpu.startswith("cuda:") and gpu[5:].isdigit())):
-        raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N, dla:N (a Jetson's DLA core, trt), "
-                        "intel-gpu[:N] or npu (OpenVINO's GPU and NPU plugins, ov)")
-    beside = " (a DLA core, beside a Jetson's GPU cuda:0; trt and trtexec only)" if gpu != device else ""
+    """A device of a family a registered runtime declares; a CUDA GPU (or the GPU a DLA core sits beside) the driver
+    sees. Whether each runtime can reach it is the runtime's to say, in its cell (`unsupported` with the reason):
+    ONNX Runtime or TensorRT may reach a GPU that a CPU-only torch cannot."""
+    offered = device_family(device)
+    if offered is None:
+        raise UserError(f"unknown device '{device}': use {either(device_patterns())} (--help says which runtimes "
+                        "take each)")
+    gpu = offered.family.cuda_device(device)
+    if gpu is None:
+        return  # not a CUDA device: a cell says `unsupported` where its runtime finds none
+    beside = f" ({offered.family.description}; {', '.join(offered.runtimes)} only)" if gpu != device else ""
     count = cuda_driver.device_count()  # the driver's own count: no torch, so a CPU-only torch does not matter
     if count == 0:
         raise UserError(f"device '{device}'{beside} asked for, but no CUDA device is visible here; use --device cpu")

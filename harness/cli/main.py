@@ -24,11 +24,11 @@ from harness.cli import fleet as fleet_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import compare as compare_command
 from harness.cli import reports as report_commands
-from harness.cli.common import (DEVICE_HELP, EXPORT_AGAIN, PRECISION_HELP, add_export_options, add_runtime_options,
-                                check_cache_dir, check_common, check_device, check_out_dir, check_precisions,
-                                check_runtimes, check_sources, check_weights, comma_list, console, err_console,
-                                export_settings, finish, json_only_stdout, parse_batch_sizes, print_json, progress_bar,
-                                resume_hint, resume_run_id, run_sweep, runtime_options)
+from harness.cli.common import (EXPORT_AGAIN, add_export_options, add_runtime_options, check_cache_dir,
+                                check_common, check_device, check_out_dir, check_precisions, check_runtimes,
+                                check_sources, check_weights, comma_list, console, device_help, either, err_console,
+                                export_settings, finish, json_only_stdout, parse_batch_sizes, precision_help,
+                                print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
                                 export_table, largest_batches, memory_table, parity_table, run_table)
 from harness.errors import UserError
@@ -42,8 +42,8 @@ from harness.sweep.planning import EXPORT, ORDERS, PAPER_BATCH_SIZES, plan_cells
 from harness.sweep.sweep import (DEFAULT_PROCESS_START, PROCESS_STARTS, BenchSettings, Subject, Sweep, catalogue_subjects,
                            new_run_id)
 from harness.units import parse_size
-from runtimes import RUNTIMES
-from runtimes.base import NOTHING, TORCH_MODULE
+from runtimes import RUNTIMES, declared_classes, runtime_class
+from runtimes.base import NOTHING, TORCH_MODULE, DeviceFamily
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
     bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
                        help="default: the paper's 1,2,4,8,16,32,64")
-    bench.add_argument("--device", default="cpu", help=DEVICE_HELP)
-    bench.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
+    bench.add_argument("--device", default="cpu", help=device_help())
+    bench.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     bench.add_argument("--weights",
                        help="random (default), pretrained, or a path to a state dict (loaded with weights_only)")
     bench.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads (default: library default)")
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--profile", metavar="NAME",
                         help="with --bundle: a device profile (e.g. jetson-orin-nano) whose TensorRT's newest opset "
                              "caps --opset")
-    export.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
+    export.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     export.add_argument("--weights", default="random", help="random (default), pretrained, or a state-dict path")
     export.add_argument("--seed", type=int, default=0,
                         help="seed of the random weights and, with --bundle, of the reference inputs (default 0; "
@@ -146,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--engine", action="store_true",
                         help="also build engines from the ONNX files ahead of a sweep (an engine runtime, e.g. trt, "
                              "on --device), one per batch size unless trt.profile=dynamic")
-    export.add_argument("--runtime", metavar="NAMES", help="with --engine: engine runtimes (default trt)")
-    export.add_argument("--device", help="with --engine: cuda, cuda:N or dla:N (default cuda)")
+    engine_runtime, engine_device = engine_defaults()
+    engine_names = [name for name, cls in declared_classes().items() if cls.builds_engine]
+    export.add_argument("--runtime", metavar="NAMES",
+                        help=f"with --engine: engine runtimes, {either(engine_names)} (default {engine_runtime})")
+    export.add_argument("--device", help=f"with --engine: {either(engine_devices([engine_runtime]))} (default "
+                                         f"{engine_device})")
     export.add_argument("--batch-sizes", metavar="N,N",
                         help="with --engine: the batch sizes the engines are for; with --bundle: the reference "
                              "outputs are at 1 and the largest of these (default 1)")
@@ -160,10 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     checked.add_argument("--bundle", metavar="DIR",
                          help="a bundle's models, against the reference outputs it carries (no torch needed)")
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
-    verify.add_argument("--precision", default="fp32", metavar="P", help=PRECISION_HELP)
+    verify.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     verify.add_argument("--batch-size", type=int, metavar="N",
                         help="images compared (default 4; with --bundle the largest batch of its references)")
-    verify.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    verify.add_argument("--device", default="cpu", help=device_help())
     verify.add_argument("--weights", help="random (default), pretrained, or a state-dict path (catalogue models; a "
                                            "bundle's are its own)")
     verify.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads")
@@ -434,16 +438,38 @@ def _check_engine_options(args: argparse.Namespace) -> tuple[list[str], list[int
         if given or args.runtime_option:
             raise UserError(f"{', '.join(given) or '--runtime-option'} only apply to engines: add --engine")
         return [], [1]
-    args.runtime, args.device = args.runtime or "trt", args.device or "cuda"
+    engine_runtime, engine_device = engine_defaults()
+    args.runtime, args.device = args.runtime or engine_runtime, args.device or engine_device
     names = comma_list(args.runtime)
     if not names:
-        raise UserError("no runtime given: e.g. --engine --runtime trt")
+        raise UserError(f"no runtime given: e.g. --engine --runtime {engine_runtime}")
     for name, runtime in zip(names, check_runtimes(names)):
         if not runtime.builds_engine:
-            raise UserError(f"runtime '{name}' builds no engine: --engine takes an engine runtime such as trt")
-    if args.device == "cpu":
-        raise UserError("engines are built for a GPU or a DLA: pass --device cuda, cuda:N or dla:N")
+            raise UserError(f"runtime '{name}' builds no engine: --engine takes an engine runtime such as "
+                            f"{engine_runtime}")
+    if not any(family.matches(args.device) for family in takes_families(names)):
+        raise UserError(f"--engine --device {args.device}: engines of {', '.join(names)} are built for "
+                        f"{either(engine_devices(names))}; pass one of those")
     return names, parse_batch_sizes(args.batch_sizes or "1")
+
+
+def engine_defaults() -> tuple[str, str]:
+    """export --engine's runtime and device where none is given: the first registered engine runtime and the first
+    device family it declares (trt, cuda)."""
+    name = next(name for name, cls in declared_classes().items() if cls.builds_engine)
+    family = declared_classes()[name].devices[0]
+    return name, family.name if family.index != "required" else f"{family.name}:0"
+
+
+def takes_families(names: list[str]) -> list[DeviceFamily]:
+    """The device families every one of the runtimes `names` declares (an engine is built on each)."""
+    classes = [runtime_class(name, installed_here=False) for name in names]
+    return [family for family in classes[0].devices if all(family in cls.devices for cls in classes[1:])]
+
+
+def engine_devices(names: list[str]) -> list[str]:
+    """The --device forms every one of the runtimes `names` takes: cuda[:N], dla:N."""
+    return [family.pattern for family in takes_families(names)]
 
 
 def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:

@@ -42,8 +42,7 @@ from harness.sweep.planning import plan_cells
 from harness.sweep.sweep import BenchSettings, Subject, Sweep, new_run_id
 
 DEVICE_OF_KIND = {"jetson": "cuda", "cuda": "cuda", "cpu": "cpu"}
-RUNTIME_OF_KIND = {"jetson": "trt", "cuda": "trt", "cpu": "ort"}
-TOOL_RUNTIME = "trtexec"  # where TensorRT's Python bindings are out of reach (JetPack's Python older than ours)
+TOOL_RUNTIME = "trtexec"  # --with-dla times every engine at once, each in a trtexec process of its own
 PRECISION_OF_KIND = {"jetson": "fp16", "cuda": "fp16", "cpu": "fp32"}
 STRICT_RETRIES = 2  # a timing cell whose verdict is invalid runs again, up to twice (as bench --strict)
 
@@ -214,23 +213,23 @@ def sustained_policy(seconds: float) -> Policy:
 
 
 def _default_runtime(profile: DeviceProfile, executor: str) -> str:
-    """ort on a CPU; on a GPU or Jetson trt where TensorRT's Python bindings import here, else trtexec where the
-    board has it (JetPack's bindings exist only for its system Python, which may be older than the harness's);
-    on a fleet trt (the driver cannot see a node's bindings: pass --runtime trtexec for such a node)."""
-    default = RUNTIME_OF_KIND[profile.kind]
-    if default != "trt" or executor != "local":
-        return default
-    from runtimes import RuntimeUnavailable, runtime_class
+    """The runtime the registry declares the default for the profile's kind (`Runtime.default_for`): the first
+    installed here (on a GPU or Jetson trt where TensorRT's Python bindings import, else trtexec where the board
+    has it), or the first where none is, whose one line then says what to install; on a fleet the first (the
+    driver cannot see a node's libraries: pass --runtime for such a node)."""
+    from runtimes import RuntimeUnavailable, default_runtime, runtime_class
 
-    try:
-        runtime_class("trt")
-        return "trt"
-    except RuntimeUnavailable:
+    def installed(name: str) -> bool:
         try:
-            runtime_class(TOOL_RUNTIME)
-            return TOOL_RUNTIME
+            runtime_class(name)
         except RuntimeUnavailable:
-            return "trt"  # neither: trt's one line says what to install
+            return False
+        return True
+
+    name = default_runtime(profile.kind, installed if executor == "local" else None)
+    if name is None:
+        raise UserError(f"no registered runtime is the default for {profile.kind} profiles: pass --runtime NAME")
+    return name
 
 
 def _check_with_dla(args: argparse.Namespace, profile: DeviceProfile) -> None:

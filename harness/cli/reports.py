@@ -15,9 +15,10 @@ from harness.catalogue.complexity import ComplexityCache
 from harness.catalogue.recipes import complexity_key_for
 from harness.catalogue.registry import Catalogue, ModelSpec
 from harness.cli import fleet as fleet_command
-from harness.cli.common import make_console, print_json, writable_dir
+from harness.cli.common import default_runtime_help, make_console, print_json, writable_dir
 from harness.cli.tables import checks_table
 from harness.errors import UserError
+from harness.profiles import PROFILE_KINDS
 from harness.reports import data
 from harness.reports.best import (LATENCY_STATS, Constraints, best, in_scope, pareto_front, ranked,
                                   unmeasured_lower_precision)
@@ -72,8 +73,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             "bundle's reference outputs and timed at the profile's batch size")
     check.add_argument("--bundle", metavar="DIR", help="with --on-device: a bundle made by export --bundle")
     check.add_argument("--runtime", metavar="NAME",
-                       help="with --on-device: trt on Jetson and GPU profiles where TensorRT's Python bindings import "
-                            "(else trtexec, driving the board's own trtexec binary), ort on CPU")
+                       help=f"with --on-device: {default_runtime_help(PROFILE_KINDS)}")
     check.add_argument("--precision", metavar="P", help="with --on-device: fp16 on Jetson and GPU profiles, fp32 on CPU")
     check.add_argument("--out", default="results", metavar="DIR", help="with --on-device: parent of the run folders")
     check.add_argument("--run-id", metavar="ID", help="with --on-device: name of the run folder")

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 
 from harness.measure import jetson
-from runtimes import cuda_driver
+from runtimes import cuda_driver, device_families, device_family, device_patterns, discover_devices, runtime_class
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ DEVICE_PREFIX = "harness-device:"
 NODE_PREFIX = "harness-node:"
 SLOT = "harness-cell-slot"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|dla:\d+|intel-gpu(:\d+)?|npu)$")
 
 
 def device_resource(device: str) -> str:
@@ -51,14 +50,16 @@ def check_node_name(name: str) -> str:
 
 
 def check_device_name(device: str) -> str:
-    if not DEVICE_PATTERN.match(device):
-        raise ValueError(f"unknown device '{device}': use cpu, cuda:N, dla:N, intel-gpu[:N] or npu")
+    """`device` where it names a family a registered runtime declares; ValueError listing them otherwise."""
+    if device_family(device) is None:
+        raise ValueError(f"unknown device '{device}': use {', '.join(device_patterns())}")
     return device
 
 
 def canonical_device(device: str) -> str:
     """A device as a fleet names it: `cuda` is `cuda:0` and `intel-gpu` is `intel-gpu:0` (the first one)."""
-    return f"{device}:0" if device in ("cuda", "intel-gpu") else device
+    offered = device_family(device)
+    return offered.family.canonical(device) if offered is not None else device
 
 
 def cuda_devices() -> list[str]:
@@ -93,20 +94,17 @@ def _dla_cores() -> int | None:
     return None
 
 
-def openvino_devices() -> list[str]:
-    """OpenVINO's Intel GPUs and NPU, where openvino is installed and its plugins find them."""
-    try:
-        import openvino
-    except ImportError:
-        return []
-    found = []
-    for name in openvino.Core().available_devices:
-        family, _, index = name.partition(".")
-        if family == "GPU":
-            found.append(f"intel-gpu:{index or 0}")
-        elif family == "NPU":
-            found.append("npu")
+def declared_devices() -> list[str]:
+    """The devices of the other families the registered runtimes declare (Intel GPUs and NPUs through OpenVINO),
+    as each family's own discoverer finds them here (none where its library is not installed)."""
+    found: list[str] = []
+    for offered in device_families():
+        if offered.family.name not in HARDWARE_FAMILIES:
+            found += [device for device in discover_devices(offered.family) if device not in found]
     return found
+
+
+HARDWARE_FAMILIES = ("cpu", "cuda", "dla")  # what the harness counts itself: the CUDA driver, a Jetson's profile
 
 
 def check_present(device: str) -> str:
@@ -128,24 +126,31 @@ def check_present(device: str) -> str:
             has = "it is not a Jetson" if not jetson.is_jetson() else f"its module has {cores} DLA core(s)"
             raise ValueError(f"--devices {device}: this machine has no {device} ({has}); offer only what it has")
         return device
-    found = openvino_devices()  # intel-gpu:N, npu: what OpenVINO's plugins find
+    offered = device_family(device)
+    found = discover_devices(offered.family) if offered is not None else []  # intel-gpu:N, npu: OpenVINO's plugins
     if device not in found:
-        has = "OpenVINO finds " + (", ".join(found) if found else "no Intel GPU or NPU here")
-        if not _has_openvino():
-            has = "OpenVINO, which reaches Intel GPUs and NPUs, is not installed here"
-        raise ValueError(f"--devices {device}: this machine has no {device} ({has}); offer only what it has")
+        raise ValueError(f"--devices {device}: this machine has no {device} ({_not_found(device, found)}); offer only "
+                         "what it has")
     return device
 
 
-def _has_openvino() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+def _not_found(device: str, found: list[str]) -> str:
+    """Why a declared family's discoverer did not find `device`: what it found, or that no runtime reaching the
+    family is installed here (its install line)."""
+    offered = device_family(device)
+    runtimes = offered.runtimes if offered is not None else ()
+    missing = [runtime_class(name, installed_here=False).missing_requirement() for name in runtimes]
+    if runtimes and all(missing):
+        return "; ".join(m for m in missing if m)
+    family = offered.family.name if offered is not None else device
+    finds = "finds" if len(runtimes) == 1 else "find"
+    return f"{', '.join(runtimes)} {finds} " + (", ".join(found) if found else f"no {family} here")
 
 
 def discover() -> list[str]:
-    """Every device this machine offers: the CPU, each CUDA GPU, a Jetson's DLA cores, OpenVINO's GPUs/NPU."""
-    return ["cpu", *cuda_devices(), *dla_devices(), *openvino_devices()]
+    """Every device this machine offers: the CPU, each CUDA GPU, a Jetson's DLA cores, and the devices of the other
+    families the registered runtimes declare (OpenVINO's GPUs and NPU)."""
+    return ["cpu", *cuda_devices(), *dla_devices(), *declared_devices()]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from runtimes.base import (COMMON_SOURCES, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact, EngineShapes,
-                           OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions, UnsupportedConfiguration)
+from runtimes.base import (COMMON_SOURCES, CUDA, DLA, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact,
+                           EngineShapes, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration)
 from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
 from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, CudaError, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
@@ -54,6 +55,9 @@ class TensorRTRuntime(Runtime):
     install_hint = INSTALL_HINT
     memory_sources = (*COMMON_SOURCES, "tensorrt_engine")
     own_memory_source = "tensorrt_engine"
+    devices = (CUDA, DLA)
+    precisions = {"fp32": "GPU only, not on a DLA", "fp16": "", "int8": ""}
+    default_for = ("jetson", "cuda")
     option_prefix = "trt"
     option_specs = {
         "profile": OptionSpec("static: one engine per batch size (default); dynamic: one engine with a min/opt/max "
