@@ -93,6 +93,16 @@ def declared_classes() -> dict[str, type[Runtime]]:
     return {name: runtime_class(name, installed_here=False) for name in RUNTIMES}
 
 
+def runtime_packages(main_only: bool = False) -> tuple[str, ...]:
+    """The distributions the registered runtimes declare (`Runtime.packages`), each once, in registry order;
+    `main_only`: each runtime's main library alone."""
+    named: dict[str, None] = {}
+    for cls in declared_classes().values():
+        for package in cls.packages[:1] if main_only else cls.packages:
+            named.setdefault(package)
+    return tuple(named)
+
+
 def device_families() -> list[OfferedFamily]:
     """Every device family a registered runtime declares, in the order first declared, with its runtimes; two
     runtimes that declare a family of the same name must declare the same one."""

@@ -259,6 +259,9 @@ class Runtime(ABC):
     devices: ClassVar[tuple[DeviceFamily, ...]] = (CPU,)
     precisions: ClassVar[dict[str, str]] = {"fp32": ""}
     default_for: ClassVar[tuple[str, ...]] = ()
+    # The Python distributions whose versions every run's environment file records (and a fleet compares across
+    # nodes), its main library first; () for a runtime that is a tool, not a package.
+    packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

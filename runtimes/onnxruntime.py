@@ -58,6 +58,7 @@ class OnnxRuntime(Runtime):
     install_hint = "runtime 'ort' needs ONNX Runtime: pip install 'dnn-harness[ort]' (or '[device]' on a board)"
     accelerator_provider = "CUDAExecutionProvider"
     devices = (CPU, CUDA)
+    packages = ("onnxruntime", "onnxruntime-gpu")
     precisions = {"fp32": "", "fp16": "", "int8": ""}
     default_for = ("cpu",)
     option_prefix = "ort"

@@ -93,6 +93,7 @@ class OpenVinoRuntime(Runtime):
     load_includes = ("reading the ONNX file into an OpenVINO model, fixing its batch axis, and compiling it for the "
                      "device")
     devices = (CPU, INTEL_GPU, NPU)
+    packages = ("openvino",)
     precisions = {"fp32": "", "fp16": "where the device lists it", "bf16": "where the device lists it",
                   "int8": "where the device lists it"}
     option_prefix = "ov"

@@ -47,6 +47,7 @@ class TorchEagerRuntime(Runtime):
     install_hint = "runtime 'torch' needs PyTorch: pip install 'dnn-harness[torch]' (on a board, measure a bundle's " \
                    "ONNX files with --runtime ort or trt instead)"
     devices = (CPU, CUDA)
+    packages = ("torch",)
     precisions = {"fp32": "", "fp16": "CUDA only", "bf16": "where the hardware computes it"}
     option_prefix = "torch"
     option_specs = {"cudnn_benchmark": OptionSpec("cuDNN autotuning of convolution kernels per shape (CUDA)",

@@ -23,6 +23,7 @@ class PlugInAccelerator(Runtime):
     devices = (TPU,)
     precisions = {"fp32": "", "int8": "where its second core is free"}
     default_for = ("cpu",)
+    packages = ("pluggy",)  # any installed distribution: the environment file records its version
 
     def __init__(self, options: RuntimeOptions) -> None:
         super().__init__(options)

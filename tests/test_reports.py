@@ -342,3 +342,13 @@ def test_a_gpu_is_named_from_its_index_also_on_a_fleet_node_and_from_odd_env_fil
     assert device_name(env, "cuda@node-2") == "GPU GPU A"
     assert device_name({"nvml": 5, "jetson": "yes"}, "cuda:0") == "GPU cuda:0"
     assert device_name({"nvml": {"gpus": ["not an object"]}}, "cuda:0") == "GPU cuda:0"
+
+
+def test_a_device_of_another_family_is_not_labelled_a_cpu():
+    """OpenVINO's intel-gpu and npu cells ran on those devices, not on the host CPU the env file names."""
+    from harness.reports.data import device_name
+
+    env = {"hostname": "nuc", "cpu_model": "Intel Core Ultra 7"}
+    assert device_name(env, "cpu") == "CPU Intel Core Ultra 7 (nuc)"
+    assert device_name(env, "intel-gpu:0") == "intel-gpu:0 (nuc)"
+    assert device_name(env, "npu@nuc") == "npu (nuc)"

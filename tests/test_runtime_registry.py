@@ -5,6 +5,8 @@ to `runtimes.RUNTIMES` alone (tests/registry_double.py) shows up everywhere with
 
 from __future__ import annotations
 
+import json
+
 import re
 import subprocess
 import sys
@@ -111,6 +113,20 @@ def test_its_device_is_parsed_and_routed_to_it(capsys, with_double, tmp_path):
     assert record["status"] == "ok", record.get("error")
     assert record["cell"]["device"] == "tpu:1" and record["runtime"]["device"] == "tpu:1"
     assert record["runtime"]["name"] == "plugin-accelerator"
+    [env] = (tmp_path / "r").glob("env-*.json")
+    import importlib.metadata
+
+    assert json.loads(env.read_text())["packages"]["pluggy"] == importlib.metadata.version("pluggy")
+
+
+def test_the_fleet_compares_and_lists_what_each_runtime_declares(with_double):
+    """A new runtime's library is compared across a fleet's nodes and listed by `node --list` from its
+    declaration alone."""
+    from harness.fleet.ray_executor import compared_packages
+    from runtimes import runtime_packages
+
+    assert "pluggy" in compared_packages() and "pluggy" in runtime_packages(main_only=True)
+    assert runtime_packages(main_only=True)[:4] == ("torch", "onnxruntime", "tensorrt", "openvino")
 
 
 def test_an_unknown_device_is_one_line_naming_what_the_registry_offers(capsys, with_double):

@@ -24,11 +24,11 @@ from harness.fleet.fleet import (ANY_NODE, CONNECT_TIMEOUT_S, INSTALL_HINT, TIME
                                  resolve_devices, split_device)
 from harness.paths import cache_dir
 from harness.units import check_seconds
+from runtimes import runtime_packages
 
 EXECUTORS = ("local", "ray")
 DEFAULT_PORT = 6379
 PROBE_TIMEOUT_S = 60.0
-LISTED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "openvino", "tensorrt", "ray")
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
@@ -203,14 +203,15 @@ def _list_fleet(args: argparse.Namespace) -> int:
         console.print(fleet_summary(nodes))
         return 1
     table = Table(title=f"fleet: {len(nodes)} node(s)")
-    for column in ("node", "address", "devices", "cells at once", *LISTED_PACKAGES):
+    listed = ("dnn-harness", *runtime_packages(main_only=True), "ray")  # each runtime's main library
+    for column in ("node", "address", "devices", "cells at once", *listed):
         table.add_column(column)
     for node in nodes:
         versions = described.get(node.node_id) or {}
         table.add_row(node.name, node.address, ", ".join(node.devices), str(node.slots),
-                      *[versions.get(p) or ("?" if node.node_id not in described else "—") for p in LISTED_PACKAGES])
+                      *[versions.get(p) or ("?" if node.node_id not in described else "—") for p in listed])
     console.print(table)
-    differing = [p for p in LISTED_PACKAGES if len({(described.get(n.node_id) or {}).get(p) for n in nodes}) > 1]
+    differing = [p for p in listed if len({(described.get(n.node_id) or {}).get(p) for n in nodes}) > 1]
     if differing:
         console.print(f"[yellow]versions differ between nodes: {', '.join(differing)}[/yellow]")
     return 0

@@ -43,7 +43,7 @@ from harness.measure.environment import package_versions
 from harness.paths import write_atomically, write_bytes_atomically
 from harness.protocol import CellResult
 from harness.records import env_file_for
-from runtimes import RuntimeUnavailable, runtime_class
+from runtimes import RuntimeUnavailable, runtime_class, runtime_packages
 from runtimes.base import TORCH_MODULE
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ PROBE_TIMEOUT_S = 120.0
 LIVENESS_POLL_S = 5.0  # how often, while jobs are in flight, the driver reads which nodes are alive
 FORGET_TIMEOUT_S = 30.0
 # the packages whose versions must agree across the fleet for its numbers to be compared
-COMPARED_PACKAGES = ("dnn-harness", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy", "ray")
+def compared_packages() -> tuple[str, ...]:
+    """Whose versions must agree between the driver and each node: every runtime's declared packages
+    (runtimes.Runtime.packages), beside the harness's own."""
+    return ("dnn-harness", *runtime_packages(), "numpy", "ray")
 
 
 @dataclass
@@ -118,9 +121,10 @@ class RayExecutor(Executor):
             environment = answer["environment"]
             write_atomically(self.placement.run_dir / env_file_for(node.name),
                              json.dumps({**environment, "fleet_node": node.name}, indent=2, default=str))
-            versions = {name: environment["packages"].get(name) for name in COMPARED_PACKAGES}
+            compared = compared_packages()
+            versions = {name: environment["packages"].get(name) for name in compared}
             self._versions[node.name] = versions
-            differ = [f"{name} {versions[name]} (driver {driver.get(name)})" for name in COMPARED_PACKAGES
+            differ = [f"{name} {versions[name]} (driver {driver.get(name)})" for name in compared
                       if versions[name] != driver.get(name) and versions[name] is not None]
             if differ:
                 warnings.append(f"node {node.name} runs other versions than the driver: {', '.join(differ)}; "

@@ -11,17 +11,23 @@ from typing import Any
 
 from harness.measure import jetson
 from runtimes.cpu_features import parse_flags
+from runtimes import runtime_packages
 
-PACKAGES = ("dnn-harness", "torch", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "openvino", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings",
-            "pycuda", "nvidia-ml-py", "rich", "pydantic", "ray")
+# The harness's own and its model libraries'; each runtime's come from its declaration (Runtime.packages)
+OWN_PACKAGES = ("dnn-harness", "torchvision", "timm", "pretrainedmodels", "numpy", "onnx", "nvidia-ml-py", "rich",
+                "pydantic", "ray")
+
+
+def recorded_packages() -> tuple[str, ...]:
+    """Whose versions an environment file records: the harness's own, then every registered runtime's."""
+    return (*OWN_PACKAGES, *(p for p in runtime_packages() if p not in OWN_PACKAGES))
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
                     "CUDA_VISIBLE_DEVICES")
 
 
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in recorded_packages():
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

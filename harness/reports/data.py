@@ -150,7 +150,11 @@ def device_name(env: dict[str, Any], device: str) -> str:
         gpu = gpus[index] if index < len(gpus) and isinstance(gpus[index], dict) else None
         name = gpu.get("name") if gpu is not None else _part(env, "torch").get("cuda_device_name")
         return f"GPU {name or device}"
-    return f"CPU {env.get('cpu_model') or 'unknown'} ({env.get('hostname') or 'unknown host'})"
+    host = env.get('hostname') or 'unknown host'
+    local = device.partition("@")[0]
+    if local != "cpu":  # another family a runtime declares (OpenVINO's intel-gpu:N, npu): named as the cell names it
+        return f"{local} ({host})"
+    return f"CPU {env.get('cpu_model') or 'unknown'} ({host})"
 
 
 def _published(published: Published) -> Accuracy | None:

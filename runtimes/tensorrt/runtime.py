@@ -56,6 +56,7 @@ class TensorRTRuntime(Runtime):
     memory_sources = (*COMMON_SOURCES, "tensorrt_engine")
     own_memory_source = "tensorrt_engine"
     devices = (CUDA, DLA)
+    packages = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings")
     precisions = {"fp32": "GPU only, not on a DLA", "fp16": "", "int8": ""}
     default_for = ("jetson", "cuda")
     option_prefix = "trt"
