@@ -257,6 +257,7 @@ def test_a_plain_folder_calibrates_squeezenet_with_entropy(tmp_path, capsys):
 def test_a_fleet_mismatch_names_int8_not_its_flavor():
     """The int8 flavors are ONNX files, not precisions: the command line takes int8 only, so messages say int8."""
     from harness.cell.worker import CellContext
+    from harness.parts import Prepared
     from harness.sweep.planning import Cell
 
     class SymmetricInt8:  # what TensorRT asks for at int8
@@ -268,7 +269,7 @@ def test_a_fleet_mismatch_names_int8_not_its_flavor():
 
     context = object.__new__(CellContext)  # only what the check reads
     context.cell = Cell("m", "trt", "int8", 1, "cuda")
-    context.prepared = {"artifact": {"kind": "onnx", "precision": "int8"}}
+    context.prepared = Prepared(artifact={"kind": "onnx", "precision": "int8"})
     with pytest.raises(RuntimeError) as raised:
         context._check_onnx_precision(SymmetricInt8())
     assert "int8-sym" not in str(raised.value)

@@ -183,6 +183,7 @@ def test_the_memory_verdict_is_the_processs_own_use_not_the_boards():
     from types import SimpleNamespace
 
     from harness.measure.memory import jetson_process
+    from harness.parts import Memory
     from harness.reports.check import PASS, _measured_memory, load_profile
 
     host = {"baseline_bytes": 100 << 20, "peak_bytes": 500 << 20}
@@ -194,7 +195,7 @@ def test_the_memory_verdict_is_the_processs_own_use_not_the_boards():
     assert no_root["gpu_buffers_bytes"] == 2 << 30 and "rise of the system-wide NvMapMemUsed" in \
         no_root["gpu_buffers_from"]
     assert "missing" in jetson_process(host, {"missing": "no NvMapMemUsed"})
-    record = SimpleNamespace(ok=True, memory={"jetson_process": own},
+    record = SimpleNamespace(ok=True, memory=Memory.from_json({"jetson_process": own}),
                              peak_bytes=lambda source: own["peak_bytes"] if source == "jetson_process" else None)
     profile = load_profile("jetson-nano").model_copy(update={"memory_budget_bytes": 1 << 30})
     criterion = _measured_memory(profile, record, "jetson_process")

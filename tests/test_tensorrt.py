@@ -393,7 +393,7 @@ def test_an_engine_swapped_after_its_build_is_never_loaded(trt_cli, tmp_path):
     onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
     context = _context_with_engine(trt_cli, tmp_path, onnx_path)
     assert Path(context.engine_artifact().path).is_file()
-    engine_file = Path(context.in_cache(context.prepared["engine"]["folder"])) / worker.ENGINE_FILE
+    engine_file = Path(context.in_cache(context.prepared.engine["folder"])) / worker.ENGINE_FILE
     engine_file.write_bytes(engine_file.read_bytes() + b"plugin code")
     with pytest.raises(RuntimeError, match="changed or vanished after its build job"):
         context.engine_artifact()
@@ -657,6 +657,7 @@ def test_the_onnx_file_follows_the_tensorrt_where_the_cell_runs(doubles):
     """A fleet's driver (maybe without TensorRT) picks a trt cell's ONNX file by the node's TensorRT: the fp16
     graph from 11.x, the fp32 one before; a node given the other file refuses it instead of mislabelling it."""
     from harness.cell.worker import CellContext
+    from harness.parts import Prepared
     from harness.sweep.planning import Cell
     from runtimes.tensorrt.runtime import TensorRTRuntime
 
@@ -667,10 +668,10 @@ def test_the_onnx_file_follows_the_tensorrt_where_the_cell_runs(doubles):
     assert TensorRTRuntime.onnx_precision("int8", {"tensorrt": "11.4.0.106"}) == "int8-sym"
     context = object.__new__(CellContext)  # only what the check reads
     context.cell = Cell("m", "trt", "fp16", 1, "cuda")
-    context.prepared = {"artifact": {"kind": "onnx", "precision": "fp16"}}
+    context.prepared = Prepared(artifact={"kind": "onnx", "precision": "fp16"})
     with pytest.raises(RuntimeError, match="trt fp16 here reads the fp32 ONNX file, but the fp16 one was prepared"):
         context._check_onnx_precision(_runtime(precision="fp16"))
-    context.prepared = {"artifact": {"kind": "onnx", "precision": "fp32"}}
+    context.prepared = Prepared(artifact={"kind": "onnx", "precision": "fp32"})
     context._check_onnx_precision(_runtime(precision="fp16"))
 
 
