@@ -264,3 +264,42 @@ class Prepared:
         data = _dict(data or {}, "prepared")
         return cls(**{name: data.get(name) for name in cls._NAMED},
                    other={k: v for k, v in data.items() if k not in cls._NAMED})
+
+
+# -------------------------------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class ScenarioFigures:
+    """A cell's scenario (harness.measure.scenarios): the stated latency percentile with the queries behind it
+    (single-stream: p90 of the timed loop; multi-stream: p99 of its own back-to-back queries; server: p99 at the
+    highest rate that held the bound), the server's rate search, offline's throughput with its streams."""
+
+    name: str
+    percentile: float | None = None
+    latency_ms: float | None = None  # the early-stopping estimate: None where too few queries ran
+    empirical_ms: float | None = None  # the plain order statistic, beside it
+    queries: int | None = None
+    queries_needed: int | None = None  # for the percentile with no query over it
+    bound_ms: float | None = None  # server: the p99 bound
+    bound_from: str | None = None  # server: where the bound came from (--p99-bound, or 5 x the median)
+    capacity_qps: float | None = None  # server: back-to-back queries per second, where the search starts
+    rate_qps: float | None = None  # server: the highest rate that held the bound
+    images_per_s: float | None = None  # server: at that rate; offline: all streams together
+    streams: int | None = None  # offline: runtime instances, each on its own thread
+    threads_per_stream: int | None = None
+    trials: list[dict[str, Any]] | None = None  # server: each rate tried
+    queries_per_stream: list[int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value for name in self.__dataclass_fields__ if (value := getattr(self, name)) is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ScenarioFigures:
+        data = _dict(data, "scenario")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"scenario: unknown field(s) {', '.join(unknown)}")
+        if "name" not in data:
+            raise ValueError("scenario: no name")
+        return cls(**data)

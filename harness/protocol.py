@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Literal, get_args
 
 from harness.cells import Cell
-from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared
+from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures
 from harness.policy import Policy
 from runtimes.base import EngineShapes
 
@@ -92,6 +92,19 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
+class ScenarioSettings:
+    """How a cell's scenario runs (harness.measure.scenarios): the server's p99 bound (None: 5 x the cell's
+    single-stream median) and offline's runtime instances."""
+
+    p99_bound_ms: float | None = None
+    streams: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        """Only what differs from the defaults: plans made before scenarios keep their signature."""
+        return {k: v for k, v in asdict(self).items() if v != getattr(ScenarioSettings, k)}
+
+
+@dataclass(frozen=True)
 class BundledReference:
     """A bundle's reference outputs for one batch size, made on the workstation: the file and its key, and the
     seed and hash of the inputs they answer (the board regenerates the inputs and checks the hash)."""
@@ -127,6 +140,7 @@ class CellRequest:
     shapes: EngineShapes | None = None  # build mode: the engine's batch sizes
     reference_outputs: BundledReference | None = None  # parity mode on a bundle
     energy: bool = True  # bench mode: the energy pass (harness.measure.energy) where a source is readable
+    scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -157,7 +171,7 @@ class CellRequest:
 
 # CellRequest's typed settings, each read from its JSON object by field name
 REQUEST_PARTS: dict[str, type] = {"policy": Policy, "export": ExportSettings, "shapes": EngineShapes,
-                                  "reference_outputs": BundledReference}
+                                  "reference_outputs": BundledReference, "scenario": ScenarioSettings}
 
 
 def _part(read: Callable[[Any], Any], data: Any, what: str) -> Any:
@@ -170,7 +184,7 @@ def _part(read: Callable[[Any], Any], data: Any, what: str) -> Any:
 # CellResult's measured parts, typed (harness.parts), and how each is read from its JSON form
 PARTS: dict[str, Callable[[Any], Any]] = {"prepared": Prepared.from_json, "memory": Memory.from_json,
                                           "energy": Energy.from_json, "parity": ParityVerdict.from_json,
-                                          "accuracy": AccuracyFigures.from_json}
+                                          "accuracy": AccuracyFigures.from_json, "scenario": ScenarioFigures.from_json}
 
 
 @dataclass
@@ -196,6 +210,7 @@ class CellResult:
     accuracy: AccuracyFigures | None = None
     memory: Memory | None = None
     energy: Energy | None = None  # harness.measure.energy: per source, or why it is missing
+    scenario: ScenarioFigures | None = None  # bench mode: the cell's scenario (harness.measure.scenarios)
     validity: dict[str, Any] | None = None
     complexity: dict[str, Any] | None = None
     jetson: dict[str, Any] | None = None  # a Jetson's facts before and after the timed loop

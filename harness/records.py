@@ -23,7 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
 
 from harness.cells import cell_id_of
 from harness.errors import UserError
-from harness.parts import AccuracyFigures, Energy, EnergyFigures, Memory, ParityVerdict, Prepared
+from harness.parts import AccuracyFigures, Energy, EnergyFigures, Memory, ParityVerdict, Prepared, ScenarioFigures
 from harness.protocol import STATUSES, Status
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class CellKey(BaseModel):
     precision: StrictStr
     batch_size: StrictInt = Field(ge=1)
     device: StrictStr
+    scenario: Literal["single-stream", "multi-stream", "server", "offline"] = "single-stream"
 
 
 class _Part(BaseModel):
@@ -65,6 +66,7 @@ EnergyPart = _typed_part(Energy, Energy.from_json)
 ParityPart = _typed_part(ParityVerdict, ParityVerdict.from_json)
 AccuracyPart = _typed_part(AccuracyFigures, AccuracyFigures.from_json)
 PreparedPart = _typed_part(Prepared, Prepared.from_json)
+ScenarioPart = _typed_part(ScenarioFigures, ScenarioFigures.from_json)
 
 
 class Statistics(_Part):
@@ -135,6 +137,7 @@ class Record(_Part):
     parity: ParityPart | None = None
     accuracy: AccuracyPart | None = None
     energy: EnergyPart | None = None  # harness.measure.energy: per source its figures or why it is missing
+    scenario: ScenarioPart | None = None  # harness.measure.scenarios: the scenario's figures (None: older records)
 
     @model_validator(mode="after")
     def _timed_when_ok(self) -> "Record":

@@ -16,10 +16,11 @@ import importlib
 import json
 import os
 import socket
+import statistics
 import sys
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,12 @@ from harness import __version__
 from harness.cell.tool_timed import run_tool_timed_bench
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
-from harness.measure import energy, jetson as board, memory, validity
+from harness.measure import energy, jetson as board, memory, scenarios, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import sample, summarize
 from harness.paths import write_atomically
-from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, memory_reading
+from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, memory_reading
 from harness.protocol import (BundledReference, CatalogueModel, CellRequest, CellResult, OnnxModel,
                               reference_outputs_file)
 from harness.cells import Cell
@@ -302,8 +303,66 @@ def _energy_pass(context: CellContext, runtime: Runtime) -> Energy:
                                            context.cell.batch_size, busy_s))
 
 
+def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs: np.ndarray,
+                   loop_ms: list[float]) -> ScenarioFigures:
+    """The cell's scenario after the timed loop (harness.measure.scenarios): single-stream states the timed loop's
+    p90; multi-stream times back-to-back queries of its own until its p99 can be stated; server searches the
+    highest Poisson rate whose p99 holds the bound; offline runs several instances of the runtime at once."""
+    name, settings, policy = context.cell.scenario, context.request.scenario, context.request.policy
+    if name == scenarios.SINGLE_STREAM:
+        return _stated(name, scenarios.percentile_estimate(loop_ms, scenarios.PERCENTILE[name]))
+    run_once = lambda: _run_once(runtime)  # noqa: E731 - run + synchronize, as the timed loop
+    if name == scenarios.MULTI_STREAM:
+        latencies = scenarios.back_to_back(run_once, scenarios.queries_needed(scenarios.PERCENTILE[name]),
+                                           policy.min_duration_s, policy.max_duration_s)
+        return _stated(name, scenarios.percentile_estimate(latencies, scenarios.PERCENTILE[name]))
+    if name == scenarios.SERVER:
+        median_ms = statistics.median(loop_ms)
+        bound_ms = settings.p99_bound_ms or scenarios.DEFAULT_BOUND_FACTOR * median_ms
+        found = scenarios.highest_rate(run_once, 1e3 / median_ms, bound_ms, context.seed, time.perf_counter,
+                                       time.sleep, min_duration_s=policy.min_duration_s)
+        batch = context.cell.batch_size
+        return ScenarioFigures(name, scenarios.PERCENTILE[name], found.p99_ms, bound_ms=bound_ms,
+                               bound_from="--p99-bound" if settings.p99_bound_ms else
+                               f"{scenarios.DEFAULT_BOUND_FACTOR:g} x the single-stream median ({median_ms:.3f} ms)",
+                               capacity_qps=found.capacity_qps, rate_qps=found.rate_qps,
+                               images_per_s=found.rate_qps * batch if found.rate_qps else None,
+                               queries=sum(t.queries for t in found.trials),
+                               queries_needed=scenarios.queries_needed(scenarios.PERCENTILE[name]),
+                               trials=[asdict(t) for t in found.trials])
+    return _offline(context, artifact, inputs, settings.streams, policy.min_duration_s)
+
+
+def _stated(name: str, estimate: scenarios.PercentileEstimate) -> ScenarioFigures:
+    return ScenarioFigures(name, estimate.percentile, estimate.latency_ms, estimate.empirical_ms, estimate.queries,
+                           estimate.queries_needed)
+
+
+def _offline(context: CellContext, artifact: Any, inputs: np.ndarray, streams: int, duration_s: float) -> ScenarioFigures:
+    """`streams` fresh instances of the cell's runtime, each with its share of the CPU cores where the user set
+    no thread count, answering back-to-back queries on threads of their own for `duration_s`."""
+    threads = context.request.threads
+    if threads is None and context.cell.device == "cpu":
+        threads = max(1, (os.cpu_count() or 1) // streams)
+    options = replace(context.options(), threads=threads)
+    instances = [create_runtime(context.cell.runtime, options) for _ in range(streams)]
+    try:
+        for instance in instances:
+            instance.load(artifact)
+            instance.prepare(inputs)
+            _run_once(instance)  # each warmed once before the window
+        found = scenarios.offline([lambda i=i: _run_once(i) for i in instances], context.cell.batch_size,
+                                  duration_s, time.perf_counter)
+    finally:
+        for instance in instances:
+            instance.close()
+    return ScenarioFigures(context.cell.scenario, images_per_s=found.images_per_s, queries=found.queries,
+                           streams=streams, threads_per_stream=threads, queries_per_stream=found.queries_per_stream)
+
+
 def run_bench(context: CellContext) -> dict[str, Any]:
-    """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass -> energy pass.
+    """Prepared weights/artifact, then: load -> first run -> timed loop -> memory pass -> energy pass -> the
+    scenario's own pass.
 
     Memory samplers (NVML, Jetson meminfo) run only through load and first run and through a
     separate memory pass, never during the timed loop; host peak RSS needs no sampler (VmHWM), so
@@ -358,6 +417,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         for sampler in sampled:
             sampler.stop()
         result["energy"] = _energy_pass(context, runtime)
+        result["scenario"] = _scenario_pass(context, runtime, artifact, inputs, measurement.host_ms)
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()
         device_memory, torch_buffers = runtime.device_memory(), runtime.torch_allocator_memory()

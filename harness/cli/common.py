@@ -22,7 +22,8 @@ from harness.cli.tables import failures
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.paths import CACHE_ENV, cache_dir
-from harness.protocol import ExportSettings
+from harness.cells import SCENARIOS
+from harness.protocol import ExportSettings, ScenarioSettings
 from harness.records import Record
 from harness.sweep.runs import last_run_of_plan, read_plan, same_plan
 from harness.sweep.sweep import Sweep
@@ -300,6 +301,24 @@ def check_precisions(text: str) -> list[str]:
     if not precisions:
         raise UserError("no precision given: e.g. --precision fp32")
     return precisions
+
+
+def check_scenarios(args: argparse.Namespace) -> tuple[tuple[str, ...], ScenarioSettings]:
+    """The scenarios asked for (comma-separated) and their settings; one line for each mistake."""
+    scenarios = tuple(comma_list(args.scenario))
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            raise UserError(f"unknown scenario '{scenario}': choose from {', '.join(SCENARIOS)}")
+    if not scenarios:
+        raise UserError("no scenario given: e.g. --scenario single-stream")
+    bound = args.p99_bound
+    if bound is not None and not (bound > 0 and bound != float("inf")):
+        raise UserError(f"bad --p99-bound {bound:g}: give the server's latency bound in milliseconds, e.g. 50")
+    if args.streams < 1:
+        raise UserError(f"bad --streams {args.streams}: give how many runtime instances offline runs at once, e.g. 2")
+    if bound is not None and "server" not in scenarios:
+        raise UserError("--p99-bound is the server scenario's bound: add --scenario server")
+    return scenarios, ScenarioSettings(p99_bound_ms=bound, streams=args.streams)
 
 
 def check_common(args: argparse.Namespace) -> None:

@@ -25,12 +25,12 @@ from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import compare as compare_command
 from harness.cli import reports as report_commands
 from harness.cli.common import (EXPORT_AGAIN, add_export_options, add_runtime_options, check_cache_dir,
-                                check_common, check_device, check_out_dir, check_precisions, check_runtimes,
+                                check_common, check_device, check_out_dir, check_precisions, check_runtimes, check_scenarios,
                                 check_sources, check_weights, comma_list, console, device_help, either, err_console,
                                 export_settings, finish, json_only_stdout, parse_batch_sizes, precision_help,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
-                                export_table, largest_batches, memory_table, parity_table, run_table)
+                                export_table, largest_batches, memory_table, parity_table, run_table, scenario_table)
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "power rails can be read (about 3 s per cell; nothing where none can); off: none")
     bench.add_argument("--strict", action="store_true",
                        help=f"re-run a cell whose timing verdict is invalid (up to {STRICT_RETRIES} more times)")
+    bench.add_argument("--scenario", default="single-stream", metavar="NAMES",
+                       help="how queries reach the runtime, comma-separated: single-stream (default: one after "
+                            "another, p90), multi-stream (one after another, p99), server (Poisson arrivals: the "
+                            "highest rate whose p99 holds --p99-bound), offline (--streams instances at once: "
+                            "images/s)")
+    bench.add_argument("--p99-bound", type=float, metavar="MS",
+                       help="server: the p99 latency bound in ms (default: 5 x the cell's single-stream median)")
+    bench.add_argument("--streams", type=int, default=2, metavar="N",
+                       help="offline: runtime instances answering at once, each on its own thread and share of the "
+                            "CPU cores (default 2)")
     bench.add_argument("--order", choices=ORDERS, default="model",
                        help="model (default), interleaved (batch size by batch size across models) or random")
     bench.add_argument("--process-start", choices=PROCESS_STARTS, default=DEFAULT_PROCESS_START,
@@ -310,6 +320,9 @@ def _print_tables(records: list[Record], tables: list[str], title: str) -> None:
         console.print(energy)
     if "cold" in tables:
         console.print(cold_start_table(records, title=f"{title}: cold start"))
+    scenarios = scenario_table(records, title=f"{title}: scenarios")
+    if scenarios is not None:
+        console.print(scenarios)
     for line in largest_batches(records):
         console.print(line)
 
@@ -323,6 +336,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     tables = _check_tables(args.show)
     check_common(args)
+    scenarios, scenario_settings = check_scenarios(args)
     devices, executor = fleet_command.plan_devices(args)
     max_memory = parse_size(args.max_memory) if args.max_memory else None
     subjects = _subjects(args, catalogue, classes)
@@ -338,7 +352,8 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     export = _export_with_calibration(args, precisions, subjects)
 
     cells = [cell for device in devices
-             for cell in plan_cells(list(subjects), runtime_names, precisions, batch_sizes, device, args.order, args.seed)]
+             for cell in plan_cells(list(subjects), runtime_names, precisions, batch_sizes, device, args.order, args.seed,
+                                    scenarios)]
     preset = "thorough" if args.thorough else "quick"
     settings = BenchSettings(policy=THOROUGH if args.thorough else QUICK, weights=weights, threads=args.threads,
                              channels_last=args.channels_last, timeout_s=args.timeout, seed=args.seed,
@@ -346,13 +361,16 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
                              strict_retries=STRICT_RETRIES if args.strict else 0, max_cv=MAX_CV[preset],
                              order=args.order, process_start=args.process_start,
                              runtime_options=runtime_options(args, runtime_names), retry_failed=args.retry_failed,
-                             energy=args.energy == "on")
+                             energy=args.energy == "on", scenario=scenario_settings)
     sweep = Sweep(out_dir, args.run_id or new_run_id(), subjects, settings, executor)
     if args.resume:
         sweep = Sweep(out_dir, resume_run_id(args, out_dir, sweep.signature(cells)), subjects, settings, executor)
     pending = sweep.pending(cells)
     console.print(f"[bold]{len(cells)} cells[/bold] ({len(subjects)} models x {len(runtime_names)} runtimes x "
-                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes) on {', '.join(devices)}"
+                  f"{len(precisions)} precisions x {len(batch_sizes)} batch sizes"
+                  + (f" x {len(scenarios)} scenarios" if len(scenarios) > 1 else "")
+                  + (f"; scenario {scenarios[0]}" if scenarios != ("single-stream",) and len(scenarios) == 1 else "")
+                  + f") on {', '.join(devices)}"
                   + (f", {len(cells) - len(pending)} already recorded in {sweep.run_id}" if args.resume else "")
                   + f"; weights: {_weights_note(weights, subjects)}; policy: {preset}"
                   + (f"; memory cap {max_memory:,} bytes per cell" if max_memory else ""))

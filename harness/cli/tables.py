@@ -106,19 +106,68 @@ def _spans_devices(records: list[Record]) -> bool:
     return len({r.cell.device for r in records}) > 1
 
 
+def _spans_scenarios(records: list[Record]) -> bool:
+    return len({r.cell.scenario for r in records}) > 1
+
+
 def _grouped(records: list[Record]) -> dict[tuple[str, ...], dict[int, Record]]:
-    """Rows by (model, runtime, precision), and device where the records span several (a fleet's run)."""
-    several = _spans_devices(records)
+    """Rows by (model, runtime, precision), and device and scenario where the records span several."""
+    devices, scenarios = _spans_devices(records), _spans_scenarios(records)
     rows: dict[tuple[str, ...], dict[int, Record]] = defaultdict(dict)
     for record in records:
         cell = record.cell
-        key = (cell.model, cell.runtime, cell.precision) + ((cell.device,) if several else ())
+        key = ((cell.model, cell.runtime, cell.precision) + ((cell.device,) if devices else ())
+               + ((cell.scenario,) if scenarios else ()))
         rows[key][cell.batch_size] = record
     return rows
 
 
 def _row_columns(records: list[Record]) -> tuple[str, ...]:
-    return ("model", "runtime", "precision") + (("device",) if _spans_devices(records) else ())
+    return (("model", "runtime", "precision") + (("device",) if _spans_devices(records) else ())
+            + (("scenario",) if _spans_scenarios(records) else ()))
+
+
+def scenario_table(records: list[Record], title: str) -> Table | None:
+    """Each cell's scenario figure per row and batch-size column; None where every cell ran single-stream
+    (the time table says it all)."""
+    if all(r.cell.scenario == "single-stream" for r in records):
+        return None
+    batch_sizes = sorted({r.cell.batch_size for r in records})
+    table = Table(title=title, caption="p90/p99: the latency that percentile stays within with 99 % confidence "
+                                       "(LoadGen's early-stopping estimate); server: the highest Poisson arrival "
+                                       "rate whose p99 held the bound; offline: images/s of all streams at once")
+    keyed = {tuple(k): v for k, v in _grouped(records).items()}
+    columns = _row_columns(records)
+    for column in columns + (() if "scenario" in columns else ("scenario",)):
+        table.add_column(column, no_wrap=True)
+    for batch_size in batch_sizes:
+        table.add_column(f"bs {batch_size}", justify="right")
+    for key, by_batch in keyed.items():
+        scenario = next(iter(by_batch.values())).cell.scenario
+        extra = () if "scenario" in columns else (scenario,)
+        table.add_row(*key, *extra, *[_scenario_text(by_batch.get(b)) for b in batch_sizes])
+    return table
+
+
+def _scenario_text(record: Record | None) -> str:
+    if record is None:
+        return "[dim]not run[/dim]"
+    if not record.ok:
+        return _status_text(record)
+    figures = record.scenario
+    if figures is None:
+        return "[dim]not recorded[/dim]"
+    if figures.name == "offline":
+        return f"{figures.images_per_s:,.1f} img/s\n{figures.streams} streams"
+    stated = f"p{round(100 * (figures.percentile or 0))}"
+    if figures.name == "server":
+        if figures.rate_qps is None:
+            return f"[red]none held[/red]\n{stated} <= {figures.bound_ms:.1f} ms"
+        return (f"{figures.rate_qps:,.1f} q/s\n{figures.images_per_s:,.1f} img/s\n"
+                f"{stated} {figures.latency_ms:.1f} <= {figures.bound_ms:.1f} ms")
+    if figures.latency_ms is None:
+        return f"[dim]{stated}: needs {figures.queries_needed} queries ({figures.queries} ran)[/dim]"
+    return f"{stated} {figures.latency_ms:.2f} ms\n{figures.queries} queries"
 
 
 def memory_table(records: list[Record], title: str) -> Table | str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from itertools import product
 
-from harness.cells import EXPORT, REFERENCE, Cell, cell_id_of
+from harness.cells import DEFAULT_SCENARIO, EXPORT, REFERENCE, Cell, cell_id_of
 
 __all__ = ["EXPORT", "ORDERS", "PAPER_BATCH_SIZES", "REFERENCE", "Cell", "cell_id_of", "plan_cells",
            "plan_with_reference"]
@@ -15,7 +15,8 @@ ORDERS = ("model", "interleaved", "random")
 
 
 def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], batch_sizes: list[int],
-               device: str, order: str = "model", seed: int = 0) -> list[Cell]:
+               device: str, order: str = "model", seed: int = 0,
+               scenarios: tuple[str, ...] = (DEFAULT_SCENARIO,)) -> list[Cell]:
     """The cells in run order.
 
     model: all of one model's cells together, smaller batch sizes first. interleaved: batch size by
@@ -25,8 +26,9 @@ def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], ba
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}")
-    by_model = [Cell(model, runtime, precision, batch_size, device)
-                for model, runtime, precision, batch_size in product(models, runtimes, precisions, sorted(batch_sizes))]
+    by_model = [Cell(model, runtime, precision, batch_size, device, scenario)
+                for model, runtime, precision, batch_size, scenario
+                in product(models, runtimes, precisions, sorted(batch_sizes), scenarios)]
     if order == "interleaved":
         return sorted(by_model, key=lambda c: (c.batch_size, models.index(c.model), runtimes.index(c.runtime),
                                                precisions.index(c.precision)))

@@ -26,7 +26,8 @@ from harness.measure import environment
 from harness.policy import Policy
 from harness.parts import Prepared
 from harness.paths import write_atomically
-from harness.protocol import CatalogueModel, CellRequest, CellResult, ExportSettings, OnnxModel, Reference
+from harness.protocol import (CatalogueModel, CellRequest, CellResult, ExportSettings, OnnxModel, Reference,
+                              ScenarioSettings)
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
                              repair_torn_tail)
 from harness.cells import REFERENCE, Cell
@@ -40,7 +41,7 @@ ONNX_PRECISIONS = (*EXPORT_PRECISIONS, *FLAVORS)  # int8 flavors: the fp32 file 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
 RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
-               "energy", "jetson", "validity", "worker_s", "traceback", "log_tail")
+               "energy", "scenario", "jetson", "validity", "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,11 @@ class BenchSettings:
     runtime_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # runtime -> its validated options
     retry_failed: bool = False  # on resume, run again cells recorded as error, crashed or timeout
     energy: bool = True  # bench: the energy pass after the timed loop, where an energy source is readable
+    scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "policy": self.policy.as_dict(), "export": self.export.to_json()}
+        return {**self.__dict__, "policy": self.policy.as_dict(), "export": self.export.to_json(),
+                "scenario": self.scenario.to_json()}
 
 
 class Subject:
@@ -132,7 +135,7 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: s
                        threads=settings.threads, channels_last=settings.channels_last,
                        runtime_options=settings.runtime_options, policy=settings.policy,
                        max_cv=settings.max_cv, complexity_key=subject.complexity_key(), export=settings.export,
-                       accuracy=settings.accuracy, energy=settings.energy, **extra)
+                       accuracy=settings.accuracy, energy=settings.energy, scenario=settings.scenario, **extra)
 
 
 def build_record(run_id: str, cell: Cell, subject: Subject, settings: BenchSettings, result: CellResult,

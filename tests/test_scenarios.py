@@ -1,0 +1,124 @@
+"""Deployment scenarios (harness.measure.scenarios): the early-stopping statistic against LoadGen's published
+minimums, the server's queue and rate search on a fake clock, offline's streams, and `bench --scenario` end to
+end on a runtime whose service time is known."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from harness.measure import scenarios
+from tests.helpers import run_main
+
+
+def test_the_stated_percentiles_need_loadgens_minimum_queries():
+    """LoadGen's early-stopping minimums at 99 % confidence: 459 queries for p99 with none over the latency,
+    662 with one over; 44 for p90."""
+    assert scenarios.queries_needed(0.99) == 459
+    assert scenarios.queries_needed(0.99, over=1) == 662
+    assert scenarios.queries_needed(0.90) == 44
+
+
+def test_a_percentile_is_stated_only_where_enough_queries_back_it():
+    assert scenarios.percentile_estimate([10.0] * 459, 0.99).latency_ms == 10.0
+    short = scenarios.percentile_estimate([10.0] * 458, 0.99)
+    assert short.latency_ms is None and short.queries_needed == 459 and short.empirical_ms == 10.0
+    spread = [float(i) for i in range(1, 2001)]  # 1..2000 ms
+    estimate = scenarios.percentile_estimate(spread, 0.99)
+    # conservative: at or above the plain order statistic, and t queries really are over it
+    assert estimate.latency_ms >= estimate.empirical_ms == 1980.0  # nearest rank: the 1980th of 2000
+    assert sum(x > estimate.latency_ms for x in spread) == estimate.over > 0
+
+
+class FakeClock:
+    """Seconds that move only when the code under test sleeps or a query runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def runner(self, service_s: float):
+        def run_once() -> None:
+            self.now += service_s
+        return run_once
+
+
+def test_the_server_queues_queries_that_arrive_while_it_is_busy():
+    clock = FakeClock()
+    latencies = scenarios.serve(clock.runner(0.010), [0.0, 0.005, 0.010, 0.100], clock, clock.sleep)
+    # 10 ms each: the second waits 5 ms, the third 10 ms; the fourth finds the server idle
+    assert latencies == pytest.approx([10.0, 15.0, 20.0, 10.0])
+
+
+def test_the_rate_search_keeps_the_highest_rate_that_held_the_bound():
+    clock = FakeClock()
+    found = scenarios.highest_rate(clock.runner(0.010), 100.0, 40.0, seed=1, clock=clock, sleep=clock.sleep)
+    held = [t.rate_qps for t in found.trials if t.held]
+    failed = [t.rate_qps for t in found.trials if not t.held]
+    assert held and failed and max(held) < min(failed)
+    assert found.rate_qps == max(held) and found.p99_ms <= 40.0
+    assert all(t.queries >= 459 for t in found.trials) and len(found.trials) == 5
+    assert [t.rate_qps for t in found.trials][0] == 50.0  # half the capacity first
+
+
+def test_a_bound_below_the_service_time_holds_at_no_rate():
+    clock = FakeClock()
+    found = scenarios.highest_rate(clock.runner(0.010), 100.0, 5.0, seed=1, clock=clock, sleep=clock.sleep)
+    assert found.rate_qps is None and not any(t.held for t in found.trials)
+    assert min(t.rate_qps for t in found.trials) >= 100.0 / 8  # it stops going down at an eighth
+
+
+def test_offline_runs_every_stream_at_once():
+    started = []
+
+    def stream(index: int):
+        def run_once() -> None:
+            started.append(index)
+            time.sleep(0.005)
+        return run_once
+
+    found = scenarios.offline([stream(0), stream(1), stream(2)], batch_size=4, duration_s=0.3,
+                              clock=time.perf_counter)
+    assert found.streams == 3 and all(count > 0 for count in found.queries_per_stream)
+    assert found.images == 4 * found.queries == 4 * len(started)
+    assert found.images_per_s == pytest.approx(found.images / found.wall_s)
+
+
+def test_bench_runs_every_scenario_and_records_its_figures(capsys, tmp_path):
+    code, output = run_main(capsys, "bench", "--runtime", "tests.scenario_double:FixedServiceTime", "--models",
+                            "resnet18", "--batch-sizes", "2", "--scenario",
+                            "single-stream,multi-stream,server,offline", "--p99-bound", "50", "--streams", "3",
+                            "--energy", "off", "--out", str(tmp_path), "--run-id", "s")
+    assert code in (0, 1), output  # 1: a timing verdict may be invalid on a busy machine
+    records = {json.loads(line)["cell"].get("scenario", "single-stream"): json.loads(line)
+               for line in (tmp_path / "s" / "records.jsonl").read_text().splitlines()}
+    assert set(records) == set(scenarios.SCENARIOS)
+    assert records["server"]["cell_id"].endswith("|server") and "scenario" not in records["single-stream"]["cell"]
+    server = records["server"]["scenario"]
+    assert server["bound_ms"] == 50.0 and server["bound_from"] == "--p99-bound"
+    assert server["rate_qps"] is not None and server["rate_qps"] < server["capacity_qps"]  # 2 ms: ~500 q/s
+    assert server["images_per_s"] == pytest.approx(2 * server["rate_qps"])
+    multi = records["multi-stream"]["scenario"]
+    assert multi["percentile"] == 0.99 and multi["queries"] >= 459 and multi["latency_ms"] >= 2.0
+    offline = records["offline"]["scenario"]
+    assert offline["streams"] == 3 and len(offline["queries_per_stream"]) == 3
+    assert "scenarios" in output and "q/s" in output and "img/s" in output
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--scenario", "burst"], "unknown scenario 'burst': choose from single-stream, multi-stream, server, offline"),
+    (["--scenario", "server", "--p99-bound", "-3"], "bad --p99-bound -3"),
+    (["--p99-bound", "20"], "--p99-bound is the server scenario's bound: add --scenario server"),
+    (["--scenario", "offline", "--streams", "0"], "bad --streams 0"),
+])
+def test_a_scenario_mistake_is_one_line(capsys, tmp_path, flags, problem):
+    code, output = run_main(capsys, "bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
+                            "--out", str(tmp_path), *flags)
+    assert code == 2 and problem in output
