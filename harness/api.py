@@ -164,7 +164,8 @@ def _folders(run_dirs: Iterable[str | Path]) -> list[Path]:
 COLUMNS = ("run_id", "model", "display_name", "family", "runtime", "precision", "device", "device_kind",
            "batch_size", "status", "valid", "median_ms", "p90_ms", "per_image_ms", "images_per_s", "samples",
            "memory_bytes", "memory_source", "params", "macs", "top1", "top5", "accuracy_kind", "joules_per_image",
-           "average_watts", "onnx_opset", "started_at", "error", "invalid_reasons")
+           "average_watts", "onnx_opset", "scenario", "p99_ms", "rate_qps", "scenario_images_per_s", "started_at",
+           "error", "invalid_reasons")
 
 
 def frame(*run_dirs: str | Path) -> "pandas.DataFrame":
@@ -180,8 +181,8 @@ def frame(*run_dirs: str | Path) -> "pandas.DataFrame":
     from harness.reports import data
 
     dataset = data.load(_folders(run_dirs))
-    sources = sorted({source for point in dataset.points for source in point.memory_peak_bytes})
-    rows = [_row(point, sources) for point in dataset.points]
+    sources = sorted({source for point in dataset.every_point for source in point.memory_peak_bytes})
+    rows = [_row(point, sources) for point in dataset.every_point]
     columns = [*COLUMNS, *(f"memory_{source}_bytes" for source in sources)]
     return pandas.DataFrame(rows, columns=columns)
 
@@ -197,6 +198,8 @@ def _row(point: Any, sources: list[str]) -> dict[str, Any]:
             "params": point.params, "macs": point.macs,
             "top1": accuracy.top1 if accuracy else None, "top5": accuracy.top5 if accuracy else None,
             "accuracy_kind": accuracy.kind if accuracy else None, "joules_per_image": point.joules_per_image,
-            "average_watts": point.average_watts, "onnx_opset": point.onnx_opset, "started_at": point.started_at,
+            "average_watts": point.average_watts, "onnx_opset": point.onnx_opset, "scenario": point.scenario,
+            "p99_ms": point.p99_ms, "rate_qps": point.rate_qps, "scenario_images_per_s": point.scenario_images_per_s,
+            "started_at": point.started_at,
             "error": point.error, "invalid_reasons": "; ".join(point.invalid_reasons) or None,
             **{f"memory_{source}_bytes": point.memory_peak_bytes.get(source) for source in sources}}

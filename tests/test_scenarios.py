@@ -122,3 +122,65 @@ def test_a_scenario_mistake_is_one_line(capsys, tmp_path, flags, problem):
     code, output = run_main(capsys, "bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
                             "--out", str(tmp_path), *flags)
     assert code == 2 and problem in output
+
+
+def _scenario_record(scenario: str, **figures) -> dict:
+    cell = {"model": "resnet18", "runtime": "ort", "precision": "fp32", "batch_size": 1, "device": "cpu"}
+    if scenario != "single-stream":
+        cell["scenario"] = scenario
+    from harness.cells import cell_id_of
+
+    return {"run_id": "r", "host": "vm", "kind": "bench", "cell_id": cell_id_of(cell), "cell": cell, "status": "ok",
+            "error": None, "started_at": "2026-12-05T10:00:00+00:00",
+            "timing": {"host": {"median_ms": 10.0, "per_image_median_ms": 10.0, "images_per_s": 100.0,
+                                "samples": 50}},
+            "samples_ms": {"host": [10.0] * 50},
+            "model": {"name": "resnet18", "display_name": "ResNet-18", "published": {"top1": 69.76}},
+            "scenario": {"name": scenario, **figures}}
+
+
+def test_best_and_the_frame_read_the_scenario(capsys, tmp_path):
+    """best --at-rate takes server cells whose highest held rate reaches it; --max-p99 their stated p99; the
+    reports' charts keep to single-stream cells; the frame has a row per scenario."""
+    from harness.records import append_record
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "env-vm.json").write_text(json.dumps({"hostname": "vm", "cpu_model": "EPYC"}))
+    for record in (_scenario_record("single-stream", percentile=0.9, latency_ms=11.0, queries=50),
+                   _scenario_record("server", percentile=0.99, latency_ms=40.0, bound_ms=50.0, rate_qps=60.0,
+                                    images_per_s=60.0, capacity_qps=100.0),
+                   _scenario_record("multi-stream", percentile=0.99, latency_ms=14.0, queries=459)):
+        append_record(run / "records.jsonl", record)
+    code, output = run_main(capsys, "best", str(run), "--at-rate", "50")
+    assert code == 0 and "server" in output and "60.0" in output
+    code, output = run_main(capsys, "best", str(run), "--at-rate", "80")
+    assert code == 1 and "No model meets" in output
+    code, output = run_main(capsys, "best", str(run), "--max-p99", "20")
+    assert code == 0 and "multi-stream" in output and "14.00" in output
+    from harness.api import frame
+    from harness.reports.data import load
+
+    assert sorted(frame(run)["scenario"]) == ["multi-stream", "server", "single-stream"]
+    dataset = load([run])
+    assert [p.scenario for p in dataset.points] == ["single-stream"] and len(dataset.scenario_points) == 2
+
+
+def test_compare_pairs_cells_of_the_same_scenario(tmp_path):
+    from harness.reports.compare import compare, read_run
+    from harness.records import append_record
+
+    runs = []
+    for name, server_ms in (("a", 10.0), ("b", 30.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "env-vm.json").write_text(json.dumps({"hostname": "vm", "cpu_model": "EPYC"}))
+        append_record(run / "records.jsonl", _scenario_record("single-stream"))
+        server = _scenario_record("server", rate_qps=60.0)
+        server["timing"]["host"]["median_ms"] = server_ms
+        server["samples_ms"]["host"] = [server_ms] * 50
+        append_record(run / "records.jsonl", server)
+        runs.append(read_run(run))
+    changes = {change.match[4]: change for change in compare(*runs).changes}
+    assert set(changes) == {"cpu", "cpu server"}
+    assert changes["cpu"].time.ratio == pytest.approx(1.0) and changes["cpu server"].time.ratio == pytest.approx(3.0)

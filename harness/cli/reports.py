@@ -47,6 +47,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     best_parser.add_argument("--max-watts", type=float, metavar="W",
                              help="average power while running, from the device's energy source (NVML on a GPU, "
                                   "the module's input rail on a Jetson, RAPL on a CPU): records without it do not fit")
+    best_parser.add_argument("--max-p99", type=float, metavar="MS",
+                             help="the stated p99 latency of multi-stream and server cells (bench --scenario)")
+    best_parser.add_argument("--at-rate", type=float, metavar="QPS",
+                             help="server cells whose highest rate holding their p99 bound is at least this many "
+                                  "queries per second")
     best_parser.add_argument("--latency-stat", choices=LATENCY_STATS, default="median",
                              help="which latency --max-latency limits (p90 needs >= 50 samples)")
     best_parser.add_argument("--min-top1", type=float, metavar="PCT", help="minimum top-1 accuracy in %%")
@@ -178,23 +183,28 @@ def _constraints(args: argparse.Namespace) -> Constraints:
                        latency_stat=args.latency_stat, min_top1=check_positive(args.min_top1, "--min-top1"),
                        max_accuracy_drop=_check_drop(args.max_accuracy_drop), batch_size=args.batch_size,
                        runtime=args.runtime, device=args.device, precision=args.precision,
-                       max_watts=check_positive(args.max_watts, "--max-watts"))
+                       max_watts=check_positive(args.max_watts, "--max-watts"),
+                       max_p99_ms=check_positive(args.max_p99, "--max-p99"),
+                       at_rate_qps=check_positive(args.at_rate, "--at-rate"))
 
 
 def _points_table(title: str, points: list[data.Point]) -> Table:
     table = Table(title=title)
     powered = any(p.average_watts is not None for p in points)  # records with an energy pass
+    served = any(p.scenario != "single-stream" for p in points)
     for column in ("model", "runtime", "precision", "device", "top-1 %", "images/s", "median ms", "memory",
-                   *(("images/J", "W") if powered else ())):
+                   *(("images/J", "W") if powered else ()), *(("scenario", "p99 ms", "q/s") if served else ())):
         table.add_column(column, justify="left" if column in ("model", "runtime", "precision", "device") else "right")
     for p in points:
         memory = f"{p.memory_bytes / 1e9:.2f} GB ({p.memory_source})" if p.memory_bytes is not None else "—"
         energy = (f"{p.images_per_joule:.1f}" if p.images_per_joule else "—",
                   f"{p.average_watts:.1f}" if p.average_watts is not None else "—") if powered else ()
+        served_figures = (p.scenario, f"{p.p99_ms:.2f}" if p.p99_ms is not None else "—",
+                          f"{p.rate_qps:.1f}" if p.rate_qps is not None else "—") if served else ()
         table.add_row(p.display_name, p.runtime, p.precision, p.device,
                       f"{p.accuracy.top1:.2f}{'' if p.accuracy.kind == 'measured' else ' (pub.)'}",  # type: ignore[union-attr]
                       f"{p.images_per_s:.1f}" if p.images_per_s else "—",
-                      f"{p.batch_median_ms:.2f}" if p.batch_median_ms else "—", memory, *energy)
+                      f"{p.batch_median_ms:.2f}" if p.batch_median_ms else "—", memory, *energy, *served_figures)
     return table
 
 
@@ -202,13 +212,13 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     constraints = _constraints(args)
     dataset = _dataset(args.runs)
     assert dataset is not None
-    scope = [p for p in dataset.points if in_scope(p, constraints)]
+    scope = [p for p in dataset.every_point if in_scope(p, constraints)]
     if not scope:
         raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
                         f"--device, --precision and --batch-size against the records")
     _check_power_readings(scope, constraints)
     pick = best(scope, constraints)
-    left_out = _unmeasured_note(dataset.points, constraints)
+    left_out = _unmeasured_note(dataset.every_point, constraints)
     if args.json:
         print_json({"constraints": constraints.describe(), "cells_in_scope": len(scope),
                     "best": asdict(pick) if pick else None,

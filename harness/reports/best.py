@@ -25,6 +25,16 @@ class Constraints:
     device: str | None = None  # a part of the device's name, e.g. "H200" or "EPYC"
     precision: str | None = None
     max_watts: float | None = None  # average power while running, from the device's primary energy source
+    max_p99_ms: float | None = None  # the stated p99 of a multi-stream or server cell
+    at_rate_qps: float | None = None  # a server cell's highest rate that held its p99 bound, at least this
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        """The scenarios whose cells answer these limits: server for a rate, multi-stream or server for a p99,
+        single-stream (the timed loop) otherwise."""
+        if self.at_rate_qps is not None:
+            return ("server",)
+        return ("multi-stream", "server") if self.max_p99_ms is not None else ("single-stream",)
 
     def describe(self) -> str:
         parts = [f"batch {self.batch_size}"]
@@ -40,6 +50,12 @@ class Constraints:
             parts.append(f"top-1 drop from fp32 <= {self.max_accuracy_drop:g} points (measured)")
         if self.max_watts is not None:
             parts.append(f"<= {self.max_watts:g} W while running")
+        if self.max_p99_ms is not None:
+            parts.append(f"p99 <= {self.max_p99_ms:g} ms")
+        if self.at_rate_qps is not None:
+            parts.append(f"server holds >= {self.at_rate_qps:g} queries/s")
+        if self.scenarios != ("single-stream",):
+            parts.append(f"scenario {' or '.join(self.scenarios)}")
         parts += [f"{name} {value}" for name, value in
                   (("runtime", self.runtime), ("device", self.device), ("precision", self.precision)) if value]
         return ", ".join(parts)
@@ -67,7 +83,8 @@ def in_scope(point: Point, constraints: Constraints) -> bool:
             and not unmeasured_lower_precision(point, constraints)
             and (constraints.runtime is None or point.runtime == constraints.runtime)
             and (constraints.device is None or constraints.device.lower() in point.device.lower())
-            and (constraints.precision is None or point.precision == constraints.precision))
+            and (constraints.precision is None or point.precision == constraints.precision)
+            and point.scenario in constraints.scenarios)
 
 
 def violations(point: Point, constraints: Constraints, population: list[Point] | None = None) -> list[str]:
@@ -99,6 +116,14 @@ def violations(point: Point, constraints: Constraints, population: list[Point] |
             problems.append(f"no {constraints.latency_stat} latency (p90 needs >= 50 samples)")
         elif latency > constraints.max_latency_ms:
             problems.append(f"{constraints.latency_stat} {latency:.1f} ms > {constraints.max_latency_ms:g} ms")
+    if constraints.max_p99_ms is not None:
+        if point.p99_ms is None:
+            problems.append("no stated p99 (too few queries, or no rate held its bound)")
+        elif point.p99_ms > constraints.max_p99_ms:
+            problems.append(f"p99 {point.p99_ms:.1f} ms > {constraints.max_p99_ms:g} ms")
+    if constraints.at_rate_qps is not None and (point.rate_qps or 0.0) < constraints.at_rate_qps:
+        held = f"{point.rate_qps:.1f}" if point.rate_qps else "no rate"
+        problems.append(f"server holds {held} queries/s < {constraints.at_rate_qps:g}")
     if constraints.min_top1 is not None and point.accuracy.top1 < constraints.min_top1:  # type: ignore[union-attr]
         problems.append(f"top-1 {point.accuracy.top1:.2f} % < {constraints.min_top1:g} %")  # type: ignore[union-attr]
     return problems

@@ -1,7 +1,7 @@
 """Two runs compared cell by cell: did the candidate get slower, hungrier or less accurate than the baseline?
 
 Cells match on model, runtime, precision, batch size and device kind (cpu, cuda, jetson; a fleet's node
-name too, where the device was pinned to one). For each pair measured in both:
+name too, where the device was pinned to one), and scenario (bench --scenario). For each pair measured in both:
 
 - **time**: the ratio of the candidate's median per-batch time to the baseline's (> 1: slower), with a
   95 % percentile-bootstrap interval from the raw samples both records hold (`samples_ms.host`);
@@ -187,7 +187,10 @@ def cell_match(record: Record, env: dict[str, Any]) -> CellMatch:
     cell = record.cell
     _, _, node = cell.device.partition("@")
     kind = device_kind(env, cell.device)
-    return cell.model, cell.runtime, cell.precision, cell.batch_size, f"{kind}@{node}" if node else kind
+    where = f"{kind}@{node}" if node else kind
+    # a scenario other than single-stream is a cell of its own (bench --scenario): named beside the device
+    return (cell.model, cell.runtime, cell.precision, cell.batch_size,
+            where if cell.scenario == "single-stream" else f"{where} {cell.scenario}")
 
 
 # ---------------------------------------------------------------- what a cell was measured with

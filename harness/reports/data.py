@@ -70,6 +70,10 @@ class Point:
     energy_missing: str | None = None  # why that source has no figures for the cell (None where it has)
     # a Jetson's clocks and heat during the timed loop: [seconds, GPU MHz, EMC MHz, hottest zone °C] rows
     board_trace: list[list[float | None]] | None = None
+    scenario: str = "single-stream"  # how queries reached the runtime (harness.measure.scenarios)
+    p99_ms: float | None = None  # multi-stream and server: the stated p99 latency (server: at rate_qps)
+    rate_qps: float | None = None  # server: the highest Poisson rate whose p99 held its bound
+    scenario_images_per_s: float | None = None  # server: at rate_qps; offline: all streams at once
 
     @property
     def ok(self) -> bool:
@@ -112,9 +116,14 @@ def series_label(series: tuple[str, str, str]) -> str:
 
 @dataclass
 class Dataset:
-    points: list[Point]
+    points: list[Point]  # single-stream cells: the timed loop every chart, table and check is drawn from
     runs: list[str]
     notes: list[str] = field(default_factory=list)  # e.g. records skipped while reading
+    scenario_points: list[Point] = field(default_factory=list)  # multi-stream, server and offline cells
+
+    @property
+    def every_point(self) -> list[Point]:
+        return self.points + self.scenario_points
 
     def series(self) -> list[tuple[str, str, str]]:
         return sorted({p.series for p in self.points})
@@ -182,7 +191,15 @@ def point_from_record(record: Record, env: dict[str, Any]) -> Point:
         accuracy=_published(model.published), onnx_opset=artifact.get("opset"),
         onnx_path=_onnx_path(artifact.get("path")),
         board_trace=_board_trace(record),
-        **_energy(record, PRIMARY_ENERGY_SOURCE[device_kind(env, cell.device)]))
+        **_energy(record, PRIMARY_ENERGY_SOURCE[device_kind(env, cell.device)]), **_scenario(record))
+
+
+def _scenario(record: Record) -> dict[str, Any]:
+    figures = record.scenario
+    stated_p99 = figures.latency_ms if figures and figures.percentile == 0.99 else None
+    return {"scenario": record.cell.scenario, "p99_ms": stated_p99,
+            "rate_qps": figures.rate_qps if figures else None,
+            "scenario_images_per_s": figures.images_per_s if figures else None}
 
 
 def _board_trace(record: Record) -> list[list[float | None]] | None:
@@ -239,14 +256,15 @@ def load(paths: list[Path]) -> Dataset:
                 continue
             env = environments.get(record.host) or environments.get(None) or {}
             point = point_from_record(record, env)
-            key = (point.model, *point.series, point.batch_size)
+            key = (point.model, *point.series, point.batch_size, point.scenario)
             if key not in newest or _later(point, newest[key]):
                 newest[key] = point
     if not newest:
         raise UserError("no benchmark records in " + ", ".join(map(str, paths))
                         + ": run `python -m harness bench ...` first")
     points = with_measured_accuracy(list(newest.values()), accuracy_records)
-    return Dataset(points=points, runs=[str(r) for r in runs], notes=notes)
+    return Dataset(points=[p for p in points if p.scenario == "single-stream"], runs=[str(r) for r in runs],
+                   notes=notes, scenario_points=[p for p in points if p.scenario != "single-stream"])
 
 
 def _later(a: Point, b: Point) -> bool:
