@@ -317,7 +317,7 @@ def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs
                                            policy.min_duration_s, policy.max_duration_s)
         return _stated(name, scenarios.percentile_estimate(latencies, scenarios.PERCENTILE[name]))
     if name == scenarios.SERVER:
-        median_ms = statistics.median(loop_ms)
+        median_ms = max(statistics.median(loop_ms), 1e-6)  # a runtime that runs nothing still has a capacity
         bound_ms = settings.p99_bound_ms or scenarios.DEFAULT_BOUND_FACTOR * median_ms
         found = scenarios.highest_rate(run_once, 1e3 / median_ms, bound_ms, context.seed, time.perf_counter,
                                        time.sleep, min_duration_s=policy.min_duration_s)
