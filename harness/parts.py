@@ -303,3 +303,28 @@ class ScenarioFigures:
         if "name" not in data:
             raise ValueError("scenario: no name")
         return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Where one query's time goes (harness.measure.stages): the median ms of each stage the harness (or the
+    runtime's tool) could see, what each holds, and why a stage is missing."""
+
+    medians_ms: dict[str, float]
+    source: str  # "harness" (its own pass) or the tool that stated them ("trtexec")
+    repeats: int | None = None
+    includes: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"medians_ms": self.medians_ms, "source": self.source, "repeats": self.repeats,
+                "includes": self.includes, "missing": self.missing}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StageTimes:
+        data = _dict(data, "stages")
+        return cls(_dict(data.get("medians_ms") or {}, "stages.medians_ms"), str(data.get("source")),
+                   data.get("repeats"), dict(data.get("includes") or {}), dict(data.get("missing") or {}))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Literal, get_args
 
 from harness.cells import Cell
-from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures
+from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, StageTimes
 from harness.policy import Policy
 from runtimes.base import EngineShapes
 
@@ -184,7 +184,8 @@ def _part(read: Callable[[Any], Any], data: Any, what: str) -> Any:
 # CellResult's measured parts, typed (harness.parts), and how each is read from its JSON form
 PARTS: dict[str, Callable[[Any], Any]] = {"prepared": Prepared.from_json, "memory": Memory.from_json,
                                           "energy": Energy.from_json, "parity": ParityVerdict.from_json,
-                                          "accuracy": AccuracyFigures.from_json, "scenario": ScenarioFigures.from_json}
+                                          "accuracy": AccuracyFigures.from_json, "scenario": ScenarioFigures.from_json,
+                                          "stages": StageTimes.from_json}
 
 
 @dataclass
@@ -211,6 +212,7 @@ class CellResult:
     memory: Memory | None = None
     energy: Energy | None = None  # harness.measure.energy: per source, or why it is missing
     scenario: ScenarioFigures | None = None  # bench mode: the cell's scenario (harness.measure.scenarios)
+    stages: StageTimes | None = None  # bench mode: where one query's time goes (harness.measure.stages)
     validity: dict[str, Any] | None = None
     complexity: dict[str, Any] | None = None
     jetson: dict[str, Any] | None = None  # a Jetson's facts before and after the timed loop

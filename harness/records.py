@@ -23,7 +23,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
 
 from harness.cells import cell_id_of
 from harness.errors import UserError
-from harness.parts import AccuracyFigures, Energy, EnergyFigures, Memory, ParityVerdict, Prepared, ScenarioFigures
+from harness.parts import (AccuracyFigures, Energy, EnergyFigures, Memory, ParityVerdict, Prepared, ScenarioFigures,
+                           StageTimes)
 from harness.protocol import STATUSES, Status
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ ParityPart = _typed_part(ParityVerdict, ParityVerdict.from_json)
 AccuracyPart = _typed_part(AccuracyFigures, AccuracyFigures.from_json)
 PreparedPart = _typed_part(Prepared, Prepared.from_json)
 ScenarioPart = _typed_part(ScenarioFigures, ScenarioFigures.from_json)
+StagesPart = _typed_part(StageTimes, StageTimes.from_json)
 
 
 class Statistics(_Part):
@@ -138,6 +140,7 @@ class Record(_Part):
     accuracy: AccuracyPart | None = None
     energy: EnergyPart | None = None  # harness.measure.energy: per source its figures or why it is missing
     scenario: ScenarioPart | None = None  # harness.measure.scenarios: the scenario's figures (None: older records)
+    stages: StagesPart | None = None  # harness.measure.stages: where one query's time goes (None: older records)
 
     @model_validator(mode="after")
     def _timed_when_ok(self) -> "Record":

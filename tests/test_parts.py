@@ -9,7 +9,7 @@ import json
 import pytest
 
 from harness.parts import (AccuracyFigures, Energy, EnergyFigures, Memory, MemoryReading, Missing, ParityVerdict,
-                           Prepared)
+                           Prepared, ScenarioFigures, StageTimes)
 from harness.protocol import CellResult
 from harness.records import Record, append_record, read_records
 
@@ -32,6 +32,12 @@ PARITY_REFERENCE = {"is_reference": True, "outputs_file": "outputs/resnet18-bs8-
 ACCURACY = {"top1": 75.0, "top5": 92.5, "images": 40, "top1_correct": 30, "top5_correct": 37, "images_per_s": 80.0,
             "is_reference": False, "agreement_top1": 0.975, "reference_top1": 77.5, "loop_s": 0.5, "load_s": 0.2,
             "predictions_file": "predictions/x.npy", "data": {"layout": "class-folders"}, "preprocessing": {"from": "x"}}
+SCENARIO = {"name": "server", "percentile": 0.99, "latency_ms": 40.0, "queries": 2300, "queries_needed": 459,
+            "bound_ms": 50.0, "bound_from": "--p99-bound", "capacity_qps": 100.0, "rate_qps": 60.0, "images_per_s": 60.0,
+            "trials": [{"rate_qps": 50.0, "queries": 459, "p99_ms": 30.0, "empirical_p99_ms": 28.0, "held": True,
+                        "wall_s": 9.5}]}
+STAGES = {"medians_ms": {"preprocess": 5.0, "host_to_device": 0.1, "compute": 20.0, "device_to_host": 0.05},
+          "source": "harness", "repeats": 10, "includes": {"compute": "run() + synchronize"}, "missing": {}}
 PREPARED = {"weights": {"kind": "random", "seed": 0, "path": "weights/x/weights.pt"},
             "complexity": {"params": 10, "macs": 20}, "artifact": {"kind": "onnx", "opset": 18, "path": "onnx/x.onnx"},
             "library_import_s": 0.5, "an_older_part": {"kept": True}}
@@ -39,7 +45,7 @@ PREPARED = {"weights": {"kind": "random", "seed": 0, "path": "weights/x/weights.
 
 @pytest.mark.parametrize("cls, data", [(Memory, MEMORY), (Energy, ENERGY), (ParityVerdict, PARITY_COMPARED),
                                        (ParityVerdict, PARITY_REFERENCE), (AccuracyFigures, ACCURACY),
-                                       (Prepared, PREPARED)])
+                                       (Prepared, PREPARED), (ScenarioFigures, SCENARIO), (StageTimes, STAGES)])
 def test_each_part_reads_and_writes_the_records_json_unchanged(cls, data):
     part = cls.from_json(json.loads(json.dumps(data)))
     assert part.to_json() == data

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness.measure import jetson as board, memory, validity
+from harness.measure import jetson as board, memory, stages, validity
 from harness.measure.periodic import Periodic
 from harness.measure.timing import from_trace, summarize
-from harness.parts import Energy, Memory, memory_reading
+from harness.parts import Energy, Memory, StageTimes, memory_reading
 
 if TYPE_CHECKING:
     from harness.cell.worker import CellContext
@@ -102,6 +102,9 @@ def run_tool_timed_bench(context: "CellContext", runtime: "Runtime") -> dict[str
                 "jetson_unified": unified_reading, "jetson_process": memory.jetson_process(host_reading, unified_reading)}
     result["memory"] = Memory({source: memory_reading(reading) for source, reading in readings.items()}, 0)
     result["energy"] = Energy(skipped="the inferences ran in trtexec's process: the energy pass needs them here")
+    result["stages"] = StageTimes(stages.from_tool_records(records), "trtexec", len(records),
+                                  dict(stages.TOOL_INCLUDES),
+                                  {"preprocess": "the inferences ran in trtexec's process, on its own inputs"})
     board_during = trace.summary() if trace is not None else None
     result["validity"] = validity.verdict(host_stats, policy.min_samples, context.request.max_cv, frequency_before,
                                           frequency_after, None, board_before, board_after, board_during)

@@ -37,12 +37,13 @@ from harness import __version__
 from harness.cell.tool_timed import run_tool_timed_bench
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
-from harness.measure import energy, jetson as board, memory, scenarios, validity
+from harness.measure import energy, jetson as board, memory, scenarios, stages, validity
 from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
 from harness.measure.parity import TOLERANCES, compare, violations
 from harness.measure.timing import sample, summarize
 from harness.paths import write_atomically
-from harness.parts import AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, memory_reading
+from harness.parts import (AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, StageTimes,
+                           memory_reading)
 from harness.protocol import (BundledReference, CatalogueModel, CellRequest, CellResult, OnnxModel,
                               reference_outputs_file)
 from harness.cells import Cell
@@ -333,6 +334,28 @@ def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs
     return _offline(context, artifact, inputs, settings.streams, policy.min_duration_s)
 
 
+def _stages_pass(context: CellContext, runtime: Runtime, inputs: np.ndarray) -> StageTimes:
+    """Pre-processing, host-to-device, compute and device-to-host of one query, each timed on its own
+    (harness.measure.stages); the runtime is left with the same inputs prepared."""
+    missing: dict[str, str] = {}
+    steps: dict[str, Any] = {}
+    model = context.model
+    if isinstance(model, CatalogueModel) and model.preprocessing:
+        steps["preprocess"] = stages.preprocessor(model.preprocessing, model.input_size, context.cell.batch_size,
+                                                  context.seed)
+    else:
+        missing["preprocess"] = "an ONNX file made elsewhere: no pre-processing recipe is known"
+
+    def host_to_device() -> None:
+        runtime.prepare(inputs)
+        runtime.synchronize()
+
+    steps.update(host_to_device=host_to_device, compute=lambda: _run_once(runtime), device_to_host=runtime.outputs)
+    times = stages.time_stages(steps)
+    return StageTimes(stages.medians(times), "harness", stages.REPEATS,
+                      {name: stages.INCLUDES[name] for name in steps}, missing)
+
+
 def _stated(name: str, estimate: scenarios.PercentileEstimate) -> ScenarioFigures:
     return ScenarioFigures(name, estimate.percentile, estimate.latency_ms, estimate.empirical_ms, estimate.queries,
                            estimate.queries_needed)
@@ -417,6 +440,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         for sampler in sampled:
             sampler.stop()
         result["energy"] = _energy_pass(context, runtime)
+        result["stages"] = _stages_pass(context, runtime, inputs)
         result["scenario"] = _scenario_pass(context, runtime, artifact, inputs, measurement.host_ms)
         outputs = runtime.outputs()
         result["runtime"] = runtime.info()

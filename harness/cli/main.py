@@ -30,7 +30,8 @@ from harness.cli.common import (EXPORT_AGAIN, add_export_options, add_runtime_op
                                 export_settings, finish, json_only_stdout, parse_batch_sizes, precision_help,
                                 print_json, progress_bar, resume_hint, resume_run_id, run_sweep, runtime_options)
 from harness.cli.tables import (catalogue_table, cell_summary, cold_start_table, energy_table, engine_table,
-                                export_table, largest_batches, memory_table, parity_table, run_table, scenario_table)
+                                export_table, largest_batches, memory_table, parity_table, run_table, scenario_table,
+                                stages_table)
 from harness.errors import UserError
 from harness.execution.executor import StorageFailed
 from harness.measure.timing import QUICK, THOROUGH
@@ -49,7 +50,7 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
 STRICT_RETRIES = 2
-TABLES = ("time", "memory", "energy", "cold")
+TABLES = ("time", "memory", "energy", "cold", "stages")
 WEIGHTS_NOTE = {
     "random": "random-init weights (seeded, BatchNorm statistics re-estimated; speed, memory and MACs do not "
               "depend on weight values)",
@@ -125,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--retry-failed", action="store_true",
                        help="with --resume: run again the cells recorded as error, crashed or timeout")
     bench.add_argument("--show", default="time,memory,energy", metavar="TABLES",
-                       help="tables to print at the end: time, memory, energy, cold (cold start and compilation; "
-                            "default time,memory,energy)")
+                       help="tables to print at the end: time, memory, energy, cold (cold start and compilation), "
+                            "stages (pre-processing, host-to-device, compute, device-to-host; default "
+                            "time,memory,energy)")
     add_runtime_options(bench)
     fleet_command.add_executor_options(bench)
     add_export_options(bench)
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the tables of recorded runs again")
     show.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, e.g. results/<run-id>")
     show.add_argument("--show", default="time,memory,energy", metavar="TABLES",
-                      help="time, memory, energy, cold (default time,memory,energy)")
+                      help="time, memory, energy, cold, stages (default time,memory,energy)")
     show.add_argument("--json", action="store_true", help="print one JSON object per cell (for scripts)")
 
     export = commands.add_parser("export", help="export models to ONNX once (cached by content); build engines; "
@@ -320,6 +322,8 @@ def _print_tables(records: list[Record], tables: list[str], title: str) -> None:
         console.print(energy)
     if "cold" in tables:
         console.print(cold_start_table(records, title=f"{title}: cold start"))
+    if "stages" in tables:
+        console.print(stages_table(records, title=f"{title}: where the time goes"))
     scenarios = scenario_table(records, title=f"{title}: scenarios")
     if scenarios is not None:
         console.print(scenarios)

@@ -127,6 +127,31 @@ def _row_columns(records: list[Record]) -> tuple[str, ...]:
             + (("scenario",) if _spans_scenarios(records) else ()))
 
 
+STAGE_NAMES = ("preprocess", "enqueue", "host_to_device", "compute", "device_to_host")
+
+
+def stages_table(records: list[Record], title: str) -> Table | str:
+    """Median ms of each stage of one query (harness.measure.stages), one row per stage of each model/runtime/
+    precision, a column per batch size."""
+    present = [s for s in STAGE_NAMES if any(r.stages and s in r.stages.medians_ms for r in records)]
+    if not present:
+        return "no stage times in these records (made before stages were measured, or no cell finished)"
+    return _per_source_table(records, title, "median ms per query (a batch) of each stage, each timed on its own "
+                             "with the device synchronized at its end; compute is one sample of the timed loop",
+                             present, _stage_text, label="stage")
+
+
+def _stage_text(record: Record | None, stage: str) -> str:
+    if record is None:
+        return "[dim]not run[/dim]"
+    if not record.ok:
+        return _status_text(record)
+    if record.stages is None:
+        return "[dim]—[/dim]"
+    value = record.stages.medians_ms.get(stage)
+    return f"{value:.3f}" if value is not None else "[dim]—[/dim]"
+
+
 def scenario_table(records: list[Record], title: str) -> Table | None:
     """Each cell's scenario figure per row and batch-size column; None where every cell ran single-stream
     (the time table says it all)."""
@@ -180,11 +205,11 @@ def memory_table(records: list[Record], title: str) -> Table | str:
 
 
 def _per_source_table(records: list[Record], title: str, caption: str, sources: list[str],
-                      text: Callable[[Record | None, str], str]) -> Table:
+                      text: Callable[[Record | None, str], str], label: str = "source") -> Table:
     """Rows of model/runtime/precision (and device) x source, a column per batch size, cells from `text`."""
     batch_sizes = sorted({r.cell.batch_size for r in records})
     table = Table(title=title, caption=caption)
-    for column in (*_row_columns(records), "source"):
+    for column in (*_row_columns(records), label):
         table.add_column(column, no_wrap=True)
     for batch_size in batch_sizes:
         table.add_column(f"bs {batch_size}", justify="right")

@@ -41,7 +41,7 @@ ONNX_PRECISIONS = (*EXPORT_PRECISIONS, *FLAVORS)  # int8 flavors: the fp32 file 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
 RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
-               "energy", "scenario", "jetson", "validity", "worker_s", "traceback", "log_tail")
+               "energy", "scenario", "stages", "jetson", "validity", "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
