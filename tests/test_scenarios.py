@@ -117,6 +117,7 @@ def test_bench_runs_every_scenario_and_records_its_figures(capsys, tmp_path):
     (["--scenario", "server", "--p99-bound", "-3"], "bad --p99-bound -3"),
     (["--p99-bound", "20"], "--p99-bound is the server scenario's bound: add --scenario server"),
     (["--scenario", "offline", "--streams", "0"], "bad --streams 0"),
+    (["--scenario", "offline", "--streams", "1000"], "bad --streams 1000: give how many runtime instances offline runs at once, 1 to 64"),
 ])
 def test_a_scenario_mistake_is_one_line(capsys, tmp_path, flags, problem):
     code, output = run_main(capsys, "bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
@@ -184,3 +185,15 @@ def test_compare_pairs_cells_of_the_same_scenario(tmp_path):
     changes = {change.match[4]: change for change in compare(*runs).changes}
     assert set(changes) == {"cpu", "cpu server"}
     assert changes["cpu"].time.ratio == pytest.approx(1.0) and changes["cpu server"].time.ratio == pytest.approx(3.0)
+
+
+def test_best_on_records_without_the_scenario_says_how_to_measure_it(capsys, tmp_path):
+    from harness.records import append_record
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "env-vm.json").write_text(json.dumps({"hostname": "vm", "cpu_model": "EPYC"}))
+    append_record(run / "records.jsonl", _scenario_record("single-stream"))
+    code, output = run_main(capsys, "best", str(run), "--at-rate", "50")
+    assert code == 2 and "--at-rate reads server cells, and these records have none" in output
+    assert "bench --scenario server" in output and len(output.strip().splitlines()) == 1

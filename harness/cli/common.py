@@ -303,6 +303,9 @@ def check_precisions(text: str) -> list[str]:
     return precisions
 
 
+MAX_STREAMS = 64  # offline's runtime instances: each holds its own copy of the model
+
+
 def check_scenarios(args: argparse.Namespace) -> tuple[tuple[str, ...], ScenarioSettings]:
     """The scenarios asked for (comma-separated) and their settings; one line for each mistake."""
     scenarios = tuple(comma_list(args.scenario))
@@ -314,8 +317,9 @@ def check_scenarios(args: argparse.Namespace) -> tuple[tuple[str, ...], Scenario
     bound = args.p99_bound
     if bound is not None and not (bound > 0 and bound != float("inf")):
         raise UserError(f"bad --p99-bound {bound:g}: give the server's latency bound in milliseconds, e.g. 50")
-    if args.streams < 1:
-        raise UserError(f"bad --streams {args.streams}: give how many runtime instances offline runs at once, e.g. 2")
+    if not 1 <= args.streams <= MAX_STREAMS:
+        raise UserError(f"bad --streams {args.streams}: give how many runtime instances offline runs at once, 1 to "
+                        f"{MAX_STREAMS} (each holds the model in memory), e.g. 2")
     if bound is not None and "server" not in scenarios:
         raise UserError("--p99-bound is the server scenario's bound: add --scenario server")
     return scenarios, ScenarioSettings(p99_bound_ms=bound, streams=args.streams)

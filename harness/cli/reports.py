@@ -213,6 +213,10 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     dataset = _dataset(args.runs)
     assert dataset is not None
     scope = [p for p in dataset.every_point if in_scope(p, constraints)]
+    if not any(p.scenario in constraints.scenarios for p in dataset.every_point):
+        flag = "--at-rate" if constraints.at_rate_qps is not None else "--max-p99"
+        raise UserError(f"{flag} reads {' or '.join(constraints.scenarios)} cells, and these records have none: "
+                        f"measure them with `python -m harness bench --scenario {constraints.scenarios[-1]} ...`")
     if not scope:
         raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
                         f"--device, --precision and --batch-size against the records")
