@@ -61,3 +61,15 @@ def test_an_outside_onnx_file_has_no_preprocessing_to_time(capsys, tmp_path):
     assert "preprocess" not in record["stages"]["medians_ms"]
     assert "no pre-processing recipe" in record["stages"]["missing"]["preprocess"]
     assert record["stages"]["medians_ms"]["compute"] > 0
+
+
+def test_a_stages_pass_out_of_memory_leaves_the_measured_cell_ok(capsys, tmp_path):
+    """Preparing the inputs a second time may need their memory twice: under a cap that the cell itself fits,
+    the stages are recorded missing with the reason, and the cell (measured already) stays ok."""
+    code, output = run_main(capsys, "bench", "--runtime", "tests.faulty_runtimes:BatchProportionalRuntime",
+                            "--models", "resnet18", "--batch-sizes", "2", "--max-memory", "350MB", "--energy", "off",
+                            "--process-start", "exec", "--out", str(tmp_path), "--run-id", "m")
+    [record] = [json.loads(line) for line in (tmp_path / "m" / "records.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok", record.get("error")
+    assert "ran out of memory" in record["stages"]["missing"]["all"] and record["stages"]["medians_ms"] == {}
+    assert record["memory"]["host_rss"]["peak_bytes"] < 350 * 10**6  # read before the pass
