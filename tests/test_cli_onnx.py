@@ -8,7 +8,7 @@ import pytest
 
 from harness.records import read_records
 from tests import onnx_graphs
-from tests.test_cli import _one_error_line, harness
+from tests.helpers import one_error_line, harness
 
 
 def test_export_catalogue_models_then_hit_the_cache(tmp_path):
@@ -79,7 +79,7 @@ def test_outside_file_with_dynamic_batch(tmp_path):
 
 def test_outside_file_with_fixed_batch(tmp_path):
     path = onnx_graphs.classifier(tmp_path / "fixed.onnx", batch=2)
-    line = _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1,4"))
+    line = one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "1,4"))
     assert "fixed batch dimension of 2" in line and "--batch-sizes 2" in line
     ok = harness("bench", "--runtime", "ort", "--onnx", str(path), "--batch-sizes", "2", "--out", str(tmp_path))
     assert ok.returncode == 0, ok.stderr + ok.stdout
@@ -102,20 +102,20 @@ def test_outside_file_with_an_unsupported_op(tmp_path, runtime):
 ])
 def test_outside_files_refused_with_a_reason(tmp_path, make, expected):
     path = make(tmp_path / "model.onnx")
-    assert expected in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path),
+    assert expected in one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path),
                                                "--batch-sizes", "1"))
 
 
 def test_bad_onnx_inputs(tmp_path):
-    assert "does not exist" in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", "/no/such.onnx"))
+    assert "does not exist" in one_error_line(harness("bench", "--runtime", "ort", "--onnx", "/no/such.onnx"))
     text = tmp_path / "notes.onnx"
     text.write_text("not a model")
-    assert "is not an ONNX file" in _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(text)))
+    assert "is not an ONNX file" in one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(text)))
     dyn = onnx_graphs.classifier(tmp_path / "dyn.onnx")
-    line = _one_error_line(harness("bench", "--runtime", "torch", "--onnx", str(dyn)))
+    line = one_error_line(harness("bench", "--runtime", "torch", "--onnx", str(dyn)))
     assert "use --runtime ort" in line
-    assert "unknown runtime 'onnx'" in _one_error_line(harness("verify", "--models", "resnet18", "--runtime", "onnx"))
-    assert "bad --opset 3" in _one_error_line(harness("export", "--models", "resnet18", "--opset", "3"))
+    assert "unknown runtime 'onnx'" in one_error_line(harness("verify", "--models", "resnet18", "--runtime", "onnx"))
+    assert "bad --opset 3" in one_error_line(harness("export", "--models", "resnet18", "--opset", "3"))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from harness.reports.compare import (IMPROVEMENT, INVALID, NOW_FAILS, NOW_RUNS, REGRESSION, SMALL, WITHIN_NOISE,
                                      Limits, compare, ratio_interval, read_run)
 from tests.report_fixtures import CPU_ENV, record, write_run
-from tests.test_cli import _one_error_line, harness
+from tests.helpers import one_error_line, harness
 
 
 def _timed(model: str, samples_ms: np.ndarray, batch_size: int = 1, valid: bool = True, memory: int = 500_000_000,
@@ -141,9 +141,9 @@ def test_compare_cli_gates_ci_and_writes_markdown(tmp_path):
     [resnet] = [c for c in answer["comparisons"][0]["cells"] if c["model"] == "resnet50"]
     assert answer["regressions"] == 1 and resnet["verdicts"] == ["regression"] and resnet["time_ratio"] > 1.05
     assert harness("compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold", "15%").returncode == 0
-    assert "bad --threshold 'fast'" in _one_error_line(harness("compare", str(tmp_path / "base"),
+    assert "bad --threshold 'fast'" in one_error_line(harness("compare", str(tmp_path / "base"),
                                                                str(tmp_path / "slow"), "--threshold", "fast"))
-    assert "is not a run folder (no such folder)" in _one_error_line(harness("compare", str(tmp_path / "nope"),
+    assert "is not a run folder (no such folder)" in one_error_line(harness("compare", str(tmp_path / "nope"),
                                                                              str(tmp_path / "slow")))
 
 
@@ -264,7 +264,7 @@ def test_compare_cli_refuses_a_verdict_on_runs_measured_with_other_settings(tmp_
     write_run(tmp_path / "cand", [_with(_timed("resnet50", _draw(12, 12.0, 0.1)), settings={**asked, "threads": 1})])
     markdown = tmp_path / "c.md"
     refused = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown", str(markdown))
-    line = _one_error_line(refused)
+    line = one_error_line(refused)
     assert "nothing compared" in line and "measured with different settings" in line
     assert "--allow-different-settings" in line
     assert "| different settings: not judged (threads library default → 1) |" in markdown.read_text()
@@ -307,7 +307,7 @@ def test_a_timing_that_cannot_be_compared_is_an_error_not_a_pass(tmp_path, damag
     write_run(tmp_path / "base", baseline)
     write_run(tmp_path / "cand", candidate)
     result = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--json")
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert f"resnet50 ort fp32 bs1 cpu: {problem}" in line
     [cell] = [c for c in json.loads(result.stdout)["comparisons"][0]["cells"] if c["model"] == "resnet50"]
     assert cell["verdicts"] == ["unusable timing: not judged"] and cell["time_ratio"] is None
@@ -319,35 +319,35 @@ def test_runs_with_nothing_in_common_or_nothing_judged_are_not_a_pass(tmp_path):
     write_run(tmp_path / "noisy", [_timed("resnet50", _draw(12, 10.0, 0.1), valid=False)])
     apart = harness("compare", str(tmp_path / "base"), str(tmp_path / "other"))
     assert "nothing compared (no cell in common: 1 in the baseline only, 1 in the candidate only" in \
-        _one_error_line(apart)
+        one_error_line(apart)
     assert "other against base: nothing judged in 0 compared cells" in apart.stdout
-    noisy = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "noisy")))
+    noisy = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "noisy")))
     assert "nothing compared (1 cell in common, none judged: 1 invalid)" in noisy
 
 
 def test_the_same_run_twice_is_refused(tmp_path):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
-    itself = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "base" / ".")))
+    itself = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "base" / ".")))
     assert "is both the baseline and a candidate" in itself
-    twice = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
+    twice = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
     assert "is a candidate twice" in twice
     shutil.copytree(tmp_path / "base", tmp_path / "copy")  # the same records under another folder: no verdict
     copied = harness("compare", str(tmp_path / "base"), str(tmp_path / "copy"))
     assert copied.returncode == 2 and "every compared cell is the same measurement in both" in \
-        _one_error_line(copied)
+        one_error_line(copied)
 
 
 def test_markdown_naming_a_folder_is_one_line(tmp_path):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     (tmp_path / "out").mkdir()
-    line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+    line = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
                                    str(tmp_path / "out")))
     assert "it is a folder; name a file" in line
     records = (tmp_path / "cand" / "records.jsonl").read_text()
     for name in ("records.jsonl", "plan.json", "env.json"):
-        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+        line = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
                                        str(tmp_path / "cand" / name)))
         assert f"{name} is a run's own file, which the tables would replace" in line
     assert (tmp_path / "cand" / "records.jsonl").read_text() == records  # the candidate's records are still there
@@ -371,7 +371,7 @@ def test_a_threshold_that_means_nothing_is_one_line(tmp_path, text, problem):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 11.0, 0.1))])
     for flag in ("--threshold", "--memory-threshold"):
-        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), f"{flag}={text}"))
+        line = one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), f"{flag}={text}"))
         assert f"bad {flag} '{text}': {problem}" in line
 
 
@@ -399,7 +399,7 @@ def test_top1_comes_from_accuracy_runs_beside_the_bench_runs(tmp_path):
     _accuracy_run(tmp_path / "base-acc", 76.1)
     _accuracy_run(tmp_path / "cand-acc", 74.0)
     runs = (str(tmp_path / "base"), str(tmp_path / "cand"))
-    unjudged = _one_error_line(harness("compare", *runs, "--max-accuracy-drop", "0.5"))
+    unjudged = one_error_line(harness("compare", *runs, "--max-accuracy-drop", "0.5"))
     assert "--max-accuracy-drop judged nothing: no compared cell has a measured top-1 in both runs" in unjudged
     assert "--accuracy BASELINE_ACCURACY_RUN CANDIDATE_ACCURACY_RUN" in unjudged
     judged = harness("compare", *runs, "--max-accuracy-drop", "0.5", "--accuracy", str(tmp_path / "base-acc"),
@@ -408,9 +408,9 @@ def test_top1_comes_from_accuracy_runs_beside_the_bench_runs(tmp_path):
     [cell] = json.loads(judged.stdout)["comparisons"][0]["cells"]
     assert cell["verdicts"] == [WITHIN_NOISE, "accuracy regression"] and cell["top1"] == {"baseline": 76.1,
                                                                                           "candidate": 74.0}
-    assert "one accuracy run per compared run, baseline first: 2 expected, 1 given" in _one_error_line(
+    assert "one accuracy run per compared run, baseline first: 2 expected, 1 given" in one_error_line(
         harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc")))
-    assert "no finished accuracy records with a top-1 in" in _one_error_line(
+    assert "no finished accuracy records with a top-1 in" in one_error_line(
         harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand")))
 
 
@@ -437,7 +437,7 @@ def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path):
     result = harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand-acc"))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "top-1 '76.1' is not a number; left out" in result.stdout
-    line = _one_error_line(harness("compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
+    line = one_error_line(harness("compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
                                    str(tmp_path / "cand-acc")))
     assert "no finished accuracy records with a top-1 in" in line and "top-1 '76.1' is not a number" in line
 
@@ -446,7 +446,7 @@ def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path):
 
 def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
-    line = _one_error_line(harness("report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"), "--out",
+    line = one_error_line(harness("report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"), "--out",
                                    str(tmp_path / "report"), "--quiet"))
     assert "is the only run reported: nothing to compare it with" in line
     assert not (tmp_path / "report").exists()  # refused before anything was written

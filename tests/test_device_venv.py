@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bundles import HIDDEN, bundle  # noqa: F401 - the module-scoped bundle fixture
-from tests.test_cli import ROOT
+from tests.helpers import HIDDEN, ROOT
 
 
 @pytest.mark.slow
-def test_a_device_venv_measures_and_verifies_a_bundle(tmp_path, bundle):  # noqa: F811
+def test_a_device_venv_measures_and_verifies_a_bundle(tmp_path, bundle):
     venv = tmp_path / "board-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")

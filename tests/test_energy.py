@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import energy
-from tests.test_cli import harness
-from tests.test_on_device import BOARDS
+from tests.helpers import BOARDS, harness
 
 
 def _powercap(root: Path, packages: dict[str, int], psys: bool = True) -> Path:
@@ -219,14 +218,14 @@ def test_best_under_a_power_budget(tmp_path):
 
 def test_a_power_budget_over_runs_without_power_readings_says_why(tmp_path):
     from tests.report_fixtures import record, write_run
-    from tests.test_cli import _one_error_line
+    from tests.helpers import one_error_line
 
     off = record("resnet50", "ort", 1, 25.0, 1_170_000_000)
     off["energy"] = {"sources": {}, "pass": None, "skipped": "--energy off"}
     unreadable = record("vgg16", "ort", 1, 10.0, 2_000_000_000)
     unreadable["energy"] = {"sources": {"rapl": {"missing": "no /sys/class/powercap"}}, "pass": None}
     write_run(tmp_path / "run", [off, unreadable])
-    line = _one_error_line(harness("best", str(tmp_path / "run"), "--max-watts", "30"))
+    line = one_error_line(harness("best", str(tmp_path / "run"), "--max-watts", "30"))
     assert "--max-watts 30: none of the 2 cells in scope has a power reading" in line
     assert "energy pass skipped (--energy off)" in line and "rapl: no /sys/class/powercap" in line
     assert "measure them with `python -m harness bench --energy on`" in line

@@ -10,7 +10,7 @@ import pytest
 from harness.records import read_records
 from tests import onnx_graphs
 from tests.report_fixtures import cpu_records, write_run
-from tests.test_cli import ROOT, _one_error_line, harness
+from tests.helpers import ROOT, one_error_line, harness
 
 NULL = ["bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1"]
 
@@ -30,30 +30,30 @@ NULL = ["bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "
     (["--retry-failed"], "add --resume"),
 ])
 def test_bad_numbers_and_names_are_one_line(tmp_path, args, expected):
-    line = _one_error_line(harness(*NULL, "--out", str(tmp_path), *args))
+    line = one_error_line(harness(*NULL, "--out", str(tmp_path), *args))
     assert expected in line, line
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
 
 
 def test_runtime_options_are_validated_by_the_runtime(tmp_path):
     base = ["bench", "--runtime", "ort", "--models", "resnet18", "--batch-sizes", "1", "--out", str(tmp_path)]
-    line = _one_error_line(harness(*base, "--runtime-option", "ort.graph_optimisation=basic"))
+    line = one_error_line(harness(*base, "--runtime-option", "ort.graph_optimisation=basic"))
     assert "has no option 'ort.graph_optimisation'" in line and "ort.graph_optimization" in line
-    line = _one_error_line(harness(*base, "--runtime-option", "ort.graph_optimization=fastest"))
+    line = one_error_line(harness(*base, "--runtime-option", "ort.graph_optimization=fastest"))
     assert "choose from disable, basic, extended, all" in line
 
 
 @pytest.mark.parametrize("flag, value", [("--min-fps", "nan"), ("--max-latency", "inf"), ("--min-top1", "-5")])
 def test_best_refuses_limits_that_are_no_limits(tmp_path, flag, value):
     run = write_run(tmp_path / "run", cpu_records())
-    assert f"bad {flag}" in _one_error_line(harness("best", str(run), flag, value))
+    assert f"bad {flag}" in one_error_line(harness("best", str(run), flag, value))
 
 
 def test_an_existing_run_id_with_another_plan_is_refused(tmp_path):
     first = harness(*NULL, "--out", str(tmp_path), "--run-id", "r")
     assert first.returncode == 0, first.stderr
     other = ["bench", "--runtime", "null", "--models", "alexnet", "--batch-sizes", "1", "--out", str(tmp_path)]
-    line = _one_error_line(harness(*other, "--run-id", "r"))
+    line = one_error_line(harness(*other, "--run-id", "r"))
     assert "run 'r'" in line and "planned with other" in line
     assert [r["cell"]["model"] for r in read_records(tmp_path / "r" / "records.jsonl").records] == ["resnet18"]
 
@@ -62,7 +62,7 @@ def test_report_into_an_unwritable_place_is_one_line(tmp_path):
     run = write_run(tmp_path / "run", cpu_records())
     blocker = tmp_path / "file"
     blocker.write_text("")
-    line = _one_error_line(harness("report", str(run), "--out", str(blocker / "report")))
+    line = one_error_line(harness("report", str(run), "--out", str(blocker / "report")))
     assert "cannot write the report" in line and "--out" in line
 
 
@@ -80,12 +80,12 @@ def test_show_and_report_agree_on_a_newer_schema(tmp_path):
     record = {**cpu_records()[0], "schema_version": 99}
     run = write_run(tmp_path / "run", [record])
     for args in (["show", str(run)], ["report", str(run), "--out", str(tmp_path / "rep")]):
-        assert "newer harness (record schema 99" in _one_error_line(harness(*args))
+        assert "newer harness (record schema 99" in one_error_line(harness(*args))
 
 
 def test_an_fp32_file_is_not_recorded_as_fp16(tmp_path):
     path = onnx_graphs.classifier(tmp_path / "m.onnx")
-    line = _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path), "--precision", "fp16",
+    line = one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(path), "--precision", "fp16",
                                    "--batch-sizes", "1", "--out", str(tmp_path)))
     assert "holds fp32 weights" in line and "--precision fp32" in line
 
@@ -93,7 +93,7 @@ def test_an_fp32_file_is_not_recorded_as_fp16(tmp_path):
 def test_an_empty_onnx_file(tmp_path):
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
-    line = _one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(empty), "--batch-sizes", "1"))
+    line = one_error_line(harness("bench", "--runtime", "ort", "--onnx", str(empty), "--batch-sizes", "1"))
     assert "is empty (0 bytes)" in line
 
 
@@ -101,16 +101,16 @@ def test_an_empty_onnx_file(tmp_path):
 def test_damaged_weights_files(tmp_path, content, expected):
     weights = tmp_path / "w.pth"
     weights.write_bytes(content)
-    line = _one_error_line(harness(*NULL, "--weights", str(weights), "--out", str(tmp_path)))
+    line = one_error_line(harness(*NULL, "--weights", str(weights), "--out", str(tmp_path)))
     assert expected in line and str(weights) in line
 
 
 def test_a_cache_that_is_not_a_folder_is_caught_up_front(tmp_path):
     blocker = tmp_path / "cache-file"
     blocker.write_text("")
-    line = _one_error_line(harness("export", "--models", "resnet18", "--cache-dir", str(blocker)))
+    line = one_error_line(harness("export", "--models", "resnet18", "--cache-dir", str(blocker)))
     assert "cannot write to the artifact cache" in line and "--cache-dir" in line and "--out" not in line
-    line = _one_error_line(harness(*NULL, "--out", str(tmp_path), "--cache-dir", str(blocker / "sub")))
+    line = one_error_line(harness(*NULL, "--out", str(tmp_path), "--cache-dir", str(blocker / "sub")))
     assert "artifact cache" in line
 
 

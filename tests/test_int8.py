@@ -15,9 +15,7 @@ from PIL import Image
 from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, left_in_float, quantize
 from exporters.store import Store
 from tests import onnx_graphs
-from tests.helpers import noise_images, run_main
-from tests.test_cli import _one_error_line, harness
-from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
+from tests.helpers import harness, noise_images, one_error_line, run_main
 
 METHOD = "minmax"
 CALIBRATION = {"images": 8, "files_sha256": "a" * 64, "seed": 0, "layout": "class-folders", "preprocessing": {}}
@@ -131,34 +129,16 @@ def test_no_calibration_image_is_a_clear_failure(tmp_path):
 
 # ---------------------------------------------------------------- the command line
 
-@pytest.fixture(scope="module")
-def photos_folder(tmp_path_factory) -> Path:
-    """24 crops of two of scikit-image's real photographs, a cat (tiger cat) and a cup of coffee (espresso), each
-    in its WordNet-id class folder: ImageNet content a trained model answers with confidence."""
-    data = pytest.importorskip("skimage.data")
-    root = tmp_path_factory.mktemp("images") / "val"
-    pictures = {"n02123159": data.chelsea(), "n07920052": data.coffee()}
-    for index in range(24):
-        wnid = list(pictures)[index % 2]
-        picture = pictures[wnid]
-        height, width = picture.shape[:2]
-        top, left = (index * 7) % (height // 4), (index * 11) % (width // 4)
-        folder = root / wnid
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(picture[top:top + height * 3 // 4, left:left + width * 3 // 4]).save(folder / f"{index}.JPEG")
-    return root
-
-
 def test_int8_without_calibration_and_overlaps_are_one_line(photos_folder, tmp_path):
-    assert "--calibration DATA" in _one_error_line(harness("export", "--models", "squeezenet1_1", "--precision",
+    assert "--calibration DATA" in one_error_line(harness("export", "--models", "squeezenet1_1", "--precision",
                                                            "int8"))
-    assert "goes with --precision int8" in _one_error_line(harness("export", "--models", "squeezenet1_1",
+    assert "goes with --precision int8" in one_error_line(harness("export", "--models", "squeezenet1_1",
                                                                    "--calibration", str(photos_folder)))
-    line = _one_error_line(harness("accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
+    line = one_error_line(harness("accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
                                    "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
                                    "--calibration-images", "8", "--weights", "pretrained"))
     assert "--calibration shares 8 image(s) with --data" in line and "--split" in line  # 8: --calibration-images
-    assert "drop --calibration" in _one_error_line(harness(
+    assert "drop --calibration" in one_error_line(harness(
         "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1", "--runtime", "ort", "--precision",
         "int8", "--calibration", str(photos_folder), "--split", "--weights", "pretrained"))
 
@@ -327,27 +307,17 @@ def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_pat
 
 # ---------------------------------------------------------------- reports
 
-def _accuracy_record(model: str, runtime: str, precision: str, top1: float) -> dict:
-    from tests.report_fixtures import record
-
-    base = record(model, runtime, 1, 1.0, 1, status="ok", precision=precision)
-    for key in ("timing", "memory", "validity"):
-        base.pop(key, None)
-    return {**base, "kind": "accuracy", "cell_id": base["cell_id"],
-            "accuracy": {"top1": top1, "top5": top1 + 15, "images": 500}}
-
-
 def test_int8_records_flow_into_reports_and_best(tmp_path):
     from harness.reports import data
     from harness.reports.best import Constraints, ranked
     from harness.reports.report import write_report
-    from tests.report_fixtures import record, write_run
+    from tests.report_fixtures import accuracy_record, record, write_run
 
     rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("mobilenet_v2", "ort", 1, 50.0, 800_000_000)]
     rows += [record("resnet50", "ort", 1, 75.0, 700_000_000, precision="int8"),
              record("mobilenet_v2", "ort", 1, 100.0, 600_000_000, precision="int8")]
-    rows += [_accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5),
-             _accuracy_record("mobilenet_v2", "ort", "fp32", 71.8), _accuracy_record("mobilenet_v2", "ort", "int8",
+    rows += [accuracy_record("resnet50", "ort", "fp32", 76.0), accuracy_record("resnet50", "ort", "int8", 75.5),
+             accuracy_record("mobilenet_v2", "ort", "fp32", 71.8), accuracy_record("mobilenet_v2", "ort", "int8",
                                                                                       69.0)]
     dataset = data.load([write_run(tmp_path / "run", rows)])
     report = write_report(dataset, tmp_path / "out", "int8")
@@ -363,17 +333,17 @@ def test_int8_records_flow_into_reports_and_best(tmp_path):
 
 
 def test_best_max_accuracy_drop_on_the_command_line(tmp_path):
-    from tests.report_fixtures import record, write_run
+    from tests.report_fixtures import accuracy_record, record, write_run
 
     rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("resnet50", "ort", 1, 75.0, 700_000_000,
                                                                        precision="int8"),
-            _accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5)]
+            accuracy_record("resnet50", "ort", "fp32", 76.0), accuracy_record("resnet50", "ort", "int8", 75.5)]
     run = write_run(tmp_path / "run", rows)
     result = harness("best", str(run), "--max-accuracy-drop", "1.0", "--min-fps", "50", "--json")
     assert result.returncode == 0, result.stderr
     pick = json.loads(result.stdout)["best"]
     assert (pick["model"], pick["precision"]) == ("resnet50", "int8")
-    assert "bad --max-accuracy-drop" in _one_error_line(harness("best", str(run), "--max-accuracy-drop", "-1"))
+    assert "bad --max-accuracy-drop" in one_error_line(harness("best", str(run), "--max-accuracy-drop", "-1"))
 
 
 def test_env_says_what_the_cpu_offers_for_int8(tmp_path):

@@ -164,7 +164,7 @@ def test_a_cell_on_a_board_records_its_facts_and_is_invalid_when_throttling(tmp_
     facts before and after, unified memory from its meminfo, and the thermal verdict."""
     import json
 
-    from tests.test_cli import harness
+    from tests.helpers import harness
 
     result = harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1", "--out",
                      str(tmp_path), "--run-id", "r", env={jetson.ROOT_ENV: str(BOARDS / "xavier-nx")})

@@ -73,7 +73,7 @@ def test_memory_cap_records_oom_and_skips_larger_batches(tmp_path, catalogue):
 
 
 def test_cli_memory_cap_on_a_real_model(tmp_path):
-    from tests.test_cli import harness
+    from tests.helpers import harness
 
     result = harness("bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1,64,128",
                      "--max-memory", "1GB", "--out", str(tmp_path), "--show", "memory")

@@ -240,7 +240,7 @@ def test_write_report_files_and_fits(tmp_path, two_devices):
 # ------------------------------------------------------------------ the command line
 
 def _run_cli(*args):
-    from tests.test_cli import harness
+    from tests.helpers import harness
 
     return harness(*args)
 
@@ -270,11 +270,11 @@ def test_cli_report_best_and_check(tmp_path, cpu_run):
 
 
 def test_cli_report_errors_are_one_line(tmp_path):
-    from tests.test_cli import _one_error_line
+    from tests.helpers import one_error_line
 
-    assert "no such run folder" in _one_error_line(_run_cli("report", str(tmp_path / "nope")))
-    assert "unknown profile" in _one_error_line(_run_cli("check", "--profile", "toaster", "--models", "resnet18"))
-    assert "bad size" in _one_error_line(_run_cli("best", str(tmp_path), "--max-memory", "lots"))
+    assert "no such run folder" in one_error_line(_run_cli("report", str(tmp_path / "nope")))
+    assert "unknown profile" in one_error_line(_run_cli("check", "--profile", "toaster", "--models", "resnet18"))
+    assert "bad size" in one_error_line(_run_cli("best", str(tmp_path), "--max-memory", "lots"))
 
 
 # ------------------------------------------------------------------ the HTML page in a real browser

@@ -13,9 +13,8 @@ import pytest
 
 from harness.records import read_records
 from harness.sweep.planning import plan_cells
-from tests.helpers import noise_images, run_main
 from harness.sweep.runs import RunLock
-from tests.test_cli import ROOT, _one_error_line, harness
+from tests.helpers import ROOT, harness, noise_images, one_error_line, run_main
 
 SLOW = "tests.faulty_runtimes:SlowRuntime"
 ARGS = ["bench", "--runtime", SLOW, "--models", "resnet18,alexnet,vgg11", "--batch-sizes", "1,2", "--show", "time"]
@@ -79,10 +78,10 @@ def test_resume_last_finds_the_run_of_the_same_plan(tmp_path):
 
 def test_resume_with_another_plan_is_refused(tmp_path):
     assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a").returncode == 0
-    line = _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out", str(tmp_path),
+    line = one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out", str(tmp_path),
                                    "--resume", "a"))
     assert "run a was planned with other" in line
-    assert "no run in" in _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out",
+    assert "no run in" in one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out",
                                                   str(tmp_path), "--resume", "last"))
 
 
@@ -95,7 +94,7 @@ def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, dam
     assert harness(*args, "--run-id", "bad").returncode == 0
     (tmp_path / "bad" / "plan.json").write_bytes(damage)
     for how in (["--resume", "bad"], ["--run-id", "bad"]):
-        line = _one_error_line(harness(*args, *how))
+        line = one_error_line(harness(*args, *how))
         assert "bad/plan.json is damaged" in line and "start a new run" in line, how
     last = harness(*args, "--resume", "last")
     assert last.returncode == 0 and "Records: " + str(tmp_path / "good") in last.stdout, last.stderr
@@ -103,7 +102,7 @@ def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, dam
 
 def test_a_second_writer_is_refused(tmp_path):
     with RunLock(tmp_path / "busy"):
-        line = _one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
+        line = one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
                                        "--run-id", "busy"))
     assert f"is being written by pid {os.getpid()}" in line
     assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),

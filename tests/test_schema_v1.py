@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import harness
+from tests.helpers import harness
 
 FIXTURE = Path("tests") / "fixtures" / "v1_run"
 EXPECTED = Path(__file__).resolve().parent / "fixtures" / "v1_run" / "expected"

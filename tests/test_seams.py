@@ -18,7 +18,7 @@ from harness.measure.timing import Policy
 from harness.records import read_records
 from harness.sweep.planning import Cell, plan_cells
 from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
-from tests.test_cli import ROOT, harness
+from tests.helpers import ROOT, harness
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=3, min_duration_s=0.0,
               max_samples=5, max_duration_s=5.0)
