@@ -3,6 +3,7 @@ in a fresh process or in this one, the board's environment without torch, noise 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -73,10 +74,18 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Comple
     from harness.cli.main import main
 
     capsys.readouterr()
+    # warnings logged go to stderr as in a process of its own (main's logging.basicConfig does nothing under
+    # pytest, whose handlers are there already)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
     try:
         code = main(list(args))
     except SystemExit as exc:  # argparse: usage errors and --help
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        logging.getLogger().removeHandler(handler)
     output = capsys.readouterr()
     return subprocess.CompletedProcess(["harness", *args], code, output.out, output.err)
 
