@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import BOARD_ENV, HIDDEN, ROOT, WITH_TRT, harness, jetson_board, one_error_line
+from tests.helpers import BOARD_ENV, HIDDEN, ROOT, WITH_TRT, harness, jetson_board, one_error_line, run_cli
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -94,7 +94,7 @@ def test_trt_from_a_bundle_without_torch(bundle, tmp_path):
     assert all(r["prepared"]["engine"]["build"]["tensorrt"] == "10.3.0" for r in records)
 
 
-def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path):
+def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     onnx_file = copy / "squeezenet1_1" / "model-fp32.onnx"
@@ -109,17 +109,18 @@ def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path):
                                                      env=BOARD_ENV))
     assert "runtime 'torch' needs PyTorch" in one_error_line(
         harness("bench", "--bundle", str(bundle), "--runtime", "torch", env=BOARD_ENV))
-    assert "a bundle carries ONNX files" in one_error_line(harness("bench", "--bundle", str(bundle), "--runtime",
+    assert "a bundle carries ONNX files" in one_error_line(run_cli(capsys, "bench", "--bundle", str(bundle),
+                                                                   "--runtime",
                                                                     "torch"))
     assert "pass --batch-size 2" in one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", "ort",
                                                             "--batch-size", "3", env=BOARD_ENV))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    assert "holds other files" in one_error_line(harness("export", "--bundle", str(tmp_path / "other"),
+    assert "holds other files" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "other"),
                                                           "--models", "squeezenet1_1"))
-    assert "--profile applies to --bundle" in one_error_line(harness("export", "--models", "squeezenet1_1",
+    assert "--profile applies to --bundle" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1",
                                                                       "--profile", "jetson-nano"))
-    assert "engines are built there" in one_error_line(harness("export", "--bundle", str(tmp_path / "new"),
+    assert "engines are built there" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
                                                                 "--models", "squeezenet1_1", "--engine"))
 
 
@@ -137,8 +138,8 @@ def test_inputs_that_do_not_regenerate_are_not_compared(bundle, tmp_path):
     assert "differ from the workstation's" in record["error"]
 
 
-def test_the_profile_caps_the_opset(tmp_path):
-    result = harness("export", "--bundle", str(tmp_path / "nano"), "--models", "squeezenet1_1", "--profile",
+def test_the_profile_caps_the_opset(tmp_path, capsys):
+    result = run_cli(capsys, "export", "--bundle", str(tmp_path / "nano"), "--models", "squeezenet1_1", "--profile",
                      "jetson-nano")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "opset 13" in result.stdout and "--opset 18 lowered" in result.stdout
@@ -328,12 +329,12 @@ def test_export_cut_short_while_writing_the_bundle_is_one_line(bundle, tmp_path,
         assert check_bundle_dir(str(new), 0) == new.resolve()
 
 
-def test_a_bundle_has_one_seed(bundle, tmp_path):
+def test_a_bundle_has_one_seed(bundle, tmp_path, capsys):
     """Models exported with another seed would be checked on the board against inputs of the wrong seed: the
     export refuses, and a bundle whose models disagree (hand-assembled) is refused on the board."""
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
-    line = one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1", "--seed", "7"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1", "--seed", "7"))
     assert "exported with --seed 0" in line and "add models with --seed 0" in line
     shutil.copytree(copy / "squeezenet1_1", copy / "other")
     meta = json.loads((copy / "bundle.json").read_text())
@@ -376,16 +377,17 @@ def test_a_damaged_manifest_or_bundle_file_is_one_line(bundle, tmp_path, file, c
     assert "export the bundle again on the workstation, then copy it" in line
 
 
-def test_exporting_into_a_damaged_bundle_is_one_line_before_any_work(bundle, tmp_path):
+def test_exporting_into_a_damaged_bundle_is_one_line_before_any_work(bundle, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     (copy / "bundle.json").write_text("[]")
-    line = one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1"))
     assert str(copy / "bundle.json") in line and "holds a JSON array" in line
     (copy / "bundle.json").write_text("{not json")
-    line = one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1"))
     assert str(copy / "bundle.json") in line and "cannot be read" in line
-    assert "bf16 has no ONNX file" in one_error_line(harness("export", "--bundle", str(tmp_path / "new"), "--models",
+    assert "bf16 has no ONNX file" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
+                                                             "--models",
                                                               "squeezenet1_1", "--precision", "bf16"))
 
 
@@ -441,7 +443,8 @@ def test_check_on_device_at_int8_from_a_bundle(int8_bundle, tmp_path):
     int8` builds from the symmetric Q/DQ file and judges its numerics against the bundle."""
     relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
     relaxed.write_text((ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml").read_text().replace("  min_fps: 30\n", ""))
-    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "orin-nano")),
+           "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--bundle", str(int8_bundle), "--profile", str(relaxed), "--precision",
                      "int8", "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -9,7 +9,7 @@ from harness.reports.best import Constraints, best, ranked
 from harness.reports.fastest import model_speeds, wins_by_family
 from harness.reports.report import write_report
 from tests.report_fixtures import accuracy_record, cpu_records, record, write_run
-from tests.helpers import harness
+from tests.helpers import run_cli
 
 DEVICE = "CPU Test CPU (box)"
 
@@ -86,11 +86,11 @@ def test_best_ranks_lower_precisions_only_on_their_own_measured_top1(tmp_path):
     assert (pick.model, pick.runtime, pick.precision, pick.accuracy.top1) == ("vgg16", "ov", "bf16", 79.9)
 
 
-def test_best_on_the_command_line_says_which_cells_it_left_out(tmp_path):
+def test_best_on_the_command_line_says_which_cells_it_left_out(tmp_path, capsys):
     run = write_run(tmp_path / "run", _four_runtimes())
-    result = harness("best", str(run), "--min-fps", "60")
+    result = run_cli(capsys, "best", str(run), "--min-fps", "60")
     assert result.returncode == 0, result.stderr
     assert "5 bf16 cells left out: their top-1 is not measured" in " ".join(result.stdout.split())
     assert "--precision bf16" in result.stdout
-    chosen = json.loads(harness("best", str(run), "--min-fps", "60", "--precision", "bf16", "--json").stdout)
+    chosen = json.loads(run_cli(capsys, "best", str(run), "--min-fps", "60", "--precision", "bf16", "--json").stdout)
     assert chosen["best"]["precision"] == "bf16" and chosen["left_out"] == ""

@@ -23,7 +23,7 @@ from harness.records import read_records
 from harness.sweep.planning import Cell
 from harness.sweep.runs import finished_cell_ids
 from tests import onnx_graphs
-from tests.helpers import BOARD_ENV, BOARDS, ESPRESSO, TIGER_CAT, WITH_TRT, harness, one_error_line
+from tests.helpers import BOARDS, BOARD_ENV, ESPRESSO, TIGER_CAT, WITH_TRT, harness, one_error_line, run_cli
 
 try:
     import ray
@@ -117,19 +117,22 @@ def test_a_lost_cell_runs_again_on_resume(tmp_path):
     assert finished_cell_ids(tmp_path) == {"m|null|fp32|bs2|cpu@a"}
 
 
-def test_fleet_mistakes_get_one_line():
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu,cuda:0"))
+def test_fleet_mistakes_get_one_line(capsys):
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--device",
+                                  "cpu,cuda:0"))
     assert "need --executor ray" in line
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-address", "x:1"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-address",
+                                  "x:1"))
     assert "--ray-address is for --executor ray" in line
-    line = one_error_line(harness("node"))
+    line = one_error_line(run_cli(capsys, "node"))
     assert "--ray-address HEAD:PORT to join it, or --head" in line
-    line = one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
+    line = one_error_line(run_cli(capsys, "node", "--head", "--devices", "cpu,gpu", "--dry-run"))
     assert "unknown device 'gpu'" in line
-    line = one_error_line(harness("node", "--head", "--port", "70000", "--dry-run"))
+    line = one_error_line(run_cli(capsys, "node", "--head", "--port", "70000", "--dry-run"))
     assert "--port 70000: give a TCP port from 1 to 65535" in line
     # 'cpu@' read as 'cpu' (any node) would run a pinned plan anywhere: refused before the fleet is asked
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
+                                  "ray",
                                    "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
     assert "--device cpu@: name the node after '@'" in line
 
@@ -222,17 +225,19 @@ def test_an_address_that_accepts_but_is_no_ray_head_fails_at_the_timeout():
     assert took_s < 20
 
 
-def test_ray_timeout_is_checked_and_is_for_the_ray_executor():
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout", "5"))
+def test_ray_timeout_is_checked_and_is_for_the_ray_executor(capsys):
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout",
+                                  "5"))
     assert "--ray-timeout is for --executor ray" in line
-    line = one_error_line(harness("node", "--list", "--ray-timeout", "0"))
+    line = one_error_line(run_cli(capsys, "node", "--list", "--ray-timeout", "0"))
     assert "bad --ray-timeout 0" in line
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
+                                  "ray",
                                    "--ray-address", "head-without-port"))
     assert "give the head's HOST:PORT" in line
 
 
-def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
+def test_a_fleets_driver_plans_runtimes_it_has_not_installed(capsys):
     """The driver needs a runtime's class (what it consumes, whether it builds engines), not its library: a
     laptop without TensorRT drives a Jetson's trt cells; each node's cells say if the library is missing."""
     from runtimes import RuntimeUnavailable, runtime_class
@@ -245,7 +250,7 @@ def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
     with pytest.raises(RuntimeUnavailable, match="TensorRT"):
         runtime_class("trt")
     assert runtime_class("trt", installed_here=False).builds_engine
-    line = one_error_line(harness("bench", "--runtime", "trt", "--models", "squeezenet1_1", "--device", "cuda"))
+    line = one_error_line(run_cli(capsys, "bench", "--runtime", "trt", "--models", "squeezenet1_1", "--device", "cuda"))
     assert "needs TensorRT" in line  # on this machine (the local executor) it must be installed
 
 
@@ -339,11 +344,11 @@ def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep
     assert took_s < 10
 
 
-def test_a_node_refuses_to_offer_a_device_it_does_not_have():
+def test_a_node_refuses_to_offer_a_device_it_does_not_have(capsys):
     """A node that advertised cuda:99 on a CPU-only machine drew GPU cells that could never run there."""
     for devices, why in (("cpu,cuda:99", "(no CUDA device is visible here)"), ("dla:0", "(it is not a Jetson)"),
                          ("intel-gpu:3", "")):
-        line = one_error_line(harness("node", "--head", "--devices", devices, "--dry-run"))
+        line = one_error_line(run_cli(capsys, "node", "--head", "--devices", devices, "--dry-run"))
         assert f"this machine has no {devices.split(',')[-1]} {why}" in line, line
     board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
     line = one_error_line(harness("node", "--head", "--devices", "cuda:1", "--dry-run", env=board))

@@ -12,7 +12,7 @@ from harness.records import read_records
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import BadOption, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 from runtimes.cpu_features import native_bf16, parse_flags
-from tests.helpers import INPUTS, TORCH_ARTIFACT, harness, importable, one_error_line, tiny_model
+from tests.helpers import INPUTS, TORCH_ARTIFACT, importable, one_error_line, run_cli, tiny_model
 
 
 needs_ov = pytest.mark.skipif(not importable("ov"), reason="openvino not installed")
@@ -236,8 +236,8 @@ def test_torch_bf16_autocasts(name):
 
 @pytest.mark.slow
 @needs_ov
-def test_verify_and_bench_ov_and_torch_compile(tmp_path):
-    result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ov,torch-compile", "--precision",
+def test_verify_and_bench_ov_and_torch_compile(tmp_path, capsys):
+    result = run_cli(capsys, "verify", "--models", "squeezenet1_1", "--runtime", "ov,torch-compile", "--precision",
                      "fp32,bf16", "--out", str(tmp_path), "--run-id", "v")
     assert result.returncode == 0, result.stderr + result.stdout
     records = {(r["cell"]["runtime"], r["cell"]["precision"]): r
@@ -250,7 +250,8 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
             assert bf16["status"] == "unsupported"
         else:
             assert bf16["status"] == "ok" and bf16["parity"]["top1_agreement"] == 1.0, bf16
-    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--batch-sizes", "3", "--runtime-option",
+    result = run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ov", "--batch-sizes", "3",
+                     "--runtime-option",
                      "ov.hint=throughput", "--out", str(tmp_path), "--run-id", "b", "--show", "time,cold")
     assert result.returncode == 0, result.stderr + result.stdout
     assert "cold start" in result.stdout and "1 compile(s), input [3,3,224,224]" in result.stdout
@@ -264,14 +265,15 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
     assert 0.0 < timing["device"]["median_ms"] <= timing["host"]["median_ms"]
 
 
-def test_mistakes_with_the_new_runtimes_get_one_line():
-    line = one_error_line(harness("export", "--models", "squeezenet1_1", "--precision", "bf16"))
+def test_mistakes_with_the_new_runtimes_get_one_line(capsys):
+    line = one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1", "--precision", "bf16"))
     assert "bf16 has no ONNX file of its own" in line and "--precision fp32" in line
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
                                    "ov.hint=fast"))
     assert "bad value 'fast' for ov.hint" in line
-    assert "choose from time, memory, energy, cold" in one_error_line(harness("show", "results", "--show", "warm"))
-    line = one_error_line(harness("bench", "--models", "squeezenet1_1", "--device", "tpu"))
+    assert "choose from time, memory, energy, cold" in one_error_line(run_cli(capsys, "show", "results", "--show",
+                                                                              "warm"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--device", "tpu"))
     assert "unknown device 'tpu'" in line and "intel-gpu" in line
 
 
