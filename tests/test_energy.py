@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import energy
-from tests.helpers import BOARDS, harness, run_cli
+from tests.helpers import BOARDS, run_cli
 
 
 def _powercap(root: Path, packages: dict[str, int], psys: bool = True) -> Path:
@@ -161,9 +161,10 @@ def test_a_cell_drawing_no_more_than_idle_has_no_energy_figure(monkeypatch):
     assert figures["joules_per_image"] is None and "within the idle noise" in figures["note"]
 
 
-def test_bench_records_every_source_or_why_it_is_missing(tmp_path, capsys):
-    result = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
-                     str(tmp_path), "--run-id", "e", env={"HARNESS_POWERCAP_DIR": str(tmp_path / "no-powercap")})
+def test_bench_records_every_source_or_why_it_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_POWERCAP_DIR", str(tmp_path / "no-powercap"))
+    result = run_cli(capsys, "bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "e")
     assert result.returncode in (0, 1), result.stderr
     record = json.loads((tmp_path / "e" / "records.jsonl").read_text().splitlines()[0])
     assert set(record["energy"]["sources"]) == {"rapl", "nvml", "jetson_rails"}
@@ -283,11 +284,12 @@ def test_a_broken_wrap_range_makes_rapl_missing_with_the_reason(tmp_path, monkey
     assert rapl.reason is not None and said in rapl.reason and "max_energy_range_uj" in rapl.reason
 
 
-def test_a_cell_on_a_broken_rapl_tree_keeps_its_timing(tmp_path):
+def test_a_cell_on_a_broken_rapl_tree_keeps_its_timing(tmp_path, capsys, monkeypatch):
     tree = _powercap(tmp_path / "powercap", {"package-0": 1_000_000})
     (tree / "intel-rapl:0" / "max_energy_range_uj").write_text("garbage\n")
-    result = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
-                     str(tmp_path), "--run-id", "e", env={"HARNESS_POWERCAP_DIR": str(tree)})
+    monkeypatch.setenv("HARNESS_POWERCAP_DIR", str(tree))
+    result = run_cli(capsys, "bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "e")
     assert result.returncode in (0, 1), result.stderr
     record = json.loads((tmp_path / "e" / "records.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok" and record["timing"]["host"]["samples"] > 0
