@@ -74,6 +74,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Comple
     from harness.cli.main import main
 
     capsys.readouterr()
+    consoles = [(console, console.width) for console in _cli_consoles()]
+    for console, _ in consoles:  # as wide as harness() makes a process's ($COLUMNS=200), whatever $COLUMNS is here
+        console.width = 200
     # warnings logged go to stderr as in a process of its own (main's logging.basicConfig does nothing under
     # pytest, whose handlers are there already)
     handler = logging.StreamHandler(sys.stderr)
@@ -86,8 +89,19 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Comple
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         logging.getLogger().removeHandler(handler)
+        for console, width in consoles:
+            console.width = width
     output = capsys.readouterr()
     return subprocess.CompletedProcess(["harness", *args], code, output.out, output.err)
+
+
+def _cli_consoles() -> list:
+    """The rich consoles the CLI's modules made when imported (their width was read from $COLUMNS then)."""
+    from rich.console import Console
+
+    found = {id(value): value for name, module in list(sys.modules.items()) if name.startswith("harness.cli")
+             for value in vars(module).values() if isinstance(value, Console)}
+    return list(found.values())
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
