@@ -63,17 +63,18 @@ def in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- bundles (read-only: copy one to change it)
 
 def _export_bundle(folder: Path, *args: str) -> Path:
+    """squeezenet1_1 exported into a new bundle at `folder`, as a user does it (a process of its own)."""
     result = harness("export", "--bundle", str(folder), "--models", "squeezenet1_1", *args)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 1 models" in result.stdout and "copy the folder to the board" in result.stdout
     return folder
 
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """squeezenet1_1 at fp32 and fp16 with references at batch sizes 1 and 2, for the Orin Nano."""
-    folder = _export_bundle(tmp_path_factory.mktemp("bundles") / "b", "--precision", "fp32,fp16",
-                            "--batch-sizes", "1,2", "--profile", "jetson-orin-nano")
-    return folder
+    return _export_bundle(tmp_path_factory.mktemp("bundles") / "b", "--precision", "fp32,fp16",
+                          "--batch-sizes", "1,2", "--profile", "jetson-orin-nano")
 
 
 @pytest.fixture(scope="session")

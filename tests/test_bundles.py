@@ -102,26 +102,25 @@ def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path, capsys):
     data[len(data) // 2] ^= 0xFF
     onnx_file.write_bytes(bytes(data))
     line = one_error_line(harness("bench", "--bundle", str(copy), "--runtime", "ort", "--batch-sizes", "1",
-                                   env=BOARD_ENV))
+                                  env=BOARD_ENV))
     assert "does not match the hash in its manifest" in line and "copy the bundle again" in line
     assert "export the bundle again on the workstation, then copy it" in line  # a re-export cut short, say
     assert "not a bundle" in one_error_line(harness("bench", "--bundle", str(tmp_path), "--runtime", "ort",
-                                                     env=BOARD_ENV))
+                                                    env=BOARD_ENV))
     assert "runtime 'torch' needs PyTorch" in one_error_line(
         harness("bench", "--bundle", str(bundle), "--runtime", "torch", env=BOARD_ENV))
     assert "a bundle carries ONNX files" in one_error_line(run_cli(capsys, "bench", "--bundle", str(bundle),
-                                                                   "--runtime",
-                                                                    "torch"))
+                                                                   "--runtime", "torch"))
     assert "pass --batch-size 2" in one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", "ort",
-                                                            "--batch-size", "3", env=BOARD_ENV))
+                                                           "--batch-size", "3", env=BOARD_ENV))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     assert "holds other files" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "other"),
-                                                          "--models", "squeezenet1_1"))
+                                                         "--models", "squeezenet1_1"))
     assert "--profile applies to --bundle" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1",
-                                                                      "--profile", "jetson-nano"))
+                                                                     "--profile", "jetson-nano"))
     assert "engines are built there" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
-                                                                "--models", "squeezenet1_1", "--engine"))
+                                                               "--models", "squeezenet1_1", "--engine"))
 
 
 def test_inputs_that_do_not_regenerate_are_not_compared(bundle, tmp_path):
@@ -387,8 +386,7 @@ def test_exporting_into_a_damaged_bundle_is_one_line_before_any_work(bundle, tmp
     line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1"))
     assert str(copy / "bundle.json") in line and "cannot be read" in line
     assert "bf16 has no ONNX file" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
-                                                             "--models",
-                                                              "squeezenet1_1", "--precision", "bf16"))
+                                                             "--models", "squeezenet1_1", "--precision", "bf16"))
 
 
 # ---------------------------------------------------------------- int8
@@ -458,7 +456,7 @@ def test_check_on_device_at_int8_from_a_bundle(int8_bundle, tmp_path):
 def test_a_bundle_without_int8_says_so_in_the_clis_words(bundle):
     for runtime, env in (("trt", WITH_TRT), ("ort", BOARD_ENV)):
         line = one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", runtime, "--precision", "int8",
-                                       "--device", "cuda" if runtime == "trt" else "cpu", env=env))
+                                      "--device", "cuda" if runtime == "trt" else "cpu", env=env))
         assert "no int8 file" in line and "export it again with --precision int8 --calibration DATA" in line
         assert "int8-sym" not in line and "(it has fp16, fp32)" in line
 
@@ -468,7 +466,7 @@ def test_weights_beside_a_bundle_are_refused_and_its_own_are_named(bundle, tmp_p
     applied (bench said 'the source library's pretrained weights' over a random-weight bundle)."""
     for command in ("bench", "verify"):
         line = one_error_line(harness(command, "--bundle", str(bundle), "--runtime", "ort", "--weights", "pretrained",
-                                       "--out", str(tmp_path), env=BOARD_ENV))
+                                      "--out", str(tmp_path), env=BOARD_ENV))
         assert "a bundle's weights are those it was exported with; drop --weights pretrained" in line
     bench = harness("bench", "--bundle", str(bundle), "--runtime", "null", "--batch-sizes", "1", "--out",
                     str(tmp_path), "--run-id", "b", env=BOARD_ENV)

@@ -148,7 +148,7 @@ def test_output_folder_that_cannot_be_written(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     line = one_error_line(harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
-                                   "--out", str(blocker / "sub")))
+                                  "--out", str(blocker / "sub")))
     assert "cannot write to output folder" in line and "--out" in line
 
 

@@ -103,7 +103,7 @@ def test_outside_file_with_an_unsupported_op(tmp_path, runtime, capsys):
 def test_outside_files_refused_with_a_reason(tmp_path, make, expected, capsys):
     path = make(tmp_path / "model.onnx")
     assert expected in one_error_line(run_cli(capsys, "bench", "--runtime", "ort", "--onnx", str(path),
-                                               "--batch-sizes", "1"))
+                                              "--batch-sizes", "1"))
 
 
 def test_bad_onnx_inputs(tmp_path, capsys):

@@ -144,9 +144,9 @@ def test_compare_cli_gates_ci_and_writes_markdown(tmp_path, capsys):
     assert run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold",
                    "15%").returncode == 0
     assert "bad --threshold 'fast'" in one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"),
-                                                               str(tmp_path / "slow"), "--threshold", "fast"))
+                                                              str(tmp_path / "slow"), "--threshold", "fast"))
     assert "is not a run folder (no such folder)" in one_error_line(run_cli(capsys, "compare", str(tmp_path / "nope"),
-                                                                             str(tmp_path / "slow")))
+                                                                            str(tmp_path / "slow")))
 
 
 def test_report_with_a_baseline_adds_the_comparison_section(tmp_path, capsys):
@@ -346,12 +346,12 @@ def test_markdown_naming_a_folder_is_one_line(tmp_path, capsys):
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     (tmp_path / "out").mkdir()
     line = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
-                                   str(tmp_path / "out")))
+                                  str(tmp_path / "out")))
     assert "it is a folder; name a file" in line
     records = (tmp_path / "cand" / "records.jsonl").read_text()
     for name in ("records.jsonl", "plan.json", "env.json"):
         line = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
-                                       str(tmp_path / "cand" / name)))
+                                      str(tmp_path / "cand" / name)))
         assert f"{name} is a run's own file, which the tables would replace" in line
     assert (tmp_path / "cand" / "records.jsonl").read_text() == records  # the candidate's records are still there
 
@@ -442,7 +442,7 @@ def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path, 
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "top-1 '76.1' is not a number; left out" in result.stdout
     line = one_error_line(run_cli(capsys, "compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
-                                   str(tmp_path / "cand-acc")))
+                                  str(tmp_path / "cand-acc")))
     assert "no finished accuracy records with a top-1 in" in line and "top-1 '76.1' is not a number" in line
 
 
@@ -452,7 +452,7 @@ def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     line = one_error_line(run_cli(capsys, "report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"),
                                   "--out",
-                                   str(tmp_path / "report"), "--quiet"))
+                                  str(tmp_path / "report"), "--quiet"))
     assert "is the only run reported: nothing to compare it with" in line
     assert not (tmp_path / "report").exists()  # refused before anything was written
 

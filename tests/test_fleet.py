@@ -133,7 +133,7 @@ def test_fleet_mistakes_get_one_line(capsys):
     # 'cpu@' read as 'cpu' (any node) would run a pinned plan anywhere: refused before the fleet is asked
     line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
                                   "ray",
-                                   "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
+                                  "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
     assert "--device cpu@: name the node after '@'" in line
 
 
@@ -233,7 +233,7 @@ def test_ray_timeout_is_checked_and_is_for_the_ray_executor(capsys):
     assert "bad --ray-timeout 0" in line
     line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
                                   "ray",
-                                   "--ray-address", "head-without-port"))
+                                  "--ray-address", "head-without-port"))
     assert "give the head's HOST:PORT" in line
 
 
@@ -644,13 +644,13 @@ def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes
     assert timed["jetson"]["after"]["module"] == "NVIDIA Jetson Orin Nano Developer Kit"
     assert (fleet.root / "runs" / "od" / "env-orin.json").is_file()
     not_a_board = one_error_line(subprocess.run([*check, "--device", "cuda@ws"], cwd=ROOT, env=_env(fleet),
-                                                 capture_output=True, text=True, timeout=300))
+                                                capture_output=True, text=True, timeout=300))
     assert "node ws is not a Jetson" in not_a_board
     which = one_error_line(subprocess.run([*check, "--device", "cuda"], cwd=ROOT, env=_env(fleet),
-                                           capture_output=True, text=True, timeout=300))
+                                          capture_output=True, text=True, timeout=300))
     assert "2 nodes offer it (orin, ws)" in which and "--device cuda:0@orin" in which
     cpu = one_error_line(subprocess.run([*check, "--device", "cpu@a"], cwd=ROOT, env=_env(fleet),
-                                         capture_output=True, text=True, timeout=300))
+                                        capture_output=True, text=True, timeout=300))
     assert "is a jetson profile, checked on cuda, cuda:N or dla:N" in cpu
 
 

@@ -86,7 +86,7 @@ def test_show_and_report_agree_on_a_newer_schema(tmp_path, capsys):
 def test_an_fp32_file_is_not_recorded_as_fp16(tmp_path, capsys):
     path = onnx_graphs.classifier(tmp_path / "m.onnx")
     line = one_error_line(run_cli(capsys, "bench", "--runtime", "ort", "--onnx", str(path), "--precision", "fp16",
-                                   "--batch-sizes", "1", "--out", str(tmp_path)))
+                                  "--batch-sizes", "1", "--out", str(tmp_path)))
     assert "holds fp32 weights" in line and "--precision fp32" in line
 
 

@@ -131,12 +131,12 @@ def test_no_calibration_image_is_a_clear_failure(tmp_path):
 
 def test_int8_without_calibration_and_overlaps_are_one_line(photos_folder, tmp_path, capsys):
     assert "--calibration DATA" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1", "--precision",
-                                                           "int8"))
+                                                          "int8"))
     assert "goes with --precision int8" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1",
-                                                                   "--calibration", str(photos_folder)))
+                                                                  "--calibration", str(photos_folder)))
     line = one_error_line(run_cli(capsys, "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
-                                   "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
-                                   "--calibration-images", "8", "--weights", "pretrained"))
+                                  "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
+                                  "--calibration-images", "8", "--weights", "pretrained"))
     assert "--calibration shares 8 image(s) with --data" in line and "--split" in line  # 8: --calibration-images
     assert "drop --calibration" in one_error_line(run_cli(capsys, 
         "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1", "--runtime", "ort", "--precision",

@@ -63,7 +63,7 @@ def test_on_device_refuses_off_a_jetson_unless_the_profile_is_not_one(board_bund
                           "--out", str(tmp_path / "runs"), env=WITH_TRT)
     assert "memory" in workstation.stdout and "numerics" in workstation.stdout, workstation.stderr
     assert "--on-device measures a bundle" in one_error_line(run_cli(capsys, "check", "--on-device", "--profile",
-                                                                      "workstation"))
+                                                                     "workstation"))
     assert "add --on-device" in one_error_line(run_cli(capsys, "check", "--profile", "workstation", "--bundle",
                                                         str(board_bundle)))
 

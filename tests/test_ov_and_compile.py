@@ -269,7 +269,7 @@ def test_mistakes_with_the_new_runtimes_get_one_line(capsys):
     line = one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1", "--precision", "bf16"))
     assert "bf16 has no ONNX file of its own" in line and "--precision fp32" in line
     line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
-                                   "ov.hint=fast"))
+                                  "ov.hint=fast"))
     assert "bad value 'fast' for ov.hint" in line
     assert "choose from time, memory, energy, cold" in one_error_line(run_cli(capsys, "show", "results", "--show",
                                                                               "warm"))

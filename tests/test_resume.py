@@ -103,7 +103,7 @@ def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, cap
 def test_a_second_writer_is_refused(tmp_path, capsys):
     with RunLock(tmp_path / "busy"):
         line = one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
-                                       "--run-id", "busy"))
+                                      "--run-id", "busy"))
     assert f"is being written by pid {os.getpid()}" in line
     assert run_cli(capsys, *ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
                    "--run-id", "busy").returncode == 0  # free again once the holder let go
