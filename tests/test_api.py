@@ -10,7 +10,7 @@ import pandas
 import pytest
 
 from harness import api
-from tests.test_cli import ROOT
+from tests.helpers import ROOT
 
 
 def test_bench_returns_typed_records_and_a_frame_with_one_row_per_cell(tmp_path):
@@ -48,13 +48,9 @@ def test_resume_returns_the_run_it_resumed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]
 
 
-def test_a_bundle_is_benched_without_models(tmp_path):
+def test_a_bundle_is_benched_without_models(tmp_path, bundle):
     """models=None leaves --models out, as a bundle's bench and verify need (it was a TypeError)."""
-    from tests.test_cli import harness
-
-    made = harness("export", "--bundle", str(tmp_path / "b"), "--models", "squeezenet1_1", "--batch-sizes", "1")
-    assert made.returncode == 0, made.stderr
-    run = api.bench(None, "null", bundle=str(tmp_path / "b"), batch_sizes=[1], out=tmp_path / "runs")
+    run = api.bench(None, "null", bundle=str(bundle), batch_sizes=[1], out=tmp_path / "runs")
     assert run.ok and [r.cell.model for r in run.records] == ["squeezenet1_1"]
 
 

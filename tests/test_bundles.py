@@ -17,23 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_cli import ROOT, _one_error_line, harness
-from tests.test_int8 import photos_folder  # noqa: F401 - fixture
-
-NO_TORCH = ROOT / "tests" / "no_torch"
-BOARD_ENV = {"PYTHONPATH": f"{NO_TORCH}{os.pathsep}{ROOT}"}
-WITH_TRT = {**BOARD_ENV, "TRT_DOUBLE_VERSION": "10.3.0", "TRT_DOUBLE_DRIVER_DEVICES": "1"}
-HIDDEN = ("torch", "torchvision", "timm", "pretrainedmodels")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bundles") / "b"
-    result = harness("export", "--bundle", str(folder), "--models", "squeezenet1_1", "--precision", "fp32,fp16",
-                     "--batch-sizes", "1,2", "--profile", "jetson-orin-nano")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 of 1 models" in result.stdout and "copy the folder to the board" in result.stdout
-    return folder
+from tests.helpers import BOARD_ENV, HIDDEN, ROOT, WITH_TRT, harness, jetson_board, one_error_line, run_cli
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -94,7 +78,7 @@ def test_a_bundle_run_reads_no_catalogue(bundle, tmp_path):
     check = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--out", out,
                     env=env)
     assert "models ready for" in check.stdout and "catalogue" not in check.stderr, check.stdout + check.stderr
-    assert f"cannot read the model catalogue {missing}" in _one_error_line(harness("list", "--no-compute", env=env))
+    assert f"cannot read the model catalogue {missing}" in one_error_line(harness("list", "--no-compute", env=env))
 
 
 def test_trt_from_a_bundle_without_torch(bundle, tmp_path):
@@ -110,33 +94,33 @@ def test_trt_from_a_bundle_without_torch(bundle, tmp_path):
     assert all(r["prepared"]["engine"]["build"]["tensorrt"] == "10.3.0" for r in records)
 
 
-def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path):
+def test_a_damaged_or_misused_bundle_is_one_line(bundle, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     onnx_file = copy / "squeezenet1_1" / "model-fp32.onnx"
     data = bytearray(onnx_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     onnx_file.write_bytes(bytes(data))
-    line = _one_error_line(harness("bench", "--bundle", str(copy), "--runtime", "ort", "--batch-sizes", "1",
-                                   env=BOARD_ENV))
+    line = one_error_line(harness("bench", "--bundle", str(copy), "--runtime", "ort", "--batch-sizes", "1",
+                                  env=BOARD_ENV))
     assert "does not match the hash in its manifest" in line and "copy the bundle again" in line
     assert "export the bundle again on the workstation, then copy it" in line  # a re-export cut short, say
-    assert "not a bundle" in _one_error_line(harness("bench", "--bundle", str(tmp_path), "--runtime", "ort",
-                                                     env=BOARD_ENV))
-    assert "runtime 'torch' needs PyTorch" in _one_error_line(
+    assert "not a bundle" in one_error_line(harness("bench", "--bundle", str(tmp_path), "--runtime", "ort",
+                                                    env=BOARD_ENV))
+    assert "runtime 'torch' needs PyTorch" in one_error_line(
         harness("bench", "--bundle", str(bundle), "--runtime", "torch", env=BOARD_ENV))
-    assert "a bundle carries ONNX files" in _one_error_line(harness("bench", "--bundle", str(bundle), "--runtime",
-                                                                    "torch"))
-    assert "pass --batch-size 2" in _one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", "ort",
-                                                            "--batch-size", "3", env=BOARD_ENV))
+    assert "a bundle carries ONNX files" in one_error_line(run_cli(capsys, "bench", "--bundle", str(bundle),
+                                                                   "--runtime", "torch"))
+    assert "pass --batch-size 2" in one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", "ort",
+                                                           "--batch-size", "3", env=BOARD_ENV))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    assert "holds other files" in _one_error_line(harness("export", "--bundle", str(tmp_path / "other"),
-                                                          "--models", "squeezenet1_1"))
-    assert "--profile applies to --bundle" in _one_error_line(harness("export", "--models", "squeezenet1_1",
-                                                                      "--profile", "jetson-nano"))
-    assert "engines are built there" in _one_error_line(harness("export", "--bundle", str(tmp_path / "new"),
-                                                                "--models", "squeezenet1_1", "--engine"))
+    assert "holds other files" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "other"),
+                                                         "--models", "squeezenet1_1"))
+    assert "--profile applies to --bundle" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1",
+                                                                     "--profile", "jetson-nano"))
+    assert "engines are built there" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
+                                                               "--models", "squeezenet1_1", "--engine"))
 
 
 def test_inputs_that_do_not_regenerate_are_not_compared(bundle, tmp_path):
@@ -153,8 +137,8 @@ def test_inputs_that_do_not_regenerate_are_not_compared(bundle, tmp_path):
     assert "differ from the workstation's" in record["error"]
 
 
-def test_the_profile_caps_the_opset(tmp_path):
-    result = harness("export", "--bundle", str(tmp_path / "nano"), "--models", "squeezenet1_1", "--profile",
+def test_the_profile_caps_the_opset(tmp_path, capsys):
+    result = run_cli(capsys, "export", "--bundle", str(tmp_path / "nano"), "--models", "squeezenet1_1", "--profile",
                      "jetson-nano")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "opset 13" in result.stdout and "--opset 18 lowered" in result.stdout
@@ -344,12 +328,12 @@ def test_export_cut_short_while_writing_the_bundle_is_one_line(bundle, tmp_path,
         assert check_bundle_dir(str(new), 0) == new.resolve()
 
 
-def test_a_bundle_has_one_seed(bundle, tmp_path):
+def test_a_bundle_has_one_seed(bundle, tmp_path, capsys):
     """Models exported with another seed would be checked on the board against inputs of the wrong seed: the
     export refuses, and a bundle whose models disagree (hand-assembled) is refused on the board."""
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
-    line = _one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1", "--seed", "7"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1", "--seed", "7"))
     assert "exported with --seed 0" in line and "add models with --seed 0" in line
     shutil.copytree(copy / "squeezenet1_1", copy / "other")
     meta = json.loads((copy / "bundle.json").read_text())
@@ -357,7 +341,7 @@ def test_a_bundle_has_one_seed(bundle, tmp_path):
     manifest = json.loads((copy / "other" / "manifest.json").read_text())
     manifest["reference"]["seed"] = 7
     (copy / "other" / "manifest.json").write_text(json.dumps(manifest))
-    line = _one_error_line(harness("verify", "--bundle", str(copy), "--runtime", "ort", env=BOARD_ENV))
+    line = one_error_line(harness("verify", "--bundle", str(copy), "--runtime", "ort", env=BOARD_ENV))
     assert "different seeds (other: 7, squeezenet1_1: 0)" in line and "export the bundle again" in line
 
 
@@ -387,28 +371,28 @@ def test_a_damaged_manifest_or_bundle_file_is_one_line(bundle, tmp_path, file, c
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     _edit(copy / file, change)
-    line = _one_error_line(harness("verify", "--bundle", str(copy), "--runtime", "ort", env=BOARD_ENV))
+    line = one_error_line(harness("verify", "--bundle", str(copy), "--runtime", "ort", env=BOARD_ENV))
     assert str(copy / file) in line and says in line, line
     assert "export the bundle again on the workstation, then copy it" in line
 
 
-def test_exporting_into_a_damaged_bundle_is_one_line_before_any_work(bundle, tmp_path):
+def test_exporting_into_a_damaged_bundle_is_one_line_before_any_work(bundle, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     (copy / "bundle.json").write_text("[]")
-    line = _one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1"))
     assert str(copy / "bundle.json") in line and "holds a JSON array" in line
     (copy / "bundle.json").write_text("{not json")
-    line = _one_error_line(harness("export", "--bundle", str(copy), "--models", "squeezenet1_1"))
+    line = one_error_line(run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1"))
     assert str(copy / "bundle.json") in line and "cannot be read" in line
-    assert "bf16 has no ONNX file" in _one_error_line(harness("export", "--bundle", str(tmp_path / "new"), "--models",
-                                                              "squeezenet1_1", "--precision", "bf16"))
+    assert "bf16 has no ONNX file" in one_error_line(run_cli(capsys, "export", "--bundle", str(tmp_path / "new"),
+                                                             "--models", "squeezenet1_1", "--precision", "bf16"))
 
 
 # ---------------------------------------------------------------- int8
 
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory, photos_folder) -> Path:  # noqa: F811 - the fixture imported above
+def int8_bundle(tmp_path_factory, photos_folder) -> Path:
     folder = tmp_path_factory.mktemp("bundles") / "int8"
     result = harness("export", "--bundle", str(folder), "--models", "squeezenet1_1", "--precision", "fp32,int8",
                      "--calibration", str(photos_folder), "--calibration-images", "8", "--profile", "jetson-orin-nano")
@@ -447,7 +431,7 @@ def test_an_int8_bundle_carries_the_file_each_runtime_reads(int8_bundle, tmp_pat
                   "--run-id", "ort", env=BOARD_ENV)
     assert ort.returncode == 0, ort.stdout + ort.stderr
     assert _artifact_path(tmp_path / "runs" / "ort") == str(folder / "model-int8.onnx")
-    assert "a bundle carries them already" in _one_error_line(harness(
+    assert "a bundle carries them already" in one_error_line(harness(
         "verify", "--bundle", str(int8_bundle), "--runtime", "ort", "--precision", "int8", "--calibration", out,
         env=BOARD_ENV))
 
@@ -455,11 +439,10 @@ def test_an_int8_bundle_carries_the_file_each_runtime_reads(int8_bundle, tmp_pat
 def test_check_on_device_at_int8_from_a_bundle(int8_bundle, tmp_path):
     """A board with JetPack's trtexec (the double of TensorRT 10.3) and no torch: `check --on-device --precision
     int8` builds from the symmetric Q/DQ file and judges its numerics against the bundle."""
-    from tests.test_trtexec_runtime import _board
-
     relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
     relaxed.write_text((ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml").read_text().replace("  min_fps: 30\n", ""))
-    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "orin-nano")),
+           "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--bundle", str(int8_bundle), "--profile", str(relaxed), "--precision",
                      "int8", "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -472,8 +455,8 @@ def test_check_on_device_at_int8_from_a_bundle(int8_bundle, tmp_path):
 
 def test_a_bundle_without_int8_says_so_in_the_clis_words(bundle):
     for runtime, env in (("trt", WITH_TRT), ("ort", BOARD_ENV)):
-        line = _one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", runtime, "--precision", "int8",
-                                       "--device", "cuda" if runtime == "trt" else "cpu", env=env))
+        line = one_error_line(harness("verify", "--bundle", str(bundle), "--runtime", runtime, "--precision", "int8",
+                                      "--device", "cuda" if runtime == "trt" else "cpu", env=env))
         assert "no int8 file" in line and "export it again with --precision int8 --calibration DATA" in line
         assert "int8-sym" not in line and "(it has fp16, fp32)" in line
 
@@ -482,8 +465,8 @@ def test_weights_beside_a_bundle_are_refused_and_its_own_are_named(bundle, tmp_p
     """A bundle's weights are those it was exported with: --weights beside it would be planned and printed as if it
     applied (bench said 'the source library's pretrained weights' over a random-weight bundle)."""
     for command in ("bench", "verify"):
-        line = _one_error_line(harness(command, "--bundle", str(bundle), "--runtime", "ort", "--weights", "pretrained",
-                                       "--out", str(tmp_path), env=BOARD_ENV))
+        line = one_error_line(harness(command, "--bundle", str(bundle), "--runtime", "ort", "--weights", "pretrained",
+                                      "--out", str(tmp_path), env=BOARD_ENV))
         assert "a bundle's weights are those it was exported with; drop --weights pretrained" in line
     bench = harness("bench", "--bundle", str(bundle), "--runtime", "null", "--batch-sizes", "1", "--out",
                     str(tmp_path), "--run-id", "b", env=BOARD_ENV)

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from harness.records import env_file_for, read_records
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def harness(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+from tests.helpers import ROOT, harness, one_error_line
 
 
 def test_list_json_has_exact_complexity():
@@ -135,7 +117,7 @@ def test_bench_reports_failed_cells_and_exits_nonzero(tmp_path):
     (["list", "--filter", "nothing_like_this*"], "unknown model 'nothing_like_this*'"),
 ])
 def test_user_mistakes_get_one_line_and_exit_2(args, expected):
-    assert expected in _one_error_line(harness(*args))
+    assert expected in one_error_line(harness(*args))
 
 
 def test_cuda_without_a_gpu():
@@ -143,7 +125,7 @@ def test_cuda_without_a_gpu():
 
     if device_count() > 0:
         pytest.skip("this machine has CUDA")
-    line = _one_error_line(harness("bench", "--models", "resnet18", "--device", "cuda"))
+    line = one_error_line(harness("bench", "--models", "resnet18", "--device", "cuda"))
     assert "no CUDA device" in line and "--device cpu" in line
 
 
@@ -165,8 +147,8 @@ def test_the_device_check_asks_the_driver_not_torch():
 def test_output_folder_that_cannot_be_written(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    line = _one_error_line(harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
-                                   "--out", str(blocker / "sub")))
+    line = one_error_line(harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1",
+                                  "--out", str(blocker / "sub")))
     assert "cannot write to output folder" in line and "--out" in line
 
 
@@ -175,7 +157,7 @@ def test_malformed_catalogue(tmp_path):
     entries[1]["input_size"] = "big"
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump({"models": entries}))
-    line = _one_error_line(harness("--catalogue", str(path), "list"))
+    line = one_error_line(harness("--catalogue", str(path), "list"))
     assert "entry 'vgg11'" in line and "field 'input_size'" in line
 
 

@@ -13,7 +13,7 @@ import pytest
 from harness.reports.compare import (IMPROVEMENT, INVALID, NOW_FAILS, NOW_RUNS, REGRESSION, SMALL, WITHIN_NOISE,
                                      Limits, compare, ratio_interval, read_run)
 from tests.report_fixtures import CPU_ENV, record, write_run
-from tests.test_cli import _one_error_line, harness
+from tests.helpers import one_error_line, run_cli
 
 
 def _timed(model: str, samples_ms: np.ndarray, batch_size: int = 1, valid: bool = True, memory: int = 500_000_000,
@@ -125,32 +125,34 @@ def test_the_interval_is_reproducible_and_covers_the_ratio():
     assert low < np.median(cand) / np.median(base) < high
 
 
-def test_compare_cli_gates_ci_and_writes_markdown(tmp_path):
+def test_compare_cli_gates_ci_and_writes_markdown(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1)), _timed("vgg16", _draw(3, 10.0, 0.1))])
     write_run(tmp_path / "same", [_timed("resnet50", _draw(12, 10.0, 0.1)), _timed("vgg16", _draw(13, 10.0, 0.1))])
     write_run(tmp_path / "slow", [_timed("resnet50", _draw(22, 11.0, 0.1)), _timed("vgg16", _draw(23, 10.0, 0.1))])
-    quiet = harness("compare", str(tmp_path / "base"), str(tmp_path / "same"))
+    quiet = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "same"))
     assert quiet.returncode == 0, quiet.stderr
     assert "no regression in 2 compared cells (2 within noise" in quiet.stdout
-    slow = harness("compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--markdown", str(tmp_path / "c.md"))
+    slow = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--markdown",
+                   str(tmp_path / "c.md"))
     assert slow.returncode == 1, slow.stderr
     assert "1 regression in 2 compared cells" in slow.stdout and "regression" in slow.stdout
     markdown = (tmp_path / "c.md").read_text()
     assert "| resnet50 | ort | fp32 | 1 | cpu |" in markdown and "| regression |" in markdown
-    answer = json.loads(harness("compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--json").stdout)
+    answer = json.loads(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--json").stdout)
     [resnet] = [c for c in answer["comparisons"][0]["cells"] if c["model"] == "resnet50"]
     assert answer["regressions"] == 1 and resnet["verdicts"] == ["regression"] and resnet["time_ratio"] > 1.05
-    assert harness("compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold", "15%").returncode == 0
-    assert "bad --threshold 'fast'" in _one_error_line(harness("compare", str(tmp_path / "base"),
-                                                               str(tmp_path / "slow"), "--threshold", "fast"))
-    assert "is not a run folder (no such folder)" in _one_error_line(harness("compare", str(tmp_path / "nope"),
-                                                                             str(tmp_path / "slow")))
+    assert run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "slow"), "--threshold",
+                   "15%").returncode == 0
+    assert "bad --threshold 'fast'" in one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"),
+                                                              str(tmp_path / "slow"), "--threshold", "fast"))
+    assert "is not a run folder (no such folder)" in one_error_line(run_cli(capsys, "compare", str(tmp_path / "nope"),
+                                                                            str(tmp_path / "slow")))
 
 
-def test_report_with_a_baseline_adds_the_comparison_section(tmp_path):
+def test_report_with_a_baseline_adds_the_comparison_section(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "slow", [_timed("resnet50", _draw(22, 11.0, 0.1))])
-    result = harness("report", str(tmp_path / "slow"), "--baseline", str(tmp_path / "base"), "--out",
+    result = run_cli(capsys, "report", str(tmp_path / "slow"), "--baseline", str(tmp_path / "base"), "--out",
                      str(tmp_path / "report"), "--quiet")
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report" / "report.html").read_text()
@@ -158,12 +160,12 @@ def test_report_with_a_baseline_adds_the_comparison_section(tmp_path):
     assert "## Compared with base: slow against base: 1 regression" in (tmp_path / "report" / "tables.md").read_text()
 
 
-def test_a_torn_candidate_is_compared_for_what_it_holds_and_says_what_was_skipped(tmp_path):
+def test_a_torn_candidate_is_compared_for_what_it_holds_and_says_what_was_skipped(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1)), _timed("vgg16", _draw(3, 10.0, 0.1))])
     torn = write_run(tmp_path / "torn", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     with (torn / "records.jsonl").open("a") as records:  # a run killed while appending its second record
         records.write(json.dumps(_timed("vgg16", _draw(13, 10.0, 0.1)))[:200])
-    result = harness("compare", str(tmp_path / "base"), str(torn))
+    result = run_cli(capsys, "compare", str(tmp_path / "base"), str(torn))
     assert result.returncode == 0, result.stderr
     assert "torn last line skipped" in result.stdout
     assert "no regression in 1 compared cell " in result.stdout and "1 cell in one run only" in result.stdout
@@ -241,11 +243,11 @@ def test_settings_that_do_not_change_the_work_or_are_not_recorded_leave_the_pair
     assert measured_settings(comparison.changes[0].baseline) == {"threads": "library default", "weights": "random"}
 
 
-def test_a_real_bench_record_carries_the_settings_it_was_asked_for(tmp_path):
+def test_a_real_bench_record_carries_the_settings_it_was_asked_for(tmp_path, capsys):
     from harness.reports.compare import measured_settings
     from harness.records import Record
 
-    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "null,torch", "--batch-sizes", "1",
+    result = run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null,torch", "--batch-sizes", "1",
                      "--threads", "3", "--channels-last", "--runtime-option", "torch.cudnn_benchmark=off", "--energy",
                      "off", "--out", str(tmp_path), "--run-id", "r")
     assert result.returncode == 0, result.stderr
@@ -258,17 +260,17 @@ def test_a_real_bench_record_carries_the_settings_it_was_asked_for(tmp_path):
         "threads": "3", "runtime options": "cudnn_benchmark=off", "channels-last": "True", "weights": "random"}
 
 
-def test_compare_cli_refuses_a_verdict_on_runs_measured_with_other_settings(tmp_path):
+def test_compare_cli_refuses_a_verdict_on_runs_measured_with_other_settings(tmp_path, capsys):
     asked = {"threads": None, "channels_last": False, "runtime_options": {}}
     write_run(tmp_path / "base", [_with(_timed("resnet50", _draw(2, 10.0, 0.1)), settings=asked)])
     write_run(tmp_path / "cand", [_with(_timed("resnet50", _draw(12, 12.0, 0.1)), settings={**asked, "threads": 1})])
     markdown = tmp_path / "c.md"
-    refused = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown", str(markdown))
-    line = _one_error_line(refused)
+    refused = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown", str(markdown))
+    line = one_error_line(refused)
     assert "nothing compared" in line and "measured with different settings" in line
     assert "--allow-different-settings" in line
     assert "| different settings: not judged (threads library default → 1) |" in markdown.read_text()
-    allowed = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-different-settings",
+    allowed = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-different-settings",
                       "--markdown", str(markdown))
     assert allowed.returncode == 1, allowed.stderr
     assert "| regression (settings differ: threads library default → 1) |" in markdown.read_text()
@@ -300,55 +302,56 @@ def _text_samples(samples_ms: np.ndarray) -> dict:
     (_nan_samples, "candidate", "candidate has raw samples that are not finite numbers"),
     (_nan_samples, "baseline", "baseline has raw samples that are not finite numbers"),
     (_text_samples, "candidate", "candidate has raw samples that are not finite numbers")])
-def test_a_timing_that_cannot_be_compared_is_an_error_not_a_pass(tmp_path, damage, side, problem):
+def test_a_timing_that_cannot_be_compared_is_an_error_not_a_pass(tmp_path, damage, side, problem, capsys):
     sound = [_timed("resnet50", _draw(2, 10.0, 0.1)), _timed("vgg16", _draw(3, 10.0, 0.1))]
     damaged = [damage(_draw(12, 10.0, 0.1)), _timed("vgg16", _draw(13, 10.0, 0.1))]
     baseline, candidate = (damaged, sound) if side == "baseline" else (sound, damaged)
     write_run(tmp_path / "base", baseline)
     write_run(tmp_path / "cand", candidate)
-    result = harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--json")
-    line = _one_error_line(result)
+    result = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--json")
+    line = one_error_line(result)
     assert f"resnet50 ort fp32 bs1 cpu: {problem}" in line
     [cell] = [c for c in json.loads(result.stdout)["comparisons"][0]["cells"] if c["model"] == "resnet50"]
     assert cell["verdicts"] == ["unusable timing: not judged"] and cell["time_ratio"] is None
 
 
-def test_runs_with_nothing_in_common_or_nothing_judged_are_not_a_pass(tmp_path):
+def test_runs_with_nothing_in_common_or_nothing_judged_are_not_a_pass(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "other", [_timed("vgg16", _draw(3, 10.0, 0.1))])
     write_run(tmp_path / "noisy", [_timed("resnet50", _draw(12, 10.0, 0.1), valid=False)])
-    apart = harness("compare", str(tmp_path / "base"), str(tmp_path / "other"))
+    apart = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "other"))
     assert "nothing compared (no cell in common: 1 in the baseline only, 1 in the candidate only" in \
-        _one_error_line(apart)
+        one_error_line(apart)
     assert "other against base: nothing judged in 0 compared cells" in apart.stdout
-    noisy = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "noisy")))
+    noisy = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "noisy")))
     assert "nothing compared (1 cell in common, none judged: 1 invalid)" in noisy
 
 
-def test_the_same_run_twice_is_refused(tmp_path):
+def test_the_same_run_twice_is_refused(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
-    itself = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "base" / ".")))
+    itself = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "base" / ".")))
     assert "is both the baseline and a candidate" in itself
-    twice = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), str(tmp_path / "cand")))
+    twice = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"),
+                                   str(tmp_path / "cand")))
     assert "is a candidate twice" in twice
     shutil.copytree(tmp_path / "base", tmp_path / "copy")  # the same records under another folder: no verdict
-    copied = harness("compare", str(tmp_path / "base"), str(tmp_path / "copy"))
+    copied = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "copy"))
     assert copied.returncode == 2 and "every compared cell is the same measurement in both" in \
-        _one_error_line(copied)
+        one_error_line(copied)
 
 
-def test_markdown_naming_a_folder_is_one_line(tmp_path):
+def test_markdown_naming_a_folder_is_one_line(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     (tmp_path / "out").mkdir()
-    line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
-                                   str(tmp_path / "out")))
+    line = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+                                  str(tmp_path / "out")))
     assert "it is a folder; name a file" in line
     records = (tmp_path / "cand" / "records.jsonl").read_text()
     for name in ("records.jsonl", "plan.json", "env.json"):
-        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
-                                       str(tmp_path / "cand" / name)))
+        line = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--markdown",
+                                      str(tmp_path / "cand" / name)))
         assert f"{name} is a run's own file, which the tables would replace" in line
     assert (tmp_path / "cand" / "records.jsonl").read_text() == records  # the candidate's records are still there
 
@@ -367,24 +370,25 @@ def test_a_threshold_is_a_percentage_or_a_fraction(text, fraction):
                                            ("-5%", "give a change of 0 or more"), ("-0.1", "give a change of 0"),
                                            ("nan%", "give a change of 0"), ("inf", "give a change of 0"),
                                            ("fast", "give a percentage or a fraction")])
-def test_a_threshold_that_means_nothing_is_one_line(tmp_path, text, problem):
+def test_a_threshold_that_means_nothing_is_one_line(tmp_path, text, problem, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 11.0, 0.1))])
     for flag in ("--threshold", "--memory-threshold"):
-        line = _one_error_line(harness("compare", str(tmp_path / "base"), str(tmp_path / "cand"), f"{flag}={text}"))
+        line = one_error_line(run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "cand"),
+                                      f"{flag}={text}"))
         assert f"bad {flag} '{text}': {problem}" in line
 
 
-def test_the_threshold_as_a_fraction_and_above_a_hundred_percent_in_the_cli(tmp_path):
+def test_the_threshold_as_a_fraction_and_above_a_hundred_percent_in_the_cli(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "slow", [_timed("resnet50", _draw(22, 11.0, 0.1))])  # 10 % slower
     runs = (str(tmp_path / "base"), str(tmp_path / "slow"))
-    assert harness("compare", *runs, "--threshold", "0.15").returncode == 0  # 15 %, not 0.15 %
-    assert harness("compare", *runs, "--threshold", "0.05").returncode == 1
-    assert harness("compare", *runs, "--threshold", "1000%").returncode == 0
-    harness("compare", *runs, "--threshold", "0.005", "--markdown", str(tmp_path / "c.md"))
+    assert run_cli(capsys, "compare", *runs, "--threshold", "0.15").returncode == 0  # 15 %, not 0.15 %
+    assert run_cli(capsys, "compare", *runs, "--threshold", "0.05").returncode == 1
+    assert run_cli(capsys, "compare", *runs, "--threshold", "1000%").returncode == 0
+    run_cli(capsys, "compare", *runs, "--threshold", "0.005", "--markdown", str(tmp_path / "c.md"))
     assert "A regression: time > +0.5% with its whole 95 % interval" in (tmp_path / "c.md").read_text()
-    assert "or a fraction (0.05 = 5%)" in " ".join(harness("compare", "--help").stdout.split())
+    assert "or a fraction (0.05 = 5%)" in " ".join(run_cli(capsys, "compare", "--help").stdout.split())
 
 
 # ---------------------------------------------------------------- accuracy, memory
@@ -393,25 +397,25 @@ def _accuracy_run(path: Path, top1: float, model: str = "resnet50") -> Path:
     return write_run(path, [{**record(model, "ort", 1, 1.0, 1), "kind": "accuracy", "accuracy": {"top1": top1}}])
 
 
-def test_top1_comes_from_accuracy_runs_beside_the_bench_runs(tmp_path):
+def test_top1_comes_from_accuracy_runs_beside_the_bench_runs(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     _accuracy_run(tmp_path / "base-acc", 76.1)
     _accuracy_run(tmp_path / "cand-acc", 74.0)
     runs = (str(tmp_path / "base"), str(tmp_path / "cand"))
-    unjudged = _one_error_line(harness("compare", *runs, "--max-accuracy-drop", "0.5"))
+    unjudged = one_error_line(run_cli(capsys, "compare", *runs, "--max-accuracy-drop", "0.5"))
     assert "--max-accuracy-drop judged nothing: no compared cell has a measured top-1 in both runs" in unjudged
     assert "--accuracy BASELINE_ACCURACY_RUN CANDIDATE_ACCURACY_RUN" in unjudged
-    judged = harness("compare", *runs, "--max-accuracy-drop", "0.5", "--accuracy", str(tmp_path / "base-acc"),
+    judged = run_cli(capsys, "compare", *runs, "--max-accuracy-drop", "0.5", "--accuracy", str(tmp_path / "base-acc"),
                      str(tmp_path / "cand-acc"), "--json")
     assert judged.returncode == 1, judged.stderr
     [cell] = json.loads(judged.stdout)["comparisons"][0]["cells"]
     assert cell["verdicts"] == [WITHIN_NOISE, "accuracy regression"] and cell["top1"] == {"baseline": 76.1,
                                                                                           "candidate": 74.0}
-    assert "one accuracy run per compared run, baseline first: 2 expected, 1 given" in _one_error_line(
-        harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc")))
-    assert "no finished accuracy records with a top-1 in" in _one_error_line(
-        harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand")))
+    assert "one accuracy run per compared run, baseline first: 2 expected, 1 given" in one_error_line(
+        run_cli(capsys, "compare", *runs, "--accuracy", str(tmp_path / "base-acc")))
+    assert "no finished accuracy records with a top-1 in" in one_error_line(
+        run_cli(capsys, "compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand")))
 
 
 def test_an_invalid_timing_still_has_its_top1_and_memory_judged_and_a_peak_of_zero_is_not(tmp_path):
@@ -425,7 +429,7 @@ def test_an_invalid_timing_still_has_its_top1_and_memory_judged_and_a_peak_of_ze
     assert verdicts == {"resnet50": [INVALID, "accuracy regression"], "vgg16": [WITHIN_NOISE]}
 
 
-def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path):
+def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "cand", [_timed("resnet50", _draw(12, 10.0, 0.1))])
     text_figure = {**record("resnet50", "ort", 1, 1.0, 1), "kind": "accuracy", "accuracy": {"top1": "76.1"}}
@@ -434,29 +438,30 @@ def test_an_accuracy_figure_that_is_not_a_number_is_left_out_and_said(tmp_path):
     write_run(tmp_path / "text-acc", [text_figure])
     _accuracy_run(tmp_path / "cand-acc", 74.0)
     runs = (str(tmp_path / "base"), str(tmp_path / "cand"))
-    result = harness("compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand-acc"))
+    result = run_cli(capsys, "compare", *runs, "--accuracy", str(tmp_path / "base-acc"), str(tmp_path / "cand-acc"))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "top-1 '76.1' is not a number; left out" in result.stdout
-    line = _one_error_line(harness("compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
-                                   str(tmp_path / "cand-acc")))
+    line = one_error_line(run_cli(capsys, "compare", *runs, "--accuracy", str(tmp_path / "text-acc"),
+                                  str(tmp_path / "cand-acc")))
     assert "no finished accuracy records with a top-1 in" in line and "top-1 '76.1' is not a number" in line
 
 
 # ---------------------------------------------------------------- report --baseline, names
 
-def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path):
+def test_report_with_its_only_run_as_the_baseline_is_refused(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
-    line = _one_error_line(harness("report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"), "--out",
-                                   str(tmp_path / "report"), "--quiet"))
+    line = one_error_line(run_cli(capsys, "report", str(tmp_path / "base"), "--baseline", str(tmp_path / "base"),
+                                  "--out",
+                                  str(tmp_path / "report"), "--quiet"))
     assert "is the only run reported: nothing to compare it with" in line
     assert not (tmp_path / "report").exists()  # refused before anything was written
 
 
-def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
+def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "other", [_timed("vgg16", _draw(3, 10.0, 0.1))])
     _accuracy_run(tmp_path / "other-acc", 74.0, "vgg16")  # reported beside: not a run to compare
-    result = harness("report", str(tmp_path / "other"), str(tmp_path / "other-acc"), "--baseline",
+    result = run_cli(capsys, "report", str(tmp_path / "other"), str(tmp_path / "other-acc"), "--baseline",
                      str(tmp_path / "base"), "--out", str(tmp_path / "report"), "--quiet")
     assert result.returncode == 0, result.stderr
     tables = (tmp_path / "report" / "tables.md").read_text()
@@ -468,19 +473,19 @@ def test_report_with_a_baseline_says_when_there_is_no_verdict(tmp_path):
     assert "no verdict: other against base: nothing compared (no cell in common" in page
 
 
-def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path):
+def test_run_names_with_brackets_and_unicode_are_printed_as_they_are(tmp_path, capsys):
     base = write_run(tmp_path / "básë [bold]", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     cand = write_run(tmp_path / "ünï [red]x", [_timed("resnet50", _draw(12, 10.0, 0.1))])
-    result = harness("compare", str(base), str(cand))
+    result = run_cli(capsys, "compare", str(base), str(cand))
     assert result.returncode == 0, result.stderr
     assert "ünï [red]x against básë [bold]: no regression in 1 compared cell" in result.stdout
     titles = [line.strip() for line in result.stdout.splitlines()]
     assert "ünï [red]x against básë [bold]" in titles  # the table's own title, not only the summary
 
 
-def test_an_environment_file_with_sections_of_the_wrong_type_is_read_as_unknown(tmp_path):
+def test_an_environment_file_with_sections_of_the_wrong_type_is_read_as_unknown(tmp_path, capsys):
     write_run(tmp_path / "base", [_timed("resnet50", _draw(2, 10.0, 0.1))])
     write_run(tmp_path / "odd", [_timed("resnet50", _draw(12, 10.0, 0.1))], {"jetson": "yes", "nvml": 5})
-    result = harness("compare", str(tmp_path / "base"), str(tmp_path / "odd"))
+    result = run_cli(capsys, "compare", str(tmp_path / "base"), str(tmp_path / "odd"))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "odd against base: no regression in 1 compared cell" in result.stdout

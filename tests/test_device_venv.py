@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bundles import HIDDEN, bundle  # noqa: F401 - the module-scoped bundle fixture
-from tests.test_cli import ROOT
+from tests.helpers import HIDDEN, ROOT
 
 
 @pytest.mark.slow
-def test_a_device_venv_measures_and_verifies_a_bundle(tmp_path, bundle):  # noqa: F811
+def test_a_device_venv_measures_and_verifies_a_bundle(tmp_path, request):
+    """The session's bundle is asked for once the venv is installed: offline, the test is skipped before the
+    export is paid for."""
     venv = tmp_path / "board-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
@@ -29,6 +30,7 @@ def test_a_device_venv_measures_and_verifies_a_bundle(tmp_path, bundle):  # noqa
     probe = subprocess.run([python, "-c", f"import importlib.util as u; print([m for m in {HIDDEN!r} "
                             "if u.find_spec(m)])"], capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+    bundle = request.getfixturevalue("bundle")
     out = tmp_path / "runs"
     for command in (["bench", "--bundle", str(bundle), "--runtime", "ort", "--batch-sizes", "1,2", "--run-id", "b"],
                     ["verify", "--bundle", str(bundle), "--runtime", "ort", "--precision", "fp32,fp16",

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import energy
-from tests.test_cli import harness
-from tests.test_on_device import BOARDS
+from tests.helpers import BOARDS, run_cli
 
 
 def _powercap(root: Path, packages: dict[str, int], psys: bool = True) -> Path:
@@ -162,14 +161,15 @@ def test_a_cell_drawing_no_more_than_idle_has_no_energy_figure(monkeypatch):
     assert figures["joules_per_image"] is None and "within the idle noise" in figures["note"]
 
 
-def test_bench_records_every_source_or_why_it_is_missing(tmp_path):
-    result = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
-                     str(tmp_path), "--run-id", "e", env={"HARNESS_POWERCAP_DIR": str(tmp_path / "no-powercap")})
+def test_bench_records_every_source_or_why_it_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_POWERCAP_DIR", str(tmp_path / "no-powercap"))
+    result = run_cli(capsys, "bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "e")
     assert result.returncode in (0, 1), result.stderr
     record = json.loads((tmp_path / "e" / "records.jsonl").read_text().splitlines()[0])
     assert set(record["energy"]["sources"]) == {"rapl", "nvml", "jetson_rails"}
     assert all("missing" in reading for reading in record["energy"]["sources"].values())
-    off = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+    off = run_cli(capsys, "bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
                   str(tmp_path), "--run-id", "off", "--energy", "off")
     assert off.returncode in (0, 1), off.stderr
     assert json.loads((tmp_path / "off" / "records.jsonl").read_text().splitlines()[0])["energy"]["skipped"] == \
@@ -195,42 +195,42 @@ def _energy_run(tmp_path: Path) -> Path:
         _with_energy(record("mobilenet_v2", "ort", 1, 50.0, 840_000_000), None, 6.0)])  # within the idle noise
 
 
-def test_reports_show_images_per_joule_beside_images_per_second(tmp_path):
+def test_reports_show_images_per_joule_beside_images_per_second(tmp_path, capsys):
     run = _energy_run(tmp_path)
-    result = harness("report", str(run), "--out", str(tmp_path / "report"), "--quiet")
+    result = run_cli(capsys, "report", str(run), "--out", str(tmp_path / "report"), "--quiet")
     assert result.returncode == 0, result.stderr
     tables = (tmp_path / "report" / "tables.md").read_text()
     assert "### Energy — images/J and images/s (rapl)" in tables
     assert "| 4.0 \\| 100.0 |" in tables and "| 0.5 \\| 25.0 |" in tables and "| ≈ idle \\| 50.0 |" in tables
-    shown = harness("show", str(run), "--show", "energy")
+    shown = run_cli(capsys, "show", str(run), "--show", "energy")
     assert "4.0 img/J (20.0 W)" in shown.stdout and "≈ idle (6.0 W)" in shown.stdout, shown.stderr
-    summary = json.loads(harness("show", str(run), "--json").stdout)
+    summary = json.loads(run_cli(capsys, "show", str(run), "--json").stdout)
     assert {s["model"]: s["energy"]["rapl"]["average_watts"] for s in summary}["resnet50"] == 45.0
 
 
-def test_best_under_a_power_budget(tmp_path):
+def test_best_under_a_power_budget(tmp_path, capsys):
     run = _energy_run(tmp_path)
-    assert json.loads(harness("best", str(run), "--json").stdout)["best"]["model"] == "vgg16"
-    budget = json.loads(harness("best", str(run), "--max-watts", "30", "--json").stdout)
+    assert json.loads(run_cli(capsys, "best", str(run), "--json").stdout)["best"]["model"] == "vgg16"
+    budget = json.loads(run_cli(capsys, "best", str(run), "--max-watts", "30", "--json").stdout)
     assert budget["best"]["model"] == "mobilenet_v2"  # 6 W: vgg16 (50 W) and resnet50 (45 W) draw too much
-    assert json.loads(harness("best", str(run), "--max-watts", "5", "--json").stdout)["best"] is None
-    assert "bad --max-watts" in harness("best", str(run), "--max-watts", "-3").stderr
+    assert json.loads(run_cli(capsys, "best", str(run), "--max-watts", "5", "--json").stdout)["best"] is None
+    assert "bad --max-watts" in run_cli(capsys, "best", str(run), "--max-watts", "-3").stderr
 
 
-def test_a_power_budget_over_runs_without_power_readings_says_why(tmp_path):
+def test_a_power_budget_over_runs_without_power_readings_says_why(tmp_path, capsys):
     from tests.report_fixtures import record, write_run
-    from tests.test_cli import _one_error_line
+    from tests.helpers import one_error_line
 
     off = record("resnet50", "ort", 1, 25.0, 1_170_000_000)
     off["energy"] = {"sources": {}, "pass": None, "skipped": "--energy off"}
     unreadable = record("vgg16", "ort", 1, 10.0, 2_000_000_000)
     unreadable["energy"] = {"sources": {"rapl": {"missing": "no /sys/class/powercap"}}, "pass": None}
     write_run(tmp_path / "run", [off, unreadable])
-    line = _one_error_line(harness("best", str(tmp_path / "run"), "--max-watts", "30"))
+    line = one_error_line(run_cli(capsys, "best", str(tmp_path / "run"), "--max-watts", "30"))
     assert "--max-watts 30: none of the 2 cells in scope has a power reading" in line
     assert "energy pass skipped (--energy off)" in line and "rapl: no /sys/class/powercap" in line
     assert "measure them with `python -m harness bench --energy on`" in line
-    assert harness("best", str(tmp_path / "run")).returncode == 0  # without the budget, a pick as before
+    assert run_cli(capsys, "best", str(tmp_path / "run")).returncode == 0  # without the budget, a pick as before
 
 
 def test_a_counter_that_breaks_mid_pass_leaves_the_cell_and_says_why(tmp_path, monkeypatch):
@@ -284,11 +284,12 @@ def test_a_broken_wrap_range_makes_rapl_missing_with_the_reason(tmp_path, monkey
     assert rapl.reason is not None and said in rapl.reason and "max_energy_range_uj" in rapl.reason
 
 
-def test_a_cell_on_a_broken_rapl_tree_keeps_its_timing(tmp_path):
+def test_a_cell_on_a_broken_rapl_tree_keeps_its_timing(tmp_path, capsys, monkeypatch):
     tree = _powercap(tmp_path / "powercap", {"package-0": 1_000_000})
     (tree / "intel-rapl:0" / "max_energy_range_uj").write_text("garbage\n")
-    result = harness("bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
-                     str(tmp_path), "--run-id", "e", env={"HARNESS_POWERCAP_DIR": str(tree)})
+    monkeypatch.setenv("HARNESS_POWERCAP_DIR", str(tree))
+    result = run_cli(capsys, "bench", "--runtime", "null", "--models", "squeezenet1_1", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "e")
     assert result.returncode in (0, 1), result.stderr
     record = json.loads((tmp_path / "e" / "records.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok" and record["timing"]["host"]["samples"] > 0

@@ -8,9 +8,8 @@ from harness.reports import data
 from harness.reports.best import Constraints, best, ranked
 from harness.reports.fastest import model_speeds, wins_by_family
 from harness.reports.report import write_report
-from tests.report_fixtures import cpu_records, record, write_run
-from tests.test_cli import harness
-from tests.test_int8 import _accuracy_record
+from tests.report_fixtures import accuracy_record, cpu_records, record, write_run
+from tests.helpers import run_cli
 
 DEVICE = "CPU Test CPU (box)"
 
@@ -53,8 +52,8 @@ def test_a_model_without_the_torch_reference_has_times_but_no_speedup(tmp_path):
 
 
 def test_report_writes_the_fastest_runtime_table_and_chart(tmp_path):
-    rows = _four_runtimes() + [_accuracy_record("resnet50", "ov", "fp32", 76.0),
-                               _accuracy_record("resnet50", "ov", "bf16", 75.8)]
+    rows = _four_runtimes() + [accuracy_record("resnet50", "ov", "fp32", 76.0),
+                               accuracy_record("resnet50", "ov", "bf16", 75.8)]
     report = write_report(data.load([write_run(tmp_path / "run", rows)]), tmp_path / "out", "runtimes")
     tables = (tmp_path / "out" / "tables.md").read_text()
     heading = f"### Fastest runtime per model on {DEVICE}, batch 1"
@@ -82,16 +81,16 @@ def test_best_ranks_lower_precisions_only_on_their_own_measured_top1(tmp_path):
     assert (pick.model, pick.runtime, pick.precision) == ("vgg16", "ov", "bf16")
     # with its own measured top-1, bf16 competes: vgg16 reaches 25 images/s only at bf16 (30; ort fp32 gives 20)
     assert best(dataset.points, Constraints(min_fps=25)).model == "resnet50"
-    rows = _four_runtimes() + [_accuracy_record("vgg16", "ov", "bf16", 79.9)]
+    rows = _four_runtimes() + [accuracy_record("vgg16", "ov", "bf16", 79.9)]
     pick = best(data.load([write_run(tmp_path / "measured", rows)]).points, Constraints(min_fps=25))
     assert (pick.model, pick.runtime, pick.precision, pick.accuracy.top1) == ("vgg16", "ov", "bf16", 79.9)
 
 
-def test_best_on_the_command_line_says_which_cells_it_left_out(tmp_path):
+def test_best_on_the_command_line_says_which_cells_it_left_out(tmp_path, capsys):
     run = write_run(tmp_path / "run", _four_runtimes())
-    result = harness("best", str(run), "--min-fps", "60")
+    result = run_cli(capsys, "best", str(run), "--min-fps", "60")
     assert result.returncode == 0, result.stderr
     assert "5 bf16 cells left out: their top-1 is not measured" in " ".join(result.stdout.split())
     assert "--precision bf16" in result.stdout
-    chosen = json.loads(harness("best", str(run), "--min-fps", "60", "--precision", "bf16", "--json").stdout)
+    chosen = json.loads(run_cli(capsys, "best", str(run), "--min-fps", "60", "--precision", "bf16", "--json").stdout)
     assert chosen["best"]["precision"] == "bf16" and chosen["left_out"] == ""

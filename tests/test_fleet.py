@@ -23,10 +23,7 @@ from harness.records import read_records
 from harness.sweep.planning import Cell
 from harness.sweep.runs import finished_cell_ids
 from tests import onnx_graphs
-from tests.test_accuracy import ESPRESSO, TIGER_CAT, lite0_weights, photos  # noqa: F401 - fixtures
-from tests.test_bundles import BOARD_ENV, WITH_TRT
-from tests.test_on_device import BOARDS
-from tests.test_cli import _one_error_line, harness
+from tests.helpers import BOARDS, BOARD_ENV, ESPRESSO, TIGER_CAT, WITH_TRT, harness, one_error_line, run_cli
 
 try:
     import ray
@@ -120,20 +117,23 @@ def test_a_lost_cell_runs_again_on_resume(tmp_path):
     assert finished_cell_ids(tmp_path) == {"m|null|fp32|bs2|cpu@a"}
 
 
-def test_fleet_mistakes_get_one_line():
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu,cuda:0"))
+def test_fleet_mistakes_get_one_line(capsys):
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--device",
+                                  "cpu,cuda:0"))
     assert "need --executor ray" in line
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-address", "x:1"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-address",
+                                  "x:1"))
     assert "--ray-address is for --executor ray" in line
-    line = _one_error_line(harness("node"))
+    line = one_error_line(run_cli(capsys, "node"))
     assert "--ray-address HEAD:PORT to join it, or --head" in line
-    line = _one_error_line(harness("node", "--head", "--devices", "cpu,gpu", "--dry-run"))
+    line = one_error_line(run_cli(capsys, "node", "--head", "--devices", "cpu,gpu", "--dry-run"))
     assert "unknown device 'gpu'" in line
-    line = _one_error_line(harness("node", "--head", "--port", "70000", "--dry-run"))
+    line = one_error_line(run_cli(capsys, "node", "--head", "--port", "70000", "--dry-run"))
     assert "--port 70000: give a TCP port from 1 to 65535" in line
     # 'cpu@' read as 'cpu' (any node) would run a pinned plan anywhere: refused before the fleet is asked
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
-                                   "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
+                                  "ray",
+                                  "--device", "cpu@", "--ray-address", f"127.0.0.1:{_closed_port()}"))
     assert "--device cpu@: name the node after '@'" in line
 
 
@@ -199,15 +199,15 @@ def test_a_wrong_ray_address_is_one_line_within_the_bound():
     dead = f"127.0.0.1:{_closed_port()}"
     plan = ("--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu", "--executor", "ray")
     result, took_s = _fleet_command("bench", *plan, "--ray-address", dead)
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert f"no Ray cluster at {dead}" in line and "connection refused" in line and "--ray-address" in line
     assert took_s < 30
     for command in (("node", "--list", "--ray-address", dead), ("node", "--ray-address", dead, "--devices", "cpu")):
         result, took_s = _fleet_command(*command)  # listing the fleet, or joining it (`ray start` retries too)
-        assert f"no Ray cluster at {dead}" in _one_error_line(result) and took_s < 30
+        assert f"no Ray cluster at {dead}" in one_error_line(result) and took_s < 30
     # no address: the one Ray finds ($RAY_ADDRESS here; else the cluster last started here, perhaps long gone)
     result, took_s = _fleet_command("bench", *plan, env={"RAY_ADDRESS": dead})
-    assert f"no Ray cluster at {dead} ($RAY_ADDRESS)" in _one_error_line(result) and took_s < 30
+    assert f"no Ray cluster at {dead} ($RAY_ADDRESS)" in one_error_line(result) and took_s < 30
 
 
 @needs_ray
@@ -220,22 +220,24 @@ def test_an_address_that_accepts_but_is_no_ray_head_fails_at_the_timeout():
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         result, took_s = _fleet_command("bench", "--models", "squeezenet1_1", "--runtime", "null", "--device", "cpu",
                                         "--executor", "ray", "--ray-address", address, "--ray-timeout", "3")
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert f"no Ray cluster at {address}" in line and "no Ray head answered within 3 s" in line
     assert took_s < 20
 
 
-def test_ray_timeout_is_checked_and_is_for_the_ray_executor():
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout", "5"))
+def test_ray_timeout_is_checked_and_is_for_the_ray_executor(capsys):
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--ray-timeout",
+                                  "5"))
     assert "--ray-timeout is for --executor ray" in line
-    line = _one_error_line(harness("node", "--list", "--ray-timeout", "0"))
+    line = one_error_line(run_cli(capsys, "node", "--list", "--ray-timeout", "0"))
     assert "bad --ray-timeout 0" in line
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor", "ray",
-                                   "--ray-address", "head-without-port"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "null", "--executor",
+                                  "ray",
+                                  "--ray-address", "head-without-port"))
     assert "give the head's HOST:PORT" in line
 
 
-def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
+def test_a_fleets_driver_plans_runtimes_it_has_not_installed(capsys):
     """The driver needs a runtime's class (what it consumes, whether it builds engines), not its library: a
     laptop without TensorRT drives a Jetson's trt cells; each node's cells say if the library is missing."""
     from runtimes import RuntimeUnavailable, runtime_class
@@ -248,7 +250,7 @@ def test_a_fleets_driver_plans_runtimes_it_has_not_installed():
     with pytest.raises(RuntimeUnavailable, match="TensorRT"):
         runtime_class("trt")
     assert runtime_class("trt", installed_here=False).builds_engine
-    line = _one_error_line(harness("bench", "--runtime", "trt", "--models", "squeezenet1_1", "--device", "cuda"))
+    line = one_error_line(run_cli(capsys, "bench", "--runtime", "trt", "--models", "squeezenet1_1", "--device", "cuda"))
     assert "needs TensorRT" in line  # on this machine (the local executor) it must be installed
 
 
@@ -342,16 +344,16 @@ def test_a_cell_pinned_to_a_node_that_dies_is_lost_in_bounded_time_and_the_sweep
     assert took_s < 10
 
 
-def test_a_node_refuses_to_offer_a_device_it_does_not_have():
+def test_a_node_refuses_to_offer_a_device_it_does_not_have(capsys):
     """A node that advertised cuda:99 on a CPU-only machine drew GPU cells that could never run there."""
     for devices, why in (("cpu,cuda:99", "(no CUDA device is visible here)"), ("dla:0", "(it is not a Jetson)"),
                          ("intel-gpu:3", "")):
-        line = _one_error_line(harness("node", "--head", "--devices", devices, "--dry-run"))
+        line = one_error_line(run_cli(capsys, "node", "--head", "--devices", devices, "--dry-run"))
         assert f"this machine has no {devices.split(',')[-1]} {why}" in line, line
     board = {**BOARD_ENV, "TRT_DOUBLE_DRIVER_DEVICES": "1", "HARNESS_JETSON_ROOT": str(BOARDS / "xavier-nx")}
-    line = _one_error_line(harness("node", "--head", "--devices", "cuda:1", "--dry-run", env=board))
+    line = one_error_line(harness("node", "--head", "--devices", "cuda:1", "--dry-run", env=board))
     assert "this machine has no cuda:1 (the CUDA driver sees cuda:0)" in line
-    line = _one_error_line(harness("node", "--head", "--devices", "dla:2", "--dry-run", env=board))
+    line = one_error_line(harness("node", "--head", "--devices", "dla:2", "--dry-run", env=board))
     assert "this machine has no dla:2 (its module has 2 DLA core(s))" in line
     found = harness("node", "--head", "--devices", "cuda,dla:1", "--dry-run", env=board)
     assert found.returncode == 0 and "offers cuda:0, dla:1" in found.stdout, found.stderr
@@ -506,7 +508,7 @@ def test_verify_on_a_fleet_carries_the_reference_outputs_to_the_compared_cells(f
 
 @pytest.mark.slow
 @needs_ray
-def test_accuracy_on_a_fleet_carries_the_crops_and_the_weights_file(fleet, lite0_weights, photos):  # noqa: F811
+def test_accuracy_on_a_fleet_carries_the_crops_and_the_weights_file(fleet, lite0_weights, photos):
     """Real ImageNet weights and photographs: each node's cells read the crops decoded on the driver and the
     user's weights file, both carried and checked by hash; the figures match across nodes."""
     data = fleet.root / "val"
@@ -593,16 +595,6 @@ def test_ctrl_c_cancels_the_fleets_cells_and_keeps_finished_records(fleet):
 
 
 @pytest.fixture(scope="module")
-def board_bundle(fleet) -> Path:
-    folder = fleet.root / "bundle"
-    result = subprocess.run([sys.executable, "-m", "harness", "export", "--bundle", str(folder), "--models",
-                             "squeezenet1_1", "--precision", "fp32", "--profile", "jetson-orin-nano"],
-                            cwd=ROOT, env=_env(fleet), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder
-
-
-@pytest.fixture(scope="module")
 def gpu_nodes(fleet) -> LocalFleet:
     fleet.add("orin", ("cuda:0",), {**WITH_TRT, "HARNESS_JETSON_ROOT": str(BOARDS / "orin-nano")})
     fleet.add("ws", ("cuda:0",), WITH_TRT)
@@ -651,14 +643,14 @@ def test_check_on_device_on_a_fleet_reads_the_board_and_measures_there(gpu_nodes
         assert record["cell"]["runtime"] == "trt" and record["cell"]["precision"] == "fp16"
     assert timed["jetson"]["after"]["module"] == "NVIDIA Jetson Orin Nano Developer Kit"
     assert (fleet.root / "runs" / "od" / "env-orin.json").is_file()
-    not_a_board = _one_error_line(subprocess.run([*check, "--device", "cuda@ws"], cwd=ROOT, env=_env(fleet),
-                                                 capture_output=True, text=True, timeout=300))
+    not_a_board = one_error_line(subprocess.run([*check, "--device", "cuda@ws"], cwd=ROOT, env=_env(fleet),
+                                                capture_output=True, text=True, timeout=300))
     assert "node ws is not a Jetson" in not_a_board
-    which = _one_error_line(subprocess.run([*check, "--device", "cuda"], cwd=ROOT, env=_env(fleet),
-                                           capture_output=True, text=True, timeout=300))
+    which = one_error_line(subprocess.run([*check, "--device", "cuda"], cwd=ROOT, env=_env(fleet),
+                                          capture_output=True, text=True, timeout=300))
     assert "2 nodes offer it (orin, ws)" in which and "--device cuda:0@orin" in which
-    cpu = _one_error_line(subprocess.run([*check, "--device", "cpu@a"], cwd=ROOT, env=_env(fleet),
-                                         capture_output=True, text=True, timeout=300))
+    cpu = one_error_line(subprocess.run([*check, "--device", "cpu@a"], cwd=ROOT, env=_env(fleet),
+                                        capture_output=True, text=True, timeout=300))
     assert "is a jetson profile, checked on cuda, cuda:N or dla:N" in cpu
 
 

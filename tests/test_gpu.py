@@ -9,7 +9,7 @@ import importlib.util
 import pytest
 
 from harness.records import read_records
-from tests.test_cli import harness
+from tests.helpers import harness
 
 pytestmark = pytest.mark.gpu
 

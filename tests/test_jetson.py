@@ -159,15 +159,16 @@ def test_clock_changes_make_a_list():
     assert jetson.clock_changes(before, before) == []
 
 
-def test_a_cell_on_a_board_records_its_facts_and_is_invalid_when_throttling(tmp_path):
+def test_a_cell_on_a_board_records_its_facts_and_is_invalid_when_throttling(tmp_path, capsys, monkeypatch):
     """A whole cell (the null runtime) with the worker reading a fixture board: the record carries the board's
     facts before and after, unified memory from its meminfo, and the thermal verdict."""
     import json
 
-    from tests.test_cli import harness
+    from tests.helpers import run_cli
 
-    result = harness("bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1", "--out",
-                     str(tmp_path), "--run-id", "r", env={jetson.ROOT_ENV: str(BOARDS / "xavier-nx")})
+    monkeypatch.setenv(jetson.ROOT_ENV, str(BOARDS / "xavier-nx"))
+    result = run_cli(capsys, "bench", "--runtime", "null", "--models", "resnet18", "--batch-sizes", "1", "--out",
+                     str(tmp_path), "--run-id", "r")
     assert result.returncode == 0, result.stdout + result.stderr
     (record,) = [json.loads(line) for line in (tmp_path / "r" / "records.jsonl").read_text().splitlines()]
     assert record["jetson"]["after"]["module"] == "NVIDIA Jetson Xavier NX Developer Kit"

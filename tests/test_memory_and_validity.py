@@ -72,10 +72,10 @@ def test_memory_cap_records_oom_and_skips_larger_batches(tmp_path, catalogue):
     assert [(r["cell"]["batch_size"], r["status"]) for r in more] == [(64, "skipped")]
 
 
-def test_cli_memory_cap_on_a_real_model(tmp_path):
-    from tests.test_cli import harness
+def test_cli_memory_cap_on_a_real_model(tmp_path, capsys):
+    from tests.helpers import run_cli
 
-    result = harness("bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1,64,128",
+    result = run_cli(capsys, "bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1,64,128",
                      "--max-memory", "1GB", "--out", str(tmp_path), "--show", "memory")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "oom" in result.stdout and "skipped" in result.stdout and "host_rss" in result.stdout

@@ -10,20 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_bundles import WITH_TRT
-from tests.test_cli import ROOT, _one_error_line, harness
-from tests.test_tensorrt import doubles, trt_cli  # noqa: F401 - fixtures
-
-BOARDS = ROOT / "tests" / "fixtures" / "jetson"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bundles") / "b"
-    result = harness("export", "--bundle", str(folder), "--models", "squeezenet1_1", "--precision", "fp32",
-                     "--profile", "jetson-orin-nano")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return folder
+from tests.helpers import BOARDS, ROOT, WITH_TRT, harness, one_error_line, run_cli
 
 
 def _profile(tmp_path: Path, **changes) -> Path:
@@ -42,8 +29,8 @@ def _on_board(board: str) -> dict[str, str]:
     return {**WITH_TRT, "HARNESS_JETSON_ROOT": str(BOARDS / board)}
 
 
-def test_on_device_passes_and_writes_ordinary_runs(bundle, tmp_path):
-    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
+def test_on_device_passes_and_writes_ordinary_runs(board_bundle, tmp_path, capsys):
+    result = harness("check", "--on-device", "--bundle", str(board_bundle), "--profile", str(_profile(tmp_path)),
                      "--out", str(tmp_path / "runs"), "--run-id", "od", "--json", env=_on_board("orin-nano"))
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout)  # stdout is the JSON alone
@@ -55,12 +42,12 @@ def test_on_device_passes_and_writes_ordinary_runs(bundle, tmp_path):
     bench = [json.loads(line) for line in (tmp_path / "runs" / "od" / "records.jsonl").read_text().splitlines()]
     assert bench[0]["cell"]["runtime"] == "trt" and bench[0]["cell"]["precision"] == "fp16"
     assert bench[0]["jetson"]["after"]["module"] == "NVIDIA Jetson Orin Nano Developer Kit"
-    report = harness("report", str(tmp_path / "runs" / "od"), "--out", str(tmp_path / "report"), "--quiet")
+    report = run_cli(capsys, "report", str(tmp_path / "runs" / "od"), "--out", str(tmp_path / "report"), "--quiet")
     assert report.returncode == 0, report.stderr  # the records serve report like any run's
 
 
-def test_on_device_fails_a_budget_and_warns_about_the_power_mode(bundle, tmp_path):
-    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile",
+def test_on_device_fails_a_budget_and_warns_about_the_power_mode(board_bundle, tmp_path):
+    result = harness("check", "--on-device", "--bundle", str(board_bundle), "--profile",
                      str(_profile(tmp_path, memory_budget="100MB", power_mode="MODE_20W_6CORE")),
                      "--out", str(tmp_path / "runs"), env=_on_board("xavier-nx"))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -68,24 +55,24 @@ def test_on_device_fails_a_budget_and_warns_about_the_power_mode(bundle, tmp_pat
     assert "0/1 models ready" in result.stdout and "FAIL" in result.stdout
 
 
-def test_on_device_refuses_off_a_jetson_unless_the_profile_is_not_one(bundle, tmp_path):
-    line = _one_error_line(harness("check", "--on-device", "--bundle", str(bundle), "--profile", "jetson-orin-nano",
-                                   env=WITH_TRT))
+def test_on_device_refuses_off_a_jetson_unless_the_profile_is_not_one(board_bundle, tmp_path, capsys):
+    line = one_error_line(harness("check", "--on-device", "--bundle", str(board_bundle), "--profile",
+                                  "jetson-orin-nano", env=WITH_TRT))
     assert "this machine is not a Jetson" in line and "kind cuda or cpu" in line
-    workstation = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation",
+    workstation = harness("check", "--on-device", "--bundle", str(board_bundle), "--profile", "workstation",
                           "--out", str(tmp_path / "runs"), env=WITH_TRT)
     assert "memory" in workstation.stdout and "numerics" in workstation.stdout, workstation.stderr
-    assert "--on-device measures a bundle" in _one_error_line(harness("check", "--on-device", "--profile",
-                                                                      "workstation"))
-    assert "add --on-device" in _one_error_line(harness("check", "--profile", "workstation", "--bundle",
-                                                        str(bundle)))
+    assert "--on-device measures a bundle" in one_error_line(run_cli(capsys, "check", "--on-device", "--profile",
+                                                                     "workstation"))
+    assert "add --on-device" in one_error_line(run_cli(capsys, "check", "--profile", "workstation", "--bundle",
+                                                        str(board_bundle)))
 
 
-def test_estimate_mode_says_so(tmp_path):
+def test_estimate_mode_says_so(tmp_path, capsys):
     from tests.report_fixtures import cpu_records, write_run
 
     run = write_run(tmp_path / "run", cpu_records())
-    result = harness("check", "--profile", "workstation", "--models", "squeezenet1_1", str(run))
+    result = run_cli(capsys, "check", "--profile", "workstation", "--models", "squeezenet1_1", str(run))
     assert "mode: estimate" in result.stdout, result.stderr
 
 
@@ -122,11 +109,11 @@ def _board_copy(tmp_path: Path, name: str) -> Path:
     return root
 
 
-def test_pin_clocks_pins_for_the_check_and_restores_after(bundle, tmp_path):
+def test_pin_clocks_pins_for_the_check_and_restores_after(board_bundle, tmp_path):
     root = _board_copy(tmp_path, "xavier-nx")
     gpu_min = root / "sys/class/devfreq/17000000.gv11b/min_freq"
     before = gpu_min.read_text()
-    result = harness("check", "--on-device", "--pin-clocks", "--bundle", str(bundle), "--profile",
+    result = harness("check", "--on-device", "--pin-clocks", "--bundle", str(board_bundle), "--profile",
                      str(_profile(tmp_path)), "--out", str(tmp_path / "runs"), "--run-id", "p", "--json",
                      env={**WITH_TRT, "HARNESS_JETSON_ROOT": str(root)})
     assert result.returncode in (0, 1), result.stdout + result.stderr
@@ -139,11 +126,11 @@ def test_pin_clocks_pins_for_the_check_and_restores_after(bundle, tmp_path):
     assert gpu_min.read_text() == before, "the board's own clock settings are back"
 
 
-def test_pin_clocks_refused_where_it_cannot_run(bundle, tmp_path, monkeypatch, trt_cli):
+def test_pin_clocks_refused_where_it_cannot_run(board_bundle, tmp_path, monkeypatch, trt_cli, capsys):
     from harness.cli import on_device
 
     root = _board_copy(tmp_path, "xavier-nx")
-    args = ("check", "--on-device", "--pin-clocks", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)),
+    args = ("check", "--on-device", "--pin-clocks", "--bundle", str(board_bundle), "--profile", str(_profile(tmp_path)),
             "--out", str(tmp_path / "runs"))
     monkeypatch.setattr(on_device, "_is_root", lambda: False)
     code, out, err = trt_cli(*args, HARNESS_JETSON_ROOT=str(root))
@@ -152,8 +139,8 @@ def test_pin_clocks_refused_where_it_cannot_run(bundle, tmp_path, monkeypatch, t
     (root / "usr" / "bin" / "jetson_clocks").unlink()
     code, out, err = trt_cli(*args, HARNESS_JETSON_ROOT=str(root))
     assert code == 2 and "no /usr/bin/jetson_clocks on this board" in err, out + err
-    assert "--pin-clocks applies to measuring: add --on-device" in _one_error_line(
-        harness("check", "--profile", "workstation", "--models", "resnet18", "--pin-clocks"))
+    assert "--pin-clocks applies to measuring: add --on-device" in one_error_line(
+        run_cli(capsys, "check", "--profile", "workstation", "--models", "resnet18", "--pin-clocks"))
 
 
 def test_a_board_of_another_module_is_refused_and_its_own_tensorrt_decides(tmp_path):
@@ -194,11 +181,12 @@ def test_a_sustained_run_is_judged_on_its_steady_state():
     assert _measured_speed(profile, record).figure.startswith("33.3 images/s")
 
 
-def test_sustained_needs_on_device_and_a_sensible_duration(bundle):
-    assert "--sustained applies to measuring: add --on-device" in _one_error_line(
-        harness("check", "--profile", "workstation", "--models", "resnet18", "--sustained", "60"))
-    assert "bad --sustained 5: give seconds from 10 to 86400" in _one_error_line(
-        harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--sustained", "5"))
+def test_sustained_needs_on_device_and_a_sensible_duration(board_bundle, capsys):
+    assert "--sustained applies to measuring: add --on-device" in one_error_line(
+        run_cli(capsys, "check", "--profile", "workstation", "--models", "resnet18", "--sustained", "60"))
+    assert "bad --sustained 5: give seconds from 10 to 86400" in one_error_line(
+        run_cli(capsys, "check", "--on-device", "--bundle", str(board_bundle), "--profile", "workstation",
+                "--sustained", "5"))
 
 
 NVPMODEL = '''#!{python}
@@ -222,9 +210,9 @@ def _with_nvpmodel(root: Path) -> Path:
     return root
 
 
-def test_power_mode_is_set_for_the_check_and_restored(bundle, tmp_path):
+def test_power_mode_is_set_for_the_check_and_restored(board_bundle, tmp_path):
     root = _with_nvpmodel(_board_copy(tmp_path, "xavier-nx"))
-    result = harness("check", "--on-device", "--power-mode", "profile", "--bundle", str(bundle), "--profile",
+    result = harness("check", "--on-device", "--power-mode", "profile", "--bundle", str(board_bundle), "--profile",
                      str(_profile(tmp_path, power_mode="MODE_20W_6CORE")), "--out", str(tmp_path / "runs"),
                      "--run-id", "pm", env={**WITH_TRT, "HARNESS_JETSON_ROOT": str(root)})
     assert result.returncode in (0, 1), result.stdout + result.stderr
@@ -236,11 +224,11 @@ def test_power_mode_is_set_for_the_check_and_restored(bundle, tmp_path):
     assert (root / "var/lib/nvpmodel/status").read_text().startswith("pmode:0002"), "the board's own mode is back"
 
 
-def test_power_mode_mistakes_are_one_line(bundle, tmp_path, monkeypatch, trt_cli):
+def test_power_mode_mistakes_are_one_line(board_bundle, tmp_path, monkeypatch, trt_cli):
     from harness.cli import on_device
 
     root = _with_nvpmodel(_board_copy(tmp_path, "xavier-nx"))
-    args = ("check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)), "--out",
+    args = ("check", "--on-device", "--bundle", str(board_bundle), "--profile", str(_profile(tmp_path)), "--out",
             str(tmp_path / "runs"))
     code, out, err = trt_cli(*args, "--power-mode", "TURBO", HARNESS_JETSON_ROOT=str(root))
     assert code == 2 and "--power-mode TURBO: this board's nvpmodel has MODE_15W_2CORE" in err, out + err
@@ -312,13 +300,14 @@ def test_a_runtime_that_cannot_run_here_judges_nothing(error_type, error):
     assert {c.name: c.verdict for c in check.criteria}["opset/ops"] == FAIL
 
 
-def test_on_device_with_a_runtime_that_cannot_reach_the_gpu_says_unknown(bundle, tmp_path):
+def test_on_device_with_a_runtime_that_cannot_reach_the_gpu_says_unknown(board_bundle, tmp_path):
     """ort without a CUDA execution provider, checked on a GPU profile: UNKNOWN with the reason, exit 1."""
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime reaches a GPU")
-    result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", "workstation", "--runtime", "ort",
+    result = harness("check", "--on-device", "--bundle", str(board_bundle), "--profile", "workstation", "--runtime",
+                     "ort",
                      "--precision", "fp32", "--out", str(tmp_path / "runs"), "--json", env=WITH_TRT)
     assert result.returncode == 1, result.stdout + result.stderr
     criteria = json.loads(result.stdout)["checks"][0]["criteria"]
@@ -328,7 +317,8 @@ def test_on_device_with_a_runtime_that_cannot_reach_the_gpu_says_unknown(bundle,
 
 @pytest.mark.parametrize("stop, code, says", [(KeyboardInterrupt, 130, "to go on: "),
                                               (None, 1, "make room, then run: ")])
-def test_a_check_cut_short_names_the_command_that_goes_on(bundle, tmp_path, monkeypatch, trt_cli, stop, code, says):
+def test_a_check_cut_short_names_the_command_that_goes_on(board_bundle, tmp_path, monkeypatch, trt_cli, stop, code,
+                                                          says):
     """Ctrl-C or a full disk in check --on-device said nothing (Ctrl-C) or 'resume with: ... --resume ID' (a full
     disk), a flag check does not take, and the same command again started a new run and measured every cell
     anew. Now the line names the command with --run-id, under which the check goes on from its records."""
@@ -341,7 +331,7 @@ def test_a_check_cut_short_names_the_command_that_goes_on(bundle, tmp_path, monk
     def cut_short(self, *args, **kwargs):
         raise stop() if stop else StorageFailed("cannot write in cells/: No space left on device")
 
-    args = ["check", "--on-device", "--bundle", str(bundle), "--profile", str(_profile(tmp_path)), "--out",
+    args = ["check", "--on-device", "--bundle", str(board_bundle), "--profile", str(_profile(tmp_path)), "--out",
             str(tmp_path / "my runs")]
     monkeypatch.setattr(sys, "argv", ["harness", *args])
     monkeypatch.setattr(Sweep, "run", cut_short)

@@ -12,12 +12,10 @@ from harness.records import read_records
 from runtimes import RuntimeUnavailable, create_runtime, runtime_class
 from runtimes.base import BadOption, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
 from runtimes.cpu_features import native_bf16, parse_flags
-from tests.test_cli import _one_error_line, harness
-from tests.test_runtime_contract import (INPUTS, TORCH_ARTIFACT, _importable, _tiny_model,  # noqa: F401 - fixture
-                                         onnx_artifact)
+from tests.helpers import INPUTS, TORCH_ARTIFACT, importable, one_error_line, run_cli, tiny_model
 
 
-needs_ov = pytest.mark.skipif(not _importable("ov"), reason="openvino not installed")
+needs_ov = pytest.mark.skipif(not importable("ov"), reason="openvino not installed")
 CPU_BF16 = native_bf16()
 needs_bf16 = pytest.mark.skipif(CPU_BF16 is None, reason="this CPU does not compute bf16 in hardware")
 
@@ -26,7 +24,7 @@ def _eager_logits(inputs: np.ndarray = INPUTS) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        return _tiny_model().eval()(torch.from_numpy(inputs)).numpy()
+        return tiny_model().eval()(torch.from_numpy(inputs)).numpy()
 
 
 def _infer(name: str, artifact, options: RuntimeOptions, inputs: np.ndarray = INPUTS) -> tuple[np.ndarray, dict]:
@@ -148,7 +146,7 @@ class _BreakingModel:
         class Breaking(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.body = _tiny_model()
+                self.body = tiny_model()
 
             def forward(self, x):
                 x = x * 2
@@ -238,8 +236,8 @@ def test_torch_bf16_autocasts(name):
 
 @pytest.mark.slow
 @needs_ov
-def test_verify_and_bench_ov_and_torch_compile(tmp_path):
-    result = harness("verify", "--models", "squeezenet1_1", "--runtime", "ov,torch-compile", "--precision",
+def test_verify_and_bench_ov_and_torch_compile(tmp_path, capsys):
+    result = run_cli(capsys, "verify", "--models", "squeezenet1_1", "--runtime", "ov,torch-compile", "--precision",
                      "fp32,bf16", "--out", str(tmp_path), "--run-id", "v")
     assert result.returncode == 0, result.stderr + result.stdout
     records = {(r["cell"]["runtime"], r["cell"]["precision"]): r
@@ -252,7 +250,8 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
             assert bf16["status"] == "unsupported"
         else:
             assert bf16["status"] == "ok" and bf16["parity"]["top1_agreement"] == 1.0, bf16
-    result = harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--batch-sizes", "3", "--runtime-option",
+    result = run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ov", "--batch-sizes", "3",
+                     "--runtime-option",
                      "ov.hint=throughput", "--out", str(tmp_path), "--run-id", "b", "--show", "time,cold")
     assert result.returncode == 0, result.stderr + result.stdout
     assert "cold start" in result.stdout and "1 compile(s), input [3,3,224,224]" in result.stdout
@@ -266,14 +265,15 @@ def test_verify_and_bench_ov_and_torch_compile(tmp_path):
     assert 0.0 < timing["device"]["median_ms"] <= timing["host"]["median_ms"]
 
 
-def test_mistakes_with_the_new_runtimes_get_one_line():
-    line = _one_error_line(harness("export", "--models", "squeezenet1_1", "--precision", "bf16"))
+def test_mistakes_with_the_new_runtimes_get_one_line(capsys):
+    line = one_error_line(run_cli(capsys, "export", "--models", "squeezenet1_1", "--precision", "bf16"))
     assert "bf16 has no ONNX file of its own" in line and "--precision fp32" in line
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
-                                   "ov.hint=fast"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--runtime", "ov", "--runtime-option",
+                                  "ov.hint=fast"))
     assert "bad value 'fast' for ov.hint" in line
-    assert "choose from time, memory, energy, cold" in _one_error_line(harness("show", "results", "--show", "warm"))
-    line = _one_error_line(harness("bench", "--models", "squeezenet1_1", "--device", "tpu"))
+    assert "choose from time, memory, energy, cold" in one_error_line(run_cli(capsys, "show", "results", "--show",
+                                                                              "warm"))
+    line = one_error_line(run_cli(capsys, "bench", "--models", "squeezenet1_1", "--device", "tpu"))
     assert "unknown device 'tpu'" in line and "intel-gpu" in line
 
 

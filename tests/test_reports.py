@@ -13,6 +13,7 @@ from harness.reports.check import FAIL, PASS, UNKNOWN, DeviceProfile, check_mode
 from harness.reports.fits import accuracy_speed_front, memory_fits, upper_bound
 from harness.reports.report import write_report
 from harness.reports.tables import best_table, memory_table, time_table, to_csv, to_markdown
+from tests.helpers import one_error_line, run_cli
 from tests.report_fixtures import GPU_ENV, cpu_records, record, write_run
 
 CPU = ("torch", "CPU Test CPU (box)", "fp32")
@@ -239,42 +240,34 @@ def test_write_report_files_and_fits(tmp_path, two_devices):
 
 # ------------------------------------------------------------------ the command line
 
-def _run_cli(*args):
-    from tests.test_cli import harness
-
-    return harness(*args)
-
-
-def test_cli_report_best_and_check(tmp_path, cpu_run):
+def test_cli_report_best_and_check(tmp_path, cpu_run, capsys):
     out = tmp_path / "report"
-    result = _run_cli("report", str(cpu_run), "--out", str(out))
+    result = run_cli(capsys, "report", str(cpu_run), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "Table 3" in result.stdout and f"HTML report: {(out / 'report.html').resolve()}" in result.stdout
     assert (out / "tables.md").is_file() and any((out / "figures").glob("fig4-*.svg"))
 
-    result = _run_cli("best", str(cpu_run), "--max-memory", "1.0GB", "--min-fps", "30")
+    result = run_cli(capsys, "best", str(cpu_run), "--max-memory", "1.0GB", "--min-fps", "30")
     assert result.returncode == 0, result.stderr
     best_block = result.stdout.split("Best model")[1].split("Next best")[0]
     assert "Mobilenet_v2" in best_block and "70.00 (pub.)" in best_block
-    assert _run_cli("best", str(cpu_run), "--max-memory", "100MB").returncode == 1  # nothing fits: exit 1
+    assert run_cli(capsys, "best", str(cpu_run), "--max-memory", "100MB").returncode == 1  # nothing fits: exit 1
 
-    result = _run_cli("check", str(cpu_run), "--profile", "workstation", "--models", "squeezenet1_1")
+    result = run_cli(capsys, "check", str(cpu_run), "--profile", "workstation", "--models", "squeezenet1_1")
     assert result.returncode == 1 and "UNKNOWN" in result.stdout  # no GPU records: not ready
     profile = tmp_path / "box.yaml"
     profile.write_text("name: Test box\nkind: cpu\ndevice_match: [Test CPU]\nmemory_total: 4GB\n"
                        "memory_budget: 1GB\ntargets: {batch_size: 1, min_fps: 30}\n")
-    result = _run_cli("check", str(cpu_run), "--profile", str(profile), "--models", "squeezenet1_1")
+    result = run_cli(capsys, "check", str(cpu_run), "--profile", str(profile), "--models", "squeezenet1_1")
     assert result.returncode == 0 and "1/1 models ready" in result.stdout
-    result = _run_cli("check", str(cpu_run), "--profile", str(profile), "--models", "squeezenet1_1,vgg16")
+    result = run_cli(capsys, "check", str(cpu_run), "--profile", str(profile), "--models", "squeezenet1_1,vgg16")
     assert result.returncode == 1 and "1/2 models ready" in result.stdout
 
 
-def test_cli_report_errors_are_one_line(tmp_path):
-    from tests.test_cli import _one_error_line
-
-    assert "no such run folder" in _one_error_line(_run_cli("report", str(tmp_path / "nope")))
-    assert "unknown profile" in _one_error_line(_run_cli("check", "--profile", "toaster", "--models", "resnet18"))
-    assert "bad size" in _one_error_line(_run_cli("best", str(tmp_path), "--max-memory", "lots"))
+def test_cli_report_errors_are_one_line(tmp_path, capsys):
+    assert "no such run folder" in one_error_line(run_cli(capsys, "report", str(tmp_path / "nope")))
+    assert "unknown profile" in one_error_line(run_cli(capsys, "check", "--profile", "toaster", "--models", "resnet18"))
+    assert "bad size" in one_error_line(run_cli(capsys, "best", str(tmp_path), "--max-memory", "lots"))
 
 
 # ------------------------------------------------------------------ the HTML page in a real browser

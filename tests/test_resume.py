@@ -13,9 +13,8 @@ import pytest
 
 from harness.records import read_records
 from harness.sweep.planning import plan_cells
-from tests.helpers import noise_images, run_main
 from harness.sweep.runs import RunLock
-from tests.test_cli import ROOT, _one_error_line, harness
+from tests.helpers import ROOT, harness, noise_images, one_error_line, run_cli, run_main
 
 SLOW = "tests.faulty_runtimes:SlowRuntime"
 ARGS = ["bench", "--runtime", SLOW, "--models", "resnet18,alexnet,vgg11", "--batch-sizes", "1,2", "--show", "time"]
@@ -48,7 +47,7 @@ def _cell_ids(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupted_sweep_resumes_without_duplicates_or_gaps(tmp_path, how):
+def test_interrupted_sweep_resumes_without_duplicates_or_gaps(tmp_path, capsys, how):
     records = tmp_path / "r" / "records.jsonl"
     parent = _start(tmp_path, "--run-id", "r")
     _wait_for_records(records, 2)
@@ -61,7 +60,7 @@ def test_interrupted_sweep_resumes_without_duplicates_or_gaps(tmp_path, how):
     assert 2 <= len(kept) < 6 and len(set(kept)) == len(kept)
 
     time.sleep(0.5)  # a child whose parent was killed is killed too (PR_SET_PDEATHSIG); give it a moment
-    resumed = harness(*ARGS, "--out", str(tmp_path), "--resume", "r")
+    resumed = run_cli(capsys, *ARGS, "--out", str(tmp_path), "--resume", "r")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{len(kept)} already recorded in r" in resumed.stdout
     ids = _cell_ids(records)
@@ -70,43 +69,43 @@ def test_interrupted_sweep_resumes_without_duplicates_or_gaps(tmp_path, how):
     assert ids[:len(kept)] == kept  # nothing finished was lost or rewritten
 
 
-def test_resume_last_finds_the_run_of_the_same_plan(tmp_path):
-    first = harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a")
+def test_resume_last_finds_the_run_of_the_same_plan(tmp_path, capsys):
+    first = run_cli(capsys, *ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a")
     assert first.returncode == 0, first.stderr
-    again = harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--resume", "last")
+    again = run_cli(capsys, *ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--resume", "last")
     assert again.returncode == 0 and "1 already recorded in a" in again.stdout
 
 
-def test_resume_with_another_plan_is_refused(tmp_path):
-    assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path), "--run-id", "a").returncode == 0
-    line = _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out", str(tmp_path),
-                                   "--resume", "a"))
-    assert "run a was planned with other" in line
-    assert "no run in" in _one_error_line(harness(*ARGS[:4], "alexnet", "--batch-sizes", "1", "--out",
-                                                  str(tmp_path), "--resume", "last"))
+def test_resume_with_another_plan_is_refused(tmp_path, capsys):
+    def run(*args: str):
+        return run_cli(capsys, *ARGS[:4], *args, "--batch-sizes", "1", "--out", str(tmp_path))
+
+    assert run("resnet18", "--run-id", "a").returncode == 0
+    assert "run a was planned with other" in one_error_line(run("alexnet", "--resume", "a"))
+    assert "no run in" in one_error_line(run("alexnet", "--resume", "last"))
 
 
 @pytest.mark.parametrize("damage", [b"", b"\xeb\xff\x00plan", b"[]"], ids=["empty", "binary", "array"])
-def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, damage):
+def test_a_damaged_plan_is_one_line_and_resume_last_passes_over_it(tmp_path, capsys, damage):
     """plan.json empty, binary or not an object: --resume and --run-id of that run were a JSONDecodeError,
     UnicodeDecodeError or AttributeError traceback; --resume last (which reads every run's plan) too."""
     args = [*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path)]
-    assert harness(*args, "--run-id", "good").returncode == 0
-    assert harness(*args, "--run-id", "bad").returncode == 0
+    assert run_cli(capsys, *args, "--run-id", "good").returncode == 0
+    assert run_cli(capsys, *args, "--run-id", "bad").returncode == 0
     (tmp_path / "bad" / "plan.json").write_bytes(damage)
     for how in (["--resume", "bad"], ["--run-id", "bad"]):
-        line = _one_error_line(harness(*args, *how))
+        line = one_error_line(run_cli(capsys, *args, *how))
         assert "bad/plan.json is damaged" in line and "start a new run" in line, how
-    last = harness(*args, "--resume", "last")
+    last = run_cli(capsys, *args, "--resume", "last")
     assert last.returncode == 0 and "Records: " + str(tmp_path / "good") in last.stdout, last.stderr
 
 
-def test_a_second_writer_is_refused(tmp_path):
+def test_a_second_writer_is_refused(tmp_path, capsys):
     with RunLock(tmp_path / "busy"):
-        line = _one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
-                                       "--run-id", "busy"))
+        line = one_error_line(harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
+                                      "--run-id", "busy"))
     assert f"is being written by pid {os.getpid()}" in line
-    assert harness(*ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
+    assert run_cli(capsys, *ARGS[:4], "resnet18", "--batch-sizes", "1", "--out", str(tmp_path),
                    "--run-id", "busy").returncode == 0  # free again once the holder let go
 
 
@@ -123,15 +122,15 @@ def test_orders():
     assert shuffled == again and sorted(shuffled) != shuffled and len(set(shuffled)) == 20
 
 
-def test_a_torn_last_line_is_repaired_on_resume_and_its_cell_runs_again(tmp_path):
+def test_a_torn_last_line_is_repaired_on_resume_and_its_cell_runs_again(tmp_path, capsys):
     """Before: the next record was glued onto the fragment, the resume said every cell was ok and exited
     0, and a planned cell had no readable record."""
     args = [*ARGS[:2], "null", "--models", "resnet18", "--batch-sizes", "1,2,4", "--out", str(tmp_path)]
-    assert harness(*args, "--run-id", "r").returncode == 0
+    assert run_cli(capsys, *args, "--run-id", "r").returncode == 0
     records = tmp_path / "r" / "records.jsonl"
     lines = records.read_bytes().splitlines(keepends=True)
     records.write_bytes(b"".join(lines[:2]) + lines[2][:100])  # the machine died while writing the third
-    resumed = harness(*args, "--resume", "r")
+    resumed = run_cli(capsys, *args, "--resume", "r")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "torn" in resumed.stderr and "3/3 cells ok" in resumed.stdout
     read = read_records(records)
@@ -139,19 +138,19 @@ def test_a_torn_last_line_is_repaired_on_resume_and_its_cell_runs_again(tmp_path
     assert len(list((tmp_path / "r").glob("records.jsonl.torn-*"))) == 1
 
 
-def test_retry_failed_runs_failed_cells_again(tmp_path):
+def test_retry_failed_runs_failed_cells_again(tmp_path, capsys, monkeypatch):
     args = [*ARGS[:2], "tests.faulty_runtimes:FailsOnceRuntime", "--models", "resnet18", "--batch-sizes", "1",
             "--out", str(tmp_path)]
-    env = {"FAILS_ONCE_MARKER": str(tmp_path / "failed-once")}
-    first = harness(*args, "--run-id", "r", env=env)
+    monkeypatch.setenv("FAILS_ONCE_MARKER", str(tmp_path / "failed-once"))
+    first = run_cli(capsys, *args, "--run-id", "r")
     assert first.returncode == 1 and "error" in first.stdout
-    plain = harness(*args, "--resume", "r", env=env)  # a failure is a result: resume alone keeps it
+    plain = run_cli(capsys, *args, "--resume", "r")  # a failure is a result: resume alone keeps it
     assert plain.returncode == 1 and "1 already recorded" in plain.stdout
-    retried = harness(*args, "--resume", "r", "--retry-failed", env=env)
+    retried = run_cli(capsys, *args, "--resume", "r", "--retry-failed")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     statuses = [r["status"] for r in read_records(tmp_path / "r" / "records.jsonl").records]
     assert statuses == ["error", "ok"]  # both kept; readers take the last
-    shown = harness("show", str(tmp_path / "r"))
+    shown = run_cli(capsys, "show", str(tmp_path / "r"))
     assert shown.returncode == 0 and "error" not in shown.stdout and "img/s" in shown.stdout
 
 
@@ -225,7 +224,7 @@ def test_the_printed_resume_command_is_shell_quoted(argv, kept):
     assert "'cpu@*'" in hint or "cpu@*" not in argv
 
 
-def test_the_printed_resume_command_pastes_into_a_shell_and_resumes(tmp_path):
+def test_the_printed_resume_command_pastes_into_a_shell_and_resumes(tmp_path, capsys):
     """Ctrl-C in a run whose --out has a space and an accent: the 'resume with:' line, split as a shell splits
     it, is the command that resumes the run."""
     import shlex
@@ -240,7 +239,7 @@ def test_the_printed_resume_command_pastes_into_a_shell_and_resumes(tmp_path):
     words = shlex.split(line.removeprefix("resume with: "))
     assert words[:3] == ["python", "-m", "harness"] and words[-2:] == ["--resume", "r"] and str(out) in words
     time.sleep(0.5)
-    resumed = harness(*words[3:])
+    resumed = run_cli(capsys, *words[3:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "already recorded in r" in resumed.stdout and len(_cell_ids(out / "r" / "records.jsonl")) == 6
 

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 
 from runtimes import RUNTIMES, RuntimeUnavailable, create_runtime, runtime_class
-from runtimes.base import ONNX_FILE, OnnxFileArtifact, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
-
-
-def _importable(name: str) -> bool:
-    try:
-        runtime_class(name)
-        return True
-    except RuntimeUnavailable:
-        return False
+from runtimes.base import ONNX_FILE, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration
+from tests.helpers import INPUTS, TORCH_ARTIFACT, importable, tiny_model
 
 
 def _why_not_here(name: str) -> str | None:
@@ -35,28 +28,6 @@ def _why_not_here(name: str) -> str | None:
 RUNTIME_NAMES = [pytest.param(name, marks=pytest.mark.skipif(_why_not_here(name) is not None,
                                                              reason=str(_why_not_here(name))))
                  for name in RUNTIMES]
-
-
-def _tiny_model():
-    import torch
-
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
-                               torch.nn.Flatten(), torch.nn.Linear(4, 1000))
-
-
-TORCH_ARTIFACT = TorchModuleArtifact(name="tiny", build=_tiny_model)
-INPUTS = np.random.default_rng(0).standard_normal((2, 3, 16, 16), dtype=np.float32)
-
-
-@pytest.fixture(scope="module")
-def onnx_artifact(tmp_path_factory) -> OnnxFileArtifact:
-    from exporters.onnx_export import ExportSpec, export
-    from exporters.store import Store
-
-    entry, _ = export(ExportSpec(model="tiny", weights_id="seed0", input_size=16), _tiny_model,
-                      Store(tmp_path_factory.mktemp("onnx")))
-    return OnnxFileArtifact(name="tiny", path=str(entry.path))
 
 
 @pytest.fixture
@@ -152,7 +123,7 @@ def test_torch_outputs_match_the_module():
     logits, info = _infer_once("torch", TORCH_ARTIFACT, RuntimeOptions(threads=1))
     assert info["options"]["threads"] == 1
     with torch.inference_mode():
-        expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
+        expected = tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -199,20 +170,20 @@ def test_plugin_runtime_by_import_path():
         runtime_class("no_such_module_xyz:Runtime")
 
 
-@pytest.mark.skipif(not _importable("ort"), reason="onnxruntime not installed")
+@pytest.mark.skipif(not importable("ort"), reason="onnxruntime not installed")
 def test_ort_matches_torch_and_records_its_settings(onnx_artifact):
     import torch
 
     logits, info = _infer_once("ort", onnx_artifact, RuntimeOptions(threads=1))
     with torch.inference_mode():
-        expected = _tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
+        expected = tiny_model().eval()(torch.from_numpy(INPUTS)).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
     options = info["options"]
     assert options["intra_op_num_threads"] == 1 and options["providers"] == ["CPUExecutionProvider"]
     assert "ENABLE_ALL" in options["graph_optimization_level"]
 
 
-@pytest.mark.skipif(not _importable("ort"), reason="onnxruntime not installed")
+@pytest.mark.skipif(not importable("ort"), reason="onnxruntime not installed")
 def test_ort_without_cuda_provider_is_unsupported_on_cuda():
     import onnxruntime
 
@@ -225,6 +196,6 @@ def test_ort_without_cuda_provider_is_unsupported_on_cuda():
 def test_runtimes_refuse_the_wrong_artifact(onnx_artifact):
     with pytest.raises(UnsupportedConfiguration):
         create_runtime("torch", RuntimeOptions()).load(onnx_artifact)
-    if _importable("ort"):
+    if importable("ort"):
         with pytest.raises(UnsupportedConfiguration):
             create_runtime("ort", RuntimeOptions()).load(TORCH_ARTIFACT)

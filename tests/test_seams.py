@@ -18,42 +18,44 @@ from harness.measure.timing import Policy
 from harness.records import read_records
 from harness.sweep.planning import Cell, plan_cells
 from harness.sweep.sweep import BenchSettings, Sweep, catalogue_subjects
-from tests.test_cli import ROOT, harness
+from tests.helpers import ROOT, harness, run_cli
 
 FAST = Policy(warmup_min_iters=1, warmup_min_s=0.0, warmup_stable_rel=None, min_samples=3, min_duration_s=0.0,
               max_samples=5, max_duration_s=5.0)
 
 
-def _ort_record(tmp_path: Path, cache: Path, run_id: str, extra_env: dict[str, str] | None = None) -> dict:
-    result = harness("bench", "--runtime", "ort", "--models", "squeezenet1_1", "--batch-sizes", "1",
-                     "--process-start", "exec", "--out", str(tmp_path), "--run-id", run_id, "--cache-dir", str(cache),
-                     env=extra_env)
+def _ort_record(capsys: pytest.CaptureFixture[str], tmp_path: Path, cache: Path, run_id: str) -> dict:
+    """One ORT cell of squeezenet1_1 in a new interpreter (exec), the sweep driven from this process."""
+    result = run_cli(capsys, "bench", "--runtime", "ort", "--models", "squeezenet1_1", "--batch-sizes", "1",
+                     "--process-start", "exec", "--out", str(tmp_path), "--run-id", run_id, "--cache-dir", str(cache))
     assert result.returncode == 0, result.stdout + result.stderr
     [record] = read_records(tmp_path / run_id / "records.jsonl").records
     return record
 
 
-def test_an_ort_cell_measures_ort_whether_or_not_its_file_was_cached(tmp_path):
+def test_an_ort_cell_measures_ort_whether_or_not_its_file_was_cached(tmp_path, capsys):
     """Before: the first ORT cell of a model exported the file in its own process, and its RSS baseline
     (1,089 MB) held torch and the model; the next cell's was 75 MB."""
     cache = tmp_path / "cache"
-    cold = _ort_record(tmp_path, cache, "cold")
-    warm = _ort_record(tmp_path, cache, "warm")
+    cold = _ort_record(capsys, tmp_path, cache, "cold")
+    warm = _ort_record(capsys, tmp_path, cache, "warm")
     assert cold["prepared"]["artifact"]["cache_hit"] is False and warm["prepared"]["artifact"]["cache_hit"] is True
     baselines = [r["memory"]["host_rss"]["baseline_bytes"] for r in (cold, warm)]
     assert max(baselines) < 250e6, baselines  # onnxruntime and numpy, no torch
     assert abs(baselines[0] - baselines[1]) < 30e6, baselines
 
 
-def test_an_ort_cell_never_imports_torch(tmp_path):
-    """Every measuring process of this run has torch blocked (tests/block_torch/sitecustomize.py); the
-    prepare job, which builds the model, does not. An ORT cell that imported torch would fail."""
+def test_an_ort_cell_never_imports_torch(tmp_path, capsys, monkeypatch):
+    """Every measuring process of this run has torch blocked (tests/block_torch/sitecustomize.py, on the
+    PYTHONPATH each new interpreter inherits); the prepare job, which builds the model, does not. An ORT cell
+    that imported torch would fail."""
     block = str(ROOT / "tests" / "block_torch")
-    record = _ort_record(tmp_path, tmp_path / "cache", "r", {"PYTHONPATH": f"{block}{os.pathsep}{ROOT}"})
+    monkeypatch.setenv("PYTHONPATH", f"{block}{os.pathsep}{ROOT}")
+    record = _ort_record(capsys, tmp_path, tmp_path / "cache", "r")
     assert record["status"] == "ok" and record["cell"]["runtime"] == "ort"
-    blocked = harness("bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1",
+    blocked = run_cli(capsys, "bench", "--runtime", "torch", "--models", "squeezenet1_1", "--batch-sizes", "1",
                       "--process-start", "exec", "--out", str(tmp_path), "--run-id", "t", "--cache-dir",
-                      str(tmp_path / "cache"), env={"PYTHONPATH": f"{block}{os.pathsep}{ROOT}"})
+                      str(tmp_path / "cache"))
     assert blocked.returncode == 1  # the check can fail: a torch cell under the same block does
     [torch_record] = read_records(tmp_path / "t" / "records.jsonl").records
     # the worker finds torch missing before importing it, and says what to install

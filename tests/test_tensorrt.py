@@ -20,23 +20,9 @@ import pytest
 from runtimes.base import EngineArtifact, EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
 from tests import onnx_graphs
 from tests.trt_double import device as fake_device
-from tests.test_accuracy import lite0_weights, photos  # noqa: F401 - fixtures
-from tests.trt_double import modules, subprocess_env, tensorrt_double
+from tests.trt_double import subprocess_env, tensorrt_double
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def doubles(monkeypatch):
-    """Install the doubles of a TensorRT version in this process (undone after the test)."""
-
-    def install(version: str = "10.3.0") -> None:
-        for name, module in modules(version).items():
-            monkeypatch.setitem(sys.modules, name, module)
-        monkeypatch.setattr(fake_device, "DEVICE", fake_device.Device())
-
-    install()
-    return install
 
 
 def _runtime(device: str = "cuda", precision: str = "fp32", **extra):
@@ -291,26 +277,8 @@ def test_only_an_older_tensorrt_is_refused(doubles):
 
 # ---------------------------------------------------------------- the CLI, with workers on the doubles
 
-@pytest.fixture
-def trt_cli(monkeypatch, tmp_path, capsys, doubles):
-    """Run `python -m harness` in this process (the CUDA driver's device count faked to 1: the check of
-    --device cuda), with every worker process started on the doubles (tests/trt_double/sitecustomize.py)."""
-    from runtimes import cuda_driver
-
-    monkeypatch.setattr(cuda_driver, "device_count", lambda: 1)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str, version: str = "10.3.0", **env: str):
-        doubles(version)
-        for key, value in subprocess_env(version, **env).items():
-            monkeypatch.setenv(key, value)
-        from harness.cli.main import main
-
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def _predicted(record: dict) -> np.ndarray:
+    return np.load(record["accuracy"]["predictions_file"])
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -573,9 +541,9 @@ def test_engine_flags_without_engine_and_other_mistakes_are_one_line(trt_cli):
 
 
 def test_export_engine_without_tensorrt_says_what_to_install():
-    from tests.test_cli import _one_error_line, harness
+    from tests.helpers import one_error_line, harness
 
-    line = _one_error_line(harness("export", "--engine", "--models", "resnet18"))
+    line = one_error_line(harness("export", "--engine", "--models", "resnet18"))
     assert "pip install 'dnn-harness[trt-cu12]'" in line
 
 
@@ -636,7 +604,7 @@ def test_torch_refuses_a_dla_with_the_reason():
 def test_accuracy_on_trt_with_a_smaller_last_batch(trt_cli, tmp_path, lite0_weights, photos):
     """Real photographs and real Lite0 weights through trt (on the doubles): the engine takes batches from 1
     to --batch-size, so the smaller last batch runs; cat and coffee come out as such."""
-    from tests.test_accuracy import CAT_CLASSES, COFFEE_CLASSES, ESPRESSO, TIGER_CAT, _predicted
+    from tests.helpers import CAT_CLASSES, COFFEE_CLASSES, ESPRESSO, TIGER_CAT
 
     val = tmp_path / "val"
     for folder, name in ((TIGER_CAT, "chelsea"), (ESPRESSO, "coffee"), (TIGER_CAT, "chelsea2")):

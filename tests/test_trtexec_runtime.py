@@ -7,7 +7,6 @@ run it."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,7 @@ import pytest
 from runtimes.base import EngineArtifact, EngineShapes, OnnxFileArtifact, RuntimeOptions, UnsupportedConfiguration
 from runtimes.trtexec_tool import Flags
 from tests import onnx_graphs, trtexec_double
-from tests.test_bundles import BOARD_ENV
-from tests.test_cli import ROOT, harness
-from tests.test_int8 import photos_folder  # noqa: F401 - a fixture
-
-BOARDS = ROOT / "tests" / "fixtures" / "jetson"
-# Each fixture board with the TensorRT of its JetPack, its profile and the precision its check runs.
-JETPACKS = {"nano": ("8.2.1", "jetson-nano"), "xavier-nx": ("8.5.2", "jetson-xavier-nx"),
-            "orin-nano": ("10.3.0", "jetson-orin-nano")}
+from tests.helpers import BOARD_ENV, JETPACKS, ROOT, harness, jetson_board
 
 
 @pytest.fixture
@@ -114,31 +106,24 @@ def test_without_trtexec_the_runtime_says_where_it_is_looked_for(monkeypatch, tm
         runtime_class("trtexec")
 
 
-def _board(tmp_path: Path, name: str) -> Path:
-    """A copy of the fixture board with its JetPack's trtexec where JetPack puts it, and cool zones."""
-    root = tmp_path / name
-    shutil.copytree(BOARDS / name, root)
-    trtexec_double.install(root / "usr" / "src" / "tensorrt" / "bin" / "trtexec", JETPACKS[name][0])
-    for zone in (root / "sys" / "class" / "thermal").glob("thermal_zone*"):
-        (zone / "temp").write_text("45000\n")
-    return root
-
-
 @pytest.mark.parametrize("board", [pytest.param(b, marks=[] if b == "orin-nano" else [pytest.mark.slow])
                                    for b in sorted(JETPACKS)])
-def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
+def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board, request):
     """Each board as it ships: no TensorRT Python bindings for the harness's Python, no torch, JetPack's trtexec
     at /usr/src/tensorrt/bin. The check picks trtexec by itself, builds, checks numerics against the bundle
     and times, and every verdict comes from those records."""
     version, profile = JETPACKS[board]
-    bundle = tmp_path / "bundle"
-    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
-                   "--profile", profile)
-    assert made.returncode == 0, made.stdout + made.stderr
+    if profile == "jetson-orin-nano":  # the session's bundle is this export: fp32, for the Orin Nano
+        bundle = request.getfixturevalue("board_bundle")
+    else:
+        bundle = tmp_path / "bundle"
+        made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
+                       "--profile", profile)
+        assert made.returncode == 0, made.stdout + made.stderr
     spec = (ROOT / "harness" / "data" / "profiles" / f"{profile}.yaml").read_text()
     relaxed = tmp_path / "profile.yaml"  # no speed target: a shared CI machine's timing would make it flaky
     relaxed.write_text(spec.replace("  min_fps: 30\n", ""))
-    root = _board(tmp_path, board)
+    root = jetson_board(tmp_path, board)
     env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(root), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--bundle", str(bundle), "--profile", str(relaxed), "--out",
                      str(tmp_path / "runs"), "--run-id", "od", "--json", env=env)
@@ -160,17 +145,15 @@ def test_check_on_device_runs_on_every_jetpack_generation(tmp_path, board):
 
 
 @pytest.mark.slow
-def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path):
+def test_a_sustained_check_runs_long_enough_and_traces_the_board(tmp_path, board_bundle):
     """--sustained 10: trtexec runs for at least 10 s of timed inferences, the clock and temperature trace covers
     the run, and the speed verdict reads its last half."""
-    bundle = tmp_path / "bundle"
-    made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
-                   "--profile", "jetson-orin-nano")
-    assert made.returncode == 0, made.stderr
+    bundle = board_bundle
     relaxed = tmp_path / "profile.yaml"
     shipped = ROOT / "harness" / "data" / "profiles" / "jetson-orin-nano.yaml"
     relaxed.write_text(shipped.read_text().replace("min_fps: 30", "min_fps: 1"))
-    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "orin-nano")), "TRT_DOUBLE_DRIVER_DEVICES": "1"}
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "orin-nano")),
+           "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--sustained", "10", "--bundle", str(bundle), "--profile", str(relaxed),
                      "--out", str(tmp_path / "runs"), "--run-id", "s", "--json", env=env)
     # a busy shared machine may spread ten seconds of samples past the CV limit: speed is then UNKNOWN, exit 1
@@ -231,7 +214,8 @@ def test_check_with_dla_times_the_gpu_and_every_dla_core_at_once(tmp_path, preci
     relaxed = tmp_path / "profile.yaml"
     shipped = ROOT / "harness" / "data" / "profiles" / "jetson-xavier-nx.yaml"
     relaxed.write_text(shipped.read_text().replace("  min_fps: 30\n", ""))
-    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "xavier-nx")), "TRTEXEC_DOUBLE_DLA_CORES": "2",
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "xavier-nx")),
+           "TRTEXEC_DOUBLE_DLA_CORES": "2",
            "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--with-dla", "--precision", precision, "--bundle", str(bundle),
                      "--profile", str(relaxed), "--out", str(tmp_path / "runs"), "--run-id", "d", "--json", env=env)
@@ -288,7 +272,8 @@ def test_a_dla_core_the_board_lacks_fails_its_rows_and_skips_the_at_once_run(tmp
     made = harness("export", "--bundle", str(bundle), "--models", "squeezenet1_1", "--precision", "fp32",
                    "--profile", "jetson-xavier-nx")
     assert made.returncode == 0, made.stderr
-    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(_board(tmp_path, "xavier-nx")), "TRTEXEC_DOUBLE_DLA_CORES": "1",
+    env = {**BOARD_ENV, "HARNESS_JETSON_ROOT": str(jetson_board(tmp_path, "xavier-nx")),
+           "TRTEXEC_DOUBLE_DLA_CORES": "1",
            "TRT_DOUBLE_DRIVER_DEVICES": "1"}
     result = harness("check", "--on-device", "--with-dla", "--bundle", str(bundle), "--profile", "jetson-xavier-nx",
                      "--out", str(tmp_path / "runs"), "--run-id", "m", "--json", env=env)
