@@ -4,7 +4,6 @@ mistakes raise UserError with the CLI's one line; the README's example runs as w
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pandas
 import pytest

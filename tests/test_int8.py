@@ -14,7 +14,6 @@ from PIL import Image
 
 from exporters.quantize import CalibrationFeed, QuantizationFailed, QuantizeSpec, left_in_float, quantize
 from exporters.store import Store
-from tests import onnx_graphs
 from tests.helpers import noise_images, one_error_line, run_cli, run_main
 
 METHOD = "minmax"
