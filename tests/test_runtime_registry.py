@@ -20,7 +20,7 @@ from harness.errors import UserError
 from runtimes import RuntimeUnavailable, declared_classes, device_families, runtime_class
 from runtimes.base import PRECISIONS, CannotRunHere, RuntimeOptions, UnsupportedConfiguration
 from tests import registry_double
-from tests.helpers import run_main
+from tests.helpers import run_cli, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY_LIBRARIES = ("torch", "onnxruntime", "tensorrt", "openvino")
@@ -36,10 +36,9 @@ def with_double(monkeypatch):
 
 def _option_help(capsys, command: str, option: str) -> str:
     """The help text of `option` in `command --help`, as one line (COLUMNS is wide)."""
-    with pytest.raises(SystemExit) as exited:
-        run_main(capsys, command, "--help")
-    assert exited.value.code == 0
-    text = capsys.readouterr().out
+    result = run_cli(capsys, command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
     [line] = [line for line in text.splitlines() if line.strip().startswith(f"{option} ")]
     return re.sub(r"^\s*\S+ \S+\s+", "", line)
 

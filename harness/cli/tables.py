@@ -137,7 +137,7 @@ def stages_table(records: list[Record], title: str) -> Table | str:
     if not present:
         return "no stage times in these records (made before stages were measured, or no cell finished)"
     return _per_source_table(records, title, "median ms per query (a batch) of each stage, each timed on its own "
-                             "with the device synchronized at its end; compute is one sample of the timed loop",
+                             "with the device synchronized at its end; compute is the timed loop's median",
                              present, _stage_text, label="stage")
 
 

@@ -11,7 +11,7 @@ fit in `BUDGET_S` (a large batch's compute is not paid ten more times):
   accuracy command's code); missing for an ONNX file made elsewhere (no recipe is known);
 - host_to_device: `prepare(inputs)` + synchronize — the inputs placed where `run()` reads them (a copy to the
   GPU, an IO binding; on a CPU, the runtime's own copy or conversion);
-- compute: `run()` + synchronize, as one sample of the timed loop;
+- compute: `run()` + synchronize: the timed loop's median (not run again);
 - device_to_host: `outputs()` — the outputs copied back and converted to numpy.
 
 A tool-timed runtime (trtexec) states its own per-inference split: enqueue, H2D, compute and D2H from its
@@ -36,7 +36,7 @@ INCLUDES = {
     "preprocess": "decoding the batch's JPEG photos, resizing, center-cropping and normalizing them (the model's "
                   "recipe)",
     "host_to_device": "prepare(inputs) + synchronize: the inputs placed where run() reads them",
-    "compute": "run() + synchronize, as one sample of the timed loop",
+    "compute": "run() + synchronize: the median of the timed loop",
     "device_to_host": "outputs(): the outputs copied back to the host as numpy arrays",
 }
 TOOL_INCLUDES = {
