@@ -21,9 +21,12 @@ demo: $(STAMP)
 		--batch-sizes 1,4 --device cpu --out results/ --run-id $(DEMO_RUN); status=$$?; \
 	$(PY) -m harness report results/$(DEMO_RUN) --quiet && exit $$status
 
-# The fast tier (under 10 minutes on 2 cores); CI runs it and then the slow tier.
+# The fast tier (under 10 minutes on 2 cores); CI runs it and then the slow tier. Two pytest-xdist workers, a
+# module each at a time (--dist loadfile: a module's fixtures are made once): most of a test's time is a cell's
+# own process starting and importing, which a second worker overlaps.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # Tests marked slow: building every catalogue model, exports of large models, the wheel install, real Ray
 # clusters, long on-device runs.
