@@ -302,16 +302,15 @@ def test_export_cut_short_while_writing_the_bundle_is_one_line(bundle, tmp_path,
     """The same export again into a copy of the bundle, cut short while copying an ONNX file: one line, the exit
     code of an interrupt or a storage failure, and the bundle still reads as it was."""
     from harness.catalogue import bundles
-    from harness.cli.main import main
 
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     before = _folder_state(copy / "squeezenet1_1")
     monkeypatch.setattr(bundles.shutil, "copyfile", _half_then(exc))
-    capsys.readouterr()
-    assert main(["export", "--bundle", str(copy), "--models", "squeezenet1_1", "--precision", "fp32,fp16",
-                 "--batch-sizes", "1,2", "--profile", "jetson-orin-nano"]) == code
-    err = capsys.readouterr().err
+    result = run_cli(capsys, "export", "--bundle", str(copy), "--models", "squeezenet1_1", "--precision", "fp32,fp16",
+                     "--batch-sizes", "1,2", "--profile", "jetson-orin-nano")  # at a process's width, as harness()
+    assert result.returncode == code, result.stdout + result.stderr
+    err = result.stderr
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(says) and "Traceback" not in err, err
     if code == 1:

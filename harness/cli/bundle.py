@@ -56,7 +56,8 @@ def command_export_bundle(args: argparse.Namespace, catalogue: Catalogue) -> int
         return _export_bundle(args, catalogue)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: {args.bundle} keeps each model as it was or as exported now, never half "
-                          "of each; run the same export command again to go on (finished files are cached)")
+                          "of each; run the same export command again to go on (finished files are cached)",
+                          highlight=False, soft_wrap=True)  # one line, however narrow the terminal or pipe
         return 130
 
 

@@ -368,7 +368,7 @@ def run_sweep(sweep: Sweep, cells: list[Any], verb: str, go_on: str | None = Non
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(f"interrupted: the running cell's process was ended; every finished record is "
-                              f"in {sweep.records_path}")
+                              f"in {sweep.records_path}", highlight=False, soft_wrap=True)
             return None
         progress.update(task, description="done")
     return records

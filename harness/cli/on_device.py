@@ -368,7 +368,7 @@ def _check(args: argparse.Namespace, profile: DeviceProfile, bundle: Bundle, nam
             if len(engines) > 1 else None
     except KeyboardInterrupt:
         err_console.print(f"interrupted: the engines' run at once was stopped; every cell's records are in "
-                          f"{out_dir / run_id}*", highlight=False)
+                          f"{out_dir / run_id}*", highlight=False, soft_wrap=True)
         return _interrupted(run_id)
     return _report(profile, checks, args.json, runs, board.where, at_once)
 
