@@ -321,8 +321,8 @@ def test_export_cut_short_while_writing_the_bundle_is_one_line(bundle, tmp_path,
         from harness.cli.bundle import check_bundle_dir
 
         new = tmp_path / "new"
-        assert main(["export", "--bundle", str(new), "--models", "squeezenet1_1", "--precision", "fp32,fp16",
-                     "--batch-sizes", "1,2", "--profile", "jetson-orin-nano"]) == 130
+        assert run_cli(capsys, "export", "--bundle", str(new), "--models", "squeezenet1_1", "--precision",
+                       "fp32,fp16", "--batch-sizes", "1,2", "--profile", "jetson-orin-nano").returncode == 130
         assert json.loads((new / "bundle.json").read_text())["models"] == []
         assert check_bundle_dir(str(new), 0) == new.resolve()
 
