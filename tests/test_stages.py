@@ -63,7 +63,7 @@ def test_an_outside_onnx_file_has_no_preprocessing_to_time(capsys, tmp_path):
     assert code in (0, 1), output
     [record] = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
     assert "preprocess" not in record["stages"]["medians_ms"]
-    assert "no pre-processing recipe" in record["stages"]["missing"]["preprocess"]
+    assert "no pre-processing recipe comes with this ONNX file" in record["stages"]["missing"]["preprocess"]
     assert record["stages"]["medians_ms"]["compute"] > 0
 
 

@@ -345,7 +345,7 @@ def _stages_pass(context: CellContext, runtime: Runtime, inputs: np.ndarray, loo
         steps["preprocess"] = stages.preprocessor(model.preprocessing, model.input_size, context.cell.batch_size,
                                                   context.seed)
     else:
-        missing["preprocess"] = "an ONNX file made elsewhere: no pre-processing recipe is known"
+        missing["preprocess"] = "no pre-processing recipe comes with this ONNX file (made elsewhere, or a bundle's)"
 
     def host_to_device() -> None:
         runtime.prepare(inputs)
@@ -404,6 +404,9 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "ok", "error": None}
     runtime = create_runtime(cell.runtime, context.options())
     if runtime.timed_by:
+        if cell.scenario != scenarios.SINGLE_STREAM:
+            raise UnsupportedConfiguration(f"{cell.runtime} times its own loop ({runtime.timed_by}): the {cell.scenario} "
+                                           "scenario needs a runtime the harness drives query by query (trt)")
         with runtime:
             return run_tool_timed_bench(context, runtime)
     with runtime:
