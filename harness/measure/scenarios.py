@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import random
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -94,8 +96,6 @@ def percentile_estimate(latencies_ms: list[float], percentile: float,
 def back_to_back(run_once: Callable[[], float], count: int, min_duration_s: float, max_duration_s: float) -> list[float]:
     """Queries one after the other, each timed by `run_once` (ms), until `count` ran and `min_duration_s` passed,
     or `max_duration_s` passed."""
-    import time
-
     start, latencies = time.perf_counter(), []
     while True:
         latencies.append(run_once())
@@ -203,8 +203,6 @@ def offline(run_onces: list[Callable[[], None]], batch_size: int, duration_s: fl
     """Every instance answers queries back to back on a thread of its own until `duration_s` has passed (each
     finishes the query in hand); images per second over the whole window. Inside each query: run +
     synchronize of that instance (the libraries release Python's lock while they compute)."""
-    import threading
-
     counts = [0] * len(run_onces)
     start = clock()
     deadline = start + duration_s
