@@ -185,20 +185,23 @@ class ParityVerdict:
     figures: dict[str, float] = field(default_factory=dict)  # max_abs_err, rel_l2_err, top1_agreement, ...
     reference: str | None = None  # what it was compared with
     tolerance: dict[str, float] | None = None
+    # a graph of several outputs: each output's figures, in order (`figures` then holds the worst of each)
+    per_output: list[dict[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.is_reference:
             return {"is_reference": True, "outputs_file": self.outputs_file}
-        return {**self.figures, "is_reference": False, "reference": self.reference, "tolerance": self.tolerance}
+        return {**self.figures, "is_reference": False, "reference": self.reference, "tolerance": self.tolerance,
+                **({"per_output": self.per_output} if self.per_output is not None else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ParityVerdict:
         data = _dict(data, "parity")
         if data.get("is_reference"):
             return cls(True, outputs_file=data.get("outputs_file"))
-        named = {"is_reference", "reference", "tolerance", "outputs_file"}
+        named = {"is_reference", "reference", "tolerance", "outputs_file", "per_output"}
         return cls(False, data.get("outputs_file"), {k: v for k, v in data.items() if k not in named},
-                   data.get("reference"), data.get("tolerance"))
+                   data.get("reference"), data.get("tolerance"), data.get("per_output"))
 
 
 # -------------------------------------------------------------------------------------------------- accuracy

@@ -42,7 +42,7 @@ def _build(cls: type, data: dict[str, Any], what: str) -> Any:
 
 def reference_outputs_file(model: str, batch_size: int) -> str:
     """Where, in a run folder, a verify run's reference cell leaves its outputs for the cells compared with it."""
-    return f"outputs/{model}-bs{batch_size}-reference.npy"
+    return f"outputs/{model}-bs{batch_size}-reference.npz"
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,33 @@ class CatalogueModel:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """One input of a graph, as the cell feeds it: its element type and shape; `batched`: its first dimension is
+    the batch, set to each cell's batch size (the shape holds it at 1)."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    batched: bool = True
+
+    def shape_at(self, batch_size: int) -> list[int]:
+        return [batch_size, *self.shape[1:]] if self.batched else list(self.shape)
+
+
+@dataclass(frozen=True)
 class OnnxModel:
-    """An ONNX file made elsewhere: run as it is."""
+    """An ONNX file made elsewhere (or a bundle's): run as it is, fed `inputs` in the graph's order — generated
+    from the seed, or the arrays of `inputs_file` (an .npz the user named: one array per input name, the batched
+    ones cut to the cell's batch size)."""
 
     name: str
     onnx_path: str
-    input_shape: list[int]
-    input_dtype: str = "float32"
+    inputs: list[InputSpec]
+    inputs_file: str | None = None
+
+    def __post_init__(self) -> None:
+        typed = [i if isinstance(i, InputSpec) else _build(InputSpec, i, "request.model.inputs") for i in self.inputs]
+        object.__setattr__(self, "inputs", typed)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,33 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+
+# What `prepare()` takes: the one array of a single-input graph, or one array per input in the graph's declared
+# order (ONNX graph inputs less initializers = a torch module's forward arguments = the order onnxruntime,
+# OpenVINO and TensorRT list them in).
+Inputs = np.ndarray | Sequence[np.ndarray]
+
+
+def input_arrays(inputs: Inputs) -> list[np.ndarray]:
+    """`prepare()`'s argument as a list of arrays, one per input."""
+    return [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+
+
+def as_inputs(arrays: Sequence[np.ndarray]) -> Inputs:
+    """What the harness hands `prepare()`: the array itself for one input (what a runtime written for image
+    classifiers takes), the list for several."""
+    return arrays[0] if len(arrays) == 1 else list(arrays)
+
+
+def check_input_count(arrays: list[np.ndarray], names: Sequence[str]) -> None:
+    """One array per input the graph declares, or UnsupportedConfiguration naming them."""
+    if len(arrays) != len(names):
+        raise UnsupportedConfiguration(f"the graph has {len(names)} input(s) ({', '.join(names)}); "
+                                       f"{len(arrays)} array(s) were given")
 
 
 class UnsupportedConfiguration(Exception):
@@ -128,9 +152,10 @@ class RuntimeOptions:
     threads: int | None = None  # intra-op CPU threads; None keeps the library default (recorded)
     channels_last: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # the runtime's own options, validated by it
-    # The shape the cell will feed, for runtimes that specialize a graph to it before compiling (OpenVINO);
-    # None where unknown. prepare() may still be given another shape (an accuracy run's last batch).
-    input_shape: tuple[int, ...] | None = None
+    # The shape of each input the cell will feed, in the graph's order, for runtimes that specialize a graph to
+    # them before compiling (OpenVINO); None where unknown. prepare() may still be given others (an accuracy
+    # run's last batch).
+    input_shapes: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -354,8 +379,9 @@ class Runtime(ABC):
         """Build the session/engine/module. The harness times this as cold start."""
 
     @abstractmethod
-    def prepare(self, inputs: np.ndarray) -> None:
-        """Place the inputs where `run()` reads them (device memory, bindings), once."""
+    def prepare(self, inputs: Inputs) -> None:
+        """Place the inputs where `run()` reads them (device memory, bindings), once: one array per graph input,
+        in the graph's order (`input_arrays`), or the one array of a single-input graph."""
 
     @abstractmethod
     def run(self) -> None:

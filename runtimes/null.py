@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import CPU, NOTHING, PRECISIONS, Artifact, Runtime, RuntimeOptions, UnsupportedConfiguration
+from runtimes.base import (CPU, NOTHING, PRECISIONS, Artifact, Inputs, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration, input_arrays)
 
 NUM_CLASSES = 1000
 
@@ -28,8 +29,8 @@ class NullRuntime(Runtime):
     def load(self, artifact: Artifact) -> None:
         self._artifact_name = artifact.name
 
-    def prepare(self, inputs: np.ndarray) -> None:
-        self._batch = int(inputs.shape[0])
+    def prepare(self, inputs: Inputs) -> None:
+        self._batch = int(input_arrays(inputs)[0].shape[0])
 
     def run(self) -> None:
         return None

@@ -13,12 +13,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from runtimes.base import (CPU, CUDA, ONNX_FILE, Artifact, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
-                           UnsupportedConfiguration)
+from runtimes.base import (CPU, CUDA, ONNX_FILE, Artifact, Inputs, OnnxFileArtifact, OptionSpec, Runtime,
+                           RuntimeOptions, UnsupportedConfiguration, check_input_count, input_arrays)
 
 NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
-                "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+                "tensor(int64)": np.int64, "tensor(bool)": np.bool_, "tensor(uint16)": np.uint16,
+                "tensor(int16)": np.int16, "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64}
 GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                       "all": "ORT_ENABLE_ALL"}
 EXECUTION_MODE = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
@@ -126,23 +127,25 @@ class OnnxRuntime(Runtime):
                 raise UnsupportedConfiguration(f"onnxruntime cannot run {artifact.path}: {detail}{exc}") from None
             raise
         self._inputs_meta = self._session.get_inputs()
-        if len(self._inputs_meta) != 1:
-            names = ", ".join(i.name for i in self._inputs_meta)
-            raise UnsupportedConfiguration(f"the graph has {len(self._inputs_meta)} inputs ({names}); "
-                                           "the harness feeds one image tensor")
 
-    def prepare(self, inputs: np.ndarray) -> None:
-        meta = self._inputs_meta[0]
-        array = np.ascontiguousarray(inputs.astype(NUMPY_OF_ORT.get(meta.type, inputs.dtype), copy=False))
+    def prepare(self, inputs: Inputs) -> None:
+        """Each input cast to the type the session declares; on a GPU, bound once to device memory with the
+        outputs (I/O binding), so no copy is in `run()`."""
+        arrays = input_arrays(inputs)
+        check_input_count(arrays, [meta.name for meta in self._inputs_meta])
+        feed = {meta.name: np.ascontiguousarray(array.astype(NUMPY_OF_ORT.get(meta.type, array.dtype), copy=False))
+                for meta, array in zip(self._inputs_meta, arrays)}
         if not self._on_device:
-            self._feed = {meta.name: array}
+            self._feed = feed
             return
         binding = self._session.io_binding()
-        value = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._device_id())
-        binding.bind_ortvalue_input(meta.name, value)
+        values = {name: self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self._device_id())
+                  for name, array in feed.items()}
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
         for output in self._session.get_outputs():
             binding.bind_output(output.name, "cuda", self._device_id())
-        self._device_input, self._binding = value, binding
+        self._device_inputs, self._binding = values, binding
 
     def run(self) -> None:
         if self._binding is not None:

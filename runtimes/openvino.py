@@ -6,10 +6,10 @@ among its optimization capabilities, fp16 likewise with FP16; int8 reads the qua
 and keeps the layers left in float at f32. The performance hint is LATENCY unless `ov.hint` says
 otherwise; streams and threads are recorded as OpenVINO settled them.
 
-Where the cell's input shape is known (`RuntimeOptions.input_shape`), a dynamic batch axis is fixed to it
-before compiling, as `benchmark_app -shape` does: a static graph is what a deployment compiles. `run()`
-is `start_async()` on one infer request whose input tensor `prepare()` set once (sharing the numpy
-buffer); `synchronize()` is `wait()`. The runtime's device clock is OpenVINO's own `InferRequest.latency`
+Where the cell's input shapes are known (`RuntimeOptions.input_shapes`), the dynamic dimensions of each input
+are fixed to them before compiling, as `benchmark_app -shape` does: a static graph is what a deployment
+compiles. `run()` is `start_async()` on one infer request whose input tensors `prepare()` set once (sharing
+the numpy buffers); `synchronize()` is `wait()`. The runtime's device clock is OpenVINO's own `InferRequest.latency`
 (what benchmark_app reports), kept beside the harness's host samples.
 """
 
@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from runtimes.base import (CPU, ONNX_FILE, Artifact, DeviceClock, DeviceFamily, OnnxFileArtifact, OptionSpec, Runtime,
-                           RuntimeOptions, UnsupportedConfiguration)
+from runtimes.base import (CPU, ONNX_FILE, Artifact, DeviceClock, DeviceFamily, Inputs, OnnxFileArtifact, OptionSpec,
+                           Runtime, RuntimeOptions, UnsupportedConfiguration, check_input_count, input_arrays)
 
 # harness precision -> (INFERENCE_PRECISION_HINT, the optimization capability the device must list)
 PRECISION_HINTS = {"fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16"),
@@ -131,7 +131,7 @@ class OpenVinoRuntime(Runtime):
         self._model: Any = None
         self._compiled: Any = None
         self._request: Any = None
-        self._inputs: np.ndarray | None = None
+        self._inputs: list[np.ndarray] = []
         self._compiles = 0
 
     def _check_device(self) -> None:
@@ -167,37 +167,42 @@ class OpenVinoRuntime(Runtime):
             summary = [line.strip() for line in str(exc).splitlines() if "operations" in line or "rule" in line]
             raise UnsupportedConfiguration(f"OpenVINO cannot read {artifact.path}: "
                                            f"{' '.join(summary) or str(exc).splitlines()[-1]}") from None
-        if len(model.inputs) != 1:
-            raise UnsupportedConfiguration(f"the graph has {len(model.inputs)} inputs; the harness feeds one image "
-                                           "tensor")
         self._model = model
-        if self.options.input_shape is not None:
-            self._fix_shape(self.options.input_shape)
+        if self.options.input_shapes is not None:
+            self._fix_shapes(self.options.input_shapes)
         self._compile()
 
-    def _fix_shape(self, shape: tuple[int, ...]) -> None:
-        """Make a dynamic input static at `shape` (what `benchmark_app -shape` does); a static one is left."""
-        if self._model.inputs[0].get_partial_shape().is_dynamic:
-            self._reshape(shape)
+    def _fix_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        """Make the dynamic inputs static at `shapes` (what `benchmark_app -shape` does); static ones are left."""
+        dynamic = {n: shape for n, (port, shape) in enumerate(zip(self._model.inputs, shapes))
+                   if port.get_partial_shape().is_dynamic}
+        if dynamic:
+            self._reshape(dynamic)
 
-    def _reshape(self, shape: tuple[int, ...]) -> None:
-        self._model.reshape({self._model.inputs[0].get_any_name(): list(shape)})
+    def _reshape(self, shapes: dict[int, tuple[int, ...]]) -> None:
+        """Reshape the inputs by position: {input index: shape}."""
+        self._model.reshape({self._model.inputs[n]: list(shape) for n, shape in shapes.items()})
 
     def _compile(self) -> None:
         self._compiled = self._core.compile_model(self._model, self._device, self._config())
         self._request = self._compiled.create_infer_request()
         self._compiles += 1
 
-    def prepare(self, inputs: np.ndarray) -> None:
-        """One input tensor, set once, sharing `inputs`' memory. A static graph compiled for another shape
-        (an accuracy run's last, smaller batch) is recompiled for this one, outside any timed region."""
-        compiled_shape = self._compiled.inputs[0].get_partial_shape()
-        if not compiled_shape.is_dynamic and tuple(compiled_shape.to_shape()) != inputs.shape:
-            self._reshape(inputs.shape)
+    def prepare(self, inputs: Inputs) -> None:
+        """The input tensors, set once, sharing the arrays' memory. A static graph compiled for other shapes
+        (an accuracy run's last, smaller batch) is recompiled for these, outside any timed region."""
+        arrays = input_arrays(inputs)
+        check_input_count(arrays, [port.get_any_name() for port in self._compiled.inputs])
+        compiled = [port.get_partial_shape() for port in self._compiled.inputs]
+        other = {n: array.shape for n, (shape, array) in enumerate(zip(compiled, arrays))
+                 if not shape.is_dynamic and tuple(shape.to_shape()) != array.shape}
+        if other:
+            self._reshape(other)
             self._compile()
-        element = self._compiled.inputs[0].get_element_type().to_dtype()
-        self._inputs = np.ascontiguousarray(inputs.astype(element, copy=False))
-        self._request.set_input_tensor(self._ov.Tensor(self._inputs, shared_memory=True))
+        self._inputs = [np.ascontiguousarray(array.astype(port.get_element_type().to_dtype(), copy=False))
+                        for port, array in zip(self._compiled.inputs, arrays)]
+        for n, array in enumerate(self._inputs):
+            self._request.set_input_tensor(n, self._ov.Tensor(array, shared_memory=True))
 
     def run(self) -> None:
         self._request.start_async()
@@ -234,9 +239,11 @@ class OpenVinoRuntime(Runtime):
                     options[name.lower()] = self._compiled_property(name)
                 except RuntimeError:  # a property this device's plugin does not have
                     options[name.lower()] = None
-            shape = self._compiled.inputs[0].get_partial_shape()
-            options["input_shape"] = str(shape)
-            options["static_shape"] = not shape.is_dynamic
+            shapes = [port.get_partial_shape() for port in self._compiled.inputs]
+            options["input_shape"] = str(shapes[0])
+            if len(shapes) > 1:
+                options["input_shapes"] = [str(shape) for shape in shapes]
+            options["static_shape"] = not any(shape.is_dynamic for shape in shapes)
             options["compiles"] = self._compiles
         return {"name": self.name, "version": self._ov.get_version(), "device": self.options.device,
                 "device_name": self._core.get_property(self._device, "FULL_DEVICE_NAME"),
@@ -244,4 +251,4 @@ class OpenVinoRuntime(Runtime):
 
     def _release(self) -> None:
         self._request = self._compiled = self._model = None
-        self._inputs = None
+        self._inputs = []

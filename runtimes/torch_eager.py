@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import (COMMON_SOURCES, CPU, CUDA, TORCH_MODULE, Artifact, DeviceClock, OptionSpec, Runtime,
-                           RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)
+from runtimes.base import (COMMON_SOURCES, CPU, CUDA, TORCH_MODULE, Artifact, DeviceClock, Inputs, OptionSpec, Runtime,
+                           RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration, input_arrays)
 
 from runtimes.cpu_features import native_bf16
 
@@ -124,31 +124,39 @@ class TorchEagerRuntime(Runtime):
             module = module.to(memory_format=torch.channels_last)
         self._module = module
 
-    def prepare(self, inputs: np.ndarray) -> None:
+    def prepare(self, inputs: Inputs) -> None:
+        """Each input a tensor on the device (floats at fp16 where the module is), in the forward's order."""
         torch = self._torch
-        tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(self._device)
-        if self.options.precision == "fp16":
-            tensor = tensor.half()
-        if self.options.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        self._inputs = tensor
+        tensors = []
+        for array in input_arrays(inputs):
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
+            if self.options.precision == "fp16" and tensor.is_floating_point():
+                tensor = tensor.half()
+            if self.options.channels_last and tensor.dim() == 4:
+                tensor = tensor.contiguous(memory_format=torch.channels_last)
+            tensors.append(tensor)
+        self._inputs = tensors
 
     def run(self) -> None:
         """The module's forward under inference_mode; at bf16 also under autocast (matmuls and convolutions in
         bf16, reductions in fp32). Other precisions enter no autocast context at all."""
         with self._torch.inference_mode():
             if self.options.precision != "bf16":
-                self._result = self._module(self._inputs)
+                self._result = self._module(*self._inputs)
                 return
             with self._torch.autocast(self._device.type, dtype=self._torch.bfloat16):
-                self._result = self._module(self._inputs)
+                self._result = self._module(*self._inputs)
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":
             self._torch.cuda.synchronize(self._device)
 
     def outputs(self) -> list[np.ndarray]:
+        """Every output tensor, in the order the ONNX export lists them: a tuple or list in order, a dict's values
+        in insertion order (a segmenter's {"out", "aux"})."""
         result = self._result
+        if isinstance(result, dict):
+            result = list(result.values())
         tensors = result if isinstance(result, (tuple, list)) else [result]
         return [t.detach().float().cpu().numpy() for t in tensors]
 

@@ -42,7 +42,7 @@ def _infer(name: str, artifact, options: RuntimeOptions, inputs: np.ndarray = IN
 
 @needs_ov
 def test_ov_fp32_is_explicit_and_matches_torch(onnx_artifact):  # noqa: F811
-    logits, info = _infer("ov", onnx_artifact, RuntimeOptions(threads=1, input_shape=INPUTS.shape))
+    logits, info = _infer("ov", onnx_artifact, RuntimeOptions(threads=1, input_shapes=(INPUTS.shape,)))
     np.testing.assert_allclose(logits, _eager_logits(), rtol=1e-4, atol=1e-5)
     options = info["options"]
     assert options["requested"]["INFERENCE_PRECISION_HINT"] == "f32"  # never OpenVINO's default (bf16 here)
@@ -57,7 +57,7 @@ def test_ov_without_a_known_shape_keeps_the_dynamic_batch_and_recompiles_a_stati
     _, info = _infer("ov", onnx_artifact, RuntimeOptions())
     assert info["options"]["static_shape"] is False and info["options"]["input_shape"].startswith("[?")
     one = INPUTS[:1]
-    logits, info = _infer("ov", onnx_artifact, RuntimeOptions(input_shape=INPUTS.shape), inputs=one)
+    logits, info = _infer("ov", onnx_artifact, RuntimeOptions(input_shapes=(INPUTS.shape,)), inputs=one)
     assert logits.shape == (1, 1000) and info["options"]["compiles"] == 2  # an accuracy run's smaller last batch
     np.testing.assert_allclose(logits, _eager_logits(one), rtol=1e-4, atol=1e-5)
 
@@ -78,7 +78,7 @@ def test_ov_options_reach_openvino(onnx_artifact):  # noqa: F811
 def test_ov_keeps_openvinos_own_latency_beside_the_host_clock(onnx_artifact):  # noqa: F811
     """The real InferRequest.latency, read per sample: positive, and inside the host interval around the
     same run(), since the binding stamps it between the Python calls."""
-    with create_runtime("ov", RuntimeOptions(threads=1, input_shape=INPUTS.shape)) as runtime:
+    with create_runtime("ov", RuntimeOptions(threads=1, input_shapes=(INPUTS.shape,))) as runtime:
         runtime.load(onnx_artifact)
         runtime.prepare(INPUTS)
         measurement = sample(runtime, Policy(warmup_min_s=0.0, min_samples=20, min_duration_s=0.0))

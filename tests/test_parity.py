@@ -15,7 +15,7 @@ from exporters.torch_models import build_module
 from exporters.weights import random_weights, recalibrate_batchnorm
 from harness.catalogue.recipes import library_version, recipe_for
 from harness.cell.worker import make_inputs
-from harness.measure.parity import TOLERANCES, compare, violations
+from harness.measure.parity import TOLERANCES, compare, compare_outputs, output_violations, violations, worst
 from runtimes import create_runtime
 from runtimes.base import OnnxFileArtifact, RuntimeOptions
 
@@ -50,6 +50,33 @@ def test_top1_and_top5():
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="shapes differ"):
         compare(np.zeros((2, 10)), np.zeros((2, 11)))
+
+
+def test_every_output_is_compared_and_the_worst_figures_summarize_them():
+    """A detector's two outputs: its scores agree, its boxes are off in one row; the verdict names output 1."""
+    rng = np.random.default_rng(3)
+    scores, boxes = rng.standard_normal((2, 20, 91)), rng.standard_normal((2, 20, 4))
+    wrong_boxes = boxes.copy()
+    wrong_boxes[1] = -wrong_boxes[1]
+    parities = compare_outputs([scores, boxes], [scores.copy(), wrong_boxes])
+    assert parities[0].max_abs_err == 0 and parities[1].min_cosine == pytest.approx(-1.0)
+    problems = output_violations(parities, TOLERANCES["fp32"])
+    assert problems and all(p.startswith("output 1: ") for p in problems)
+    summary = worst(parities)
+    assert summary["min_cosine"] == pytest.approx(-1.0) and summary["max_abs_err"] == parities[1].max_abs_err
+    assert output_violations(compare_outputs([scores, boxes], [scores, boxes]), TOLERANCES["fp32"]) == []
+    with pytest.raises(ValueError, match="1 outputs, the reference has 2"):
+        compare_outputs([scores, boxes], [scores])
+
+
+def test_top1_agreement_is_judged_on_one_output_and_reported_on_several():
+    """An arg-max over a row of box offsets says nothing: with several outputs only error and cosine are judged."""
+    reference = np.tile(np.arange(10, dtype=np.float64), (4, 1))
+    candidate = reference.copy()
+    candidate[:, 8] += 1.5  # arg-max moves to 8 in every row; cosine stays near 1, the error small for int8
+    int8 = TOLERANCES["int8"]
+    assert any("top-1 agreement" in p for p in output_violations(compare_outputs([reference], [candidate]), int8))
+    assert output_violations(compare_outputs([reference, reference], [candidate, reference]), int8) == []
 
 
 def test_batchnorm_recalibration_tames_random_weights(catalogue):

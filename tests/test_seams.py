@@ -152,7 +152,8 @@ def test_an_import_error_under_a_cap_is_oom_only_when_the_module_loads_without_i
 def test_a_result_that_cannot_be_written_stops_the_sweep_without_blaming_the_cell(tmp_path):
     request = {"mode": "bench", "cell": {"model": "m", "runtime": "null", "precision": "fp32", "batch_size": 1,
                                          "device": "cpu"},
-               "model": {"name": "m", "onnx_path": "/x.onnx", "input_shape": [1, 3, 8, 8]},
+               "model": {"name": "m", "onnx_path": "/x.onnx",
+                         "inputs": [{"name": "image", "dtype": "float32", "shape": [1, 3, 8, 8]}]},
                "reference": {"runtime": "torch", "precision": "fp32"}, "policy": FAST.as_dict()}
     envelope = tmp_path / "envelope.json"
     envelope.write_text(json.dumps({"request": request, "placement": {"cache_dir": str(tmp_path),

@@ -376,7 +376,8 @@ def _context_with_engine(trt_cli, tmp_path: Path, onnx_path: Path):
     assert code == 0, out + err
     (record,) = _records(tmp_path / "results" / "swap")
     request = {"mode": "bench", "cell": record["cell"], "reference": {"runtime": "torch", "precision": "fp32"},
-               "model": {"name": "c", "onnx_path": str(onnx_path), "input_shape": [1, 3, 8, 8]},
+               "model": {"name": "c", "onnx_path": str(onnx_path),
+                         "inputs": [{"name": "image", "dtype": "float32", "shape": [1, 3, 8, 8]}]},
                "prepared": record["prepared"]}
     return CellContext(CellRequest.from_json(request), {"cache_dir": os.environ["HARNESS_CACHE_DIR"],
                                                         "run_dir": str(tmp_path / "results" / "swap")})

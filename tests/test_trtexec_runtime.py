@@ -366,12 +366,13 @@ def test_a_scenario_on_trtexec_is_unsupported_with_the_reason(trtexec, tmp_path)
     """trtexec times its own back-to-back loop: a server, offline or multi-stream cell cannot run on it."""
     from harness.cell.worker import CellContext, run_bench
     from harness.cells import Cell
-    from harness.protocol import CellRequest, OnnxModel, Reference
+    from harness.protocol import CellRequest, InputSpec, OnnxModel, Reference
 
     trtexec("10.3.0")
     onnx_path = onnx_graphs.classifier(tmp_path / "c.onnx")
     request = CellRequest(mode="bench", cell=Cell("c", "trtexec", "fp16", 1, "cuda", "server"),
-                          model=OnnxModel("c", str(onnx_path), [1, 3, 8, 8]), reference=Reference("torch", "fp32"))
+                          model=OnnxModel("c", str(onnx_path), [InputSpec("image", "float32", [1, 3, 8, 8])]),
+                          reference=Reference("torch", "fp32"))
     context = CellContext(request, {"cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")})
     with pytest.raises(UnsupportedConfiguration, match="the server scenario needs a runtime the harness drives"):
         run_bench(context)

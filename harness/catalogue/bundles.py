@@ -39,7 +39,7 @@ from exporters.quantize import FLAVORS
 from exporters.store import sha256_of
 from harness.errors import UserError
 from harness.measure.inputs import input_sha256, make_inputs
-from harness.protocol import BundledReference, OnnxModel
+from harness.protocol import BundledReference, InputSpec, OnnxModel
 
 BUNDLE_FILE = "bundle.json"
 LOCK_FILE = ".bundle.lock"  # exports into one bundle update bundle.json one at a time
@@ -117,8 +117,10 @@ class BundleModel:
             fix = f"--precision {asked}" + (" --calibration DATA" if asked == "int8" else "")
             raise UserError(f"the bundle has no {which} for {self.name} (it has {', '.join(self.precisions)}): "
                             f"export it again with {fix}")
-        return OnnxModel(name=self.name, onnx_path=str(path), input_shape=[d or 1 for d in self.input_shape],
-                         input_dtype=self.manifest["input"]["dtype"])
+        described = self.manifest["input"]
+        return OnnxModel(name=self.name, onnx_path=str(path),
+                         inputs=[InputSpec(described.get("name", "input"), described["dtype"],
+                                           [d or 1 for d in self.input_shape], batched=True)])
 
     def summary(self) -> dict[str, Any]:
         """The record's model summary: the workstation's, with where the bundle is."""
@@ -277,9 +279,10 @@ def onnx_file_name(precision: str) -> str:
 
 
 def write_model(bundle_dir: Path, name: str, manifest: dict[str, Any], onnx_files: dict[str, Path],
-                outputs: dict[int, np.ndarray]) -> Path:
+                outputs: dict[int, list[np.ndarray]]) -> Path:
     """The model's ONNX files, reference outputs and manifest, replaced together (see the module's docstring);
-    ONNX files of precisions the model no longer has are removed afterwards."""
+    ONNX files of precisions the model no longer has are removed afterwards. Reference outputs: the first of a
+    batch size's under bs<N>, any others under bs<N>.1, bs<N>.2, ..."""
     folder = bundle_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []  # (written beside, final name)
@@ -293,7 +296,8 @@ def write_model(bundle_dir: Path, name: str, manifest: dict[str, Any], onnx_file
                                 "sha256": sha256_of(staged[-1][0]), "bytes": staged[-1][0].stat().st_size}
         reference_path = folder / REFERENCE_FILE
         staged.append((_beside(reference_path), reference_path))
-        staged[-1][0].write_bytes(_npz_bytes({f"bs{b}": array.astype(np.float32) for b, array in outputs.items()}))
+        staged[-1][0].write_bytes(_npz_bytes({f"bs{b}" + (f".{n}" if n else ""): array.astype(np.float32)
+                                              for b, arrays in outputs.items() for n, array in enumerate(arrays)}))
         reference = {**manifest["reference"], "file": REFERENCE_FILE, "sha256": sha256_of(staged[-1][0])}
         staged.append((_beside(folder / MANIFEST), folder / MANIFEST))
         staged[-1][0].write_text(json.dumps({**manifest, "format": FORMAT, "files": files, "reference": reference},

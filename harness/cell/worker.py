@@ -38,8 +38,9 @@ from harness.cell.tool_timed import run_tool_timed_bench
 from harness.catalogue.complexity import ComplexityCache, measure
 from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit_memory
 from harness.measure import energy, jetson as board, memory, scenarios, stages, validity
-from harness.measure.inputs import input_sha256, make_inputs  # noqa: F401 - make_inputs re-exported
-from harness.measure.parity import TOLERANCES, compare, violations
+from harness.catalogue.onnx_files import load_arrays
+from harness.measure.inputs import describe_feeds, input_sha256, make_feeds, make_inputs  # noqa: F401 - re-exported
+from harness.measure.parity import TOLERANCES, compare_outputs, output_violations, worst
 from harness.measure.timing import sample, summarize
 from harness.paths import write_atomically
 from harness.parts import (AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, StageTimes,
@@ -49,7 +50,8 @@ from harness.protocol import (BundledReference, CatalogueModel, CellRequest, Cel
 from harness.cells import Cell
 from runtimes import RuntimeUnavailable, before_any_model, create_runtime, runtime_class
 from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, IncompatibleEngine, OnnxFileArtifact,
-                           OutOfMemory, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration)
+                           OutOfMemory, Runtime, RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration,
+                           as_inputs)
 
 NUM_CLASSES = 1000
 ENGINE_FILE = "model.engine"
@@ -95,13 +97,30 @@ class CellContext:
         return RuntimeOptions(device=self.cell.device, precision=precision or self.cell.precision,
                               threads=self.request.threads, channels_last=self.request.channels_last,
                               extra=self.request.runtime_extra(runtime or self.cell.runtime),
-                              input_shape=tuple(self.input_shape()))
+                              input_shapes=tuple(tuple(shape) for shape in self.input_shapes()))
 
-    def input_shape(self) -> list[int]:
+    def input_shapes(self) -> list[list[int]]:
+        """The shape of each input the cell feeds, in the graph's order."""
+        batch = self.cell.batch_size
         if isinstance(self.model, OnnxModel):
-            return [self.cell.batch_size, *self.model.input_shape[1:]]
+            return [spec.shape_at(batch) for spec in self.model.inputs]
         size = self.model.input_size
-        return [self.cell.batch_size, 3, size, size]
+        return [[batch, 3, size, size]]
+
+    def feeds(self) -> list[np.ndarray]:
+        """The cell's inputs, one array per graph input: seeded, or an outside file's .npz arrays."""
+        if isinstance(self.model, OnnxModel):
+            arrays = load_arrays(self.model.inputs_file) if self.model.inputs_file else None
+            return make_feeds(self.model.inputs, self.cell.batch_size, self.seed, arrays)
+        return [make_inputs(self.input_shapes()[0], self.seed)]
+
+    def describe_feeds(self, feeds: list[np.ndarray]) -> dict[str, Any]:
+        model = self.model
+        if isinstance(model, OnnxModel):
+            source = f"{model.inputs_file} (batched inputs: the first {self.cell.batch_size} rows)" \
+                if model.inputs_file else f"numpy default_rng({self.seed}), input i of several: seed + i"
+            return describe_feeds(feeds, [spec.name for spec in model.inputs], source)
+        return describe_feeds(feeds, ["input"], f"numpy default_rng({self.seed})")
 
     # ---------------------------------------------------------------- prepare jobs
 
@@ -304,7 +323,7 @@ def _energy_pass(context: CellContext, runtime: Runtime) -> Energy:
                                            context.cell.batch_size, busy_s))
 
 
-def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs: np.ndarray,
+def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs: list[np.ndarray],
                    loop_ms: list[float]) -> ScenarioFigures:
     """The cell's scenario after the timed loop (harness.measure.scenarios): single-stream states the timed loop's
     p90; multi-stream times back-to-back queries of its own until its p99 can be stated; server searches the
@@ -334,7 +353,7 @@ def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs
     return _offline(context, artifact, inputs, settings.streams, policy.min_duration_s)
 
 
-def _stages_pass(context: CellContext, runtime: Runtime, inputs: np.ndarray, loop_ms: list[float]) -> StageTimes:
+def _stages_pass(context: CellContext, runtime: Runtime, inputs: list[np.ndarray], loop_ms: list[float]) -> StageTimes:
     """Pre-processing, host-to-device and device-to-host of one query, each timed on its own (harness.measure.stages);
     compute is the timed loop's median (the same run + synchronize). The runtime is left with the same inputs
     prepared."""
@@ -348,7 +367,7 @@ def _stages_pass(context: CellContext, runtime: Runtime, inputs: np.ndarray, loo
         missing["preprocess"] = "no pre-processing recipe comes with this ONNX file (made elsewhere, or a bundle's)"
 
     def host_to_device() -> None:
-        runtime.prepare(inputs)
+        runtime.prepare(as_inputs(inputs))
         runtime.synchronize()
 
     steps.update(host_to_device=host_to_device, device_to_host=runtime.outputs)
@@ -369,7 +388,8 @@ def _stated(name: str, estimate: scenarios.PercentileEstimate) -> ScenarioFigure
                            estimate.queries_needed)
 
 
-def _offline(context: CellContext, artifact: Any, inputs: np.ndarray, streams: int, duration_s: float) -> ScenarioFigures:
+def _offline(context: CellContext, artifact: Any, inputs: list[np.ndarray], streams: int,
+             duration_s: float) -> ScenarioFigures:
     """`streams` fresh instances of the cell's runtime, each with its share of the CPU cores where the user set
     no thread count, answering back-to-back queries on threads of their own for `duration_s`."""
     threads = context.request.threads
@@ -380,7 +400,7 @@ def _offline(context: CellContext, artifact: Any, inputs: np.ndarray, streams: i
     try:
         for instance in instances:
             instance.load(artifact)
-            instance.prepare(inputs)
+            instance.prepare(as_inputs(inputs))
             _run_once(instance)  # each warmed once before the window
         found = scenarios.offline([lambda i=i: _run_once(i) for i in instances], context.cell.batch_size,
                                   duration_s, time.perf_counter)
@@ -412,7 +432,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
     with runtime:
         _import_model_library(context, runtime)
         artifact = context.artifact(runtime)
-        inputs = make_inputs(context.input_shape(), context.seed, getattr(context.model, "input_dtype", "float32"))
+        inputs = context.feeds()
         host, nvml, jetson = memory.HostRss(), memory.NvmlProcess(device), memory.JetsonUnified()
         with before_any_model():
             runtime.init_device()
@@ -424,7 +444,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         start = time.perf_counter_ns()
         runtime.load(artifact)
         load_s = (time.perf_counter_ns() - start) / 1e9
-        runtime.prepare(inputs)
+        runtime.prepare(as_inputs(inputs))
         first_run_ms = _run_once(runtime)
         for sampler in samplers:
             sampler.stop()
@@ -495,8 +515,7 @@ def run_bench(context: CellContext) -> dict[str, Any]:
                                           board_during)
     if board_after.get("is_jetson"):
         result["jetson"] = {"before": board_before, "after": board_after, "during_timed_loop": board_during}
-    result["input"] = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
-                       "generator": f"numpy default_rng({context.seed})"}
+    result["input"] = context.describe_feeds(inputs)
     result["complexity"] = context.complexity()
     return result
 
@@ -510,49 +529,70 @@ def run_parity(context: CellContext) -> dict[str, Any]:
     """The cell's runtime on the prepared artifact and seeded inputs. The reference cell (PyTorch eager
     fp32, planned first) saves its outputs; every other cell compares its own with them."""
     cell = context.cell
-    inputs = make_inputs(context.input_shape(), context.seed)
+    inputs = context.feeds()
     runtime = create_runtime(cell.runtime, context.options())
     with runtime:
         runtime.load(context.artifact(runtime))
-        runtime.prepare(inputs)
+        runtime.prepare(as_inputs(inputs))
         runtime.run()
         runtime.synchronize()
-        outputs = runtime.outputs()[0]
+        outputs = runtime.outputs()
         info = runtime.info()
     reference = context.request.reference
     reference_path = reference_outputs_path(context.run_dir, cell)
-    input_note = {"shape": list(inputs.shape), "dtype": str(inputs.dtype),
-                  "generator": f"numpy default_rng({context.seed})"}
+    input_note = context.describe_feeds(inputs)
     bundled = context.request.reference_outputs
     if bundled is not None:  # a bundle's model: the workstation's reference outputs travel with it
-        expected, described = _bundled_reference(bundled, inputs), f"{bundled.source}, from the bundle"
+        expected, described = _bundled_reference(bundled, inputs[0]), f"{bundled.source}, from the bundle"
     elif (cell.runtime, cell.precision) == (reference.runtime, reference.precision):
-        _save_array(reference_path, outputs.astype(np.float32))
+        save_outputs(reference_path, outputs)
         return {"status": "ok", "error": None, "runtime": info, "prepared": context.prepared, "input": input_note,
                 "parity": ParityVerdict(True, outputs_file=str(reference_path.relative_to(context.run_dir)))}
     elif not reference_path.is_file():
         raise RuntimeError(f"the reference outputs {reference_path} are missing: the reference cell did not finish")
     else:
-        expected, described = np.load(reference_path), f"{reference.runtime} {reference.precision}, same weights " \
-                                                        "and inputs"
-    parity = compare(expected, outputs)
+        expected, described = load_outputs(reference_path), f"{reference.runtime} {reference.precision}, same " \
+                                                            "weights and inputs"
+    if len(expected) != len(outputs):
+        raise RuntimeError(f"{cell.runtime} gave {len(outputs)} output(s); the reference ({described}) has "
+                           f"{len(expected)}")
+    parities = compare_outputs(expected, outputs)
     tolerance = TOLERANCES[cell.precision]
-    problems = violations(parity, tolerance)
+    problems = output_violations(parities, tolerance)
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,
-            "parity": ParityVerdict(False, figures=parity.as_dict(), reference=described,
-                                    tolerance=dict(tolerance.__dict__)),
+            "parity": ParityVerdict(False, figures=worst(parities), reference=described,
+                                    tolerance=dict(tolerance.__dict__),
+                                    per_output=[p.as_dict() for p in parities] if len(parities) > 1 else None),
             "input": input_note}
 
 
-def _bundled_reference(bundled: BundledReference, inputs: np.ndarray) -> np.ndarray:
-    """The bundle's reference outputs, once the inputs regenerated here are shown to be the ones they came from."""
+def save_outputs(path: Path, outputs: list[np.ndarray]) -> None:
+    """A graph's outputs, as float32, in order, into one .npz (written aside, then moved into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **{f"output_{n}": np.asarray(output, dtype=np.float32) for n, output in enumerate(outputs)})
+    tmp.replace(path)
+
+
+def load_outputs(path: Path) -> list[np.ndarray]:
+    """The outputs `save_outputs` wrote, in order."""
+    with np.load(path) as stored:
+        return [stored[f"output_{n}"] for n in range(len(stored.files))]
+
+
+def _bundled_reference(bundled: BundledReference, inputs: np.ndarray) -> list[np.ndarray]:
+    """The bundle's reference outputs, once the inputs regenerated here are shown to be the ones they came from:
+    the first output under the batch's key, any others under the key and their index (bs4.1, bs4.2, ...)."""
     if input_sha256(inputs) != bundled.input_sha256:
         raise RuntimeError(f"the inputs regenerated from seed {bundled.seed} differ from the workstation's "
                            "(another numpy stream?): the bundle's reference outputs cannot be compared")
     with np.load(bundled.file) as stored:
-        return stored[bundled.key]
+        outputs = [stored[bundled.key]]
+        while f"{bundled.key}.{len(outputs)}" in stored.files:
+            outputs.append(stored[f"{bundled.key}.{len(outputs)}"])
+        return outputs
 
 
 def predictions_path(run_dir: str | Path, model: str, runtime: str, precision: str) -> Path:

@@ -13,12 +13,11 @@ import errno
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from harness import __version__
 from harness.catalogue import bundles
 from harness.catalogue.registry import Catalogue
-from harness.cell.worker import reference_outputs_path
+from harness.cell.worker import load_outputs, reference_outputs_path
 from harness.cli.accuracy import crop_sets
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli.common import (EXPORT_AGAIN, check_common, check_precisions, check_sources, check_weights, console,
@@ -119,7 +118,7 @@ def _write_models(bundle_dir: Path, made: dict[str, dict[str, dict[str, Any]]], 
             continue  # its reference cell failed: its record says why
         manifest = _manifest(model, files, subjects[model].spec, reference_batches, args)
         _write(bundles.write_model, bundle_dir, model, manifest, {p: _in_cache(r) for p, r in files.items()},
-               {b: np.load(path) for b, path in outputs.items()})
+               {b: load_outputs(path) for b, path in outputs.items()})
         _write(bundles.write_meta, bundle_dir, {**meta, "models": [model]})
         written.append(model)
     return written

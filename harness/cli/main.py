@@ -15,7 +15,7 @@ from rich.markup import escape
 from harness import __version__
 from harness.catalogue.bundles import read_bundle
 from harness.catalogue.complexity import ComplexityCache, measure
-from harness.catalogue.onnx_files import inspect_onnx
+from harness.catalogue.onnx_files import inspect_onnx, parse_input_shapes
 from harness.catalogue.recipes import complexity_key_for, recipe_for
 from harness.catalogue.registry import Catalogue, LazyCatalogue, ModelSpec
 from harness.cli import accuracy as accuracy_command
@@ -79,13 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--models", metavar="NAMES",
                         help="comma-separated names, globs or sets, e.g. 'resnet18,mobilenet_v2', 'vgg*' or "
                              "@mobile")
-    chosen.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere (runtimes that run ONNX)")
+    chosen.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere (runtimes that run ONNX): any "
+                        "number of inputs and outputs; symbolic dimensions fixed by --input-shape or --inputs")
     chosen.add_argument("--bundle", metavar="DIR", help="the models of a bundle made by export --bundle (on a board: "
                                                         "no torch needed)")
     bench.add_argument("--runtime", default="torch", metavar="NAMES",
                        help=f"comma-separated: {', '.join(RUNTIMES)}, or a plug-in 'module:Class' (default torch)")
-    bench.add_argument("--batch-sizes", default=",".join(map(str, PAPER_BATCH_SIZES)), metavar="N,N",
-                       help="default: the paper's 1,2,4,8,16,32,64")
+    bench.add_argument("--batch-sizes", metavar="N,N",
+                       help="default: the paper's 1,2,4,8,16,32,64 (--onnx: the batch --input-shape or --inputs "
+                            "gives, or the graph's fixed one)")
+    bench.add_argument("--input-shape", action="append", default=[], metavar="NAME:DIMS",
+                       help="--onnx: an input's shape as trtexec's --shapes, e.g. images:1x3x640x640 (repeatable, or "
+                            "comma-separated); fixes its symbolic dimensions, the first (the batch) set by each cell")
+    bench.add_argument("--inputs", metavar="FILE.npz",
+                       help="--onnx: feed these arrays (numpy.savez, one per input name) instead of seeded random "
+                            "ones; batched inputs are cut to each cell's batch size")
     bench.add_argument("--device", default="cpu", help=device_help())
     bench.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     bench.add_argument("--weights",
@@ -261,8 +269,10 @@ def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type
                             "--runtime ort or trt")
         bundle = read_bundle(args.bundle)
         return {name: Subject(bundle_model=model) for name, model in bundle.models.items()}
+    _check_onnx_only_options(args)
     if getattr(args, "onnx", None):
-        onnx_file = inspect_onnx(args.onnx)
+        onnx_file = inspect_onnx(args.onnx, parse_input_shapes(getattr(args, "input_shape", [])),
+                                 getattr(args, "inputs", None))
         torch_like = [cls.name for cls in classes if cls.consumes == TORCH_MODULE]
         if torch_like:
             raise UserError(f"--onnx runs on ONNX runtimes; {', '.join(torch_like)} runs catalogue models: "
@@ -272,6 +282,17 @@ def _subjects(args: argparse.Namespace, catalogue: Catalogue, classes: list[type
     if any(cls.consumes != NOTHING for cls in classes):
         check_sources(specs)
     return catalogue_subjects(specs)
+
+
+def _check_onnx_only_options(args: argparse.Namespace) -> None:
+    """--input-shape and --inputs describe an outside ONNX file's inputs: beside --models or --bundle they would
+    be planned and ignored."""
+    given = [flag for flag, value in (("--input-shape", getattr(args, "input_shape", None)),
+                                      ("--inputs", getattr(args, "inputs", None))) if value]
+    if given and not getattr(args, "onnx", None):
+        verb = "describe" if len(given) > 1 else "describes"
+        raise UserError(f"{' and '.join(given)} {verb} the inputs of an ONNX file: use them with --onnx PATH "
+                        "(catalogue models and bundles feed their own image input)")
 
 
 def _check_bundle_precisions(subject: Subject, precisions: list[str], classes: list[type]) -> None:
@@ -337,7 +358,6 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
         raise UserError("no runtime given: e.g. --runtime torch")
     classes = check_runtimes(runtime_names, installed_here=args.executor == "local")
     precisions = check_precisions(args.precision)
-    batch_sizes = parse_batch_sizes(args.batch_sizes)
     tables = _check_tables(args.show)
     check_common(args)
     scenarios, scenario_settings = check_scenarios(args)
@@ -346,6 +366,7 @@ def command_bench(args: argparse.Namespace, catalogue: Catalogue) -> int:
     subjects = _subjects(args, catalogue, classes)
     if args.retry_failed and not args.resume:
         raise UserError("--retry-failed re-runs the failed cells of a recorded run: add --resume RUN-ID (or last)")
+    batch_sizes = _bench_batch_sizes(args, subjects)
     for subject in subjects.values():
         if subject.onnx_file:
             subject.onnx_file.check_batch_sizes(batch_sizes)
@@ -528,6 +549,15 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     typed = latest_records(read_records(sweep.records_path).typed)  # a run id given again: its earlier cells too
     console.print(parity_table(typed))
     return finish(typed, sweep.records_path, planned=cells, not_counted=[] if args.strict else _not_runnable(typed))
+
+
+def _bench_batch_sizes(args: argparse.Namespace, subjects: dict[str, Subject]) -> list[int]:
+    """--batch-sizes; where left out, an ONNX file's own (its fixed batch, or the one --input-shape or --inputs
+    gave), else the paper's."""
+    if args.batch_sizes is not None:
+        return parse_batch_sizes(args.batch_sizes)
+    own = next((s.onnx_file.default_batch_sizes() for s in subjects.values() if s.onnx_file), None)
+    return own or list(PAPER_BATCH_SIZES)
 
 
 def _not_runnable(records: list[Record]) -> list[Record]:

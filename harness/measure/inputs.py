@@ -4,10 +4,12 @@ bundle's reference inputs from their seed and check them by hash instead of carr
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-GENERATOR = "numpy default_rng(seed): standard_normal for floats, integers 0..255 otherwise"
+GENERATOR = ("numpy default_rng(seed): standard_normal for floats, integers 0..255 otherwise (input i of several: "
+             "seed + i)")
 
 
 def make_inputs(shape: list[int] | tuple[int, ...], seed: int, dtype: str = "float32") -> np.ndarray:
@@ -25,3 +27,26 @@ def input_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def make_feeds(specs: Sequence[Any], batch_size: int, seed: int,
+               arrays: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """One array per input, in the graph's order (`specs`: protocol.InputSpec). Generated: input i from seed + i
+    (the first input is then the one a single-input cell always fed); from `arrays` (an .npz's): cast to the
+    input's type, a batched input's first `batch_size` rows."""
+    feeds = []
+    for index, spec in enumerate(specs):
+        if arrays is None:
+            feeds.append(make_inputs(spec.shape_at(batch_size), seed + index, spec.dtype))
+            continue
+        array = arrays[spec.name][:batch_size] if spec.batched else arrays[spec.name]
+        feeds.append(np.ascontiguousarray(array.astype(spec.dtype, copy=False)))
+    return feeds
+
+
+def describe_feeds(feeds: Sequence[np.ndarray], names: Sequence[str], source: str) -> dict[str, Any]:
+    """The record's note of what was fed: the first input's shape and type (as single-input records hold them),
+    every input's, and where they came from."""
+    return {"shape": list(feeds[0].shape), "dtype": str(feeds[0].dtype), "generator": source,
+            **({"inputs": [{"name": name, "shape": list(f.shape), "dtype": str(f.dtype)}
+                           for name, f in zip(names, feeds)]} if len(feeds) > 1 else {})}

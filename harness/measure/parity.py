@@ -1,4 +1,5 @@
-"""Do two runtimes give the same answers? Pure functions of two logit arrays (reference, candidate).
+"""Do two runtimes give the same answers? Pure functions of two logit arrays (reference, candidate), or of
+two lists of a graph's outputs (`compare_outputs`, `output_violations`).
 
 With random weights logits can be huge, so an absolute tolerance alone is meaningless: the verdict
 uses error relative to the reference's magnitude and cosine similarity, and reports top-1 agreement
@@ -7,7 +8,7 @@ and top-5 overlap beside them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -81,3 +82,29 @@ def violations(parity: Parity, tolerance: Tolerance) -> list[str]:
     if not parity.top1_agreement >= tolerance.min_top1_agreement:
         problems.append(f"top-1 agreement {parity.top1_agreement:.3f} < {tolerance.min_top1_agreement}")
     return problems
+
+
+def compare_outputs(references: list[np.ndarray], candidates: list[np.ndarray]) -> list[Parity]:
+    """Every output of a graph against the reference's, in order."""
+    if len(references) != len(candidates):
+        raise ValueError(f"{len(candidates)} outputs, the reference has {len(references)}")
+    return [compare(reference, candidate) for reference, candidate in zip(references, candidates)]
+
+
+def output_violations(parities: list[Parity], tolerance: Tolerance) -> list[str]:
+    """Empty when every output is within tolerance. One output (a classifier's logits) is judged on all three
+    figures; with several (a detector's boxes and scores, a segmenter's maps) each output is judged on its error
+    and cosine, and top-1 agreement — an arg-max over a row of box offsets says nothing — is reported only."""
+    if len(parities) == 1:
+        return violations(parities[0], tolerance)
+    judged = replace(tolerance, min_top1_agreement=0.0)
+    return [f"output {n}: {problem}" for n, parity in enumerate(parities) for problem in violations(parity, judged)]
+
+
+def worst(parities: list[Parity]) -> dict[str, float]:
+    """The worst of each figure over the outputs (the largest errors, the smallest agreements): one output's own."""
+    if len(parities) == 1:
+        return parities[0].as_dict()
+    rows = [p.as_dict() for p in parities]
+    lowest = ("min_cosine", "top1_agreement", "top5_overlap")
+    return {name: (min if name in lowest else max)(row[name] for row in rows) for name in rows[0]}

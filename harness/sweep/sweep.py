@@ -277,7 +277,12 @@ class Sweep:
         return LocalExecutor(default_placement(run_dir), self.settings.process_start)
 
     def signature(self, cells: list[Cell]) -> dict[str, Any]:
-        return plan_signature([c.as_dict() for c in cells], self.settings.as_dict())
+        """The plan's cells and settings, with the inputs the user gave an ONNX file (shapes, an .npz): a run
+        resumed with others would mix two experiments."""
+        given = {name: inputs for name, subject in self.subjects.items()
+                 if subject.onnx_file and (inputs := subject.onnx_file.plan_inputs()) is not None}
+        return plan_signature([c.as_dict() for c in cells],
+                              {**self.settings.as_dict(), **({"onnx_inputs": given} if given else {})})
 
     def start(self, cells: list[Cell]) -> None:
         self._check_same_plan(cells)

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from runtimes.base import (COMMON_SOURCES, CUDA, DLA, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact,
-                           EngineShapes, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
-                           UnsupportedConfiguration)
+                           EngineShapes, Inputs, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration, check_input_count, input_arrays)
 from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
 from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, CudaError, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
@@ -121,7 +121,7 @@ class TensorRTRuntime(Runtime):
         self._context: Any = None
         self._stream: Any = None
         self._graph: Graph | None = None
-        self._input_name = ""
+        self._input_names: list[str] = []
         self._output_names: list[str] = []
         self._buffers: dict[str, DeviceBuffer] = {}
         self._host_outputs: dict[str, np.ndarray] = {}
@@ -166,24 +166,26 @@ class TensorRTRuntime(Runtime):
         self._stream = self.backend.create_stream()
         mode = self.api.trt.TensorIOMode
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == mode.INPUT]
-        if len(inputs) != 1:
-            raise UnsupportedConfiguration(f"the engine has {len(inputs)} inputs; the harness feeds one image tensor")
-        self._input_name = inputs[0]
+        self._input_names = [n for n in names if engine.get_tensor_mode(n) == mode.INPUT]  # the network's order
         self._output_names = [n for n in names if engine.get_tensor_mode(n) == mode.OUTPUT]
 
     def _dtype(self, name: str) -> np.dtype:
         assert self.loaded is not None
         return np.dtype(self.api.trt.nptype(self.loaded.engine.get_tensor_dtype(name)))
 
-    def prepare(self, inputs: np.ndarray) -> None:
-        """Input to the device once; output buffers sized from the context; addresses set; graph captured."""
+    def prepare(self, inputs: Inputs) -> None:
+        """Inputs to the device once (each in the engine's order, cast to its type, its shape set); output buffers
+        sized from the context; addresses set; graph captured."""
         backend, context = self.backend, self._context
         assert backend is not None and context is not None
-        host_input = np.ascontiguousarray(inputs.astype(self._dtype(self._input_name), copy=False))
-        if not context.set_input_shape(self._input_name, tuple(host_input.shape)):
-            raise UnsupportedConfiguration(f"the engine does not accept input shape {tuple(host_input.shape)}")
-        backend.copy_to_device(self._buffer(self._input_name, host_input.nbytes), host_input, self._stream)
+        arrays = input_arrays(inputs)
+        check_input_count(arrays, self._input_names)
+        for name, array in zip(self._input_names, arrays):
+            host_input = np.ascontiguousarray(array.astype(self._dtype(name), copy=False))
+            if not context.set_input_shape(name, tuple(host_input.shape)):
+                raise UnsupportedConfiguration(f"the engine does not accept shape {tuple(host_input.shape)} for "
+                                               f"input {name}")
+            backend.copy_to_device(self._buffer(name, host_input.nbytes), host_input, self._stream)
         for name in self._output_names:
             shape = tuple(int(d) for d in context.get_tensor_shape(name))
             self._host_outputs[name] = np.empty(shape, dtype=self._dtype(name))
