@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 REFERENCE = ("torch", "fp32")  # what every other runtime and precision is compared with: PyTorch eager fp32
+ONNX_REFERENCE = ("ort", "fp32")  # the same for an ONNX file made elsewhere (no torch module): ONNX Runtime fp32
 EXPORT = "export"  # the runtime column of an export cell: it makes the ONNX file, no runtime runs it
 # How queries reach the runtime (harness.measure.scenarios): single-stream is the timed loop every cell runs and
 # the default, left out of a cell's JSON and id so that records made before scenarios existed keep theirs.

@@ -7,6 +7,7 @@ import signal
 import time
 
 from runtimes.null import NullRuntime
+from runtimes.onnxruntime import OnnxRuntime
 
 
 class RaisingRuntime(NullRuntime):
@@ -106,3 +107,13 @@ class FailsOnceRuntime(NullRuntime):
         if not os.path.exists(marker):
             open(marker, "w").close()
             raise RuntimeError("a passing fault")
+
+
+class SecondOutputOffRuntime(OnnxRuntime):
+    """ONNX Runtime whose second output comes back negated: a runtime wrong on one output of several."""
+
+    name = "second-output-off"
+
+    def outputs(self):
+        first, second, *rest = super().outputs()
+        return [first, -second, *rest]

@@ -264,3 +264,24 @@ def test_a_run_resumed_with_other_input_shapes_is_refused(tmp_path, capsys):
                                   str(tmp_path / "in.npz"), "--batch-sizes", "1", "--out", str(tmp_path),
                                   "--resume", "r"))
     assert "planned with other" in line
+
+
+def test_verify_an_outside_file_compares_every_output_with_onnx_runtime(tmp_path, capsys):
+    """The reference of an ONNX file made elsewhere is ONNX Runtime fp32; a runtime wrong on its second output
+    fails, and the line names that output."""
+    path = onnx_graphs.detector(tmp_path / "det.onnx", height=16, width=16)
+    good = run_cli(capsys, "verify", "--onnx", str(path), "--runtime", "ort,ov", "--out", str(tmp_path),
+                   "--run-id", "v")
+    assert good.returncode == 0, good.stderr + good.stdout
+    assert "Parity with ort fp32" in good.stdout
+    records = read_records(tmp_path / "v" / "records.jsonl").records
+    reference, compared = records[0], records[1]
+    assert (reference["cell"]["runtime"], reference["parity"]["is_reference"]) == ("ort", True)
+    assert compared["cell"]["runtime"] == "ov" and compared["status"] == "ok"
+    assert len(compared["parity"]["per_output"]) == 2 and compared["parity"]["reference"].startswith("ort fp32")
+    bad = run_cli(capsys, "verify", "--onnx", str(path), "--runtime", "tests.faulty_runtimes:SecondOutputOffRuntime",
+                  "--out", str(tmp_path), "--run-id", "w")
+    assert bad.returncode == 1
+    failed = read_records(tmp_path / "w" / "records.jsonl").records[1]
+    assert failed["status"] == "parity_failed" and failed["error"].startswith("output 1: ")
+    assert failed["parity"]["per_output"][0]["max_abs_err"] == 0.0

@@ -60,6 +60,16 @@ WEIGHTS_NOTE = {
 
 # ---------------------------------------------------------------- argument parsing
 
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """How an ONNX file made elsewhere is fed (`--onnx`)."""
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:DIMS",
+                        help="--onnx: an input's shape as trtexec's --shapes, e.g. images:1x3x640x640 (repeatable, or "
+                             "comma-separated); fixes its symbolic dimensions, the first (the batch) set by each cell")
+    parser.add_argument("--inputs", metavar="FILE.npz",
+                        help="--onnx: feed these arrays (numpy.savez, one per input name) instead of seeded random "
+                             "ones; batched inputs are cut to each cell's batch size")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dnn-harness {__version__}")
@@ -88,12 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-sizes", metavar="N,N",
                        help="default: the paper's 1,2,4,8,16,32,64 (--onnx: the batch --input-shape or --inputs "
                             "gives, or the graph's fixed one)")
-    bench.add_argument("--input-shape", action="append", default=[], metavar="NAME:DIMS",
-                       help="--onnx: an input's shape as trtexec's --shapes, e.g. images:1x3x640x640 (repeatable, or "
-                            "comma-separated); fixes its symbolic dimensions, the first (the batch) set by each cell")
-    bench.add_argument("--inputs", metavar="FILE.npz",
-                       help="--onnx: feed these arrays (numpy.savez, one per input name) instead of seeded random "
-                            "ones; batched inputs are cut to each cell's batch size")
+    add_input_options(bench)
     bench.add_argument("--device", default="cpu", help=device_help())
     bench.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     bench.add_argument("--weights",
@@ -178,11 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(export)
     add_export_options(export)
 
-    verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager fp32 on the CPU")
+    verify = commands.add_parser("verify", help="numeric agreement of each runtime with PyTorch eager fp32 on the CPU "
+                                                "(an ONNX file made elsewhere: with ONNX Runtime fp32)")
     checked = verify.add_mutually_exclusive_group(required=True)
     checked.add_argument("--models", metavar="NAMES", help=MODELS_HELP)
     checked.add_argument("--bundle", metavar="DIR",
                          help="a bundle's models, against the reference outputs it carries (no torch needed)")
+    checked.add_argument("--onnx", metavar="PATH", help="an ONNX file made elsewhere, against ONNX Runtime fp32 on the "
+                         "CPU, every output compared")
+    add_input_options(verify)
     verify.add_argument("--runtime", default="ort", metavar="NAMES", help="runtimes to check (default ort)")
     verify.add_argument("--precision", default="fp32", metavar="P", help=precision_help())
     verify.add_argument("--batch-size", type=int, metavar="N",
@@ -533,9 +542,15 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
         cells = [cell for device in devices
                  for cell in plan_cells(list(subjects), runtime_names, precisions, [batch_size], device)]
     else:  # the reference on a CPU (on a fleet: any node's), once per model for every device
+        reference = next(iter(subjects.values())).reference
+        batch_size = args.batch_size or _onnx_batch(subjects) or 4
         planned = [cell for device in devices
-                   for cell in plan_with_reference(list(subjects), runtime_names, precisions, args.batch_size or 4,
-                                                   device, reference_device="cpu")]
+                   for cell in plan_with_reference(list(subjects), runtime_names, precisions, batch_size,
+                                                   device, reference_device="cpu", reference=reference)]
+        for subject in subjects.values():
+            if subject.onnx_file:
+                subject.onnx_file.check_batch_sizes([batch_size])
+                subject.onnx_file.check_precisions(precisions, classes)
         cells = list({cell.cell_id: cell for cell in planned}.values())
     settings = BenchSettings(policy=QUICK, weights=weights, threads=args.threads, timeout_s=args.timeout,
                              seed=seed, mode="parity", export=_export_with_calibration(args, precisions, subjects),
@@ -551,13 +566,19 @@ def command_verify(args: argparse.Namespace, catalogue: Catalogue) -> int:
     return finish(typed, sweep.records_path, planned=cells, not_counted=[] if args.strict else _not_runnable(typed))
 
 
+def _onnx_batch(subjects: dict[str, Subject]) -> int | None:
+    """An ONNX file's own batch size (fixed, or given by --input-shape or --inputs), where it has one."""
+    own = next((s.onnx_file.default_batch_sizes() for s in subjects.values() if s.onnx_file), None)
+    return own[0] if own else None
+
+
 def _bench_batch_sizes(args: argparse.Namespace, subjects: dict[str, Subject]) -> list[int]:
     """--batch-sizes; where left out, an ONNX file's own (its fixed batch, or the one --input-shape or --inputs
     gave), else the paper's."""
     if args.batch_sizes is not None:
         return parse_batch_sizes(args.batch_sizes)
-    own = next((s.onnx_file.default_batch_sizes() for s in subjects.values() if s.onnx_file), None)
-    return own or list(PAPER_BATCH_SIZES)
+    own = _onnx_batch(subjects)
+    return [own] if own else list(PAPER_BATCH_SIZES)
 
 
 def _not_runnable(records: list[Record]) -> list[Record]:

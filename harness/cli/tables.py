@@ -371,8 +371,13 @@ def engine_table(records: list[Record]) -> Table:
 
 
 def parity_table(records: list[Record]) -> Table:
-    table = Table(title="Parity with PyTorch eager fp32 (same weights, same seeded inputs)",
-                  caption="rel err = max |diff| / max |reference|; cosine: worst row")
+    """One row per cell: its verdict and errors against the reference (the worst output's, for several)."""
+    references = [f"{r.cell.runtime} {r.cell.precision}" for r in records if r.parity and r.parity.is_reference]
+    references += [r.parity.reference for r in records if r.parity and r.parity.reference and not references]
+    named = ", ".join(dict.fromkeys(references)) or "the reference"
+    table = Table(title=f"Parity with {named} (same weights, same seeded inputs)",
+                  caption="rel err = max |diff| / max |reference|; cosine: worst row; several outputs: the worst "
+                          "output's figures")
     for column in ("model", "runtime", "precision", "verdict", "max abs err", "rel err", "cosine", "top-1 agree",
                    "top-5 overlap"):
         table.add_column(column, no_wrap=True, justify="left" if column in ("model", "runtime") else "right")

@@ -40,15 +40,17 @@ def plan_cells(models: list[str], runtimes: list[str], precisions: list[str], ba
 
 
 def plan_with_reference(models: list[str], runtimes: list[str], precisions: list[str], batch_size: int,
-                        device: str, reference_device: str | None = None) -> list[Cell]:
+                        device: str, reference_device: str | None = None,
+                        reference: tuple[str, str] = REFERENCE) -> list[Cell]:
     """Per model: the reference (PyTorch eager fp32) first, whether asked for or not, so each later cell
     can compare its answers with it; then the requested runtimes x precisions. The sweep makes the
     order a dependency: a model's cells wait for its reference cell. The reference runs on
     `reference_device` (default: the cells' device); verify puts it on the CPU, where fp32 means fp32
-    (no TF32 convolutions) and a runtime on any accelerator can be checked against it."""
+    (no TF32 convolutions) and a runtime on any accelerator can be checked against it. `reference`: another
+    reference (ONNX Runtime fp32 for an ONNX file made elsewhere)."""
     cells = []
     for model in models:
-        cells.append(Cell(model, *REFERENCE, batch_size, reference_device or device))
+        cells.append(Cell(model, *reference, batch_size, reference_device or device))
         cells += [Cell(model, runtime, precision, batch_size, device)
-                  for runtime, precision in product(runtimes, precisions) if (runtime, precision) != REFERENCE]
+                  for runtime, precision in product(runtimes, precisions) if (runtime, precision) != reference]
     return cells

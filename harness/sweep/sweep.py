@@ -30,7 +30,7 @@ from harness.protocol import (CatalogueModel, CellRequest, CellResult, ExportSet
                               ScenarioSettings)
 from harness.records import (RECORDS_FILE, SCHEMA_VERSION, Record, append_record, env_file_for, read_records,
                              repair_torn_tail)
-from harness.cells import REFERENCE, Cell
+from harness.cells import ONNX_REFERENCE, REFERENCE, Cell
 from harness.sweep.runs import PLAN_FILE, RunLock, finished_cell_ids, plan_signature, read_plan, same_plan
 from runtimes import RuntimeUnavailable, runtime_class
 from runtimes.base import NOTHING, ONNX_FILE, TORCH_MODULE, EngineShapes, Runtime
@@ -79,6 +79,12 @@ class Subject:
         if sum(x is not None for x in (spec, onnx_file, bundle_model)) != 1:
             raise ValueError("a subject is one of: a catalogue model, an ONNX file, a bundle's model")
         self.spec, self.onnx_file, self.bundle_model = spec, onnx_file, bundle_model
+
+    @property
+    def reference(self) -> tuple[str, str]:
+        """What its cells are compared with: PyTorch eager fp32; ONNX Runtime fp32 for an ONNX file made elsewhere
+        (a bundle's cells compare with the outputs it carries, made by PyTorch eager fp32)."""
+        return ONNX_REFERENCE if self.onnx_file else REFERENCE
 
     @property
     def name(self) -> str:
@@ -131,7 +137,7 @@ def build_request(cell: Cell, subject: Subject, settings: BenchSettings, mode: s
     if mode == "parity" and subject.bundle_model is not None:
         extra.setdefault("reference_outputs", subject.bundle_model.reference_outputs(cell.batch_size))
     return CellRequest(mode=mode, cell=cell, model=subject.request_model(cell, versions),
-                       reference=Reference(*REFERENCE), weights=settings.weights, seed=settings.seed,
+                       reference=Reference(*subject.reference), weights=settings.weights, seed=settings.seed,
                        threads=settings.threads, channels_last=settings.channels_last,
                        runtime_options=settings.runtime_options, policy=settings.policy,
                        max_cv=settings.max_cv, complexity_key=subject.complexity_key(), export=settings.export,
@@ -238,10 +244,6 @@ PREPARE_MODULES = ("harness.cell.worker", "runtimes.torch_eager", "torch")
 
 def _group(cell: Cell) -> tuple[str, str, str, str]:
     return (cell.model, cell.runtime, cell.precision, cell.device)
-
-
-def _is_reference(cell: Cell) -> bool:
-    return (cell.runtime, cell.precision) == REFERENCE
 
 
 class Sweep:
@@ -353,11 +355,15 @@ class Sweep:
             return EngineShapes.dynamic(self._planned_batches.get(_group(cell), [cell.batch_size]))
         return EngineShapes.static(cell.batch_size)
 
+    def _is_reference(self, cell: Cell) -> bool:
+        subject = self.subjects.get(cell.model)
+        return (cell.runtime, cell.precision) == (subject.reference if subject else REFERENCE)
+
     def after(self, cell: Cell, planned: dict[str, Cell]) -> list[str]:
         """Cells of the plan that must be recorded before this one."""
         earlier = [c.cell_id for c in planned.values() if _group(c) == _group(cell) and c.batch_size < cell.batch_size]
-        if self.settings.mode in ("parity", "accuracy") and not _is_reference(cell):
-            earlier += [c.cell_id for c in planned.values() if c.model == cell.model and _is_reference(c)
+        if self.settings.mode in ("parity", "accuracy") and not self._is_reference(cell):
+            earlier += [c.cell_id for c in planned.values() if c.model == cell.model and self._is_reference(c)
                         and c.batch_size == cell.batch_size]
         return earlier
 
