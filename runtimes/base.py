@@ -25,6 +25,12 @@ def input_arrays(inputs: Inputs) -> list[np.ndarray]:
     return [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
 
 
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """The array in C order, its shape kept (np.ascontiguousarray makes a 0-d array 1-d: a scalar input's shape
+    would then be refused)."""
+    return np.require(array, requirements="C")
+
+
 def as_inputs(arrays: Sequence[np.ndarray]) -> Inputs:
     """What the harness hands `prepare()`: the array itself for one input (what a runtime written for image
     classifiers takes), the list for several."""

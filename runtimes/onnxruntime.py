@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from runtimes.base import (CPU, CUDA, ONNX_FILE, Artifact, Inputs, OnnxFileArtifact, OptionSpec, Runtime,
-                           RuntimeOptions, UnsupportedConfiguration, check_input_count, input_arrays)
+                           RuntimeOptions, UnsupportedConfiguration, check_input_count, contiguous, input_arrays)
 
 NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
@@ -133,7 +133,7 @@ class OnnxRuntime(Runtime):
         outputs (I/O binding), so no copy is in `run()`."""
         arrays = input_arrays(inputs)
         check_input_count(arrays, [meta.name for meta in self._inputs_meta])
-        feed = {meta.name: np.ascontiguousarray(array.astype(NUMPY_OF_ORT.get(meta.type, array.dtype), copy=False))
+        feed = {meta.name: contiguous(array.astype(NUMPY_OF_ORT.get(meta.type, array.dtype), copy=False))
                 for meta, array in zip(self._inputs_meta, arrays)}
         if not self._on_device:
             self._feed = feed

@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from runtimes.base import (CPU, ONNX_FILE, Artifact, DeviceClock, DeviceFamily, Inputs, OnnxFileArtifact, OptionSpec,
-                           Runtime, RuntimeOptions, UnsupportedConfiguration, check_input_count, input_arrays)
+                           Runtime, RuntimeOptions, UnsupportedConfiguration, check_input_count, contiguous,
+                           input_arrays)
 
 # harness precision -> (INFERENCE_PRECISION_HINT, the optimization capability the device must list)
 PRECISION_HINTS = {"fp32": ("f32", "FP32"), "bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16"),
@@ -199,10 +200,10 @@ class OpenVinoRuntime(Runtime):
         if other:
             self._reshape(other)
             self._compile()
-        self._inputs = [np.ascontiguousarray(array.astype(port.get_element_type().to_dtype(), copy=False))
+        self._inputs = [contiguous(array.astype(port.get_element_type().to_dtype(), copy=False))
                         for port, array in zip(self._compiled.inputs, arrays)]
-        for n, array in enumerate(self._inputs):
-            self._request.set_input_tensor(n, self._ov.Tensor(array, shared_memory=True))
+        for n, array in enumerate(self._inputs):  # a 0-d array shared would be a tensor of shape [1]: copied
+            self._request.set_input_tensor(n, self._ov.Tensor(array, shared_memory=array.ndim > 0))
 
     def run(self) -> None:
         self._request.start_async()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from runtimes.base import (COMMON_SOURCES, CPU, CUDA, TORCH_MODULE, Artifact, DeviceClock, Inputs, OptionSpec, Runtime,
-                           RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration, input_arrays)
+                           RuntimeOptions, TorchModuleArtifact, UnsupportedConfiguration, contiguous, input_arrays)
 
 from runtimes.cpu_features import native_bf16
 
@@ -129,7 +129,7 @@ class TorchEagerRuntime(Runtime):
         torch = self._torch
         tensors = []
         for array in input_arrays(inputs):
-            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
+            tensor = torch.from_numpy(contiguous(array)).to(self._device)
             if self.options.precision == "fp16" and tensor.is_floating_point():
                 tensor = tensor.half()
             if self.options.channels_last and tensor.dim() == 4:

@@ -65,6 +65,15 @@ def detector(path: Path, height: int | str = "height", width: int | str = "width
     return _save(graph, path, opset=18)
 
 
+def scaled(path: Path) -> Path:
+    """A batched input beside a scalar one: `x` (N, 4) float times `scale` (a 0-d float) -> `y` (N, 4)."""
+    nodes = [helper.make_node("Mul", ["x", "scale"], ["y"])]
+    graph = helper.make_graph(nodes, "scaled", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                                                helper.make_tensor_value_info("scale", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    return _save(graph, path)
+
+
 def unsupported_op(path: Path) -> Path:
     """A node of a custom domain that no onnxruntime build implements."""
     nodes = [helper.make_node("FancyPool", ["image"], ["out"], domain="com.example.vision")]

@@ -285,3 +285,14 @@ def test_verify_an_outside_file_compares_every_output_with_onnx_runtime(tmp_path
     failed = read_records(tmp_path / "w" / "records.jsonl").records[1]
     assert failed["status"] == "parity_failed" and failed["error"].startswith("output 1: ")
     assert failed["parity"]["per_output"][0]["max_abs_err"] == 0.0
+
+
+@pytest.mark.parametrize("runtime", ["ort", OPENVINO])
+def test_a_scalar_input_beside_a_batched_one_keeps_its_shape(tmp_path, runtime, capsys):
+    path = onnx_graphs.scaled(tmp_path / "scaled.onnx")
+    result = run_cli(capsys, "bench", "--runtime", runtime, "--onnx", str(path), "--batch-sizes", "3",
+                     "--out", str(tmp_path), "--run-id", "s")
+    assert result.returncode == 0, result.stderr + result.stdout
+    [record] = read_records(tmp_path / "s" / "records.jsonl").records
+    assert [(i["name"], i["shape"]) for i in record["input"]["inputs"]] == [("x", [3, 4]), ("scale", [])]
+    assert [i["batched"] for i in record["model"]["inputs"]] == [True, False]

@@ -40,7 +40,7 @@ def make_feeds(specs: Sequence[Any], batch_size: int, seed: int,
             feeds.append(make_inputs(spec.shape_at(batch_size), seed + index, spec.dtype))
             continue
         array = arrays[spec.name][:batch_size] if spec.batched else arrays[spec.name]
-        feeds.append(np.ascontiguousarray(array.astype(spec.dtype, copy=False)))
+        feeds.append(np.require(array.astype(spec.dtype, copy=False), requirements="C"))  # keeps a 0-d array's shape
     return feeds
 
 

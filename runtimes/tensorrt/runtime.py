@@ -17,7 +17,7 @@ import numpy as np
 
 from runtimes.base import (COMMON_SOURCES, CUDA, DLA, ONNX_FILE, Artifact, BuiltEngine, DeviceClock, EngineArtifact,
                            EngineShapes, Inputs, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
-                           UnsupportedConfiguration, check_input_count, input_arrays)
+                           UnsupportedConfiguration, check_input_count, contiguous, input_arrays)
 from runtimes.tensorrt.api import TensorRTApi, onnx_precision_for, parse_version
 from runtimes.tensorrt.cuda_buffers import BACKENDS, CudaBackend, CudaError, DeviceBuffer, Graph, open_backend
 from runtimes.tensorrt.engine import BuildSettings, Builder, LoadedEngine, engine_key, load_plan
@@ -181,7 +181,7 @@ class TensorRTRuntime(Runtime):
         arrays = input_arrays(inputs)
         check_input_count(arrays, self._input_names)
         for name, array in zip(self._input_names, arrays):
-            host_input = np.ascontiguousarray(array.astype(self._dtype(name), copy=False))
+            host_input = contiguous(array.astype(self._dtype(name), copy=False))
             if not context.set_input_shape(name, tuple(host_input.shape)):
                 raise UnsupportedConfiguration(f"the engine does not accept shape {tuple(host_input.shape)} for "
                                                f"input {name}")
