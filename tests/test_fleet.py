@@ -106,6 +106,18 @@ def test_an_outside_onnx_file_is_carried_and_the_request_points_at_the_nodes_cop
     assert Path(request["model"]["onnx_path"]).read_bytes() == b"user's graph"
 
 
+def test_an_outside_files_npz_of_inputs_travels_with_it(tmp_path):
+    outside, arrays = tmp_path / "mine.onnx", tmp_path / "inputs.npz"
+    outside.write_bytes(b"user's graph")
+    arrays.write_bytes(b"user's arrays")
+    request = {"prepared": {}, "model": {"name": "mine", "onnx_path": str(outside), "inputs_file": str(arrays)}}
+    needed = needed_files(request, tmp_path / "cache", with_weights=False)
+    assert [n.role for n, _ in needed] == ["model", "inputs"]
+    place_files(request, tmp_path / "node", needed, fetch=lambda path: path.read_bytes())
+    assert Path(request["model"]["inputs_file"]).read_bytes() == b"user's arrays"
+    assert Path(request["model"]["inputs_file"]).is_relative_to(tmp_path / "node")
+
+
 def test_a_lost_cell_runs_again_on_resume(tmp_path):
     records = tmp_path / "records.jsonl"
     base = {"schema_version": 2, "run_id": "r", "host": "h", "kind": "bench", "error": None, "started_at": "t",

@@ -27,6 +27,7 @@ MODEL = "model"  # the request's outside ONNX file: the node's copy replaces the
 RUN = "run"  # a file of the run folder another cell made (a verify run's reference outputs)
 BUNDLED = "bundled"  # a bundle's reference outputs (verify --bundle): the node's copy replaces the request's path
 WEIGHTS = "weights"  # a state-dict file the user named: the node's copy replaces the request's path
+INPUTS = "inputs"  # an outside ONNX file's .npz of inputs (--inputs): the node's copy replaces the request's path
 
 
 class FileArrivedDamaged(RuntimeError):
@@ -37,7 +38,7 @@ class FileArrivedDamaged(RuntimeError):
 class NeededFile:
     relative_path: str  # under the node's artifact cache (CACHE, MODEL) or the run's folder there (RUN)
     sha256: str
-    role: str = CACHE  # CACHE, MODEL, RUN, WEIGHTS or BUNDLED
+    role: str = CACHE  # CACHE, MODEL, RUN, WEIGHTS, BUNDLED or INPUTS
 
 
 _known: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: a file is hashed once per process
@@ -76,6 +77,9 @@ def needed_files(request: dict[str, Any], driver_cache: Path, with_weights: bool
     outside = (request.get("model") or {}).get("onnx_path")
     if outside:
         needed.append(_outside(Path(outside), MODEL))
+    inputs_file = (request.get("model") or {}).get("inputs_file")
+    if inputs_file:
+        needed.append(_outside(Path(inputs_file), INPUTS))
     bundled = request.get("reference_outputs")
     if bundled:  # a bundle model's reference outputs, made on the workstation
         needed.append(_outside(Path(bundled["file"]), BUNDLED))
@@ -107,6 +111,8 @@ def place_files(request: dict[str, Any], cache_dir: Path, files: list[tuple[Need
             fetched.append(needed.relative_path)
         if needed.role == MODEL:
             request["model"]["onnx_path"] = str(path)
+        elif needed.role == INPUTS:
+            request["model"]["inputs_file"] = str(path)
         elif needed.role == BUNDLED:
             request["reference_outputs"]["file"] = str(path)
         elif needed.role == WEIGHTS:
