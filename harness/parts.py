@@ -289,7 +289,8 @@ class ScenarioFigures:
     capacity_qps: float | None = None  # server: back-to-back queries per second, where the search starts
     rate_qps: float | None = None  # server: the highest rate that held the bound
     images_per_s: float | None = None  # server: at that rate; offline: all streams together
-    streams: int | None = None  # offline: runtime instances, each on its own thread
+    streams: int | None = None  # offline: inferences in flight at once (requests, or instances on threads)
+    parallelism: str | None = None  # offline: what keeps them in flight (the runtime's own, or the harness's)
     threads_per_stream: int | None = None
     trials: list[dict[str, Any]] | None = None  # server: each rate tried
     queries_per_stream: list[int] | None = None

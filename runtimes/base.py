@@ -246,6 +246,21 @@ class DeviceClock(Protocol):
     def elapsed_ms(self) -> float: ...
 
 
+class ParallelRequests(Protocol):
+    """A runtime's own way to keep several inferences on the prepared inputs in flight at once (OpenVINO's
+    AsyncInferQueue on a model compiled for throughput): the offline scenario's queries. `description` says
+    what runs them (recorded); `start()` queues one inference, blocking while every request is busy;
+    `wait_all()` blocks until every queued one has finished; `close()` frees them."""
+
+    description: str
+
+    def start(self) -> None: ...
+
+    def wait_all(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @runtime_checkable
 class StreamEventClock(DeviceClock, Protocol):
     """A device clock whose marks are events on the stream the runs are queued on (CUDA events): the harness can
@@ -413,6 +428,11 @@ class Runtime(ABC):
     def device_clock(self) -> DeviceClock | None:
         """The runtime library's own clock for one run (CUDA events on its stream, OpenVINO's request latency),
         or None where the host clock is the only one."""
+        return None
+
+    def parallel_requests(self, streams: int) -> ParallelRequests | None:
+        """The library's own parallelism for `streams` inferences at once on the prepared inputs, after
+        `prepare()`; None (the default): the harness runs `streams` instances of the runtime on threads."""
         return None
 
     def _release(self) -> None:

@@ -64,6 +64,24 @@ def present_devices() -> list[str]:
     return found
 
 
+class AsyncStreams:
+    """Several inferences in flight on one compiled model (runtimes.base.ParallelRequests)."""
+
+    def __init__(self, queue: Any, compiled: Any, tensors: dict[int, Any], description: str) -> None:
+        self._queue, self._compiled, self._tensors = queue, compiled, tensors
+        self.description = description
+
+    def start(self) -> None:
+        """The next idle request on the prepared inputs; blocks while every request is busy."""
+        self._queue.start_async(self._tensors, share_inputs=True)
+
+    def wait_all(self) -> None:
+        self._queue.wait_all()
+
+    def close(self) -> None:
+        self._queue = self._compiled = None
+
+
 class RequestLatencyClock:
     """OpenVINO's own clock for one inference: `InferRequest.latency`, which its Python binding measures in C++
     from the start of `start_async()` to the request's completion callback, the figure benchmark_app
@@ -204,6 +222,18 @@ class OpenVinoRuntime(Runtime):
                         for port, array in zip(self._compiled.inputs, arrays)]
         for n, array in enumerate(self._inputs):  # a 0-d array shared would be a tensor of shape [1]: copied
             self._request.set_input_tensor(n, self._ov.Tensor(array, shared_memory=array.ndim > 0))
+
+    def parallel_requests(self, streams: int) -> "AsyncStreams":
+        """OpenVINO's async streams (what `benchmark_app -hint throughput` runs): the model compiled again with the
+        THROUGHPUT hint and `streams` streams, and an AsyncInferQueue of `streams` requests, each given the
+        prepared input tensors (shared, read only)."""
+        config = {**self._config(), "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+        compiled = self._core.compile_model(self._model, self._device, config)
+        queue = self._ov.AsyncInferQueue(compiled, streams)
+        tensors = {n: self._ov.Tensor(array, shared_memory=array.ndim > 0) for n, array in enumerate(self._inputs)}
+        granted = str(compiled.get_property("NUM_STREAMS"))
+        return AsyncStreams(queue, compiled, tensors, f"OpenVINO AsyncInferQueue of {streams} requests on a model "
+                                                      f"compiled with PERFORMANCE_HINT=THROUGHPUT, NUM_STREAMS={granted}")
 
     def run(self) -> None:
         self._request.start_async()

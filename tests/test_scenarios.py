@@ -91,6 +91,48 @@ def test_offline_runs_every_stream_at_once():
     assert found.images_per_s == pytest.approx(found.images / found.wall_s)
 
 
+def test_offline_on_the_runtimes_own_requests_keeps_them_all_busy():
+    """A pool of 3 requests of 10 ms each: start blocks only while all 3 are busy, so about 3 queries finish per
+    10 ms, and the wait for the ones in flight is inside the window."""
+    import threading
+
+    pool = threading.Semaphore(3)
+    in_flight: list[threading.Thread] = []
+
+    def serve() -> None:
+        time.sleep(0.01)
+        pool.release()
+
+    def start() -> None:
+        pool.acquire()
+        in_flight.append(threading.Thread(target=serve))
+        in_flight[-1].start()
+
+    def wait_all() -> None:
+        for thread in in_flight:
+            thread.join()
+
+    found = scenarios.offline_queued(start, wait_all, streams=3, batch_size=2, duration_s=0.3, clock=time.perf_counter)
+    assert all(not t.is_alive() for t in in_flight) and found.queries == len(in_flight)
+    assert found.images == 2 * found.queries and found.images_per_s == pytest.approx(found.images / found.wall_s)
+    assert found.queries / found.wall_s > 1.5 / 0.01  # well above one request's 100 queries/s
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("openvino") is None, reason="openvino not installed")
+def test_offline_on_openvino_runs_its_own_async_streams(capsys, tmp_path):
+    from harness.records import read_records
+    from tests import onnx_graphs
+
+    path = onnx_graphs.classifier(tmp_path / "c.onnx")
+    code, output = run_main(capsys, "bench", "--runtime", "ov,ort", "--onnx", str(path), "--batch-sizes", "2",
+                            "--scenario", "offline", "--streams", "2", "--out", str(tmp_path), "--run-id", "o")
+    assert code == 0, output
+    figures = {r["cell"]["runtime"]: r["scenario"] for r in read_records(tmp_path / "o" / "records.jsonl").records}
+    assert figures["ov"]["parallelism"].startswith("OpenVINO AsyncInferQueue of 2 requests")
+    assert figures["ov"]["images_per_s"] > 0 and "queries_per_stream" not in figures["ov"]
+    assert figures["ort"]["parallelism"] == "2 instances of the runtime, each on a thread of its own"
+
+
 def test_bench_runs_every_scenario_and_records_its_figures(capsys, tmp_path):
     code, output = run_main(capsys, "bench", "--runtime", "tests.scenario_double:FixedServiceTime", "--models",
                             "resnet18", "--batch-sizes", "2", "--scenario",

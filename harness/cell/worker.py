@@ -350,7 +350,7 @@ def _scenario_pass(context: CellContext, runtime: Runtime, artifact: Any, inputs
                                queries=sum(t.queries for t in found.trials),
                                queries_needed=scenarios.queries_needed(scenarios.PERCENTILE[name]),
                                trials=[asdict(t) for t in found.trials])
-    return _offline(context, artifact, inputs, settings.streams, policy.min_duration_s)
+    return _offline(context, runtime, artifact, inputs, settings.streams, policy.min_duration_s)
 
 
 def _stages_pass(context: CellContext, runtime: Runtime, inputs: list[np.ndarray], loop_ms: list[float]) -> StageTimes:
@@ -388,10 +388,23 @@ def _stated(name: str, estimate: scenarios.PercentileEstimate) -> ScenarioFigure
                            estimate.queries_needed)
 
 
-def _offline(context: CellContext, artifact: Any, inputs: list[np.ndarray], streams: int,
+def _offline(context: CellContext, runtime: Runtime, artifact: Any, inputs: list[np.ndarray], streams: int,
              duration_s: float) -> ScenarioFigures:
-    """`streams` fresh instances of the cell's runtime, each with its share of the CPU cores where the user set
+    """The runtime's own parallelism where it offers one (`Runtime.parallel_requests`: OpenVINO's async streams);
+    else `streams` fresh instances of the cell's runtime, each with its share of the CPU cores where the user set
     no thread count, answering back-to-back queries on threads of their own for `duration_s`."""
+    requests = runtime.parallel_requests(streams)
+    if requests is not None:
+        try:
+            requests.start()  # one query through every part of the pipeline before the window
+            requests.wait_all()
+            found = scenarios.offline_queued(requests.start, requests.wait_all, streams, context.cell.batch_size,
+                                             duration_s, time.perf_counter)
+        finally:
+            requests.close()
+        return ScenarioFigures(context.cell.scenario, images_per_s=found.images_per_s, queries=found.queries,
+                               streams=streams, threads_per_stream=context.request.threads,
+                               parallelism=requests.description)
     threads = context.request.threads
     if threads is None and context.cell.device == "cpu":
         threads = max(1, (os.cpu_count() or 1) // streams)
@@ -408,7 +421,8 @@ def _offline(context: CellContext, artifact: Any, inputs: list[np.ndarray], stre
         for instance in instances:
             instance.close()
     return ScenarioFigures(context.cell.scenario, images_per_s=found.images_per_s, queries=found.queries,
-                           streams=streams, threads_per_stream=threads, queries_per_stream=found.queries_per_stream)
+                           streams=streams, threads_per_stream=threads, queries_per_stream=found.queries_per_stream,
+                           parallelism=f"{streams} instances of the runtime, each on a thread of its own")
 
 
 def run_bench(context: CellContext) -> dict[str, Any]:

@@ -193,10 +193,26 @@ class OfflineResult:
     images: int
     wall_s: float
     images_per_s: float
-    queries_per_stream: list[int]
+    queries_per_stream: list[int] | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def offline_queued(start: Callable[[], None], wait_all: Callable[[], None], streams: int, batch_size: int,
+                   duration_s: float, clock: Clock) -> OfflineResult:
+    """The runtime's own parallelism: queries queued back to back (`start` blocks while all `streams` requests
+    are busy) until `duration_s` has passed, then every one in flight waited for; images per second over the whole
+    window, the wait included."""
+    queries = 0
+    begin = clock()
+    deadline = begin + duration_s
+    while clock() < deadline:
+        start()
+        queries += 1
+    wait_all()
+    wall_s = clock() - begin
+    return OfflineResult(streams, queries, queries * batch_size, wall_s, queries * batch_size / wall_s, None)
 
 
 def offline(run_onces: list[Callable[[], None]], batch_size: int, duration_s: float, clock: Clock) -> OfflineResult:
