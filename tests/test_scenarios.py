@@ -229,6 +229,29 @@ def test_compare_pairs_cells_of_the_same_scenario(tmp_path):
     assert changes["cpu"].time.ratio == pytest.approx(1.0) and changes["cpu server"].time.ratio == pytest.approx(3.0)
 
 
+def test_compare_judges_a_scenarios_own_figure_where_asked(capsys, tmp_path):
+    """The server's highest rate within its bound fell from 60 to 40 queries/s with the same single-stream time:
+    with --scenario-threshold 10% that is a regression (exit 1) named with both figures; without it, not judged."""
+    from harness.records import append_record
+
+    for name, rate in (("a", 60.0), ("b", 40.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "env-vm.json").write_text(json.dumps({"hostname": "vm", "cpu_model": "EPYC"}))
+        server = _scenario_record("server", rate_qps=rate)
+        server["samples_ms"]["host"] = [10.0 + 0.01 * (i % 7) for i in range(50)]
+        server["started_at"] = f"2026-12-05T10:00:0{len(name)}+00:00" if name == "a" else "2026-12-05T11:00:00+00:00"
+        server["run_id"] = name
+        append_record(run / "records.jsonl", server)
+    code, output = run_main(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--scenario-threshold", "10%")
+    assert code == 1 and "scenario regression" in output and "60 → 40" in output, output
+    code, output = run_main(capsys, "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json")
+    assert code == 0, output
+    [cell] = json.loads(output)["comparisons"][0]["cells"]
+    assert cell["scenario"] == {"figure": "queries/s within the p99 bound", "baseline": 60.0, "candidate": 40.0}
+    assert "scenario regression" not in cell["verdicts"]
+
+
 def test_best_on_records_without_the_scenario_says_how_to_measure_it(capsys, tmp_path):
     from harness.records import append_record
 

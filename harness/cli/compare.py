@@ -37,6 +37,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--memory-threshold", metavar="SIZE",
                         help="also a regression: a memory peak up by more than this, as --threshold (10%% or 0.1; "
                              "default: memory not judged)")
+    parser.add_argument("--scenario-threshold", metavar="SIZE",
+                        help="also a regression: a scenario's figure worse by more than this, as --threshold (a "
+                             "server's rate within its p99 bound or offline images/s down, a multi-stream p99 up; "
+                             "default: not judged)")
     parser.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
                         help="also a regression: top-1 down by more than this many points, where both runs "
                              "measured it (top-1 comes from accuracy runs: see --accuracy; default: not judged)")
@@ -70,9 +74,12 @@ def parse_fraction(text: str, flag: str) -> float:
 
 
 def command_compare(args: argparse.Namespace, catalogue: Any = None) -> int:
-    limits = Limits(parse_fraction(args.threshold, "--threshold"),
-                    parse_fraction(args.memory_threshold, "--memory-threshold") if args.memory_threshold else None,
-                    _drop(args.max_accuracy_drop), args.allow_different_settings)
+    optional = {flag: parse_fraction(value, flag) if value else None for flag, value in
+                (("--memory-threshold", args.memory_threshold), ("--scenario-threshold", args.scenario_threshold))}
+    limits = Limits(threshold=parse_fraction(args.threshold, "--threshold"),
+                    memory_threshold=optional["--memory-threshold"], max_accuracy_drop=_drop(args.max_accuracy_drop),
+                    scenario_threshold=optional["--scenario-threshold"],
+                    allow_different_settings=args.allow_different_settings)
     markdown = _markdown_file(args.markdown)
     baseline_path, candidate_paths = _distinct_runs(args.baseline, args.candidates)
     runs = [read_run(path) for path in (baseline_path, *candidate_paths)]
@@ -186,6 +193,8 @@ def _as_json(comparison: Comparison) -> dict[str, Any]:
                 "memory_peak_bytes": {s: {"baseline": b, "candidate": c} for s, (b, c) in change.memory.items()},
                 "top1": {"baseline": change.top1[0], "candidate": change.top1[1]} if change.top1 else None,
                 "settings_differ": [{"setting": n, "baseline": b, "candidate": c} for n, b, c in change.settings],
+                "scenario": {"figure": change.scenario[0], "baseline": change.scenario[1],
+                             "candidate": change.scenario[2]} if change.scenario else None,
                 "problem": change.problem}
 
     def key(match: tuple) -> dict[str, Any]:

@@ -46,6 +46,12 @@ INVALID, NO_SAMPLES = "invalid: not judged", "no samples: not judged"
 SETTINGS_DIFFER, BAD_TIMING = "different settings: not judged", "unusable timing: not judged"
 NOW_FAILS, NOW_RUNS, FAILS_IN_BOTH = "now fails", "now runs", "fails in both"
 MEMORY_REGRESSION, ACCURACY_REGRESSION = "memory regression", "accuracy regression"
+SCENARIO_REGRESSION = "scenario regression"
+
+# a scenario's headline figure (bench --scenario): its field in the record, its unit, whether higher is better
+HEADLINES = {"server": ("rate_qps", "queries/s within the p99 bound", True),
+             "offline": ("images_per_s", "images/s", True),
+             "multi-stream": ("latency_ms", "p99 ms", False)}
 
 # time verdicts that are a judgement (the rest say why a pair was not judged)
 JUDGED = (REGRESSION, IMPROVEMENT, WITHIN_NOISE, SMALL, NOW_FAILS, NOW_RUNS)
@@ -92,10 +98,12 @@ class CellChange:
     top1: tuple[float, float] | None = None  # (baseline, candidate)
     settings: list[tuple[str, Any, Any]] = field(default_factory=list)  # what differs: (setting, baseline, candidate)
     problem: str | None = None  # why the timing cannot be compared (BAD_TIMING)
+    scenario: tuple[str, float, float] | None = None  # the scenario's headline: (unit, baseline, candidate)
 
     @property
     def regressed(self) -> bool:
-        return any(v in (REGRESSION, NOW_FAILS, MEMORY_REGRESSION, ACCURACY_REGRESSION) for v in self.verdicts)
+        return any(v in (REGRESSION, NOW_FAILS, MEMORY_REGRESSION, ACCURACY_REGRESSION, SCENARIO_REGRESSION)
+                   for v in self.verdicts)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class Limits:
     threshold: float = DEFAULT_THRESHOLD  # of time, as a fraction (0.05: 5 %)
     memory_threshold: float | None = None  # of any memory source's peak, as a fraction; None: not judged
     max_accuracy_drop: float | None = None  # top-1 points; None: not judged
+    scenario_threshold: float | None = None  # of a scenario's headline figure, as a fraction; None: not judged
     allow_different_settings: bool = False  # judge pairs measured with different settings too
 
 
@@ -360,7 +369,31 @@ def _cell_change(match: CellMatch, baseline_run: Run, candidate_run: Run, limits
     if limits.max_accuracy_drop is not None and change.top1 is not None \
             and change.top1[0] - change.top1[1] > limits.max_accuracy_drop:
         change.verdicts.append(ACCURACY_REGRESSION)
+    change.scenario = scenario_change(baseline, candidate)
+    if limits.scenario_threshold is not None and change.scenario is not None \
+            and _worse(change.scenario, baseline.cell.scenario, limits.scenario_threshold):
+        change.verdicts.append(SCENARIO_REGRESSION)
     return change
+
+
+def scenario_change(baseline: Record, candidate: Record) -> tuple[str, float, float] | None:
+    """The headline figure of the pair's scenario in both (server: the highest rate within the p99 bound;
+    offline: images/s; multi-stream: the p99), where both recorded it; None for single-stream, whose time is
+    the timed loop's."""
+    headline = HEADLINES.get(baseline.cell.scenario)
+    if headline is None or baseline.scenario is None or candidate.scenario is None:
+        return None
+    name, unit, _ = headline
+    base, cand = getattr(baseline.scenario, name), getattr(candidate.scenario, name)
+    return (unit, base, cand) if _finite(base) and _finite(cand) else None
+
+
+def _worse(change: tuple[str, float, float], scenario: str, threshold: float) -> bool:
+    """Worse by more than `threshold`: lower where higher is better (a rate, images/s), else higher (a p99)."""
+    _, base, cand = change
+    if HEADLINES[scenario][2]:
+        return cand < base * (1 - threshold)
+    return cand > base * (1 + threshold)
 
 
 def problems(comparison: Comparison) -> list[str]:
@@ -383,6 +416,9 @@ def problems(comparison: Comparison) -> list[str]:
     if limits.memory_threshold is not None and timed and not any(c.memory for c in timed):
         found.append(f"{name}: --memory-threshold judged nothing: no compared cell has a memory source read in "
                      f"both runs")
+    if limits.scenario_threshold is not None and timed and not any(c.scenario for c in timed):
+        found.append(f"{name}: --scenario-threshold judged nothing: no compared cell has a server, offline or "
+                     "multi-stream figure in both runs (bench --scenario)")
     if limits.max_accuracy_drop is not None and timed and not any(c.top1 for c in timed):
         found.append(f"{name}: --max-accuracy-drop judged nothing: no compared cell has a measured top-1 in both "
                      f"runs ({_accuracy_counts(comparison)}); top-1 is measured by `python -m harness accuracy` in "
@@ -495,6 +531,9 @@ def cells_table(comparison: Comparison) -> ReportTable:
         judged.append(f"a memory peak > +{limits.memory_threshold * 100:g}%")
     if limits.max_accuracy_drop is not None:
         judged.append(f"top-1 down by > {limits.max_accuracy_drop:g} points")
+    if limits.scenario_threshold is not None:
+        judged.append(f"a scenario's figure (server rate, offline images/s, multi-stream p99) worse by > "
+                      f"{limits.scenario_threshold * 100:g}%")
     table = ReportTable(
         title=f"{comparison.candidate.path.name} against {comparison.baseline.path.name}",
         columns=["model", "runtime", "precision", "batch", "device", "baseline ms/img", "candidate ms/img",
@@ -547,6 +586,9 @@ def _verdict_reasons(change: CellChange) -> str:
         reasons.append(_invalid_reasons(change))
     if change.problem:
         reasons.append(change.problem)
+    if change.scenario is not None:
+        unit, base, cand = change.scenario
+        reasons.append(f"{unit} {base:.4g} → {cand:.4g}")
     if change.settings:
         reasons.append(("" if change.verdicts[0] == SETTINGS_DIFFER else "settings differ: ")
                        + "; ".join(f"{name} {base} → {cand}" for name, base, cand in change.settings))
