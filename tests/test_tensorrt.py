@@ -164,7 +164,7 @@ def test_shapes_outside_a_static_engine_are_refused(doubles, tmp_path):
     plan = _build(runtime, onnx_path, EngineShapes.static(2), tmp_path)
     with runtime:
         runtime.load(EngineArtifact("m", str(plan), sha256=""))
-        with pytest.raises(UnsupportedConfiguration, match="does not accept shape \(3, 3, 8, 8\) for input"):
+        with pytest.raises(UnsupportedConfiguration, match=r"does not accept shape \(3, 3, 8, 8\) for input"):
             runtime.prepare(np.ones((3, 3, 8, 8), np.float32))
 
 
