@@ -1,11 +1,14 @@
-"""The search for a small set of nodes to keep in fp32: bisection over the graph's quantizable nodes in
-topological order, culprit by culprit, then a greedy pass; a cap on evaluations.
+"""The search for a small set of nodes to keep in fp32: bisection over the graph's quantizable nodes, most
+suspect first (harness.diagnose.sensitivity) or in graph order, then culprit by culprit, then a greedy pass; a cap
+on evaluations.
 
-A set *passes* when the file with those nodes kept in fp32 (everything else quantized) loses no more than the
-allowed drop. Every node kept must pass (otherwise the loss is not in these nodes). Then, with the nodes found
-needed so far (none at first) always kept: bisection finds the shortest prefix of the remaining candidates that
-passes beside them; its last node is needed, the candidates after it are not (the prefix passed without them);
-repeat on the candidates before it until the needed nodes pass alone. That costs about log2(nodes) trials per
+A set *passes* when the file with those nodes kept in fp32 (everything else lowered) loses no more than the
+allowed drop. Every node kept must pass (otherwise the loss is not in these nodes). First, bisection finds the
+shortest passing prefix of the candidates (with a good order, the few most suspect nodes: about log2(nodes)
+trials); the rest are dropped. Then, with the nodes found needed so far (none at first) always kept: bisection
+finds the shortest prefix of the remaining candidates that passes beside them; its last node is needed, the
+candidates after it are not (the prefix passed without them); repeat on the candidates before it until the needed
+nodes pass alone. That costs about log2(nodes) trials per
 needed node (k needed nodes of n: about k * log2(n), where trying nodes one by one costs n). Last, a greedy pass
 drops any node whose removal still passes, since answers on a few hundred images need not be monotone in the set:
 the result is 1-minimal (no single node can go). Every evaluation is a trial; `max_trials` caps them, and a
@@ -107,9 +110,10 @@ def _one_minimal(kept: tuple[str, ...], trial: _Trials) -> tuple[str, ...]:
 
 
 def smallest_fp32_set(nodes: Sequence[str], passes: Passes, max_trials: int) -> SearchResult:
-    """A 1-minimal subset of `nodes` (in their order) that passes, or the smallest passing set found within
-    `max_trials` evaluations. `passes(kept)` evaluates the file with `kept` in fp32; the empty set (all
-    quantized) is never asked: the caller knows it fails."""
+    """A 1-minimal subset of `nodes` that passes, in their order, or the smallest passing set found within
+    `max_trials` evaluations. `nodes` come most suspect first (or in graph order): bisection finds the shortest
+    passing prefix, the culprit-by-culprit search narrows it, a greedy pass makes it 1-minimal. `passes(kept)`
+    evaluates the file with `kept` in fp32; the empty set (all lowered) is never asked: the caller knows it fails."""
     if max_trials < 1:
         raise ValueError(f"max_trials must be positive, got {max_trials}")
     everything = tuple(dict.fromkeys(nodes))
@@ -120,7 +124,8 @@ def smallest_fp32_set(nodes: Sequence[str], passes: Passes, max_trials: int) -> 
     if not trial(everything):
         return SearchResult(None, trial.count, True)
     try:
-        kept = _one_minimal(tuple(sorted(_necessary(everything, trial), key=order.__getitem__)), trial)
+        prefix = everything[:_shortest_prefix((), everything, trial)]
+        kept = _one_minimal(tuple(sorted(_necessary(prefix, trial), key=order.__getitem__)), trial)
     except _OutOfTrials:
         return SearchResult(trial.smallest_passing(order), trial.count, False)
     return SearchResult(kept, trial.count, True)
