@@ -160,3 +160,91 @@ def test_the_trial_log_is_read_back_and_refuses_another_diagnosis(tmp_path):
     (tmp_path / "trials.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot be read"):
         TrialLog(tmp_path, {"model": "m", "runtime": "ort"})
+
+
+# ---------------------------------------------------------------- the command's refusals: one line each
+
+@pytest.mark.parametrize("change, expected", [
+    ({"--models": "no_such_model"}, "no_such_model"),
+    ({"--precision": "fp32"}, "nothing to diagnose"),
+    ({"--precision": "bf16"}, "int8 or fp16"),
+    ({"--runtime": "torch"}, "cannot run the quantized ONNX files"),
+    ({"--runtime": "ort,ov"}, "one runtime"),
+    ({"--max-drop": "-1"}, "bad --max-drop -1"),
+    ({"--alpha": "1.5"}, "bad --alpha"),
+    ({"--max-trials": "0"}, "bad --max-trials 0"),
+    ({"--weights": "random"}, "trained weights"),
+    ({"--precision": "fp16", "--split": None}, "--precision int8"),
+    ({"--data": "MISSING"}, "no such"),
+    ({"--data": "EMPTY"}, "holds no images"),
+    ({"--split": "DROP"}, "int8 needs calibration images"),
+    ({"--metric": "accuracy", "--data": "FLAT"}, "no ground truth beside them"),
+])
+def test_mistakes_are_one_line(tmp_path, capsys, change, expected):
+    from tests.helpers import noise_images, one_error_line, run_cli
+
+    places = {"MISSING": str(tmp_path / "nowhere"), "EMPTY": str(tmp_path / "empty"),
+              "FLAT": str(noise_images(tmp_path / "flat", 4))}
+    (tmp_path / "empty").mkdir()
+    options = {"--models": "tf_efficientnet_lite0", "--data": "FLAT", "--split": None, "--out": str(tmp_path / "runs")}
+    options.update(change)
+    argv = ["diagnose"]
+    for flag, value in options.items():
+        if value != "DROP":
+            argv += [flag] if value is None else [flag, places.get(value, value)]
+    line = one_error_line(run_cli(capsys, *argv))
+    assert expected in line, line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing made
+
+
+# ---------------------------------------------------------------- a real model whose int8 visibly loses top-1
+
+@pytest.mark.slow
+def test_lite0_per_tensor_int8_is_diagnosed_and_an_interrupted_run_resumes(lite0_weights, tmp_path, capsys,
+                                                                            monkeypatch):
+    """EfficientNet-Lite0's real ImageNet weights, int8 with one weight scale per tensor (onnxruntime's
+    quantize_static default), on 70 crops of seven real photographs split into calibration and evaluation halves:
+    the all-int8 file visibly disagrees with fp32; diagnose names a set of nodes to keep in fp32, smaller than
+    the graph, whose file is within the bound. The first run is interrupted after two trials; the second goes on
+    from the trials it kept."""
+    import json
+
+    import onnx
+
+    from harness.cli import diagnose as command
+    from tests.helpers import run_cli
+    from tools.photo_crops import write_crops
+
+    write_crops(tmp_path / "photos", per_photo=10, seed=0)
+    argv = ["diagnose", "--models", "tf_efficientnet_lite0", "--weights", str(lite0_weights), "--data",
+            str(tmp_path / "photos"), "--split", "--per-tensor", "--max-drop", "3", "--max-trials", "14",
+            "--workers", "2", "--out", str(tmp_path / "runs"), "--run-id", "d"]
+    made = []
+    real_trial = command.run_trial
+
+    def interrupted(*args, **kwargs):
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(real_trial(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr(command, "run_trial", interrupted)
+    first = run_cli(capsys, *argv, "--speed", "off")
+    assert first.returncode == 130 and "run the same command again" in first.stderr, first.stderr[-2000:]
+    assert len(json.loads((tmp_path / "runs" / "d" / "trials.json").read_text())["trials"]) == 2
+    monkeypatch.setattr(command, "run_trial", real_trial)
+
+    second = run_cli(capsys, *argv)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "2 trials of an earlier run reused" in second.stdout
+    summary = json.loads((tmp_path / "runs" / "d" / "diagnosis.json").read_text())
+    lowered, mixed = summary["lowered"]["against_fp32"], summary["mixed"]["against_fp32"]
+    assert lowered["images"] == 35 and lowered["drop_points"] > 3 and lowered["p_value"] < 0.05, summary
+    assert mixed["drop_points"] <= 3, summary
+    kept = [node["name"] for node in summary["kept_in_fp32"]]
+    assert 0 < len(kept) < summary["nodes"] and all(name in second.stdout for name in kept[:3])
+    model = onnx.load(summary["mixed_file"])
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    kept_conv = [n for n in model.graph.node if n.name in kept and n.op_type == "Conv"]
+    assert all(n.input[1] not in dequantized for n in kept_conv)  # the kept convolutions read float weights
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # and the rest is int8
+    assert all(isinstance(summary["median_ms_batch1"][label], float) for label in ("fp32", "int8", "mixed"))

@@ -47,6 +47,7 @@ from harness.measure.timing import QUICK
 from harness.paths import cache_dir, write_atomically
 from harness.records import latest_records, read_records
 from harness.sweep.planning import EXPORT, plan_cells
+from harness.sweep.runs import RunLock
 from harness.sweep.sweep import BenchSettings, Subject, Sweep, catalogue_subjects, new_run_id
 from runtimes.base import ONNX_FILE, RuntimeOptions
 
@@ -186,9 +187,6 @@ def _image_sets(args: argparse.Namespace, spec: ModelSpec) -> ImageSets:
     evaluated, calibration = _calibration_apart(args, [args.precision], images)
     evaluated = evaluated.limited(args.limit, args.seed)
     labelled = all(label != UNLABELLED for label in evaluated.labels)
-    if args.metric == "accuracy" and not labelled:
-        raise UserError(f"--metric accuracy needs labels, and {args.data} has none: pass --labels FILE, use class "
-                        "folders, or use --metric agreement")
     geometry, normalization = recipe_parts(spec.preprocessing.model_dump(), spec.input_size)
     cache = CropCache(cache_dir())
     console.print(f"[bold]data[/bold]: {escape(evaluated.describe())}")
@@ -271,6 +269,8 @@ def command_diagnose(args: argparse.Namespace, catalogue: Catalogue) -> int:
     identity = _identity(args, spec, fp32, sets, flavor)
     run_id = args.run_id or f"{spec.name}-{args.runtime}-{args.precision}-{key_of(identity)[:8]}"
     run_dir = out_dir / run_id
+    lock = RunLock(run_dir)
+    lock.acquire()  # one diagnose at a time writes a run folder's trials
     log = TrialLog(run_dir, identity)
     console.print(f"[bold]run folder[/bold]: {run_dir}" + (f" ({log.reused} trials of an earlier run reused)"
                                                             if log.reused else ""))
@@ -291,6 +291,8 @@ def command_diagnose(args: argparse.Namespace, catalogue: Catalogue) -> int:
         err_console.print(f"interrupted: every finished trial is in {log.path}; run the same command again to go on "
                           "from there", highlight=False, soft_wrap=True)
         return 130
+    finally:
+        lock.release()
 
 
 def _identity(args: argparse.Namespace, spec: ModelSpec, fp32: dict[str, Any], sets: ImageSets,
