@@ -248,3 +248,26 @@ def test_lite0_per_tensor_int8_is_diagnosed_and_an_interrupted_run_resumes(lite0
     assert all(n.input[1] not in dequantized for n in kept_conv)  # the kept convolutions read float weights
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)  # and the rest is int8
     assert all(isinstance(summary["median_ms_batch1"][label], float) for label in ("fp32", "int8", "mixed"))
+
+
+@pytest.mark.slow
+def test_trt_answers_through_engines_built_from_the_symmetric_file(trt_cli, photos_folder, tmp_path):
+    """--runtime trt (the TensorRT doubles, which run the engine's ONNX file with onnxruntime): the fp32 and
+    all-int8 answers come from engines built in the command's process, from the int8-sym (TensorRT) file."""
+    import json
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "squeezenet.pth"
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), weights)
+    code, out, err = trt_cli("diagnose", "--models", "squeezenet1_1", "--weights", str(weights), "--runtime", "trt",
+                             "--device", "cuda", "--data", str(photos_folder), "--split", "--max-drop", "100",
+                             "--workers", "1", "--out", str(tmp_path / "runs"), "--run-id", "t")
+    assert code == 0, out[-2000:] + err[-2000:]
+    assert "nothing to diagnose" in out
+    trials = json.loads((tmp_path / "runs" / "t" / "trials.json").read_text())
+    assert trials["identity"]["flavor"] == "int8-sym" and trials["identity"]["runtime"] == "trt"
+    (lowered,) = trials["trials"]
+    assert lowered["kept"] == [] and len(lowered["top1"]) == len(trials["fp32"]["top1"]) == 12
