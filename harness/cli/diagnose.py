@@ -434,6 +434,10 @@ def _speeds(args: argparse.Namespace, spec: ModelSpec, run_dir: Path,
         if not ok:
             err_console.print(f"[yellow]{label}: not timed ({record.status if record else 'no record'}: "
                               f"{escape(str(record.error if record else ''))})[/yellow]", soft_wrap=True)
+        elif record is not None and record.validity is not None and not record.validity.valid:
+            console.print(f"[yellow]{label}: timing invalid ({escape('; '.join(record.validity.reasons))}): a busy "
+                          "machine; time it again with bench --thorough[/yellow]", soft_wrap=True)
+    console.print(f"timings: {sweep.records_path}", highlight=False, soft_wrap=True)
     return speeds
 
 
