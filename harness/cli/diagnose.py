@@ -460,7 +460,7 @@ def _linked(source: Path, target: Path) -> Path:
 def _verdict(drop: Paired, metric: str) -> str:
     what = "agreement with fp32" if metric == "agreement" else "top-1 accuracy"
     return (f"{what} {100 * drop.other_right / drop.images:.1f} % vs {100 * drop.reference_right / drop.images:.1f} "
-            f"% ({drop.drop_points:+.1f} points lost; {drop.worse} images worse, {drop.better} better; McNemar "
+            f"% ({drop.drop_points:+.1f} points lost; images worse {drop.worse}, better {drop.better}; McNemar "
             f"p = {drop.p_value:.3g})")
 
 
