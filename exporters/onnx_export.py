@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from exporters.store import Entry, Store
+from exporters.store import Entry, Store, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,14 @@ def _sort_topologically(graph: Any) -> None:
     graph.node.extend(ordered)
 
 
-def _to_fp16(path: Path) -> None:
+def _to_fp16(path: Path, blocked: tuple[str, ...] = ()) -> None:
+    """Convert the file to fp16 in place, fp32 inputs and outputs kept; `blocked` nodes stay fp32 (casts around
+    them), as onnxruntime's converter does it with its node_block_list."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True,
+                                     node_block_list=list(blocked) or None)
     _sort_topologically(model.graph)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -188,3 +191,23 @@ def export(spec: ExportSpec, build: Callable[[], Any], store: Store) -> tuple[En
 def metadata_for(model: str, preprocessing: dict[str, Any], weights: str, version: str) -> tuple[tuple[str, str], ...]:
     return (("harness.model", model), ("harness.preprocessing", json.dumps(preprocessing, sort_keys=True)),
             ("harness.weights", weights), ("harness.version", version))
+
+
+def fp16_with_blocked(model: str, fp32_path: Path, blocked: tuple[str, ...], store: Store) -> Path:
+    """The fp32 file converted to fp16 the export's way with the `blocked` nodes left in fp32 (mixed precision),
+    cached by the fp32 file's hash, the blocked nodes and onnxruntime's version (its converter)."""
+    fields = {"fp32_sha256": sha256_of(fp32_path), "blocked": sorted(blocked), "precision": "fp16",
+              "converter": "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)",
+              "onnxruntime": importlib.metadata.version("onnxruntime")}
+    folder = store.folder("onnx-fp16-mixed", model, fields)
+    cached = store.lookup(folder, MODEL_FILE)
+    if cached is not None:
+        return cached.path
+    start = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        built = Path(scratch) / MODEL_FILE
+        built.write_bytes(fp32_path.read_bytes())
+        _to_fp16(built, blocked)
+        entry = store.commit(folder, MODEL_FILE, built, {"spec": fields, "convert_s": time.perf_counter() - start})
+    return entry.path

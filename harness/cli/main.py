@@ -1,4 +1,4 @@
-"""`python -m harness`: list, bench, export, verify, show, accuracy, report, best, check, node.
+"""`python -m harness`: list, bench, export, verify, show, accuracy, diagnose, report, best, check, node.
 
 User mistakes: one line, exit code 2."""
 
@@ -23,6 +23,7 @@ from harness.cli import bundle as bundle_command
 from harness.cli import fleet as fleet_command
 from harness.cli.calibration import calibration_images, calibration_settings
 from harness.cli import compare as compare_command
+from harness.cli import diagnose as diagnose_command
 from harness.cli import reports as report_commands
 from harness.cli.common import (EXPORT_AGAIN, add_export_options, add_runtime_options, check_cache_dir,
                                 check_common, check_device, check_out_dir, check_precisions, check_runtimes, check_scenarios,
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_options(verify)
     fleet_command.add_executor_options(verify)
     accuracy_command.add_parser(commands)
+    diagnose_command.add_parser(commands)
     report_commands.add_parsers(commands)
     compare_command.add_parser(commands)
     fleet_command.add_node_parser(commands)
@@ -627,7 +629,8 @@ def _bundle_batch_and_seed(args: argparse.Namespace, subjects: dict[str, Subject
 # ---------------------------------------------------------------- entry point
 
 COMMANDS = {"list": command_list, "bench": command_bench, "export": command_export, "verify": command_verify,
-            "show": command_show, "accuracy": accuracy_command.command_accuracy, "node": fleet_command.command_node,
+            "show": command_show, "accuracy": accuracy_command.command_accuracy,
+            "diagnose": diagnose_command.command_diagnose, "node": fleet_command.command_node,
             "compare": compare_command.command_compare,
             **report_commands.COMMANDS}
 
