@@ -261,7 +261,7 @@ def command_diagnose(args: argparse.Namespace, catalogue: Catalogue) -> int:
     out_dir = check_out_dir(args.out)
     options = RuntimeOptions(device=args.device, threads=args.threads,
                              extra=runtime_options(args, [args.runtime]).get(args.runtime, {}),
-                             input_shape=(args.batch_size, 3, spec.input_size, spec.input_size))
+                             input_shapes=((args.batch_size, 3, spec.input_size, spec.input_size),))
     sets = _image_sets(args, spec)
     fp32 = _fp32_file(args, spec, weights)
     runtime_class = check_runtimes([args.runtime])[0]
