@@ -199,6 +199,10 @@ class EngineShapes:
     min_batch: int
     opt_batch: int
     max_batch: int
+    # Each input's shape at batch 1 (as InputSpec.shape), by name, where the graph has symbolic dimensions besides
+    # the batch: the sizes the user gave them (--input-shape), which the engine's profile fixes. None: the graph's
+    # own dims (every dimension but a batched first one is fixed).
+    input_dims: dict[str, list[int]] | None = None
 
     @classmethod
     def static(cls, batch_size: int) -> "EngineShapes":
@@ -216,6 +220,14 @@ class EngineShapes:
 
     def accepts(self, batch_size: int) -> bool:
         return self.min_batch <= batch_size <= self.max_batch
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, `input_dims` only where given: an engine key of a graph without symbolic sizes stays what
+        it was before the field existed."""
+        fields = dict(self.__dict__)
+        if fields["input_dims"] is None:
+            del fields["input_dims"]
+        return fields
 
 
 @dataclass

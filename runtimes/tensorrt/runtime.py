@@ -44,6 +44,16 @@ def _import_tensorrt() -> TensorRTApi:
     return TensorRTApi(importlib.import_module("tensorrt"))
 
 
+def _as_engine_type(name: str, array: np.ndarray, dtype: np.dtype, version: str) -> np.ndarray:
+    """The array in the engine tensor's type. TensorRT before 9 has no INT64: its ONNX parser makes an int64 input
+    an INT32 one (onnx-tensorrt's convertDtype), so int64 values are narrowed, and refused where they do not fit."""
+    if array.dtype == np.int64 and dtype == np.int32 and array.size and \
+            (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+        raise UnsupportedConfiguration(f"input {name} is int64 with values beyond int32; TensorRT {version} binds "
+                                       "int64 inputs as int32 (INT64 I/O came with TensorRT 9/10)")
+    return array.astype(dtype, copy=False)
+
+
 class TensorRTRuntime(Runtime):
     name = "trt"
     consumes = ONNX_FILE
@@ -181,10 +191,10 @@ class TensorRTRuntime(Runtime):
         arrays = input_arrays(inputs)
         check_input_count(arrays, self._input_names)
         for name, array in zip(self._input_names, arrays):
-            host_input = np.ascontiguousarray(array.astype(self._dtype(name), copy=False))
+            host_input = np.ascontiguousarray(_as_engine_type(name, array, self._dtype(name), self.api.version))
             if not context.set_input_shape(name, tuple(host_input.shape)):
-                raise UnsupportedConfiguration(f"the engine does not accept shape {tuple(host_input.shape)} for "
-                                               f"input {name}")
+                raise UnsupportedConfiguration(f"the engine does not accept input shape {tuple(host_input.shape)} "
+                                               f"for {name}")
             backend.copy_to_device(self._buffer(name, host_input.nbytes), host_input, self._stream)
         for name in self._output_names:
             shape = tuple(int(d) for d in context.get_tensor_shape(name))
