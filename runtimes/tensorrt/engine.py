@@ -143,13 +143,7 @@ class Builder:
                 raise UnsupportedConfiguration(f"input {tensor.name} is a shape tensor (its values set shapes in the "
                                                "graph): TensorRT needs their range (set_shape_input), which the "
                                                "harness does not set")
-        all_dims = {t.name: tuple(int(d) for d in t.shape) for t in tensors}
-        if not any(dims and dims[0] < 0 for dims in all_dims.values()):
-            fixed = next((dims[0] for dims in all_dims.values() if dims), 1)
-            if not shapes.min_batch == shapes.max_batch == fixed:
-                raise UnsupportedConfiguration(f"the graph's batch size is fixed at {fixed}; it cannot run "
-                                               f"{shapes.label}")
-        return {name: _input_profile(name, dims, shapes) for name, dims in all_dims.items() if any(d < 0 for d in dims)}
+        return shapes.profiles({t.name: tuple(int(d) for d in t.shape) for t in tensors})
 
     def _add_profile(self, builder: Any, config: Any, profiles: dict[str, tuple[tuple[int, ...], ...]]) -> None:
         """One optimization profile holding every dynamic input's min/opt/max."""
@@ -208,21 +202,6 @@ class Builder:
             data = bytes(memoryview(ours.serialize()))
             _write_atomically(path, data)
         return {**facts, "bytes_after": len(data)}
-
-
-def _input_profile(name: str, dims: tuple[int, ...], shapes: EngineShapes) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) of one input with dynamic dimensions."""
-    given = (shapes.input_dims or {}).get(name)
-    open_dims = [n for n, d in enumerate(dims) if d < 0 and n > 0]
-    if open_dims and (given is None or len(given) != len(dims)):
-        example = "x".join("1" if n == 0 else str(d) if d >= 0 else "N" for n, d in enumerate(dims))
-        raise UnsupportedConfiguration(f"input {name} has dynamic dimension(s) {', '.join(map(str, open_dims))} "
-                                       f"besides the batch ({list(dims)}): TensorRT builds an engine for given sizes; "
-                                       f"give them with --input-shape {name}:{example}")
-    rest = [given[n] if d < 0 else d for n, d in enumerate(dims)][1:] if open_dims else list(dims[1:])
-    if dims[0] >= 0:
-        return ((dims[0], *rest),) * 3
-    return tuple((batch, *rest) for batch in (shapes.min_batch, shapes.opt_batch, shapes.max_batch))
 
 
 def _shape_facts(network: Any, shapes: EngineShapes,
