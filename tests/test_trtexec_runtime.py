@@ -421,6 +421,7 @@ def test_two_inputs_with_symbolic_sizes_build_run_and_time(trtexec, tmp_path, ve
 
 
 def test_a_size_trtexec_was_not_given_is_unsupported_and_its_default_of_1_is_refused(trtexec, tmp_path):
+    from runtimes.base import IncompatibleEngine
     from runtimes.trtexec import TrtexecRuntime
 
     trtexec("10.3.0")
@@ -436,6 +437,10 @@ def test_a_size_trtexec_was_not_given_is_unsupported_and_its_default_of_1_is_ref
     done, _, _ = runtime._run(flags, timeout_s=60)
     assert done.returncode != 0 and "outside the optimization profile" in done.stdout
     assert runtime.inspect_engine(str(plan))["plan_file_bytes"] == len(built.plan), "the harness passes --shapes"
+    unknowing = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))  # knows no shapes to pass
+    with pytest.raises(RuntimeError, match="could not run the engine") as failed:
+        unknowing.inspect_engine(str(plan))  # trtexec printed "Engine deserialized in", then failed
+    assert not isinstance(failed.value, IncompatibleEngine), "a plan trtexec loaded is not rebuilt"
 
 
 def test_bench_of_a_graph_with_two_inputs_on_trtexec(trt_cli, trtexec, tmp_path):
