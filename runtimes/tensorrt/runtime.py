@@ -1,10 +1,11 @@
 """`trt`: TensorRT engines the harness built from its own ONNX files, run through the TensorRT Python API.
 
 Execution, as trtexec does it and so comparable with it: the inputs (one array per engine input, in the
-engine's order, each input's shape set on the context) are copied to the device once in `prepare()`; `run()` is `execute_async_v3` on the runtime's own non-default stream (or, with
-`trt.cuda_graph=on`, one launch of a CUDA graph that captured that enqueue); `synchronize()` waits on that
-stream only; the device clock is a pair of CUDA events on that stream. Output buffers are sized from the
-execution context once the input shapes are set, and copied back only in `outputs()`.
+engine's order, each input's shape set on the context) are copied to the device once in `prepare()`; `run()`
+is `execute_async_v3` on the runtime's own non-default stream (or, with `trt.cuda_graph=on`, one launch of
+a CUDA graph that captured that enqueue); `synchronize()` waits on that stream only; the device clock is a
+pair of CUDA events on that stream. Output buffers are sized from the execution context once the input shapes
+are set, and copied back only in `outputs()`.
 """
 
 from __future__ import annotations
