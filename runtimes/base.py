@@ -205,6 +205,10 @@ class EngineShapes:
     min_batch: int
     opt_batch: int
     max_batch: int
+    # Each input's shape at batch 1 (as InputSpec.shape), by name, where the graph has symbolic dimensions besides
+    # the batch: the sizes the user gave them (--input-shape), which the engine's profile fixes. None: the graph's
+    # own dims (every dimension but a batched first one is fixed).
+    input_dims: dict[str, list[int]] | None = None
 
     @classmethod
     def static(cls, batch_size: int) -> "EngineShapes":
@@ -222,6 +226,39 @@ class EngineShapes:
 
     def accepts(self, batch_size: int) -> bool:
         return self.min_batch <= batch_size <= self.max_batch
+
+    def profiles(self, inputs: Mapping[str, Sequence[int]]) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """(min, opt, max) shapes of each input with dynamic dimensions (-1), by name in the given order: a dynamic
+        first dimension is the batch (min/opt/max batch), the others the sizes of `input_dims`. Unsupported where
+        a dynamic size was not given, or where no input has a dynamic batch and other batch sizes are asked for
+        (the graph's batch is fixed: the first dimension of its first input)."""
+        if not any(dims and dims[0] < 0 for dims in inputs.values()):
+            fixed = next((dims[0] for dims in inputs.values() if dims), 1)
+            if not self.min_batch == self.max_batch == fixed:
+                raise UnsupportedConfiguration(f"the graph's batch size is fixed at {fixed}; it cannot run "
+                                               f"{self.label}")
+        return {name: self._profile(name, tuple(dims)) for name, dims in inputs.items() if any(d < 0 for d in dims)}
+
+    def _profile(self, name: str, dims: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        given = (self.input_dims or {}).get(name)
+        open_dims = [n for n, d in enumerate(dims) if d < 0 and n > 0]
+        if open_dims and (given is None or len(given) != len(dims)):
+            example = "x".join("1" if n == 0 else str(d) if d >= 0 else "N" for n, d in enumerate(dims))
+            raise UnsupportedConfiguration(f"input {name} has dynamic dimension(s) {', '.join(map(str, open_dims))} "
+                                           f"besides the batch ({list(dims)}): TensorRT builds an engine for given "
+                                           f"sizes; give them with --input-shape {name}:{example}")
+        rest = tuple(given[n] if d < 0 and given else d for n, d in enumerate(dims))[1:]
+        if dims[0] >= 0:
+            return ((dims[0], *rest),) * 3
+        return tuple((batch, *rest) for batch in (self.min_batch, self.opt_batch, self.max_batch))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, `input_dims` only where given: an engine key of a graph without symbolic sizes stays what
+        it was before the field existed."""
+        fields = dict(self.__dict__)
+        if fields["input_dims"] is None:
+            del fields["input_dims"]
+        return fields
 
 
 @dataclass

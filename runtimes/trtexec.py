@@ -31,8 +31,8 @@ import numpy as np
 
 from runtimes import cuda_driver
 from runtimes.base import (COMMON_SOURCES, CUDA, DLA, ONNX_FILE, Artifact, BuiltEngine, EngineArtifact, EngineShapes,
-                           IncompatibleEngine, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
-                           UnsupportedConfiguration)
+                           IncompatibleEngine, Inputs, OnnxFileArtifact, OptionSpec, Runtime, RuntimeOptions,
+                           UnsupportedConfiguration, check_input_count, input_arrays)
 from runtimes.trtexec_tool import (BOARD_ROOT_ENV, Flags, find, read_outputs, read_times, read_version,
                                    tail, version_text, write_input)
 
@@ -44,7 +44,9 @@ PR_SET_PDEATHSIG = 1
 LOADED = re.compile(r"Engine (?:deserialized|loaded) in ([\d.]+) sec")
 PARSE_FAILURE = re.compile(r"Failed to parse onnx file|Unsupported ONNX|No importer registered|ModelImporter|"
                            r"only activation types allowed|opset", re.IGNORECASE)
-NOT_DESERIALIZED = re.compile(r"deserializ|version of TensorRT|incompatible device|magic tag", re.IGNORECASE)
+# trtexec's words for a plan it cannot load (not its "Engine deserialized in" line, printed before later failures)
+NOT_DESERIALIZED = re.compile(r"deserialization failed|deserializeCudaEngine|version of TensorRT|incompatible device|"
+                              r"magic tag", re.IGNORECASE)
 
 
 @dataclass
@@ -59,17 +61,46 @@ class ToolRun:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def _onnx_io(path: str) -> tuple[str, list[int | None], list[str]]:
-    """(input name, input dims with None for symbolic ones, output names) of the graph's one image input."""
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of the graph as trtexec's parser sees it: its dims (-1 where symbolic) and ONNX element type."""
+
+    name: str
+    dims: tuple[int, ...]
+    elem_type: int
+
+    @property
+    def dynamic(self) -> bool:
+        return any(d < 0 for d in self.dims)
+
+
+ONNX_INT64, ONNX_INT32 = 7, 6
+
+
+def _onnx_io(path: str) -> tuple[list[GraphInput], list[str]]:
+    """(the graph's inputs in its order, its output names)."""
     import onnx
 
     graph = onnx.load(path, load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise UnsupportedConfiguration(f"the graph has {len(inputs)} inputs; the harness feeds one image tensor")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    return inputs[0].name, dims, [o.name for o in graph.output]
+    inputs = [GraphInput(i.name, tuple(d.dim_value if d.HasField("dim_value") else -1
+                                       for d in i.type.tensor_type.shape.dim), i.type.tensor_type.elem_type)
+              for i in graph.input if i.name not in initializers]
+    for graph_input in inputs:
+        if "," in graph_input.name:  # trtexec splits its --shapes/--loadInputs lists on ','
+            raise UnsupportedConfiguration(f"input '{graph_input.name}' has a ',' in its name, which trtexec's "
+                                           "--shapes and --loadInputs cannot name")
+    return inputs, [o.name for o in graph.output]
+
+
+def _binding_dtype(graph_input: GraphInput, version: tuple[int, int, int]) -> np.dtype:
+    """The engine binding's type, which --loadInputs' raw files hold: the ONNX type, except int64 before
+    TensorRT 9, whose parser binds int64 inputs as int32 (onnx-tensorrt's convertDtype)."""
+    import onnx
+
+    if graph_input.elem_type == ONNX_INT64 and version[0] < 9:
+        return np.dtype(np.int32)
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(graph_input.elem_type))
 
 
 def _gpu_name(device_index: int) -> str:
@@ -151,10 +182,11 @@ class TrtexecRuntime(Runtime):
         self.trtexec, self.version = trtexec, version
         self.flags = Flags(version)
         self.plan: str | None = None
-        self._inputs: np.ndarray | None = None
+        self._inputs: list[np.ndarray] = []
         self._outputs: list[np.ndarray] = []
         self._output_names: list[str] = []
-        self._input_name = ""
+        self._graph_inputs: list[GraphInput] = []  # from the ONNX file the engine is built from (engine_key, load)
+        self._built_profiles: dict[str, tuple[tuple[int, ...], ...]] = {}  # of the engine build_engine made
 
     def init_device(self) -> None:
         """Nothing: trtexec makes its own CUDA context, in its own process."""
@@ -192,24 +224,33 @@ class TrtexecRuntime(Runtime):
                 int(usage.ru_maxrss) * 1024, process.pid)
 
     def engine_key(self, onnx: OnnxFileArtifact, onnx_sha256: str, shapes: EngineShapes) -> dict[str, Any]:
+        """What names the engine; the graph's inputs are read here too, for the shapes of inspect_engine's run."""
+        self._graph_inputs, self._output_names = _onnx_io(onnx.path)
         return {"format": ENGINE_FORMAT, "onnx_sha256": onnx_sha256, "trtexec": version_text(self.version),
-                "gpu": _gpu_name(self.device_index), "shapes": shapes.__dict__, "precision": self.options.precision,
+                "gpu": _gpu_name(self.device_index), "shapes": shapes.as_dict(), "precision": self.options.precision,
                 "dla_core": self.dla_core, "workspace_mb": self.options.extra.get("workspace_mb")}
+
+    def _run_shapes(self, shapes: list[tuple[int, ...]] | None = None) -> dict[str, tuple[int, ...]]:
+        """--shapes for a run: each dynamic input's shape (those given, else the cell's, RuntimeOptions.input_shapes,
+        else the opt shapes of the engine just built): trtexec sets the dynamic dims of an input given none to 1,
+        which a profile not reaching 1 refuses."""
+        shapes = shapes if shapes is not None else [tuple(s) for s in self.options.input_shapes or ()]
+        if len(shapes) != len(self._graph_inputs):
+            return {name: dims[1] for name, dims in self._built_profiles.items()}
+        return {i.name: tuple(shape) for i, shape in zip(self._graph_inputs, shapes) if i.dynamic}
 
     def build_engine(self, onnx: OnnxFileArtifact, shapes: EngineShapes, state_dir: str) -> BuiltEngine:
         """trtexec --onnx ... --saveEngine with this cell's precision, shapes, DLA core and workspace."""
-        input_name, dims, _ = _onnx_io(onnx.path)
-        if any(d is None for d in dims[1:]):
-            raise UnsupportedConfiguration(f"input {input_name} has dynamic dimensions besides the batch: {dims}")
-        profile = tuple((batch, *dims[1:]) for batch in (shapes.min_batch, shapes.opt_batch, shapes.max_batch))
+        self._graph_inputs, self._output_names = _onnx_io(onnx.path)
+        profiles = self._built_profiles = shapes.profiles({i.name: i.dims for i in self._graph_inputs})
         cache = None
         if self.options.extra.get("timing_cache", "on") == "on":
             slug = re.sub(r"[^A-Za-z0-9]+", "-", _gpu_name(self.device_index)).strip("-").lower() or "gpu"
             cache = str(Path(state_dir) / f"timing-{slug}-trtexec{version_text(self.version)}.cache")
         with tempfile.TemporaryDirectory(dir=state_dir) as scratch:
             plan = Path(scratch) / "model.engine"
-            flags = self.flags.build(onnx.path, str(plan), self.options.precision, input_name, profile,  # type: ignore
-                                     self.dla_core, self.options.extra.get("workspace_mb"), cache)
+            flags = self.flags.build(onnx.path, str(plan), self.options.precision, profiles, self.dla_core,
+                                     self.options.extra.get("workspace_mb"), cache)
             done, _, _ = self._run(flags, timeout_s=3600)
             if done.returncode != 0 or not plan.is_file():
                 message = f"trtexec {version_text(self.version)} could not build the engine: {tail(done)}"
@@ -221,13 +262,26 @@ class TrtexecRuntime(Runtime):
                           or self.options.precision == "fp32" else f"trtexec --{self.options.precision}")
         return BuiltEngine(data, {"trtexec": version_text(self.version), "trtexec_path": self.trtexec,
                                   "command": [self.trtexec, *flags], "precision_from": precision_from,
-                                  "shapes": {**shapes.__dict__, "input": input_name, "min": list(profile[0]),
-                                             "opt": list(profile[1]), "max": list(profile[2])},
+                                  "shapes": self._shape_facts(shapes, profiles),
                                   "dla_core": self.dla_core, "timing_cache": cache})
 
+    def _shape_facts(self, shapes: EngineShapes, profiles: dict[str, tuple[tuple[int, ...], ...]]) -> dict[str, Any]:
+        """EngineShapes and each dynamic input's profile; a graph of one input keeps the input/min/opt/max of the
+        records before several inputs."""
+        facts: dict[str, Any] = {**shapes.as_dict(),
+                                 "profiles": {name: dict(zip(("min", "opt", "max"), map(list, dims)))
+                                              for name, dims in profiles.items()}}
+        if len(self._graph_inputs) == 1:
+            only = self._graph_inputs[0]
+            dims = profiles.get(only.name) or (only.dims,) * 3
+            facts.update({"input": only.name, "min": list(dims[0]), "opt": list(dims[1]), "max": list(dims[2])})
+        return facts
+
     def inspect_engine(self, plan_path: str) -> dict[str, Any]:
-        """One inference of the plan; IncompatibleEngine where this trtexec cannot deserialize it."""
-        done, _, _ = self._run(self.flags.infer(plan_path, 1, 0, self.dla_core, False), timeout_s=600)
+        """One inference of the plan (at the cell's shapes); IncompatibleEngine where this trtexec cannot
+        deserialize it."""
+        done, _, _ = self._run(self.flags.infer(plan_path, 1, 0, self.dla_core, False, shapes=self._run_shapes()),
+                               timeout_s=600)
         if done.returncode != 0:
             if NOT_DESERIALIZED.search(done.stdout):
                 raise IncompatibleEngine(f"trtexec {version_text(self.version)} could not load the plan: {tail(done)}")
@@ -243,20 +297,39 @@ class TrtexecRuntime(Runtime):
         self.plan = artifact.path
         source = artifact.description.get("onnx_path")
         if source:
-            self._input_name, _, self._output_names = _onnx_io(source)
+            self._graph_inputs, self._output_names = _onnx_io(source)
 
-    def prepare(self, inputs: np.ndarray) -> None:
-        self._inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    def prepare(self, inputs: Inputs) -> None:
+        """Each input in its engine binding's type (float32 for float inputs; int64 as int32 before TensorRT 9), for
+        run()'s --loadInputs."""
+        arrays = input_arrays(inputs)
+        if not self._graph_inputs:  # an engine loaded without its ONNX file: the one float input of old
+            self._inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+            return
+        check_input_count(arrays, [i.name for i in self._graph_inputs])
+        self._inputs = [np.ascontiguousarray(self._in_binding_type(i, a)) for i, a in zip(self._graph_inputs, arrays)]
+
+    def _in_binding_type(self, graph_input: GraphInput, array: np.ndarray) -> np.ndarray:
+        dtype = _binding_dtype(graph_input, self.version)
+        if array.dtype == np.int64 and dtype == np.int32 and array.size and \
+                (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+            raise UnsupportedConfiguration(f"input {graph_input.name} is int64 with values beyond int32; trtexec "
+                                           f"{version_text(self.version)} binds int64 inputs as int32")
+        return array.astype(dtype, copy=False)
 
     def run(self) -> None:
-        """One trtexec run of the prepared inputs (--loadInputs), its outputs read back (--exportOutput)."""
-        assert self.plan is not None and self._inputs is not None
+        """One trtexec run of the prepared inputs (--loadInputs, --shapes), its outputs read back (--exportOutput)."""
+        assert self.plan is not None and self._inputs
         with tempfile.TemporaryDirectory() as scratch:
-            given, exported = Path(scratch) / "input.bin", Path(scratch) / "outputs.json"
-            write_input(given, self._inputs)
-            name = self._input_name or "input"
-            done, _, _ = self._run(self.flags.infer(self.plan, 1, 0, self.dla_core, False, inputs={name: str(given)},
-                                                    export_output=str(exported)), timeout_s=600)
+            exported = Path(scratch) / "outputs.json"
+            names = [i.name for i in self._graph_inputs] or ["input"]
+            files = {}
+            for index, (name, array) in enumerate(zip(names, self._inputs)):
+                files[name] = str(Path(scratch) / f"input{index}.bin")
+                write_input(Path(files[name]), array)
+            shapes = self._run_shapes([a.shape for a in self._inputs])
+            done, _, _ = self._run(self.flags.infer(self.plan, 1, 0, self.dla_core, False, inputs=files,
+                                                    export_output=str(exported), shapes=shapes), timeout_s=600)
             if done.returncode != 0 or not exported.is_file():
                 raise RuntimeError(f"trtexec could not run the engine on the given inputs: {tail(done)}")
             outputs = read_outputs(exported)
@@ -284,7 +357,7 @@ class TrtexecRuntime(Runtime):
         with tempfile.TemporaryDirectory() as scratch:
             times = Path(scratch) / "times.json"
             flags = self.flags.infer(self.plan, iterations, duration_s, self.dla_core, cuda_graph,
-                                     export_times=str(times))
+                                     export_times=str(times), shapes=self._run_shapes())
             done, peak_rss, pid = self._run(flags, timeout_s, on_start, on_line)
             if done.returncode != 0 or not times.is_file():
                 raise RuntimeError(f"trtexec's timing run failed: {tail(done)}")
@@ -292,6 +365,7 @@ class TrtexecRuntime(Runtime):
         loaded = LOADED.search(done.stdout)
         return ToolRun(records, [self.trtexec, *flags], float(loaded.group(1)) if loaded else None, peak_rss, pid,
                        {"inputs": "trtexec's own, generated on the device (no copies in the times)",
+                        "shapes": {name: list(dims) for name, dims in self._run_shapes().items()},
                         "cuda_graph": cuda_graph})
 
     def info(self) -> dict[str, Any]:

@@ -16,7 +16,12 @@ differ between versions (read in NVIDIA/TensorRT's samples/common/sampleOptions.
 `--exportTimes` writes one record per inference (`startEnqMs`, `endEnqMs`, `startComputeMs`, `endComputeMs`,
 `computeMs`, `latencyMs`, ...: samples/common/sampleReporting.cpp `exportJSONTrace`); `--exportOutput` writes
 each output's `name`, `dimensions` ("1x1000") and `values` (`exportJSONOutput`); `--loadInputs=name:file`
-reads raw binary tensors. Nothing here times anything.
+reads raw binary tensors. Several inputs: one comma-separated list per flag (`--shapes=a:1x3x8x8,b:1x2`,
+`--loadInputs=a:a.bin,b:b.bin`, `--minShapes=...`): sampleOptions.cpp splits each flag's value on ',' and each
+item on its last ':' (getShapesBuild, getShapesInference, splitNameAndValue), and reads a flag once, so the
+harness never repeats one. A dynamic input given no shape is set to 1 in every dynamic dimension, at build and
+at inference (sampleEngines.cpp setupNetworkAndConfig, sampleInference.cpp setUpInference): the harness passes
+the shape of every dynamic input. Nothing here times anything.
 """
 
 from __future__ import annotations
@@ -93,15 +98,17 @@ class Flags:
     def strongly_typed(self) -> bool:
         return self.version[0] >= 11
 
-    def build(self, onnx: str, plan: str, precision: str, input_name: str, shapes: tuple[tuple[int, ...], ...],
+    def build(self, onnx: str, plan: str, precision: str, profiles: dict[str, tuple[tuple[int, ...], ...]],
               dla_core: int | None, workspace_mib: int | None, timing_cache: str | None) -> list[str]:
-        """Build an engine from `onnx` into `plan` without timing it. `shapes`: (min, opt, max) of the input."""
+        """Build an engine from `onnx` into `plan` without timing it. `profiles`: (min, opt, max) of each dynamic
+        input, all in one --minShapes/--optShapes/--maxShapes each."""
         flags = [f"--onnx={onnx}", f"--saveEngine={plan}",
                  "--skipInference" if self.version >= (8, 6, 0) else "--buildOnly"]
         if not self.strongly_typed and precision in ("fp16", "int8"):
             flags.append(f"--{precision}")
-        for name, dims in zip(("minShapes", "optShapes", "maxShapes"), shapes):
-            flags.append(f"--{name}={input_name}:{'x'.join(map(str, dims))}")
+        for index, flag in enumerate(("minShapes", "optShapes", "maxShapes")):
+            if profiles:
+                flags.append(f"--{flag}=" + shapes_list({name: dims[index] for name, dims in profiles.items()}))
         if dla_core is not None:
             flags += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
         if workspace_mib is not None:
@@ -113,11 +120,14 @@ class Flags:
 
     def infer(self, plan: str, iterations: int, duration_s: int, dla_core: int | None, cuda_graph: bool,
               export_times: str | None = None, inputs: dict[str, str] | None = None,
-              export_output: str | None = None) -> list[str]:
+              export_output: str | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> list[str]:
         """Run `plan`: at least `iterations` inferences AND at least `duration_s` seconds, no warm-up of trtexec's
         own (the harness applies its warm-up rule to the exported times). Inputs: trtexec's own on the device
-        (no copies timed), or `inputs` (name -> raw binary file) loaded and copied."""
+        (no copies timed), or `inputs` (name -> raw binary file) loaded and copied; `shapes`: each dynamic
+        input's shape (--shapes)."""
         flags = [f"--loadEngine={plan}", f"--iterations={iterations}", f"--duration={duration_s}", "--warmUp=0"]
+        if shapes:
+            flags.append(f"--shapes={shapes_list(shapes)}")
         if inputs:
             flags.append("--loadInputs=" + ",".join(f"{name}:{path}" for name, path in inputs.items()))
         elif self.version[0] < 11:
@@ -133,6 +143,11 @@ class Flags:
         if export_output:
             flags.append(f"--exportOutput={export_output}")
         return flags
+
+
+def shapes_list(shapes: dict[str, tuple[int, ...]] | dict[str, list[int]]) -> str:
+    """`a:1x3x8x8,b:1x2`: the value of --shapes, --minShapes, --optShapes and --maxShapes."""
+    return ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in shapes.items())
 
 
 TIME_FIELDS = ("startComputeMs", "computeMs", "latencyMs")  # what the harness reads of each record

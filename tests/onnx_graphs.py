@@ -45,9 +45,10 @@ def two_layer_classifier(path: Path) -> Path:
     return _save(graph, path)
 
 
-def detector(path: Path, height: int | str = "height", width: int | str = "width") -> Path:
+def detector(path: Path, height: int | str = "height", width: int | str = "width", opset: int = 18) -> Path:
     """Two inputs and two outputs, as RT-DETR's export has: `images` (N, 3, height, width) float with symbolic
-    sizes and `orig_target_sizes` (N, 2) int64 -> `scores` (N, 8) and `mask` (N, 1, height, width)."""
+    sizes and `orig_target_sizes` (N, 2) int64 -> `scores` (N, 8) and `mask` (N, 1, height, width). Before opset 18
+    (TensorRT 8's parsers stop at 17) ReduceMean takes its axes as an attribute."""
     weight = numpy_helper.from_array(np.random.default_rng(2).standard_normal((5, 8)).astype(np.float32), "w")
     axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "channel_axis")
     nodes = [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
@@ -55,14 +56,16 @@ def detector(path: Path, height: int | str = "height", width: int | str = "width
              helper.make_node("Cast", ["orig_target_sizes"], ["sizes"], to=TensorProto.FLOAT),
              helper.make_node("Concat", ["flat", "sizes"], ["features"], axis=1),
              helper.make_node("MatMul", ["features", "w"], ["scores"]),
-             helper.make_node("ReduceMean", ["images", "channel_axis"], ["mask"], keepdims=1)]
+             helper.make_node("ReduceMean", ["images", "channel_axis"], ["mask"], keepdims=1) if opset >= 18 else
+             helper.make_node("ReduceMean", ["images"], ["mask"], keepdims=1, axes=[1])]
     graph = helper.make_graph(
         nodes, "detector",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, height, width]),
          helper.make_tensor_value_info("orig_target_sizes", TensorProto.INT64, ["N", 2])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 8]),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, height, width])], [weight, axes])
-    return _save(graph, path, opset=18)
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, height, width])],
+        [weight, axes] if opset >= 18 else [weight])
+    return _save(graph, path, opset=opset)
 
 
 def scaled(path: Path) -> Path:

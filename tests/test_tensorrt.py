@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,8 +165,115 @@ def test_shapes_outside_a_static_engine_are_refused(doubles, tmp_path):
     plan = _build(runtime, onnx_path, EngineShapes.static(2), tmp_path)
     with runtime:
         runtime.load(EngineArtifact("m", str(plan), sha256=""))
-        with pytest.raises(UnsupportedConfiguration, match=r"does not accept shape \(3, 3, 8, 8\) for input"):
+        with pytest.raises(UnsupportedConfiguration, match=r"does not accept input shape \(3, 3, 8, 8\) for"):
             runtime.prepare(np.ones((3, 3, 8, 8), np.float32))
+
+
+DETECTOR_DIMS = {"images": [1, 3, 12, 10], "orig_target_sizes": [1, 2]}
+
+
+def _detector_feeds(batch: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(batch)
+    return [rng.standard_normal((batch, 3, 12, 10)).astype(np.float32),
+            rng.integers(1, 640, (batch, 2)).astype(np.int64)]
+
+
+@pytest.mark.parametrize("version, sizes_type", [("8.6.1", "INT32"), ("10.3.0", "INT64"), ("11.4.0.106", "INT64")])
+def test_two_inputs_with_symbolic_sizes_get_one_profile_each_and_match_onnxruntime(doubles, tmp_path, version,
+                                                                                   sizes_type):
+    """Every dynamic input in the profile: the batch from EngineShapes, height and width from the shapes given;
+    an int64 input is an INT32 binding before TensorRT 9 (the 8.x parser narrows it) and INT64 from 10 on."""
+    import onnxruntime
+
+    doubles(version)
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    runtime = _runtime()
+    runtime.init_device()
+    shapes = EngineShapes("dynamic", 1, 3, 3, input_dims=DETECTOR_DIMS)
+    built = runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), shapes, str(tmp_path))
+    assert built.facts["shapes"]["profiles"] == {
+        "images": {"min": [1, 3, 12, 10], "opt": [3, 3, 12, 10], "max": [3, 3, 12, 10]},
+        "orig_target_sizes": {"min": [1, 2], "opt": [3, 2], "max": [3, 2]}}
+    assert "input" not in built.facts["shapes"], "the one-input fields would name one of two inputs"
+    (tmp_path / "det.engine").write_bytes(built.plan)
+    tensors = {t["name"]: t for t in runtime.inspect_engine(str(tmp_path / "det.engine"))["tensors"]}
+    assert [t["mode"] for t in tensors.values()] == ["INPUT", "INPUT", "OUTPUT", "OUTPUT"]
+    assert tensors["orig_target_sizes"]["dtype"] == sizes_type
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    with runtime:
+        runtime.load(EngineArtifact("m", str(tmp_path / "det.engine"), sha256=""))
+        for batch in (1, 3):
+            feeds = _detector_feeds(batch)
+            runtime.prepare(feeds)
+            runtime.run()
+            runtime.synchronize()
+            scores, mask = runtime.outputs()
+            expected = session.run(None, dict(zip(("images", "orig_target_sizes"), feeds)))
+            np.testing.assert_allclose(scores, expected[0], rtol=1e-5)
+            np.testing.assert_allclose(mask, expected[1], rtol=1e-5)
+        with pytest.raises(UnsupportedConfiguration, match="does not accept input shape .* for images"):
+            runtime.prepare([np.zeros((1, 3, 16, 10), np.float32), np.zeros((1, 2), np.int64)])  # not the given
+        with pytest.raises(UnsupportedConfiguration, match="2 input"):
+            runtime.prepare(_detector_feeds(1)[0])
+
+
+def test_int64_values_beyond_int32_are_refused_on_tensorrt_8(doubles, tmp_path):
+    doubles("8.6.1")
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    runtime = _runtime()
+    plan = _build(runtime, onnx_path, EngineShapes("static", 1, 1, 1, input_dims=DETECTOR_DIMS), tmp_path)
+    images, sizes = _detector_feeds(1)
+    with runtime:
+        runtime.load(EngineArtifact("m", str(plan), sha256=""))
+        with pytest.raises(UnsupportedConfiguration, match="orig_target_sizes is int64 with values beyond int32"):
+            runtime.prepare([images, sizes + 2**40])
+
+
+def test_a_dynamic_size_nobody_gave_and_a_shape_tensor_are_unsupported_with_the_reason(doubles, tmp_path):
+    from onnx import TensorProto, helper
+
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    runtime = _runtime()
+    runtime.init_device()
+    with pytest.raises(UnsupportedConfiguration, match=r"input images has dynamic dimension\(s\) 2, 3 besides the "
+                                                       r"batch .* --input-shape images:1x3xNxN"):
+        runtime.build_engine(OnnxFileArtifact("m", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6]),
+                               helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    reshape = onnx_graphs._save(graph, tmp_path / "reshape.onnx")
+    with pytest.raises(UnsupportedConfiguration, match=r"input shape is a shape tensor .* \(set_shape_input\)"):
+        runtime.build_engine(OnnxFileArtifact("m", str(reshape)), EngineShapes.static(1), str(tmp_path))
+
+
+def test_a_graph_without_a_dynamic_batch_runs_its_own_batch_only(doubles, tmp_path):
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx", height=12, width=10)
+    fixed = tmp_path / "fixed.onnx"
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    for graph_input in model.graph.input:
+        graph_input.type.tensor_type.shape.dim[0].dim_value = 2
+    onnx.save(model, str(fixed))
+    runtime = _runtime()
+    runtime.init_device()
+    with pytest.raises(UnsupportedConfiguration, match="batch size is fixed at 2; it cannot run bs1"):
+        runtime.build_engine(OnnxFileArtifact("m", str(fixed)), EngineShapes.static(1), str(tmp_path))
+    built = runtime.build_engine(OnnxFileArtifact("m", str(fixed)), EngineShapes.static(2), str(tmp_path))
+    assert built.facts["shapes"]["profiles"] == {}, "a graph of fixed shapes needs no profile"
+
+
+def test_engine_keys_of_graphs_without_given_shapes_are_those_before_input_dims(doubles):
+    """input_dims enters the key only where given: engines cached before the field existed are still found."""
+    from runtimes.tensorrt.engine import BuildSettings, engine_key
+
+    runtime = _runtime()
+    settings = BuildSettings("fp32", True, None, None, True)
+    key = engine_key(runtime.api, "sha", ("GPU", "8.6"), EngineShapes.static(2), settings)
+    assert key["shapes"] == {"kind": "static", "min_batch": 2, "opt_batch": 2, "max_batch": 2}
+    given = engine_key(runtime.api, "sha", ("GPU", "8.6"), EngineShapes("static", 2, 2, 2, DETECTOR_DIMS), settings)
+    assert given["shapes"]["input_dims"] == DETECTOR_DIMS
 
 
 def test_the_timing_cache_grows_across_builds_and_survives_damage(doubles, tmp_path):
@@ -334,6 +442,27 @@ def test_dynamic_profile_builds_one_engine_for_all_batch_sizes(trt_cli, tmp_path
     assert {e["folder"] for e in engines} == {engines[0]["folder"]}
     assert engines[0]["shapes"] == {"kind": "dynamic", "min_batch": 1, "opt_batch": 4, "max_batch": 4,
                                     "label": "dynamic-1-4-4"}
+
+
+@pytest.mark.parametrize("profile", ["static", "dynamic"])
+def test_bench_of_a_graph_with_two_inputs_and_symbolic_sizes(trt_cli, tmp_path, profile):
+    """RT-DETR's shape of export on trt: --input-shape reaches the build job, whose profile covers both inputs."""
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--device", "cuda",
+                             "--input-shape", "images:1x3x32x24", "--batch-sizes", "1,2", "--runtime-option",
+                             f"trt.profile={profile}", "--out", str(tmp_path / "results"), "--run-id", profile)
+    assert code == 0, out + err
+    records = _records(tmp_path / "results" / profile)
+    assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error") for r in records]
+    engines = [r["prepared"]["engine"] for r in records]
+    assert len({e["folder"] for e in engines}) == (1 if profile == "dynamic" else 2)
+    assert engines[0]["shapes"]["input_dims"] == {"images": [1, 3, 32, 24], "orig_target_sizes": [1, 2]}
+    top = 2 if profile == "dynamic" else 1
+    assert engines[0]["build"]["shapes"]["profiles"] == {
+        "images": {"min": [1, 3, 32, 24], "opt": [top, 3, 32, 24], "max": [top, 3, 32, 24]},
+        "orig_target_sizes": {"min": [1, 2], "opt": [top, 2], "max": [top, 2]}}
+    assert [[i["shape"] for i in r["input"]["inputs"]] for r in records] == [
+        [[b, 3, 32, 24], [b, 2]] for b in (1, 2)]
 
 
 def test_a_parser_failure_is_unsupported_with_the_node_and_the_rest_goes_on(trt_cli, tmp_path):
@@ -520,7 +649,8 @@ print({TRTEXEC_LINES[1]!r})
     assert fp16["status"] == "ok" and fp16["parity"] == "ok"
     assert fp16["ratio_to_trtexec"] == pytest.approx(fp16["device_median_ms"] / 3.71753)
     assert "--noDataTransfers" in fp16["trtexec_command"] and fp16["trtexec_version"] == "10.3.0"
-    assert not any(a.startswith("--shapes") for a in fp16["trtexec_command"])  # a static engine: its own shape
+    # a static engine too: trtexec would set a dynamic batch it is not given to 1 (here 1 anyway)
+    assert any(re.fullmatch(r"--shapes=[\w.:]+:1x3x\d+x\d+", a) for a in fp16["trtexec_command"])
     assert fp16["device_method"] == "queued ahead"
     assert len(calls.read_text().splitlines()) == 2
 

@@ -61,7 +61,8 @@ def _record(cache: Path, tensorrt: str = "10.3.0", device: str = "cuda", cuda_gr
             "runtime": {"version": tensorrt, "options": {"cuda_graph": cuda_graph}},
             "prepared": {"engine": {"folder": "trt/engine-1", "build": {
                 "tensorrt": tensorrt, "dla_core": dla_core,
-                "shapes": {"kind": kind, "input": "image", "min": [1, 3, 8, 8]}}}}}
+                "shapes": {"kind": kind, "input": "image", "min": [1 if kind == "dynamic" else 4, 3, 8, 8],
+                           "max": [4, 3, 8, 8]}}}}}
 
 
 def test_the_packed_versions_decode_as_nvidia_writes_them():
@@ -91,9 +92,23 @@ def test_flags_follow_trtexecs_own_version(fake_trtexec, tmp_path):
 def test_a_dla_cell_and_a_dynamic_engine_are_run_as_the_cell_ran(fake_trtexec, tmp_path):
     trtexec, _ = fake_trtexec("100300")
     dla = native.compare(_record(tmp_path, device="dla:1", dla_core=1), trtexec, tmp_path)
-    assert "--useDLACore=1" in dla.command and not any(a.startswith("--shapes") for a in dla.command)
+    assert "--useDLACore=1" in dla.command
     dynamic = native.compare(_record(tmp_path, kind="dynamic"), trtexec, tmp_path)
     assert "--shapes=image:4x3x8x8" in dynamic.command
+
+
+def test_every_profiled_input_gets_its_shape_even_on_a_static_engine(fake_trtexec, tmp_path):
+    """trtexec sets the dynamic dims of an input given no --shapes to 1, which an engine built for batch 4
+    refuses: a static engine of a dynamic-batch graph needs --shapes too, for each of its inputs."""
+    trtexec, _ = fake_trtexec("100300")
+    static = native.compare(_record(tmp_path), trtexec, tmp_path)
+    assert "--shapes=image:4x3x8x8" in static.command
+    record = _record(tmp_path, kind="dynamic")
+    record["prepared"]["engine"]["build"]["shapes"] = {"kind": "dynamic", "profiles": {
+        "images": {"min": [1, 3, 32, 24], "opt": [4, 3, 32, 24], "max": [4, 3, 32, 24]},
+        "orig_target_sizes": {"min": [1, 2], "opt": [4, 2], "max": [4, 2]}}}
+    two = native.compare(record, trtexec, tmp_path)
+    assert "--shapes=images:4x3x32x24,orig_target_sizes:4x2" in two.command
 
 
 def test_no_comparison_says_why(fake_trtexec, tmp_path):

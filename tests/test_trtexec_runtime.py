@@ -29,7 +29,7 @@ def trtexec(tmp_path, monkeypatch):
 
 
 def test_flags_follow_each_versions_options():
-    build = {v: Flags(v).build("m.onnx", "m.engine", "fp16", "x", ((1, 3), (1, 3), (1, 3)), None, 256, "c")
+    build = {v: Flags(v).build("m.onnx", "m.engine", "fp16", {"x": ((1, 3), (1, 3), (1, 3))}, None, 256, "c")
              for v in ((8, 2, 1), (8, 5, 2), (10, 3, 0), (11, 4, 0))}
     assert "--buildOnly" in build[(8, 2, 1)] and "--workspace=256" in build[(8, 2, 1)]
     assert "--buildOnly" in build[(8, 5, 2)] and "--memPoolSize=workspace:256" in build[(8, 5, 2)]
@@ -376,3 +376,86 @@ def test_a_scenario_on_trtexec_is_unsupported_with_the_reason(trtexec, tmp_path)
     context = CellContext(request, {"cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run")})
     with pytest.raises(UnsupportedConfiguration, match="the server scenario needs a runtime the harness drives"):
         run_bench(context)
+
+
+DETECTOR_DIMS = {"images": [1, 3, 12, 10], "orig_target_sizes": [1, 2]}
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "10.3.0"])
+def test_two_inputs_with_symbolic_sizes_build_run_and_time(trtexec, tmp_path, version):
+    """One --minShapes/--optShapes/--maxShapes list over both inputs; --loadInputs and --shapes for each; the
+    int64 input's file holds int32 before TensorRT 9 (the double refuses a file of other bytes, as trtexec)."""
+    import onnxruntime
+
+    from harness.measure.timing import Policy
+    from runtimes.trtexec import TrtexecRuntime
+
+    trtexec(version)
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx", opset=17)
+    runtime = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))
+    shapes = EngineShapes("dynamic", 1, 2, 2, input_dims=DETECTOR_DIMS)
+    built = runtime.build_engine(OnnxFileArtifact("det", str(onnx_path)), shapes, str(tmp_path))
+    assert "--minShapes=images:1x3x12x10,orig_target_sizes:1x2" in built.facts["command"]
+    assert "--maxShapes=images:2x3x12x10,orig_target_sizes:2x2" in built.facts["command"]
+    assert built.facts["shapes"]["profiles"]["orig_target_sizes"] == {"min": [1, 2], "opt": [2, 2], "max": [2, 2]}
+    plan = tmp_path / "det.engine"
+    plan.write_bytes(built.plan)
+    runtime.inspect_engine(str(plan))
+    runtime.load(EngineArtifact("det", str(plan), "", description={"onnx_path": str(onnx_path)}))
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    for batch in (1, 2):
+        rng = np.random.default_rng(batch)
+        feeds = [rng.standard_normal((batch, 3, 12, 10)).astype(np.float32),
+                 rng.integers(1, 640, (batch, 2)).astype(np.int64)]
+        runtime.prepare(feeds)
+        runtime.run()
+        expected = session.run(None, {"images": feeds[0], "orig_target_sizes": feeds[1]})
+        for got, want in zip(runtime.outputs(), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5)
+    timed = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16",
+                                          input_shapes=((2, 3, 12, 10), (2, 2))))
+    timed.load(EngineArtifact("det", str(plan), "", description={"onnx_path": str(onnx_path)}))
+    run = timed.measure(Policy(warmup_min_iters=1, warmup_min_s=0.0, min_samples=3, min_duration_s=0.0).as_dict())
+    assert "--shapes=images:2x3x12x10,orig_target_sizes:2x2" in run.command and len(run.records) >= 4
+    assert run.facts["shapes"] == {"images": [2, 3, 12, 10], "orig_target_sizes": [2, 2]}
+
+
+def test_a_size_trtexec_was_not_given_is_unsupported_and_its_default_of_1_is_refused(trtexec, tmp_path):
+    from runtimes.base import IncompatibleEngine
+    from runtimes.trtexec import TrtexecRuntime
+
+    trtexec("10.3.0")
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    runtime = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))
+    with pytest.raises(UnsupportedConfiguration, match="input images has dynamic dimension.* --input-shape images:"):
+        runtime.build_engine(OnnxFileArtifact("det", str(onnx_path)), EngineShapes.static(1), str(tmp_path))
+    classifier = onnx_graphs.classifier(tmp_path / "c.onnx", opset=13)
+    built = runtime.build_engine(OnnxFileArtifact("c", str(classifier)), EngineShapes.static(2), str(tmp_path))
+    plan = tmp_path / "c.engine"
+    plan.write_bytes(built.plan)
+    flags = runtime.flags.infer(str(plan), 1, 0, None, False)  # no --shapes: trtexec makes the batch 1
+    done, _, _ = runtime._run(flags, timeout_s=60)
+    assert done.returncode != 0 and "outside the optimization profile" in done.stdout
+    assert runtime.inspect_engine(str(plan))["plan_file_bytes"] == len(built.plan), "the harness passes --shapes"
+    unknowing = TrtexecRuntime(RuntimeOptions(device="cuda", precision="fp16"))  # knows no shapes to pass
+    with pytest.raises(RuntimeError, match="could not run the engine") as failed:
+        unknowing.inspect_engine(str(plan))  # trtexec printed "Engine deserialized in", then failed
+    assert not isinstance(failed.value, IncompatibleEngine), "a plan trtexec loaded is not rebuilt"
+
+
+def test_bench_of_a_graph_with_two_inputs_on_trtexec(trt_cli, trtexec, tmp_path):
+    """Through the CLI: the build job gets the given sizes, each cell's timing run its --shapes."""
+    trtexec("10.3.0")
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trtexec", "--device", "cuda",
+                             "--input-shape", "images:1x3x32x24", "--batch-sizes", "1,2", "--out",
+                             str(tmp_path / "results"), "--run-id", "t", "--precision", "fp32")
+    assert code == 0, out + err
+    records = [json.loads(line) for line in (tmp_path / "results" / "t" / "records.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error") for r in records]
+    assert records[1]["prepared"]["engine"]["build"]["shapes"]["profiles"]["images"]["max"] == [2, 3, 32, 24]
+    assert records[0]["prepared"]["engine"]["shapes"]["input_dims"] == {"images": [1, 3, 32, 24],
+                                                                        "orig_target_sizes": [1, 2]}
+    for batch, record in zip((1, 2), records):
+        assert f"--shapes=images:{batch}x3x32x24,orig_target_sizes:{batch}x2" in record["timing"]["tool"]["command"]
+        assert record["input"]["generator"].startswith("trtexec's own"), "the record says whose inputs were timed"

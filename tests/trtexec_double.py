@@ -7,7 +7,12 @@ NVIDIA/TensorRT's samples/common/sampleOptions.cpp and sampleReporting.cpp of ea
 - only the flags that version knows (8.2: `--workspace`, `--buildOnly`; 8.4+: `--memPoolSize`; 8.6+:
   `--skipInference`; 10 drops `--workspace` and `--buildOnly`; 11 drops `--fp16`/`--int8` and adds
   `--noCudaGraph`); an unknown flag is an error, as in the real one;
-- its ONNX parser's opset limit (8.2: 13; 8.5 and 8.6: 17; 10.x: 20), and explicit shapes for a dynamic input;
+- its ONNX parser's opset limit (8.2: 13; 8.5 and 8.6: 17; 10.x: 20);
+- several inputs, each flag's value a comma-separated list split on each item's last ':' (`--shapes=a:1x2,b:3`,
+  `--loadInputs=a:f,b:g`: sampleOptions.cpp getShapesBuild/getShapesInference/splitNameAndValue); a dynamic input
+  given no shape has its dynamic dims set to 1 at build and at inference (sampleEngines.cpp, sampleInference.cpp),
+  which a profile that does not reach 1 refuses; --shapes naming no input is refused ("Invalid tensor names found
+  in --shapes flag"); a --loadInputs file must hold the binding's bytes (int64 is an INT32 binding before 9);
 - plans tied to its version (another version's plan fails to deserialize);
 - `--exportTimes` in that version's format (8.2 adds `endToEndMs`), `--exportOutput`, `--loadInputs`.
 Behind it ONNX Runtime runs the graph on the CPU.
@@ -97,19 +102,33 @@ def _build(options: dict[str, str], version: tuple[int, int, int], argv: list[st
         return _fail(f"[TRT] ModelImporter.cpp: Unsupported ONNX opset {opset}\n[E] Failed to parse onnx file",
                      argv, banner)
     initializers = {t.name for t in model.graph.initializer}
-    tensor = next(i for i in model.graph.input if i.name not in initializers)
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
-    profile = []
-    for key in ("minShapes", "optShapes", "maxShapes"):
-        name, _, shape = options.get(key, "").rpartition(":")
-        if not shape and -1 in dims:
-            return _fail(f"Error[4]: [network.cpp::validate] Network has dynamic or shape inputs, but no optimization "
-                         f"profile has been defined (input {tensor.name})", argv, banner)
-        profile.append([int(d) for d in shape.split("x")] if shape else dims)
+    given = {key: _name_list(options.get(key, "")) for key in ("minShapes", "optShapes", "maxShapes")}
+    inputs = []
+    for tensor in (i for i in model.graph.input if i.name not in initializers):
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
+        profile = [_dims(given[key][tensor.name]) if tensor.name in given[key] else None for key in given]
+        if -1 not in dims:
+            profile = [dims] * 3
+        elif all(p is None for p in profile):
+            ones = [1 if d < 0 else d for d in dims]
+            print(f"[W] Dynamic dimensions required for input: {tensor.name}, but no shapes were provided. "
+                  f"Automatically overriding shape to: {'x'.join(map(str, ones))}")
+            profile = [ones] * 3
+        else:  # processShapes: a missing one of min/opt/max is broadcast from the others
+            low, mid, high = profile
+            profile = [low or mid or high, mid or high or low, high or mid or low]
+        if any(len(p) != len(dims) or any(s >= 0 and d != s for d, s in zip(p, dims)) for p in profile) or \
+                any(not a <= b <= c for a, b, c in zip(*profile)):
+            return _fail(f"Error[4]: [network.cpp::validate] Error Code 4: Internal Error (input {tensor.name}: "
+                         f"optimization profile {profile} is not valid for dims {dims})", argv, banner)
+        elem_type = tensor.type.tensor_type.elem_type
+        binding = "int32" if elem_type == 7 and version[0] < 9 else onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+        inputs.append({"name": tensor.name, "dims": dims, "profile": profile, "binding": binding,
+                       "onnx": onnx.helper.tensor_dtype_to_np_dtype(elem_type).name})
     if "useDLACore" in options and int(options["useDLACore"]) >= int(os.environ.get("TRTEXEC_DOUBLE_DLA_CORES", "0")):
         return _fail(f"Cannot create DLA engine, {options['useDLACore']} not available", argv, banner)
-    header = {"tensorrt": ".".join(map(str, version)), "gpu": _board_model(), "input": tensor.name,
-              "profile": profile, "fp16": "fp16" in options, "int8": "int8" in options,
+    header = {"tensorrt": ".".join(map(str, version)), "gpu": _board_model(), "inputs": inputs,
+              "fp16": "fp16" in options, "int8": "int8" in options,
               "dla": options.get("useDLACore"), "outputs": [o.name for o in model.graph.output]}
     encoded = json.dumps(header).encode()
     Path(options["saveEngine"]).write_bytes(MAGIC + len(encoded).to_bytes(4, "little") + encoded +
@@ -141,19 +160,37 @@ def _infer(options: dict[str, str], version: tuple[int, int, int], argv: list[st
                      "[E] Engine deserialization failed", argv, banner)
     print("[I] Engine deserialized in 0.0123 sec.")
     session = onnxruntime.InferenceSession(data[len(MAGIC) + 4 + length:], providers=["CPUExecutionProvider"])
-    low, _, high = header["profile"]
-    shape = low if low == high else [int(d) for d in options["shapes"].rpartition(":")[2].split("x")]
-    if "loadInputs" in options:
-        name, _, path = options["loadInputs"].partition(":")
-        feed = np.fromfile(path, dtype=np.float32).reshape(shape)
-    else:
-        feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    shapes, files = _name_list(options.get("shapes", "")), _name_list(options.get("loadInputs", ""))
+    unknown = sorted(set(shapes) - {i["name"] for i in header["inputs"]})
+    if unknown:
+        return _fail(f"Invalid tensor names found in --shapes flag: {', '.join(unknown)}", argv, banner)
+    feeds = {}
+    for described in header["inputs"]:
+        name, dims = described["name"], described["dims"]
+        shape = dims
+        if -1 in dims:
+            shape = _dims(shapes[name]) if name in shapes else [1 if d < 0 else d for d in dims]
+        low, _, high = described["profile"]
+        if len(shape) != len(low) or any(not a <= d <= b for a, d, b in zip(low, shape, high)):
+            return _fail(f"Error[3]: [executionContext.cpp::setInputShape] Error Code 3: API Usage Error (input "
+                         f"{name}: shape {'x'.join(map(str, shape))} is outside the optimization profile)\n"
+                         "[E] Inference set up failed", argv, banner)
+        binding = np.dtype(described["binding"])
+        if name in files:
+            raw = Path(files[name]).read_bytes()
+            if len(raw) != int(np.prod(shape)) * binding.itemsize:
+                return _fail(f"Cannot read {files[name]} for input {name}: {len(raw)} bytes, the binding holds "
+                             f"{int(np.prod(shape)) * binding.itemsize}", argv, banner)
+            feed = np.frombuffer(raw, dtype=binding).reshape(shape)
+        else:
+            feed = np.random.default_rng(0).standard_normal(shape).astype(binding)
+        feeds[name] = feed.astype(described["onnx"])
     iterations, duration_s = int(options.get("iterations", "10")), float(options.get("duration", "3"))
     print("[I] Starting inference", flush=True)  # as trtexec.cpp logs it, just before its trace's zero
     records, start, outputs = [], time.perf_counter(), None
     while len(records) < iterations or time.perf_counter() - start < duration_s:
         began = (time.perf_counter() - start) * 1e3
-        outputs = session.run(None, {header["input"]: feed})
+        outputs = session.run(None, feeds)
         ended = (time.perf_counter() - start) * 1e3
         compute = ended - began
         record = {"startEnqMs": began, "endEnqMs": began + 0.01, "startH2dMs": began, "endH2dMs": began,
@@ -173,6 +210,15 @@ def _infer(options: dict[str, str], version: tuple[int, int, int], argv: list[st
           f"median = {median:.5f} ms, percentile(99%) = {median:.5f} ms")
     print(f"&&&& PASSED TensorRT.trtexec [TensorRT v{banner}] # trtexec {' '.join(argv)}")
     return 0
+
+
+def _name_list(value: str) -> dict[str, str]:
+    """`a:1x2,b:3` -> {a: 1x2, b: 3}: each item split on its last ':', as splitNameAndValue does."""
+    return dict(item.rpartition(":")[::2] for item in value.split(",") if item)
+
+
+def _dims(text: str) -> list[int]:
+    return [int(d) for d in text.split("x")]
 
 
 def install(path: Path, version: str) -> Path:

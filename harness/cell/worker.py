@@ -794,7 +794,7 @@ def run_build(context: CellContext) -> dict[str, Any]:
         "rebuilt_because": not_used_because, "build_s": meta["build_s"], "built_at": meta["built_at"],
         "plan_file_bytes": meta["file_bytes"],
         "context_device_memory_bytes": meta["engine"].get("context_device_memory_bytes"),  # trtexec: not stated
-        "shapes": shapes.__dict__ | {"label": shapes.label}, "build": meta["build"], "key": key}
+        "shapes": shapes.as_dict() | {"label": shapes.label}, "build": meta["build"], "key": key}
     return {"status": "ok", "error": None, "prepared": context.prepared, "runtime": info}
 
 

@@ -11,7 +11,7 @@ it, so everything here follows trtexec's *own* version, read from its banner (`&
 | CUDA graph on | `--useCudaGraph` | nothing (graphs are the default) |
 | CUDA graph off | nothing | `--noCudaGraph` (unknown to 10.x, which refuses it) |
 | a DLA cell (`dla:N`) | `--useDLACore=N` | same |
-| a dynamic engine | `--shapes=INPUT:BxCxHxW` | same |
+| dynamic inputs | `--shapes=A:BxCxHxW,B:Bx2` (each dynamic input at the cell's batch) | same |
 
 trtexec's "GPU Compute Time" keeps one inference queued ahead of the one it times (NVIDIA/TensorRT#3493), as
 the harness's queued-ahead device clock does (harness.measure.timing), so the two medians compare like with
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtimes.trtexec_tool import JETPACK_PATH, Run, Version, find, gpu_compute_median_ms, read_version, version_text
+from runtimes.trtexec_tool import (JETPACK_PATH, Run, Version, find, gpu_compute_median_ms, read_version, shapes_list,
+                                   version_text)
 
 __all__ = ["Comparison", "EngineRun", "command", "compare", "find", "gpu_compute_median_ms"]
 
@@ -40,9 +41,7 @@ class EngineRun:
     plan: Path
     tensorrt: str  # the TensorRT that built the engine (its build facts)
     batch_size: int
-    input_name: str | None
-    input_dims: list[int]  # the profile's min shape: batch first
-    dynamic: bool
+    shapes: dict[str, list[int]]  # each dynamic input's shape at the cell's batch (--shapes)
     cuda_graph: bool
     dla_core: int | None
 
@@ -62,10 +61,21 @@ class EngineRun:
         build = engine.get("build") or {}
         shapes = build.get("shapes") or {}
         options = (record.get("runtime") or {}).get("options") or {}
+        batch_size = int(record["cell"]["batch_size"])
         return cls(plan=plan, tensorrt=str(build.get("tensorrt") or record["runtime"].get("version")),
-                   batch_size=int(record["cell"]["batch_size"]), input_name=shapes.get("input"),
-                   input_dims=list(shapes.get("min") or []), dynamic=shapes.get("kind") == "dynamic",
+                   batch_size=batch_size, shapes=_run_shapes(shapes, batch_size),
                    cuda_graph=bool(options.get("cuda_graph")), dla_core=build.get("dla_core"))
+
+
+def _run_shapes(facts: dict[str, Any], batch_size: int) -> dict[str, list[int]]:
+    """Each profiled input's shape at `batch_size`: its min where min == max (a static engine), else min at the
+    batch. Without --shapes, trtexec sets every dynamic dimension to 1, which an engine built for another batch
+    refuses. Records before several inputs name one input (input, min, max)."""
+    profiles = facts.get("profiles")
+    if profiles is None and facts.get("input") and facts.get("min"):
+        profiles = {facts["input"]: {"min": facts["min"], "max": facts.get("max") or facts["min"]}}
+    return {name: list(p["min"]) if p["min"] == p["max"] else [batch_size, *p["min"][1:]]
+            for name, p in (profiles or {}).items()}
 
 
 def command(trtexec: str, version: Version, engine: EngineRun) -> list[str]:
@@ -79,9 +89,8 @@ def command(trtexec: str, version: Version, engine: EngineRun) -> list[str]:
         flags.append("--noCudaGraph")
     if engine.dla_core is not None:
         flags.append(f"--useDLACore={engine.dla_core}")
-    if engine.dynamic and engine.input_name and engine.input_dims:
-        dims = [engine.batch_size, *engine.input_dims[1:]]
-        flags.append(f"--shapes={engine.input_name}:{'x'.join(map(str, dims))}")
+    if engine.shapes:
+        flags.append(f"--shapes={shapes_list(engine.shapes)}")
     return [trtexec, *flags]
 
 

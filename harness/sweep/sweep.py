@@ -7,7 +7,7 @@ import logging
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -242,6 +242,12 @@ Prerequisite = Preparation | Build
 PREPARE_MODULES = ("harness.cell.worker", "runtimes.torch_eager", "torch")
 
 
+def _symbolic_beyond_batch(onnx_file: OnnxFile) -> bool:
+    """Whether some input of the graph has a symbolic dimension other than a batched first one: an engine built for
+    it depends on the sizes the user gave."""
+    return any(isinstance(d, str) for graph_input in onnx_file.declared for d in graph_input.dims[1:])
+
+
 def _group(cell: Cell) -> tuple[str, str, str, str]:
     return (cell.model, cell.runtime, cell.precision, cell.device)
 
@@ -348,12 +354,18 @@ class Sweep:
 
     def engine_shapes(self, cell: Cell, runtime: type[Runtime]) -> EngineShapes:
         """Static at the cell's batch size, or dynamic over the plan's batch sizes of the same model, runtime,
-        precision and device; accuracy runs feed a smaller last batch, so theirs go from 1 up."""
+        precision and device; accuracy runs feed a smaller last batch, so theirs go from 1 up. An outside ONNX file
+        with symbolic sizes besides the batch adds the shapes its inputs are fed at (--input-shape)."""
         if self.settings.mode == "accuracy":
-            return EngineShapes.dynamic([1, cell.batch_size])
-        if runtime.shapes_option(self.settings.runtime_options.get(cell.runtime, {})) == "dynamic":
-            return EngineShapes.dynamic(self._planned_batches.get(_group(cell), [cell.batch_size]))
-        return EngineShapes.static(cell.batch_size)
+            shapes = EngineShapes.dynamic([1, cell.batch_size])
+        elif runtime.shapes_option(self.settings.runtime_options.get(cell.runtime, {})) == "dynamic":
+            shapes = EngineShapes.dynamic(self._planned_batches.get(_group(cell), [cell.batch_size]))
+        else:
+            shapes = EngineShapes.static(cell.batch_size)
+        onnx_file = self.subjects[cell.model].onnx_file
+        if onnx_file is not None and _symbolic_beyond_batch(onnx_file):
+            shapes = replace(shapes, input_dims={i.name: list(i.shape) for i in onnx_file.inputs})
+        return shapes
 
     def _is_reference(self, cell: Cell) -> bool:
         subject = self.subjects.get(cell.model)

@@ -1,7 +1,9 @@
 """Building a TensorRT engine from the harness's own cached ONNX file, and reading one back.
 
 A build: parse the ONNX file (`parse_from_file`, which resolves external weights) -> a builder config
-(precision, TF32, workspace limit, DLA, one optimization profile) -> the persistent timing cache of this
+(precision, TF32, workspace limit, DLA, one optimization profile: a min/opt/max shape for every input with
+dynamic dimensions, the batch from EngineShapes where the first dimension is dynamic, the others from the
+shapes the user gave, EngineShapes.input_dims) -> the persistent timing cache of this
 GPU and TensorRT version -> `build_serialized_network`. After the build the timing cache is merged into
 the file under a lock, so builds in parallel processes add to it rather than overwrite each other.
 Nothing here times anything: the harness times the build call.
@@ -51,7 +53,7 @@ def engine_key(api: TensorRTApi, onnx_sha256: str, gpu: tuple[str, str], shapes:
     """What names an engine in the cache: the ONNX file's content, TensorRT's version, the GPU (and DLA
     core), precision, shape profile and every builder option."""
     return {"format": ENGINE_FORMAT, "onnx_sha256": onnx_sha256, "tensorrt": api.version, "gpu": gpu[0],
-            "compute_capability": gpu[1], "shapes": asdict(shapes), "builder": settings.key_fields(api)}
+            "compute_capability": gpu[1], "shapes": shapes.as_dict(), "builder": settings.key_fields(api)}
 
 
 def timing_cache_path(state_dir: str, api: TensorRTApi, gpu: tuple[str, str]) -> Path:
@@ -94,7 +96,7 @@ class Builder:
         network = builder.create_network(self.api.network_flags())
         parser = trt.OnnxParser(network, self.logger)
         self._parse(parser, onnx_path)
-        input_name, profile_dims = self._profile_dims(network, shapes)
+        profiles = self._profile_dims(network, shapes)
         config = builder.create_builder_config()
         if settings.workspace_bytes is not None:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
@@ -103,15 +105,8 @@ class Builder:
             config.clear_flag(trt.BuilderFlag.TF32)
         if settings.dla_core is not None:
             self._use_dla(builder, config, settings)
-        profile = builder.create_optimization_profile()
-        try:
-            profile.set_shape(input_name, *profile_dims)
-        except ValueError as exc:  # TensorRT checks min <= opt <= max and the ranks itself
-            raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profile_dims} for "
-                                           f"{input_name}: {exc}") from None
-        if config.add_optimization_profile(profile) < 0:
-            raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profile_dims} for "
-                                           f"{input_name}")
+        if profiles:
+            self._add_profile(builder, config, profiles)
         cache_file = timing_cache_path(state_dir, self.api, gpu) if settings.timing_cache else None
         cache_facts = self._load_timing_cache(config, cache_file)
         plan = builder.build_serialized_network(network, config)
@@ -126,8 +121,7 @@ class Builder:
                  "workspace": "TensorRT default (the device's memory)" if settings.workspace_bytes is None
                  else "--runtime-option trt.workspace_mb",
                  "dla_core": settings.dla_core, "gpu_fallback": settings.dla_core is not None,
-                 "shapes": {**asdict(shapes), "input": input_name, "min": list(profile_dims[0]),
-                            "opt": list(profile_dims[1]), "max": list(profile_dims[2])},
+                 "shapes": _shape_facts(network, shapes, profiles),
                  "strongly_typed": self.api.strongly_typed, "timing_cache": cache_facts}
         return BuiltEngine(bytes(memoryview(plan)), facts)
 
@@ -138,21 +132,30 @@ class Builder:
         raise UnsupportedConfiguration(f"TensorRT {self.api.version}'s ONNX parser rejects {Path(onnx_path).name}: "
                                        + "; ".join(errors or ["no error given"]))
 
-    def _profile_dims(self, network: Any, shapes: EngineShapes) -> tuple[str, tuple[tuple[int, ...], ...]]:
-        """(input name, (min, opt, max) shapes) for the graph's one image input."""
-        if network.num_inputs != 1:
-            names = ", ".join(network.get_input(i).name for i in range(network.num_inputs))
-            raise UnsupportedConfiguration(f"the graph has {network.num_inputs} inputs ({names}); the harness feeds "
-                                           "one image tensor")
-        tensor = network.get_input(0)
-        dims = tuple(int(d) for d in tensor.shape)
-        if any(d < 0 for d in dims[1:]):
-            raise UnsupportedConfiguration(f"input {tensor.name} has dynamic dimensions besides the batch: {dims}")
-        if dims[0] >= 0 and not (shapes.min_batch == shapes.max_batch == dims[0]):
-            raise UnsupportedConfiguration(f"the graph's batch size is fixed at {dims[0]}; it cannot run "
-                                           f"{shapes.label}")
-        rest = dims[1:]
-        return tensor.name, tuple((batch, *rest) for batch in (shapes.min_batch, shapes.opt_batch, shapes.max_batch))
+    def _profile_dims(self, network: Any, shapes: EngineShapes) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """(min, opt, max) shapes of each network input with dynamic dimensions, in the network's order: a dynamic
+        first dimension is the batch (EngineShapes' min/opt/max), the others the sizes given for the input
+        (EngineShapes.input_dims). UnsupportedConfiguration for a shape tensor, a dynamic size nobody gave, or
+        other batch sizes than a graph without a dynamic batch has."""
+        tensors = [network.get_input(i) for i in range(network.num_inputs)]
+        for tensor in tensors:
+            if tensor.is_shape_tensor:  # its values, not its shape, vary: IOptimizationProfile.set_shape_input
+                raise UnsupportedConfiguration(f"input {tensor.name} is a shape tensor (its values set shapes in the "
+                                               "graph): TensorRT needs their range (set_shape_input), which the "
+                                               "harness does not set")
+        return shapes.profiles({t.name: tuple(int(d) for d in t.shape) for t in tensors})
+
+    def _add_profile(self, builder: Any, config: Any, profiles: dict[str, tuple[tuple[int, ...], ...]]) -> None:
+        """One optimization profile holding every dynamic input's min/opt/max."""
+        profile = builder.create_optimization_profile()
+        for name, dims in profiles.items():
+            try:
+                profile.set_shape(name, *dims)
+            except ValueError as exc:  # TensorRT checks min <= opt <= max and the ranks itself
+                raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {dims} for {name}: "
+                                               f"{exc}") from None
+        if config.add_optimization_profile(profile) < 0:
+            raise UnsupportedConfiguration(f"TensorRT refused the optimization profile {profiles}")
 
     def _use_dla(self, builder: Any, config: Any, settings: BuildSettings) -> None:
         trt, core = self.trt, settings.dla_core
@@ -199,6 +202,20 @@ class Builder:
             data = bytes(memoryview(ours.serialize()))
             _write_atomically(path, data)
         return {**facts, "bytes_after": len(data)}
+
+
+def _shape_facts(network: Any, shapes: EngineShapes,
+                 profiles: dict[str, tuple[tuple[int, ...], ...]]) -> dict[str, Any]:
+    """The build's shapes: EngineShapes, and the profile of each dynamic input; a graph of one input keeps the
+    input/min/opt/max of the records before several inputs (harness.measure.trtexec reads them)."""
+    facts: dict[str, Any] = {**shapes.as_dict(),
+                             "profiles": {name: dict(zip(("min", "opt", "max"), map(list, dims)))
+                                          for name, dims in profiles.items()}}
+    if network.num_inputs == 1:
+        tensor = network.get_input(0)
+        dims = profiles.get(tensor.name) or (tuple(int(d) for d in tensor.shape),) * 3
+        facts.update({"input": tensor.name, "min": list(dims[0]), "opt": list(dims[1]), "max": list(dims[2])})
+    return facts
 
 
 @dataclass

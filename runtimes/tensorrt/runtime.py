@@ -1,10 +1,11 @@
 """`trt`: TensorRT engines the harness built from its own ONNX files, run through the TensorRT Python API.
 
-Execution, as trtexec does it and so comparable with it: the input is copied to the device once in
-`prepare()`; `run()` is `execute_async_v3` on the runtime's own non-default stream (or, with
-`trt.cuda_graph=on`, one launch of a CUDA graph that captured that enqueue); `synchronize()` waits on that
-stream only; the device clock is a pair of CUDA events on that stream. Output buffers are sized from the
-execution context once the input shape is set, and copied back only in `outputs()`.
+Execution, as trtexec does it and so comparable with it: the inputs (one array per engine input, in the
+engine's order, each input's shape set on the context) are copied to the device once in `prepare()`; `run()`
+is `execute_async_v3` on the runtime's own non-default stream (or, with `trt.cuda_graph=on`, one launch of
+a CUDA graph that captured that enqueue); `synchronize()` waits on that stream only; the device clock is a
+pair of CUDA events on that stream. Output buffers are sized from the execution context once the input shapes
+are set, and copied back only in `outputs()`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def parse_device(device: str) -> tuple[int, int | None]:
 
 def _import_tensorrt() -> TensorRTApi:
     return TensorRTApi(importlib.import_module("tensorrt"))
+
+
+def _as_engine_type(name: str, array: np.ndarray, dtype: np.dtype, version: str) -> np.ndarray:
+    """The array in the engine tensor's type. TensorRT before 9 has no INT64: its ONNX parser makes an int64 input
+    an INT32 one (onnx-tensorrt's convertDtype), so int64 values are narrowed, and refused where they do not fit."""
+    if array.dtype == np.int64 and dtype == np.int32 and array.size and \
+            (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+        raise UnsupportedConfiguration(f"input {name} is int64 with values beyond int32; TensorRT {version} binds "
+                                       "int64 inputs as int32 (INT64 I/O came with TensorRT 9/10)")
+    return array.astype(dtype, copy=False)
 
 
 class TensorRTRuntime(Runtime):
@@ -181,10 +192,10 @@ class TensorRTRuntime(Runtime):
         arrays = input_arrays(inputs)
         check_input_count(arrays, self._input_names)
         for name, array in zip(self._input_names, arrays):
-            host_input = contiguous(array.astype(self._dtype(name), copy=False))
+            host_input = contiguous(_as_engine_type(name, array, self._dtype(name), self.api.version))
             if not context.set_input_shape(name, tuple(host_input.shape)):
-                raise UnsupportedConfiguration(f"the engine does not accept shape {tuple(host_input.shape)} for "
-                                               f"input {name}")
+                raise UnsupportedConfiguration(f"the engine does not accept input shape {tuple(host_input.shape)} "
+                                               f"for {name}")
             backend.copy_to_device(self._buffer(name, host_input.nbytes), host_input, self._stream)
         for name in self._output_names:
             shape = tuple(int(d) for d in context.get_tensor_shape(name))

@@ -99,8 +99,16 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
 
     numpy_of = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
                 DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+    # The ONNX parser's convertDtype (onnx-tensorrt onnx2trt_utils.cpp): 8.x makes INT64 an INT32 tensor ("See
+    # convertOnnxWeights for sanity check if all values can be safely downcasted to INT32"), 9/10 on keep INT64;
+    # any other type (DOUBLE, INT16, UINT32, ...) is "Unsupported ONNX data type" and the input is refused.
     onnx_types = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 9: DataType.BOOL,
-                  2: DataType.UINT8}
+                  2: DataType.UINT8, 7: DataType.INT64 if v >= (9, 0) else DataType.INT32}
+    if v >= (9, 0):
+        numpy_of[DataType.INT64] = np.int64
+    # ONNX ops whose input there is a shape (Reshape's shape, Expand's shape, Tile's repeats, ConstantOfShape's
+    # input): a network input fed there is a shape tensor (ITensor.is_shape_tensor).
+    SHAPE_INPUTS = {("Reshape", 1), ("Expand", 1), ("Tile", 1), ("ConstantOfShape", 0)}
 
     def nptype(trt_type: Any) -> Any:
         return numpy_of[trt_type]
@@ -111,8 +119,14 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             return len(self)
 
     class ITensor:
-        def __init__(self, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+        def __init__(self, name: str, shape: tuple[int, ...], dtype: Any, onnx_type: int = 1,
+                     shape_tensor: bool = False) -> None:
             self.name, self.shape, self.dtype = name, shape, dtype
+            self._onnx_type, self._shape_tensor = onnx_type, shape_tensor
+
+        @property
+        def is_shape_tensor(self) -> bool:
+            return self._shape_tensor
 
     class INetworkDefinition:
         def __init__(self, flags: int) -> None:
@@ -197,20 +211,30 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                                                     "supports symmetric quantization. The zero point for the "
                                                     "QuantizeLinear/DequantizeLinear operator must be all zeros.\"",
                                                     index, node.name, node.op_type))
+            initializers = {t.name for t in proto.graph.initializer}
+            graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
+            for graph_input in graph_inputs:
+                elem_type = graph_input.type.tensor_type.elem_type
+                if elem_type not in onnx_types:
+                    self._errors.append(ParserError(f"Failed to convert ONNX date type to TensorRT data type. "
+                                                    f"(input {graph_input.name}: Unsupported ONNX data type "
+                                                    f"{elem_type})", -1))
             if self._errors:
                 return False
-            initializers = {t.name for t in proto.graph.initializer}
-            network._inputs = [_tensor(i) for i in proto.graph.input if i.name not in initializers]
+            shape_fed = {node.input[index] for node in proto.graph.node for op, index in SHAPE_INPUTS
+                         if node.op_type == op and len(node.input) > index}
+            network._inputs = [_tensor(i, i.name in shape_fed) for i in graph_inputs]
             network._outputs = [_tensor(o) for o in proto.graph.output]
             network._onnx = proto.SerializeToString()
             network._graph_fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
             network._layer_keys = [hashlib.sha1(n.SerializeToString()).hexdigest()[:12] for n in proto.graph.node]
             return True
 
-    def _tensor(value_info: Any) -> ITensor:
+    def _tensor(value_info: Any, shape_tensor: bool = False) -> ITensor:
         tensor_type = value_info.type.tensor_type
         shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
-        return ITensor(value_info.name, shape, onnx_types.get(tensor_type.elem_type, DataType.FLOAT))
+        return ITensor(value_info.name, shape, onnx_types.get(tensor_type.elem_type, DataType.FLOAT),
+                       tensor_type.elem_type, shape_tensor)
 
     class IOptimizationProfile:
         def __init__(self) -> None:
@@ -323,17 +347,24 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             if network._onnx is None:
                 self._fail("the network is empty")
                 return None
-            tensor = network._inputs[0]
-            profile = config._profiles[0]._shapes.get(tensor.name) if config._profiles else None
-            if any(d < 0 for d in tensor.shape) and profile is None:
-                self._fail(f"Network has dynamic or shape inputs, but no optimization profile has been defined "
-                           f"(input {tensor.name})")
-                return None
-            profile = profile or (tensor.shape, tensor.shape, tensor.shape)
-            for dims in profile:
-                if len(dims) != len(tensor.shape) or any(s >= 0 and d != s for d, s in zip(dims, tensor.shape)):
-                    self._fail(f"profile {dims} does not match input {tensor.name} {tensor.shape}")
+            inputs = []
+            for tensor in network._inputs:
+                profile = config._profiles[0]._shapes.get(tensor.name) if config._profiles else None
+                if any(d < 0 for d in tensor.shape) and profile is None:
+                    self._fail(f"Network has dynamic or shape inputs, but no optimization profile has been defined "
+                               f"(input {tensor.name})")
                     return None
+                if tensor.is_shape_tensor:
+                    self._fail(f"input {tensor.name} is a shape tensor: its optimization profile needs "
+                               "set_shape_input")
+                    return None
+                profile = profile or (tensor.shape, tensor.shape, tensor.shape)
+                for dims in profile:
+                    if len(dims) != len(tensor.shape) or any(s >= 0 and d != s for d, s in zip(dims, tensor.shape)):
+                        self._fail(f"profile {dims} does not match input {tensor.name} {tensor.shape}")
+                        return None
+                inputs.append({"name": tensor.name, "dtype": int(tensor.dtype), "onnx_type": tensor._onnx_type,
+                               "shape": list(tensor.shape), "profile": [list(d) for d in profile]})
             fp16 = (network._strongly_typed and network._graph_fp16) or \
                 (has_precision_flags and BuilderFlag.FP16 in config._flags)
             on_dla = config.default_device_type == DeviceType.DLA
@@ -351,8 +382,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             name, major, minor = gpu()
             header = {"tensorrt": version, "compute_capability": f"{major}.{minor}", "gpu": name,
                       "dla_core": config.DLA_core if on_dla else None,
-                      "input": tensor.name, "input_dtype": int(tensor.dtype), "input_shape": list(tensor.shape),
-                      "profile": [list(d) for d in profile], "fp16": bool(fp16),
+                      "inputs": inputs, "fp16": bool(fp16),
                       "outputs": [[o.name, int(o.dtype), list(o.shape)] for o in network._outputs],
                       "workspace": config._pools.get(MemoryPoolType.WORKSPACE)}
             encoded = json.dumps(header).encode()
@@ -361,7 +391,8 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
     class ICudaEngine:
         def __init__(self, header: dict[str, Any], onnx_bytes: bytes) -> None:
             self._header, self._onnx = header, onnx_bytes
-            self._names = [header["input"], *(o[0] for o in header["outputs"])]
+            self._inputs = {i["name"]: i for i in header["inputs"]}
+            self._names = [*self._inputs, *(o[0] for o in header["outputs"])]
 
         @property
         def num_io_tensors(self) -> int:
@@ -375,22 +406,22 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             return self._names[index]
 
         def get_tensor_mode(self, name: str) -> Any:
-            if name == self._header["input"]:
+            if name in self._inputs:
                 return TensorIOMode.INPUT
             return TensorIOMode.OUTPUT if name in self._names else TensorIOMode.NONE
 
         def get_tensor_dtype(self, name: str) -> Any:
-            if name == self._header["input"]:
-                return DataType(self._header["input_dtype"])
+            if name in self._inputs:
+                return DataType(self._inputs[name]["dtype"])
             return DataType(dict((o[0], o[1]) for o in self._header["outputs"])[name])
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            if name == self._header["input"]:
-                return tuple(self._header["input_shape"])
+            if name in self._inputs:
+                return tuple(self._inputs[name]["shape"])
             return tuple(dict((o[0], o[2]) for o in self._header["outputs"])[name])
 
         def _device_memory(self) -> int:
-            return 4 * int(np.prod(self._header["profile"][2]))
+            return 4 * sum(int(np.prod(i["profile"][2])) for i in self._inputs.values())
 
         def _create_execution_context(self) -> "IExecutionContext":
             return IExecutionContext(self)
@@ -407,31 +438,57 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
     class IExecutionContext:
         def __init__(self, engine: ICudaEngine) -> None:
             self.engine = engine
-            self._input_shape: tuple[int, ...] | None = None
+            self._input_shapes: dict[str, tuple[int, ...]] = {}
             self._addresses: dict[str, int] = {}
             self._session: Any = None
+            self._output_shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
             return profile_index == 0
 
         def set_input_shape(self, name: str, shape: Any) -> bool:
-            header = self.engine._header
-            low, _, high = header["profile"]
+            described = self.engine._inputs.get(name)
             shape = tuple(int(d) for d in shape)
-            if name != header["input"] or len(shape) != len(low) or \
-                    any(not a <= d <= b for a, d, b in zip(low, shape, high)):
+            if described is None:
                 return False
-            self._input_shape = shape
+            low, _, high = described["profile"]
+            if len(shape) != len(low) or any(not a <= d <= b for a, d, b in zip(low, shape, high)):
+                return False
+            self._input_shapes[name] = shape
             return True
 
+        def _all_shapes_set(self) -> bool:
+            return all(name in self._input_shapes or all(d >= 0 for d in described["shape"])
+                       for name, described in self.engine._inputs.items())
+
+        def _input_shape(self, name: str) -> tuple[int, ...]:
+            return self._input_shapes.get(name) or tuple(self.engine._inputs[name]["shape"])
+
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            header = self.engine._header
-            if name == header["input"]:
-                return self._input_shape or tuple(header["input_shape"])
+            if name in self.engine._inputs:
+                return self._input_shape(name)
             shape = self.engine.get_tensor_shape(name)
-            if self._input_shape is None:
-                return shape
-            return tuple(self._input_shape[0] if d < 0 else d for d in shape)
+            if all(d >= 0 for d in shape) or not self._all_shapes_set():
+                return shape  # as the real one: -1 where a dimension depends on input shapes not yet set
+            return self._output_shapes_for()[name]
+
+        def _output_shapes_for(self) -> dict[str, tuple[int, ...]]:
+            """Every output's shape for the input shapes set, by ONNX shape inference on the graph with those."""
+            key = tuple(sorted((n, self._input_shape(n)) for n in self.engine._inputs))
+            if key not in self._output_shapes:
+                import onnx
+
+                model = onnx.load_from_string(self.engine._onnx)
+                for graph_input in model.graph.input:
+                    if graph_input.name in self.engine._inputs:
+                        dims = graph_input.type.tensor_type.shape.dim
+                        for dim, size in zip(dims, self._input_shape(graph_input.name)):
+                            dim.Clear()
+                            dim.dim_value = size
+                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output
+                self._output_shapes[key] = {o.name: tuple(d.dim_value if d.HasField("dim_value") else -1
+                                                          for d in o.type.tensor_type.shape.dim) for o in inferred}
+            return self._output_shapes[key]
 
         def set_tensor_address(self, name: str, memory: int) -> bool:
             if name not in self.engine._names:
@@ -440,7 +497,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
-            if self._input_shape is None or set(self._addresses) != set(self.engine._names):
+            if not self._all_shapes_set() or set(self._addresses) != set(self.engine._names):
                 return False
             stream = device.DEVICE.stream(int(stream_handle))
             if stream is None:
@@ -450,7 +507,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                 shape = self.get_tensor_shape(name)
                 dtype = np.dtype(nptype(self.engine.get_tensor_dtype(name)))
                 nbytes = int(np.prod(shape)) * dtype.itemsize
-                if not device.DEVICE.allocations.holds(self._addresses[name], nbytes):
+                if any(d < 0 for d in shape) or not device.DEVICE.allocations.holds(self._addresses[name], nbytes):
                     return False  # an address outside any allocation: an illegal memory access
                 arrays[name] = (shape, dtype, nbytes)
             stream.submit(lambda: self._compute(arrays))
@@ -459,6 +516,7 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
         def _compute(self, arrays: dict[str, tuple[tuple[int, ...], np.dtype, int]]) -> None:
             import ctypes
 
+            import onnx
             import onnxruntime
 
             if self._session is None:
@@ -466,20 +524,24 @@ def make_module(version: str) -> types.ModuleType:  # noqa: C901 - one module, b
                 options.log_severity_level = 3
                 self._session = onnxruntime.InferenceSession(self.engine._onnx, options,
                                                              providers=["CPUExecutionProvider"])
-            name = self.engine._header["input"]
-            shape, dtype, nbytes = arrays[name]
-            feed = np.empty(shape, dtype)
-            ctypes.memmove(feed.ctypes.data, self._addresses[name], nbytes)
-            outputs = self._session.run(None, {name: feed})
+            feeds = {}
+            for name, described in self.engine._inputs.items():
+                shape, dtype, nbytes = arrays[name]
+                feed = np.empty(shape, dtype)
+                ctypes.memmove(feed.ctypes.data, self._addresses[name], nbytes)
+                # the graph computes in its own types (an INT32 binding of an int64 input on 8.x is widened back)
+                feeds[name] = feed.astype(onnx.helper.tensor_dtype_to_np_dtype(described["onnx_type"]), copy=False)
+            outputs = self._session.run(None, feeds)
             scale = float(os.environ.get(OUTPUT_SCALE_ENV, "1"))  # tests make a wrong engine with it
             outputs = [value * scale for value in outputs] if scale != 1 else outputs
-            for output_name, value in zip(self.engine._names[1:], outputs):
+            for output_name, value in zip(self.engine._names[len(self.engine._inputs):], outputs):
                 value = np.ascontiguousarray(value, dtype=arrays[output_name][1])
                 ctypes.memmove(self._addresses[output_name], value.ctypes.data, arrays[output_name][2])
 
     if v >= (10, 0):
         def update_device_memory_size_for_shapes(self: IExecutionContext) -> int:
-            return 4 * int(np.prod(self._input_shape or self.engine._header["profile"][2]))
+            return 4 * sum(int(np.prod(self._input_shapes.get(name) or described["profile"][2]))
+                           for name, described in self.engine._inputs.items())
 
         IExecutionContext.update_device_memory_size_for_shapes = update_device_memory_size_for_shapes
 
