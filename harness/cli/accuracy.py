@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           help="ground truth of a flat folder: ILSVRC2012_validation_ground_truth.txt (meta.mat "
                                "beside it) or LOC_val_solution.csv")
     accuracy.add_argument("--models", required=True, metavar="NAMES",
-                          help="comma-separated names, globs or sets (@paper, @modern, @mobile)")
+                          help="comma-separated names, globs or sets (@paper, @modern, @mobile): classifiers only")
     accuracy.add_argument("--runtime", default="torch", metavar="NAMES",
                           help="comma-separated runtimes (default torch)")
     accuracy.add_argument("--precision", default="fp32", metavar="P",

@@ -48,7 +48,7 @@ from runtimes.base import NOTHING, TORCH_MODULE, DeviceFamily
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
-MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
+MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile, @detection, @segmentation)"
 STRICT_RETRIES = 2
 TABLES = ("time", "memory", "energy", "cold", "stages")
 WEIGHTS_NOTE = {
