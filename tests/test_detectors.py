@@ -45,6 +45,15 @@ def test_the_entries_say_their_task_and_classifiers_default_to_classification(ca
     assert not {s.name for s in catalogue.select("@modern,@mobile")} & set(ENTRIES)  # the paper's sets: classifiers
 
 
+def test_the_schema_knows_the_tasks_exporters_build():
+    from typing import get_args
+
+    from exporters.tasks import TASKS
+    from harness.catalogue.registry import Task
+
+    assert get_args(Task) == TASKS
+
+
 def _entry(**changes: object) -> dict:
     entry = {"name": "det", "display_name": "Det", "family": "SSD", "year": 2019, "source": "torchvision",
              "builder": SSDLITE, "input_size": 320, "task": "detection",
