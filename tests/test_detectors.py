@@ -245,6 +245,24 @@ def test_the_papers_figures_leave_detectors_out(tmp_path):
     assert fits["all models"].points == 5  # the five classifiers; with the segmenter there would be six
 
 
+def test_a_detector_exports_to_a_bundle_a_board_benchmarks(detector_run, tmp_path, capsys):
+    """The bundle carries the detector's ONNX file (two named outputs) and its task; the board's bench runs it."""
+    import onnx
+
+    bundle = tmp_path / "bundle"
+    result = run_cli(capsys, "export", "--models", SSDLITE, "--bundle", str(bundle), "--batch-sizes", "1")
+    assert result.returncode == 0, result.stderr + result.stdout
+    manifest = json.loads((bundle / SSDLITE / "manifest.json").read_text())
+    assert manifest["catalogue_entry"]["task"] == "detection"
+    [onnx_file] = list((bundle / SSDLITE).glob("*.onnx"))
+    assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == ["cls_logits", "bbox_regression"]
+    bench = run_cli(capsys, "bench", "--bundle", str(bundle), "--runtime", "ort", "--batch-sizes", "1", "--energy",
+                    "off", "--out", str(tmp_path / "runs"), "--run-id", "board")
+    assert bench.returncode == 0, bench.stderr + bench.stdout
+    [record] = [r for r in _records(tmp_path / "runs" / "board") if r["kind"] == "bench"]
+    assert record["status"] == "ok" and record["model"]["task"] == "detection"
+
+
 # ---------------------------------------------------------------- every entry on three runtimes
 
 
@@ -263,21 +281,3 @@ def test_each_entry_builds_exports_and_runs_on_torch_ort_and_ov(name, tmp_path, 
         assert [o["name"] for o in bench["outputs"]] == NAMES[task]
         assert [o["shape"] for o in bench["outputs"]] == shapes
         assert bench["model"]["task"] == task
-
-
-def test_a_detector_exports_to_a_bundle_a_board_benchmarks(detector_run, tmp_path, capsys):
-    """The bundle carries the detector's ONNX file (two named outputs) and its task; the board's bench runs it."""
-    import onnx
-
-    bundle = tmp_path / "bundle"
-    result = run_cli(capsys, "export", "--models", SSDLITE, "--bundle", str(bundle), "--batch-sizes", "1")
-    assert result.returncode == 0, result.stderr + result.stdout
-    manifest = json.loads((bundle / SSDLITE / "manifest.json").read_text())
-    assert manifest["catalogue_entry"]["task"] == "detection"
-    [onnx_file] = list((bundle / SSDLITE).glob("*.onnx"))
-    assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == ["cls_logits", "bbox_regression"]
-    bench = run_cli(capsys, "bench", "--bundle", str(bundle), "--runtime", "ort", "--batch-sizes", "1", "--energy",
-                    "off", "--out", str(tmp_path / "runs"), "--run-id", "board")
-    assert bench.returncode == 0, bench.stderr + bench.stdout
-    [record] = [r for r in _records(tmp_path / "runs" / "board") if r["kind"] == "bench"]
-    assert record["status"] == "ok" and record["model"]["task"] == "detection"
