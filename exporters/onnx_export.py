@@ -47,13 +47,16 @@ class ExportSpec:
     precision: str = "fp32"
     simplify: bool = False
     metadata: tuple[tuple[str, str], ...] = ()
+    output_names: tuple[str, ...] = (OUTPUT_NAME,)  # a detector's graph answers several (exporters.tasks)
 
     def key_fields(self) -> dict[str, Any]:
+        """What the cached file depends on; a classifier's (one output, `logits`) as before outputs were named."""
+        outputs = {} if self.output_names == (OUTPUT_NAME,) else {"outputs": list(self.output_names)}
         return {"model": self.model, "weights": self.weights_id, "input_size": self.input_size,
                 "opset": self.opset, "precision": self.precision, "simplify": self.simplify,
                 "exporter": "torch.onnx dynamo-first from opset 18, torchscript below it or as fallback",
                 "versions": exporter_versions(),
-                "metadata": list(self.metadata)}
+                "metadata": list(self.metadata), **outputs}
 
 
 def exporter_versions() -> dict[str, str | None]:
@@ -71,23 +74,23 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _export_dynamo(module: Any, example: Any, path: Path, opset: int) -> None:
+def _export_dynamo(module: Any, example: Any, path: Path, opset: int, outputs: tuple[str, ...]) -> None:
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False)
+                                output_names=list(outputs), dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path))
 
 
-def _export_torchscript(module: Any, example: Any, path: Path, opset: int) -> None:
+def _export_torchscript(module: Any, example: Any, path: Path, opset: int, outputs: tuple[str, ...]) -> None:
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                          input_names=[INPUT_NAME], output_names=list(outputs),
+                          dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)})
 
 
 def _check_and_annotate(path: Path, metadata: dict[str, str]) -> int:
@@ -162,7 +165,7 @@ def export(spec: ExportSpec, build: Callable[[], Any], store: Store) -> tuple[En
         try:
             if spec.opset < DYNAMO_MIN_OPSET:
                 raise ExportFailed(f"opset {spec.opset} is below its minimum, {DYNAMO_MIN_OPSET}")
-            _export_dynamo(module, example, built, spec.opset)
+            _export_dynamo(module, example, built, spec.opset, spec.output_names)
             opset = _check_and_annotate(built, dict(spec.metadata) | {"harness.exporter": exporter})
         except Exception as exc:
             fallback_reason = f"dynamo exporter failed: {_first_line(exc)}"
@@ -170,7 +173,8 @@ def export(spec: ExportSpec, build: Callable[[], Any], store: Store) -> tuple[En
             exporter = "torch.onnx torchscript"
             try:
                 built.unlink(missing_ok=True)
-                _export_torchscript(module, example, built, min(spec.opset, TORCHSCRIPT_MAX_OPSET))
+                _export_torchscript(module, example, built, min(spec.opset, TORCHSCRIPT_MAX_OPSET),
+                                    spec.output_names)
                 opset = _check_and_annotate(built, dict(spec.metadata) | {"harness.exporter": exporter})
             except Exception as exc2:
                 raise ExportFailed(f"{spec.model}: {fallback_reason}; torchscript exporter failed: "

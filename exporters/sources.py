@@ -40,13 +40,22 @@ class ModelSource:
 
 
 class Torchvision(ModelSource):
+    """Classifiers at `torchvision.models`' top level; detectors and segmenters (in its subpackages) by the name
+    they are registered under (`torchvision.models.get_model_builder`)."""
+
     name = module = "torchvision"
 
+    def _builder(self, library: Any, builder: str) -> Any:
+        found = getattr(library.models, builder, None)
+        if callable(found):
+            return found
+        return library.models.get_model_builder(builder) if builder in library.models.list_models() else None
+
     def has_builder(self, library: Any, builder: str) -> bool:
-        return callable(getattr(library.models, builder, None))
+        return self._builder(library, builder) is not None
 
     def build(self, library: Any, builder: str, kwargs: dict[str, Any]) -> Any:
-        return getattr(library.models, builder)(weights=None, **kwargs)
+        return self._builder(library, builder)(weights=None, **kwargs)
 
     def build_pretrained(self, library: Any, builder: str, tag: str, kwargs: dict[str, Any],
                          load_state: LoadState) -> Any:

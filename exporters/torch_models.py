@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporters.sources import source_for
+from exporters.tasks import CLASSIFICATION, wrap_for_task
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     from torch import nn
@@ -20,7 +21,8 @@ if TYPE_CHECKING:  # torch is imported only when a model is built
 RANDOM = "random"
 PRETRAINED = "pretrained"
 # Keys of auxiliary training heads that a deployed (eval) model does not have.
-AUX_KEY_MARKERS = ("AuxLogits.", "aux1.", "aux2.")
+AUX_KEY_MARKERS = ("AuxLogits.", "aux1.", "aux2.", "aux_classifier.")
+BATCHNORM_COUNTER = "num_batches_tracked"
 
 
 class WeightsUnavailable(Exception):
@@ -41,6 +43,7 @@ class ModelRecipe:
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained_tag: str | None = None
     weights: str = RANDOM
+    task: str = CLASSIFICATION  # exporters.tasks: a detector or segmenter is built as its network alone
 
     @property
     def weights_label(self) -> str:
@@ -50,14 +53,14 @@ class ModelRecipe:
 
 
 def build_module(recipe: ModelRecipe) -> nn.Module:
-    """Build the model in eval mode on the CPU, in fp32."""
+    """Build the model in eval mode on the CPU, in fp32, as its task's timed graph (exporters.tasks)."""
     if recipe.weights == PRETRAINED:
         module = _pretrained_module(recipe)
     elif recipe.weights == RANDOM:
         module = _random_module(recipe)
     else:
         module = _module_from_file(recipe, Path(recipe.weights))
-    return module.eval()
+    return wrap_for_task(module, recipe.task, f"models.yaml entry '{recipe.name}'").eval()
 
 
 def _module_from_file(recipe: ModelRecipe, path: Path) -> nn.Module:
@@ -149,7 +152,9 @@ def _load_matching(module: nn.Module, state: dict[str, Any], origin: str, assign
     state = {k.removeprefix("module."): v for k, v in state.items()}
     expected = set(module.state_dict())
     unexpected = [k for k in state if k not in expected and not k.startswith(AUX_KEY_MARKERS)]
-    missing = sorted(expected - set(state))
+    # BatchNorm's step counter is no weight, and torch fills it in itself: checkpoints made with frozen BatchNorm
+    # (torchvision's detectors) have none
+    missing = sorted(k for k in expected - set(state) if not k.endswith(BATCHNORM_COUNTER))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {detail}")

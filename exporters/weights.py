@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters.store import Entry, Store
+from exporters.tasks import CLASSIFICATION
 from exporters.torch_models import RANDOM, ModelRecipe, build_module, import_source
 
 RANDOM_WEIGHTS_VERSION = 2  # 2: zero-initialised layers get non-zero weights
@@ -78,10 +79,13 @@ def recalibrate_batchnorm(module: Any, input_size: int, seed: int, batches: int 
 
 
 def random_weights_fields(recipe: ModelRecipe, input_size: int, seed: int, library: str) -> dict[str, Any]:
+    """What the cached weights depend on; a detector's or segmenter's task too (its BatchNorm statistics are
+    estimated through the task's graph), a classifier's fields as before tasks existed."""
+    task = {} if recipe.task == CLASSIFICATION else {"task": recipe.task}
     return {"model": recipe.name, "source": recipe.source, "builder": recipe.builder,
             "builder_kwargs": recipe.builder_kwargs, "library": library, "seed": seed, "input_size": input_size,
             "calibration": [CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE], "torch": _torch_version(),
-            "version": RANDOM_WEIGHTS_VERSION}
+            "version": RANDOM_WEIGHTS_VERSION, **task}
 
 
 def _torch_version() -> str:

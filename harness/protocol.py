@@ -56,6 +56,7 @@ class CatalogueModel:
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained_tag: str | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # exporters.tasks: the graph's outputs, and what the cell checks in them
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ class CellResult:
     timing: dict[str, Any] | None = None
     samples_ms: dict[str, Any] | None = None
     input: dict[str, Any] | None = None
+    outputs: list[dict[str, Any]] | None = None  # bench mode: each output's shape and dtype (and name where known)
     parity: ParityVerdict | None = None
     accuracy: AccuracyFigures | None = None
     memory: Memory | None = None

@@ -111,6 +111,7 @@ class ModelSummary(_Part):
     """What a record says about the model it measured (the rest of the summary is kept as it is)."""
 
     name: str | None = None
+    task: str = "classification"  # exporters.tasks; records from before tasks existed measured classifiers
     display_name: str | None = None
     family: str | None = None
     published: Published = Published()

@@ -24,7 +24,8 @@ def library_version(source: str) -> str:
 def recipe_for(spec: ModelSpec, weights: str = "random") -> ModelRecipe:
     return ModelRecipe(name=spec.name, source=spec.source, builder=spec.builder,
                        builder_kwargs=dict(spec.builder_kwargs),
-                       pretrained_tag=spec.pretrained.tag if spec.pretrained else None, weights=weights)
+                       pretrained_tag=spec.pretrained.tag if spec.pretrained else None, weights=weights,
+                       task=spec.task)
 
 
 def complexity_key_for(spec: ModelSpec) -> str:
@@ -35,6 +36,7 @@ def model_summary(spec: ModelSpec, weights: str, complexity: dict[str, Any] | No
     """What a record says about the model it measured."""
     return {
         "name": spec.name,
+        "task": spec.task,
         "display_name": spec.display_name,
         "paper_name": spec.paper_name,
         "family": spec.family,

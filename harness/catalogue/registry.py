@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporters.sources import SOURCES
+from exporters.tasks import CLASSIFICATION
 from harness.data import shipped_catalogue
 from harness.errors import UserError
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 CATALOGUE_ENV = "HARNESS_MODELS"
 
 Source = Literal["torchvision", "timm", "pretrainedmodels", "project"]
+Task = Literal["classification", "detection", "segmentation"]  # exporters.tasks: what the timed graph answers
 # The top-level package of each source (exporters.sources): installed or not, and its version.
 SOURCE_PACKAGE: dict[str, str] = {name: source.module.split(".")[0] for name, source in SOURCES.items()}
 
@@ -48,6 +50,8 @@ class Published(_Strict):
 
     top1: float | None = Field(default=None, ge=0, le=100)
     top5: float | None = Field(default=None, ge=0, le=100)
+    box_map: float | None = Field(default=None, ge=0, le=100, description="a detector's COCO val2017 box mAP")
+    miou: float | None = Field(default=None, ge=0, le=100, description="a segmenter's mean IoU")
     accuracy_source: str | None = None
     params_m: float | None = Field(default=None, gt=0)
     gmacs: float | None = Field(default=None, gt=0, description="G multiply-adds, one multiply-add = 1")
@@ -55,8 +59,8 @@ class Published(_Strict):
 
     @model_validator(mode="after")
     def _sources_given(self) -> "Published":
-        if (self.top1 is not None or self.top5 is not None) and not self.accuracy_source:
-            raise ValueError("accuracy_source is required when top1/top5 are given")
+        if any(v is not None for v in (self.top1, self.top5, self.box_map, self.miou)) and not self.accuracy_source:
+            raise ValueError("accuracy_source is required when top1/top5/box_map/miou are given")
         if (self.params_m is not None or self.gmacs is not None) and not self.complexity_source:
             raise ValueError("complexity_source is required when params_m/gmacs are given")
         return self
@@ -75,6 +79,7 @@ class ModelSpec(_Strict):
     """One architecture of the catalogue."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
+    task: Task = CLASSIFICATION
     paper_name: str | None = Field(default=None, description="display name in Bianco et al. 2018; none if not in it")
     display_name: str
     family: str
@@ -106,6 +111,17 @@ class ModelSpec(_Strict):
         if not value.strip():
             raise ValueError("builder must name a function of the source library")
         return value
+
+    @model_validator(mode="after")
+    def _figures_fit_the_task(self) -> "ModelSpec":
+        """A classifier's published figures are top-1/top-5, a detector's box mAP, a segmenter's mIoU."""
+        published = self.published
+        allowed = {"classification": ("top1", "top5"), "detection": ("box_map",), "segmentation": ("miou",)}[self.task]
+        wrong = [name for name in ("top1", "top5", "box_map", "miou")
+                 if getattr(published, name) is not None and name not in allowed]
+        if wrong:
+            raise ValueError(f"a {self.task} model publishes {' or '.join(allowed)}, not {', '.join(wrong)}")
+        return self
 
     @property
     def in_paper(self) -> bool:

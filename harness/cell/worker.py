@@ -30,6 +30,7 @@ from exporters.onnx_export import PRECISIONS as EXPORT_PRECISIONS, ExportFailed,
 from exporters.quantize import (FLAVORS, CalibrationFeed, QuantizationFailed, QuantizeSpec, precision_name,
                                quantize)
 from exporters.store import Entry, Store, sha256_of
+from exporters.tasks import CLASSIFICATION, NotATaskModel, outputs_of
 from exporters.torch_models import (PRETRAINED, RANDOM, ModelRecipe, SourceUnavailable, UnknownBuilder,
                                     WeightsUnavailable, build_module, import_source)
 from exporters.weights import random_weights
@@ -56,7 +57,7 @@ from runtimes.base import (NOTHING, TORCH_MODULE, EngineArtifact, EngineShapes, 
 NUM_CLASSES = 1000
 ENGINE_FILE = "model.engine"
 EXPECTED_FAILURES = (UnsupportedConfiguration, SourceUnavailable, WeightsUnavailable, RuntimeUnavailable, ExportFailed,
-                     UnknownBuilder, QuantizationFailed)
+                     UnknownBuilder, QuantizationFailed, NotATaskModel)
 
 
 class CellContext:
@@ -78,7 +79,7 @@ class CellContext:
         model = request.model
         self.recipe = None if isinstance(model, OnnxModel) else ModelRecipe(
             name=model.name, source=model.source, builder=model.builder, builder_kwargs=dict(model.builder_kwargs),
-            pretrained_tag=model.pretrained_tag, weights=request.weights)
+            pretrained_tag=model.pretrained_tag, weights=request.weights, task=model.task)
         self.model = model
         self.prepared: Prepared = request.prepared.copy()
         self.built: dict[str, Any] = {}
@@ -176,6 +177,7 @@ class CellContext:
         name = model.name
         spec = ExportSpec(model=name, weights_id=self.weights_id(), input_size=model.input_size,
                           opset=options.opset, precision=precision, simplify=options.simplify,
+                          output_names=outputs_of(model.task),
                           metadata=metadata_for(name, model.preprocessing,
                                                 (self.prepared.weights or {}).get("description",
                                                                                      self.weights_recipe().weights_label),
@@ -492,8 +494,9 @@ def run_bench(context: CellContext) -> dict[str, Any]:
         # after every memory reading: the stages pass prepares the inputs again, offline loads more instances
         result["stages"] = _stages_pass(context, runtime, inputs, measurement.host_ms)
         result["scenario"] = _scenario_pass(context, runtime, artifact, inputs, measurement.host_ms)
-    if not context.external_onnx:
-        _check_outputs(outputs, cell.batch_size)
+    if not context.external_onnx and runtime.consumes != NOTHING:  # the null runtime runs no model
+        _check_outputs(outputs, cell.batch_size, context.catalogue_model.task)
+        result["outputs"] = described_outputs(outputs, outputs_of(context.catalogue_model.task))
     host_stats = summarize(measurement.host_ms, cell.batch_size).__dict__
     result["prepared"] = context.prepared
     result["cold_start"] = {"library_import_s": context.prepared.library_import_s, "load_s": load_s,
@@ -690,12 +693,28 @@ def _against_reference(top5: np.ndarray, labels: np.ndarray, reference_path: Pat
     return figures
 
 
-def _check_outputs(outputs: list[np.ndarray], batch_size: int) -> None:
-    logits = outputs[0]
-    if logits.shape != (batch_size, NUM_CLASSES):
-        raise RuntimeError(f"unexpected output shape {logits.shape}, wanted ({batch_size}, {NUM_CLASSES})")
-    if not np.isfinite(logits).all():
-        raise RuntimeError("outputs contain NaN or infinity")
+def _check_outputs(outputs: list[np.ndarray], batch_size: int, task: str = CLASSIFICATION) -> None:
+    """A catalogue model answers its task's outputs (exporters.tasks), one row per image, all finite: a
+    classifier (batch, 1000) logits; a detector its class logits and box regressions; a segmenter its scores."""
+    names = outputs_of(task)
+    if task == CLASSIFICATION:  # the logits first (what classifiers were always checked on)
+        outputs, names = outputs[:1], names[:1]
+        if outputs and outputs[0].shape != (batch_size, NUM_CLASSES):
+            raise RuntimeError(f"unexpected output shape {outputs[0].shape}, wanted ({batch_size}, {NUM_CLASSES})")
+    if len(outputs) != len(names):
+        raise RuntimeError(f"the {task} graph answered {len(outputs)} output(s), wanted {len(names)}: "
+                           f"{', '.join(names)}")
+    for name, output in zip(names, outputs):
+        if output.ndim < 2 or output.shape[0] != batch_size:
+            raise RuntimeError(f"unexpected {name} shape {output.shape}, wanted ({batch_size}, ...)")
+        if not np.isfinite(output).all():
+            raise RuntimeError(f"{name} contains NaN or infinity")
+
+
+def described_outputs(outputs: list[np.ndarray], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """What the graph answered, for the record: each output's name, shape and dtype."""
+    return [{"name": name, "shape": list(output.shape), "dtype": str(output.dtype)}
+            for name, output in zip(names, outputs)]
 
 
 def _import_model_library(context: CellContext, runtime: Runtime) -> None:

@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                           help="ground truth of a flat folder: ILSVRC2012_validation_ground_truth.txt (meta.mat "
                                "beside it) or LOC_val_solution.csv")
     accuracy.add_argument("--models", required=True, metavar="NAMES",
-                          help="comma-separated names, globs or sets (@paper, @modern, @mobile)")
+                          help="comma-separated names, globs or sets (@paper, @modern, @mobile): classifiers only")
     accuracy.add_argument("--runtime", default="torch", metavar="NAMES",
                           help="comma-separated runtimes (default torch)")
     accuracy.add_argument("--precision", default="fp32", metavar="P",
@@ -101,6 +101,20 @@ def check_trained_weights(weights: str) -> str:
     return check_weights_file(weights, "--weights pretrained or a state-dict path")
 
 
+def check_classifiers(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """The models, when all are classifiers: accuracy scores ImageNet top-1/top-5, which a detector or a
+    segmenter does not answer."""
+    others = [spec for spec in specs if spec.task != "classification"]
+    if others:
+        if len(others) == 1:
+            what = f"{others[0].name} is a {others[0].task} model: leave it out of --models (bench and verify run it)"
+        else:
+            named = ", ".join(spec.name for spec in others[:3]) + (", ..." if len(others) > 3 else "")
+            what = f"{named} are not classifiers: leave them out of --models (bench and verify run them)"
+        raise UserError(f"accuracy scores ImageNet classifiers (top-1/top-5), and {what}")
+    return specs
+
+
 def crop_sets(specs: list[ModelSpec], images: LabelledImages, crop_pct: float | None,
                workers: int) -> dict[str, dict[str, Any]]:
     """Per model: its cached crops (decoded now where missing) and the normalization that finishes them."""
@@ -146,8 +160,8 @@ def command_accuracy(args: argparse.Namespace, catalogue: Catalogue) -> int:
     _check_numbers(args)
     check_common(args)
     devices, executor = plan_devices(args)
+    specs = check_classifiers(catalogue.select(args.models))
     weights = check_trained_weights(args.weights)
-    specs = catalogue.select(args.models)
     check_sources(specs)
     out_dir = check_out_dir(args.out)
     images = open_images(Path(args.data), Path(args.labels) if args.labels else None)

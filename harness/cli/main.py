@@ -49,7 +49,7 @@ from runtimes.base import NOTHING, TORCH_MODULE, DeviceFamily
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
-MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile)"
+MODELS_HELP = "comma-separated names, globs or sets (@paper, @modern, @mobile, @detection, @segmentation)"
 STRICT_RETRIES = 2
 TABLES = ("time", "memory", "energy", "cold", "stages")
 WEIGHTS_NOTE = {
@@ -231,10 +231,11 @@ def _complexity_rows(catalogue: Catalogue, specs: list[ModelSpec], compute: bool
     for spec in specs:
         complexity = cache.get(keys[spec.name])
         rows.append({
-            "name": spec.name, "paper_name": spec.paper_name, "display_name": spec.display_name,
+            "name": spec.name, "task": spec.task, "paper_name": spec.paper_name, "display_name": spec.display_name,
             "family": spec.family, "year": spec.year, "sets": list(spec.all_sets), "source": spec.source,
             "builder": spec.builder, "input_size": spec.input_size,
             "published_top1": spec.published.top1, "published_top5": spec.published.top5,
+            "published_box_map": spec.published.box_map, "published_miou": spec.published.miou,
             "published_source": spec.published.accuracy_source, "source_installed": spec.source_installed,
             "complexity": complexity.as_dict() if complexity else None,
         })

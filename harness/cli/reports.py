@@ -208,6 +208,16 @@ def _points_table(title: str, points: list[data.Point]) -> Table:
     return table
 
 
+def _no_top1_hint(points: list[data.Point]) -> str:
+    """What to check when no cell can be ranked: the filters, or that the records hold no classifier (a
+    detector or segmenter has no top-1 to rank by)."""
+    if points and all(p.task != "classification" for p in points):
+        tasks = " and ".join(sorted({p.task for p in points}))
+        return (f"best ranks classifiers by top-1, and these records hold {tasks} models only: compare their speed "
+                "with `python -m harness report` or `compare`")
+    return "check --runtime, --device, --precision and --batch-size against the records"
+
+
 def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
     constraints = _constraints(args)
     dataset = _dataset(args.runs)
@@ -218,8 +228,8 @@ def command_best(args: argparse.Namespace, catalogue: Catalogue) -> int:
         raise UserError(f"{flag} reads {' or '.join(constraints.scenarios)} cells, and these records have none: "
                         f"measure them with `python -m harness bench --scenario {constraints.scenarios[-1]} ...`")
     if not scope:
-        raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: check --runtime, "
-                        f"--device, --precision and --batch-size against the records")
+        raise UserError(f"no finished cell with a known top-1 matches {constraints.describe()}: "
+                        f"{_no_top1_hint(dataset.every_point)}")
     _check_power_readings(scope, constraints)
     pick = best(scope, constraints)
     left_out = _unmeasured_note(dataset.every_point, constraints)

@@ -305,6 +305,7 @@ def catalogue_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Model catalogue", caption="GMACs: 1 multiply-add = 1, all ops, at the input size "
                                                    "(FLOPs = 2 x MACs); '?' = not computed yet")
     table.add_column("name", no_wrap=True)
+    table.add_column("task")
     table.add_column("paper name")
     table.add_column("source")
     table.add_column("year", justify="right")
@@ -318,12 +319,20 @@ def catalogue_table(rows: list[dict[str, Any]]) -> Table:
         complexity = row.get("complexity")
         params = f"{complexity['params'] / 1e6:.2f}" if complexity else "?"
         gmacs = f"{complexity['macs'] / 1e9:.2f}" if complexity else "?"
-        top1 = f"{row['published_top1']:.2f}" if row.get("published_top1") is not None else "—"
+        top1 = _published_top1(row)
         installed = "[green]yes[/green]" if row["source_installed"] else "[red]no[/red]"
         sets = " ".join(f"@{name}" for name in row.get("sets", ()))
-        table.add_row(row["name"], row.get("paper_name") or "[dim]—[/dim]", row["source"], str(row.get("year", "")),
-                      sets, str(row["input_size"]), params, gmacs, top1, installed)
+        table.add_row(row["name"], row.get("task", "classification"), row.get("paper_name") or "[dim]—[/dim]",
+                      row["source"], str(row.get("year", "")), sets, str(row["input_size"]), params, gmacs, top1,
+                      installed)
     return table
+
+
+def _published_top1(row: dict[str, Any]) -> str:
+    """The published top-1; n/a for a detector or segmenter (no top-1: its figure is in `list --json`)."""
+    if row.get("task", "classification") != "classification":
+        return "n/a"
+    return f"{row['published_top1']:.2f}" if row.get("published_top1") is not None else "—"
 
 
 def _mb(value: int | None) -> str:

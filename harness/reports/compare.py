@@ -518,6 +518,9 @@ def _memory_entry(change: CellChange) -> Entry:
 
 
 def _top1_entry(change: CellChange) -> Entry:
+    """The candidate's top-1 and its change; n/a for a detector or segmenter (no top-1), — where not measured."""
+    if change.candidate.model.task != "classification":
+        return Entry("n/a", note=f"a {change.candidate.model.task} model has no top-1")
     if change.top1 is None:
         return Entry("—")
     base, cand = change.top1

@@ -68,6 +68,7 @@ class Point:
     joules_per_image: float | None = None  # net of idle power, from the device's primary energy source
     average_watts: float | None = None  # what that source drew while the cell ran (idle included)
     energy_missing: str | None = None  # why that source has no figures for the cell (None where it has)
+    task: str = "classification"  # exporters.tasks: the paper's figures plot classifiers alone
     # a Jetson's clocks and heat during the timed loop: [seconds, GPU MHz, EMC MHz, hottest zone °C] rows
     board_trace: list[list[float | None]] | None = None
     scenario: str = "single-stream"  # how queries reached the runtime (harness.measure.scenarios)
@@ -179,6 +180,7 @@ def point_from_record(record: Record, env: dict[str, Any]) -> Point:
     artifact = record.artifact
     return Point(
         model=cell.model, display_name=model.display_name or cell.model, family=model.family or "other",
+        task=model.task,
         runtime=cell.runtime, precision=cell.precision, device=device_name(env, cell.device),
         device_kind=device_kind(env, cell.device), batch_size=cell.batch_size, status=record.status,
         error=record.error, run_id=record.run_id, started_at=record.started_at,

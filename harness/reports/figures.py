@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from exporters.tasks import CLASSIFICATION
 from harness.reports.data import Dataset, Point, series_label
 from harness.reports.fastest import ModelSpeeds, model_speeds
 from harness.reports.fits import MB, Line, accuracy_speed_front, bound_curve, memory_fits, upper_bound
@@ -298,7 +299,8 @@ def draw_all(dataset: Dataset, out_dir: Path) -> FigureSet:
     drawn = FigureSet()
     for series in dataset.series():
         label = series_label(series)
-        batch_1 = dataset.of(series, batch_size=1)
+        # the paper's figures compare classifiers: a detector's or segmenter's memory would skew Fig. 4's fits
+        batch_1 = [p for p in dataset.of(series, batch_size=1) if p.task == CLASSIFICATION]
         name = slug(label)
         _save(figure_1(batch_1, label), out_dir, f"fig1-accuracy-vs-flops-{name}", drawn.files)
         _save(figure_2(batch_1, label), out_dir, f"fig2-accuracy-density-{name}", drawn.files)

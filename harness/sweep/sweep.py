@@ -40,8 +40,8 @@ ONNX_PRECISIONS = (*EXPORT_PRECISIONS, *FLAVORS)  # int8 flavors: the fp32 file 
 
 DEFAULT_PROCESS_START = "fork" if sys.platform.startswith("linux") else "exec"  # fork needs /proc/self/pagemap
 
-RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "parity", "accuracy", "memory",
-               "energy", "scenario", "stages", "jetson", "validity", "worker_s", "traceback", "log_tail")
+RESULT_KEYS = ("error_type", "prepared", "cold_start", "timing", "samples_ms", "input", "outputs", "parity", "accuracy",
+               "memory", "energy", "scenario", "stages", "jetson", "validity", "worker_s", "traceback", "log_tail")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Subject:
         return CatalogueModel(name=spec.name, source=spec.source, builder=spec.builder,
                               builder_kwargs=dict(spec.builder_kwargs), input_size=spec.input_size,
                               pretrained_tag=spec.pretrained.tag if spec.pretrained else None,
-                              preprocessing=spec.preprocessing.model_dump())
+                              preprocessing=spec.preprocessing.model_dump(), task=spec.task)
 
     def summary(self, weights: str, complexity: dict[str, Any] | None) -> dict[str, Any]:
         if self.bundle_model:
