@@ -15,7 +15,8 @@ from exporters.torch_models import build_module
 from exporters.weights import random_weights, recalibrate_batchnorm
 from harness.catalogue.recipes import library_version, recipe_for
 from harness.cell.worker import make_inputs
-from harness.measure.parity import TOLERANCES, compare, compare_outputs, output_violations, violations, worst
+from harness.measure.parity import (TOLERANCES, are_logits, compare, compare_outputs, output_violations,
+                                    violations, worst)
 from runtimes import create_runtime
 from runtimes.base import OnnxFileArtifact, RuntimeOptions
 
@@ -60,23 +61,33 @@ def test_every_output_is_compared_and_the_worst_figures_summarize_them():
     wrong_boxes[1] = -wrong_boxes[1]
     parities = compare_outputs([scores, boxes], [scores.copy(), wrong_boxes])
     assert parities[0].max_abs_err == 0 and parities[1].min_cosine == pytest.approx(-1.0)
-    problems = output_violations(parities, TOLERANCES["fp32"])
+    problems = output_violations(parities, TOLERANCES["fp32"], logits=False)
     assert problems and all(p.startswith("output 1: ") for p in problems)
     summary = worst(parities)
     assert summary["min_cosine"] == pytest.approx(-1.0) and summary["max_abs_err"] == parities[1].max_abs_err
-    assert output_violations(compare_outputs([scores, boxes], [scores, boxes]), TOLERANCES["fp32"]) == []
+    assert output_violations(compare_outputs([scores, boxes], [scores, boxes]), TOLERANCES["fp32"], False) == []
     with pytest.raises(ValueError, match="1 outputs, the reference has 2"):
         compare_outputs([scores, boxes], [scores])
 
 
-def test_top1_agreement_is_judged_on_one_output_and_reported_on_several():
-    """An arg-max over a row of box offsets says nothing: with several outputs only error and cosine are judged."""
+def test_top1_agreement_is_judged_on_logits_and_reported_on_other_outputs():
+    """An arg-max over a row of box offsets, or over a flattened segmentation map (decided by near-ties), says
+    nothing: only a classifier's (batch, classes) logits are judged on it; other outputs on error and cosine."""
     reference = np.tile(np.arange(10, dtype=np.float64), (4, 1))
     candidate = reference.copy()
     candidate[:, 8] += 1.5  # arg-max moves to 8 in every row; cosine stays near 1, the error small for int8
     int8 = TOLERANCES["int8"]
-    assert any("top-1 agreement" in p for p in output_violations(compare_outputs([reference], [candidate]), int8))
-    assert output_violations(compare_outputs([reference, reference], [candidate, reference]), int8) == []
+    assert are_logits([reference]) and not are_logits([reference, reference])
+    assert any("top-1 agreement" in p for p in output_violations(compare_outputs([reference], [candidate]), int8,
+                                                                   are_logits([reference])))
+    assert output_violations(compare_outputs([reference, reference], [candidate, reference]), int8, False) == []
+    class_map = np.zeros((2, 3, 4, 4))
+    class_map[:, :2] = 1.0  # classes 0 and 1 tied everywhere
+    near_tie = class_map.copy()
+    near_tie[:, 1, 0, 0] += 1e-7  # the tie broken the other way: the same map to within rounding
+    [parity] = compare_outputs([class_map], [near_tie])
+    assert parity.top1_agreement == 0 and not are_logits([class_map])
+    assert output_violations([parity], TOLERANCES["fp32"], False) == []
 
 
 def test_batchnorm_recalibration_tames_random_weights(catalogue):

@@ -41,7 +41,7 @@ from harness.cell.limits import EXIT_RESULT_UNWRITABLE, lift_memory_limit, limit
 from harness.measure import energy, jetson as board, memory, scenarios, stages, validity
 from harness.catalogue.onnx_files import load_arrays
 from harness.measure.inputs import describe_feeds, input_sha256, make_feeds, make_inputs  # noqa: F401 - re-exported
-from harness.measure.parity import TOLERANCES, compare_outputs, output_violations, worst
+from harness.measure.parity import TOLERANCES, are_logits, compare_outputs, output_violations, worst
 from harness.measure.timing import sample, summarize
 from harness.paths import write_atomically
 from harness.parts import (AccuracyFigures, Energy, Memory, ParityVerdict, Prepared, ScenarioFigures, StageTimes,
@@ -575,7 +575,7 @@ def run_parity(context: CellContext) -> dict[str, Any]:
                            f"{len(expected)}")
     parities = compare_outputs(expected, outputs)
     tolerance = TOLERANCES[cell.precision]
-    problems = output_violations(parities, tolerance)
+    problems = output_violations(parities, tolerance, are_logits(expected))
     return {"status": "parity_failed" if problems else "ok",
             "error": "; ".join(problems) or None,
             "runtime": info, "prepared": context.prepared,

@@ -91,14 +91,22 @@ def compare_outputs(references: list[np.ndarray], candidates: list[np.ndarray]) 
     return [compare(reference, candidate) for reference, candidate in zip(references, candidates)]
 
 
-def output_violations(parities: list[Parity], tolerance: Tolerance) -> list[str]:
-    """Empty when every output is within tolerance. One output (a classifier's logits) is judged on all three
-    figures; with several (a detector's boxes and scores, a segmenter's maps) each output is judged on its error
-    and cosine, and top-1 agreement — an arg-max over a row of box offsets says nothing — is reported only."""
-    if len(parities) == 1:
+def output_violations(parities: list[Parity], tolerance: Tolerance, logits: bool) -> list[str]:
+    """Empty when every output is within tolerance. A classifier's logits (`logits`: one output of shape
+    (batch, classes)) are judged on all three figures; any other graph's outputs (a detector's boxes and scores,
+    a segmenter's maps) each on its error and cosine, and top-1 agreement — an arg-max over a row of box offsets
+    or of a flattened class map, decided by near-ties — is reported only."""
+    if logits:
         return violations(parities[0], tolerance)
     judged = replace(tolerance, min_top1_agreement=0.0)
-    return [f"output {n}: {problem}" for n, parity in enumerate(parities) for problem in violations(parity, judged)]
+    prefix = len(parities) > 1
+    return [f"output {n}: {problem}" if prefix else problem
+            for n, parity in enumerate(parities) for problem in violations(parity, judged)]
+
+
+def are_logits(outputs: list[np.ndarray]) -> bool:
+    """One output of shape (batch, classes): a classifier's answer, whose arg-max is its top-1."""
+    return len(outputs) == 1 and outputs[0].ndim == 2
 
 
 def worst(parities: list[Parity]) -> dict[str, float]:
