@@ -789,3 +789,18 @@ def test_each_trt_extra_holds_one_cuda_major():
             not cuda.contains(f"{major - 1}.9.0"), (extra, cuda)
     device = {Requirement(r).name: Requirement(r).specifier for r in extras["device"]}
     assert not device["cuda-python"].contains("13.0.0"), "JetPack 6's CUDA 12 refuses cuda-python 13"
+
+
+def test_offline_runs_several_execution_contexts_on_one_engine(trt_cli, tmp_path):
+    """trt's own parallelism for the offline scenario: execution contexts on the one engine, each with its own
+    stream and buffers (the double refuses an enqueue whose addresses are not allocations of the right size)."""
+    onnx_path = onnx_graphs.detector(tmp_path / "det.onnx")
+    code, out, err = trt_cli("bench", "--onnx", str(onnx_path), "--runtime", "trt", "--device", "cuda",
+                             "--input-shape", "images:2x3x16x16", "--scenario", "offline", "--streams", "3",
+                             "--out", str(tmp_path / "results"), "--run-id", "offline")
+    assert code == 0, out + err
+    [record] = _records(tmp_path / "results" / "offline")
+    assert record["status"] == "ok", record.get("error")
+    scenario = record["scenario"]
+    assert scenario["parallelism"].startswith("3 TensorRT execution contexts on one engine")
+    assert scenario["queries"] > 0 and scenario["images_per_s"] > 0 and "queries_per_stream" not in scenario

@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--p99-bound", type=float, metavar="MS",
                        help="server: the p99 latency bound in ms (default: 5 x the cell's single-stream median)")
     bench.add_argument("--streams", type=int, default=2, metavar="N",
-                       help="offline: inferences in flight at once (default 2): OpenVINO's own async requests, else "
-                            "runtime instances, each on its own thread and share of the CPU cores")
+                       help="offline: inferences in flight at once (default 2): OpenVINO's async requests, TensorRT's "
+                            "execution contexts, else runtime instances, each on its own thread and share of the CPU "
+                            "cores")
     bench.add_argument("--order", choices=ORDERS, default="model",
                        help="model (default), interleaved (batch size by batch size across models) or random")
     bench.add_argument("--process-start", choices=PROCESS_STARTS, default=DEFAULT_PROCESS_START,

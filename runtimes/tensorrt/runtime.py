@@ -133,6 +133,7 @@ class TensorRTRuntime(Runtime):
         self._stream: Any = None
         self._graph: Graph | None = None
         self._input_names: list[str] = []
+        self._host_inputs: dict[str, np.ndarray] = {}  # the prepared inputs, in the engine's types
         self._output_names: list[str] = []
         self._buffers: dict[str, DeviceBuffer] = {}
         self._host_outputs: dict[str, np.ndarray] = {}
@@ -191,8 +192,10 @@ class TensorRTRuntime(Runtime):
         assert backend is not None and context is not None
         arrays = input_arrays(inputs)
         check_input_count(arrays, self._input_names)
+        self._host_inputs = {}
         for name, array in zip(self._input_names, arrays):
             host_input = contiguous(_as_engine_type(name, array, self._dtype(name), self.api.version))
+            self._host_inputs[name] = host_input
             if not context.set_input_shape(name, tuple(host_input.shape)):
                 raise UnsupportedConfiguration(f"the engine does not accept input shape {tuple(host_input.shape)} "
                                                f"for {name}")
@@ -211,6 +214,37 @@ class TensorRTRuntime(Runtime):
             self._enqueue()  # one plain enqueue first, so TensorRT's lazy set-up is not captured
             backend.synchronize(self._stream)
             self._graph = backend.capture_graph(self._stream, self._enqueue)
+
+    def parallel_requests(self, streams: int) -> "ContextPool":
+        """TensorRT's own parallelism (what `trtexec --streams=N` runs): `streams` more execution contexts on the
+        one engine, each with its own CUDA stream and device buffers holding the prepared inputs."""
+        assert self.backend is not None and self.loaded is not None
+        slots = []
+        for _ in range(streams):
+            context = self.loaded.engine.create_execution_context()
+            if context is None:
+                raise RuntimeError("TensorRT could not create another execution context (out of device memory?)")
+            stream = self.backend.create_stream()
+            for name, host_input in self._host_inputs.items():
+                if not context.set_input_shape(name, tuple(host_input.shape)):
+                    raise UnsupportedConfiguration(f"the engine does not accept input shape "
+                                                   f"{tuple(host_input.shape)} for {name}")
+                buffer = self.backend.allocate(host_input.nbytes)
+                self.backend.copy_to_device(buffer, host_input, stream)
+                self._address(context, name, buffer)
+            for name in self._output_names:
+                shape = tuple(int(d) for d in context.get_tensor_shape(name))
+                self._address(context, name, self.backend.allocate(int(np.prod(shape)) * self._dtype(name).itemsize))
+            self.backend.synchronize(stream)
+            slots.append((context, stream))
+        return ContextPool(self.backend, slots, f"{streams} TensorRT execution contexts on one engine, each with its "
+                                                f"own CUDA stream and buffers")
+
+    @staticmethod
+    def _address(context: Any, name: str, buffer: DeviceBuffer) -> None:
+        if not context.set_tensor_address(name, buffer.ptr):
+            raise RuntimeError(f"TensorRT refused the device address of tensor {name} (set_tensor_address returned "
+                               "False); its log in this cell's log says why")
 
     def _buffer(self, name: str, nbytes: int) -> DeviceBuffer:
         """The tensor's device buffer, allocated again only when it must grow (accuracy prepares every batch)."""
@@ -292,3 +326,33 @@ class TensorRTRuntime(Runtime):
         self._buffers.clear()
         if self.backend is not None:
             self.backend.close()
+
+
+class ContextPool:
+    """Several execution contexts in flight on one engine (runtimes.base.ParallelRequests): queries go to them in
+    turn; a context whose last query is still running is waited for (its stream) before it takes the next."""
+
+    def __init__(self, backend: CudaBackend, slots: list[tuple[Any, Any]], description: str) -> None:
+        self._backend, self._slots, self.description = backend, slots, description
+        self._next = 0
+        self._busy = [False] * len(slots)
+
+    def start(self) -> None:
+        index = self._next
+        context, stream = self._slots[index]
+        if self._busy[index]:
+            self._backend.synchronize(stream)
+        if not context.execute_async_v3(self._backend.stream_handle(stream)):
+            raise RuntimeError("execute_async_v3 failed; TensorRT's log in this cell's log says why")
+        self._busy[index] = True
+        self._next = (index + 1) % len(self._slots)
+
+    def wait_all(self) -> None:
+        for index, (_, stream) in enumerate(self._slots):
+            if self._busy[index]:
+                self._backend.synchronize(stream)
+                self._busy[index] = False
+
+    def close(self) -> None:
+        """The contexts go; their streams and buffers are the backend's, freed with the runtime."""
+        self._slots = []
