@@ -4,7 +4,7 @@ A classifier is its own graph (one output: the logits). torchvision's detectors 
 do more than the network: a detector resizes and normalizes its images, then decodes its boxes and runs
 non-maximum suppression, and answers a list of dicts whose sizes depend on the image; a segmenter answers an
 OrderedDict. What deployments benchmark (and export) is the network alone, with fixed-shape tensors out
-(exporters.task_heads):
+(exporters.task_heads, wrapped by exporters.torch_models.wrap_for_task):
 
 - detection: backbone -> head, answering (cls_logits [N, anchors, classes], bbox_regression [N, anchors, 4]);
   the input is the already-normalized image at the entry's fixed size, as for classifiers. Box decoding and
@@ -14,8 +14,6 @@ OrderedDict. What deployments benchmark (and export) is the network alone, with 
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 CLASSIFICATION = "classification"
 DETECTION = "detection"
@@ -37,14 +35,3 @@ def outputs_of(task: str) -> tuple[str, ...]:
         return TASK_OUTPUTS[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}: choose from {', '.join(TASKS)}") from None
-
-
-def wrap_for_task(module: Any, task: str, name: str = "the model") -> Any:
-    """The module whose forward is the task's timed graph: a classifier as it is, a detector or segmenter in
-    its wrapper (the same weights, the same state-dict keys). Imports torch only for a wrapper."""
-    outputs_of(task)
-    if task == CLASSIFICATION:
-        return module
-    from exporters import task_heads
-
-    return task_heads.detector(module, name) if task == DETECTION else task_heads.segmenter(module, name)

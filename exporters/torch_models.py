@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exporters.sources import source_for
-from exporters.tasks import CLASSIFICATION, wrap_for_task
+from exporters.tasks import CLASSIFICATION, DETECTION, outputs_of
 
 if TYPE_CHECKING:  # torch is imported only when a model is built
     from torch import nn
@@ -166,3 +166,14 @@ def _load_matching(module: nn.Module, state: dict[str, Any], origin: str, assign
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise WeightsUnavailable(f"weights from {origin} do not fit this architecture: {first}") from None
+
+
+def wrap_for_task(module: Any, task: str, name: str = "the model") -> Any:
+    """The module whose forward is the task's timed graph: a classifier as it is, a detector or segmenter in
+    its wrapper (the same weights, the same state-dict keys). Imports torch only for a wrapper."""
+    outputs_of(task)
+    if task == CLASSIFICATION:
+        return module
+    from exporters import task_heads
+
+    return task_heads.detector(module, name) if task == DETECTION else task_heads.segmenter(module, name)

@@ -111,7 +111,7 @@ def test_a_detector_is_its_backbone_and_head_with_the_models_own_keys():
     import torchvision
 
     from exporters.sources import Torchvision
-    from exporters.tasks import wrap_for_task
+    from exporters.torch_models import wrap_for_task
 
     assert Torchvision().has_builder(torchvision, SSDLITE)  # in torchvision.models.detection, not at the top
     assert not Torchvision().has_builder(torchvision, "no_such_detector")
